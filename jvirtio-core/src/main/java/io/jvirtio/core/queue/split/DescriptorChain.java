@@ -1,0 +1,252 @@
+package io.jvirtio.core.queue.split;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.memory.GuestMemoryException;
+import io.jvirtio.core.memory.MemoryRegion;
+
+import java.lang.foreign.MemorySegment;
+import java.util.Arrays;
+
+import static io.jvirtio.core.queue.split.Virtq.DESC_ADDR;
+import static io.jvirtio.core.queue.split.Virtq.DESC_FLAGS;
+import static io.jvirtio.core.queue.split.Virtq.DESC_F_INDIRECT;
+import static io.jvirtio.core.queue.split.Virtq.DESC_F_NEXT;
+import static io.jvirtio.core.queue.split.Virtq.DESC_F_WRITE;
+import static io.jvirtio.core.queue.split.Virtq.DESC_LEN;
+import static io.jvirtio.core.queue.split.Virtq.DESC_NEXT;
+import static io.jvirtio.core.queue.split.Virtq.DESC_SIZE;
+
+/**
+ * One descriptor chain popped from the available ring, already walked and validated: its buffers, in
+ * order, the device-readable ones first and the device-writable ones after (§2.7.4.2).
+ *
+ * <p>A chain object is reusable: {@link DeviceQueue#pop(DescriptorChain)} fills it in place, so a device
+ * that keeps one chain per request in flight pops without allocating. Buffers are reached either as
+ * zero-copy segments ({@link #segment(int)}) or with the gather/scatter copies
+ * {@link #readReadable(long, MemorySegment)} and {@link #writeWritable(long, MemorySegment)}, which
+ * never allocate and never cross a buffer's bounds.
+ */
+public final class DescriptorChain {
+    /**
+     * Largest indirect table we accept, in descriptors. An indirect table may exceed the queue size
+     * (Linux sizes it from the request), but its {@code next} fields are 16-bit, so more is unreachable.
+     */
+    static final int MAX_INDIRECT = 65536;
+
+    private GuestMemory memory;
+    private int head = -1;
+    private int count;
+    private int readableCount;
+    private long readableBytes;
+    private long writableBytes;
+    private long[] address = new long[8];
+    private int[] length = new int[8];
+    private int[] region = new int[8];
+
+    public DescriptorChain() {
+    }
+
+    /** The head descriptor index: what {@link DeviceQueue#addUsed(int, int)} gives back. */
+    public int head() {
+        return head;
+    }
+
+    /** Number of buffers (indirect table descriptors themselves not counted). */
+    public int count() {
+        return count;
+    }
+
+    public int readableCount() {
+        return readableCount;
+    }
+
+    public int writableCount() {
+        return count - readableCount;
+    }
+
+    /** Total bytes of the device-readable buffers. */
+    public long readableBytes() {
+        return readableBytes;
+    }
+
+    /** Total bytes of the device-writable buffers. */
+    public long writableBytes() {
+        return writableBytes;
+    }
+
+    /** Guest-physical address of buffer {@code i}. */
+    public long address(int i) {
+        return address[check(i)];
+    }
+
+    public int length(int i) {
+        return length[check(i)];
+    }
+
+    public boolean isWritable(int i) {
+        return check(i) >= readableCount;
+    }
+
+    /** Zero-copy view of buffer {@code i} (bounds were checked when the chain was popped). */
+    public MemorySegment segment(int i) {
+        check(i);
+        MemoryRegion r = memory.region(region[i]);
+        return r.segment().asSlice(address[i] - r.guestAddress(), Integer.toUnsignedLong(length[i]));
+    }
+
+    /**
+     * Gathers the device-readable bytes starting {@code offset} bytes into the readable part into
+     * {@code dst}, up to {@code dst}'s size. Returns the number of bytes copied.
+     */
+    public long readReadable(long offset, MemorySegment dst) {
+        return transfer(0, readableCount, offset, dst, false);
+    }
+
+    /**
+     * Scatters {@code src} into the device-writable buffers starting {@code offset} bytes into the
+     * writable part. Returns the number of bytes copied (less than {@code src} if the buffers end).
+     */
+    public long writeWritable(long offset, MemorySegment src) {
+        return transfer(readableCount, count, offset, src, true);
+    }
+
+    private long transfer(int from, int to, long offset, MemorySegment data, boolean toGuest) {
+        long done = 0;
+        long want = data.byteSize();
+        long skip = offset;
+        for (int i = from; i < to && done < want; i++) {
+            long len = Integer.toUnsignedLong(length[i]);
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            long n = Math.min(len - skip, want - done);
+            MemoryRegion r = memory.region(region[i]);
+            long at = address[i] - r.guestAddress() + skip;
+            if (toGuest) {
+                MemorySegment.copy(data, done, r.segment(), at, n);
+            } else {
+                MemorySegment.copy(r.segment(), at, data, done, n);
+            }
+            done += n;
+            skip = 0;
+        }
+        return done;
+    }
+
+    private int check(int i) {
+        if (i < 0 || i >= count) {
+            throw new IndexOutOfBoundsException("buffer " + i + " of a chain of " + count);
+        }
+        return i;
+    }
+
+    /**
+     * Walks the chain at {@code head} of {@code ring} and fills this object, validating each rule of
+     * §2.7.5. Every loop is bounded by a table size, so a hostile ring cannot make this spin.
+     */
+    void load(GuestMemory mem, SplitRing ring, int queueIndex, int head, boolean indirectAllowed)
+            throws VirtqueueException {
+        this.memory = mem;
+        this.head = head;
+        this.count = 0;
+        this.readableCount = 0;
+        this.readableBytes = 0;
+        this.writableBytes = 0;
+        MemorySegment table = ring.desc;
+        int tableSize = ring.size;
+        boolean inIndirect = false;
+        int walked = 0;
+        int idx = head;
+        while (true) {
+            if (++walked > tableSize) {
+                throw fail(queueIndex, new RingError.ChainLoop(head, tableSize, inIndirect));
+            }
+            long off = (long) idx * DESC_SIZE;
+            long addr = table.get(GuestMemory.U64, off + DESC_ADDR);
+            int len = table.get(GuestMemory.U32, off + DESC_LEN);
+            int flags = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
+            int next = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_NEXT));
+            if ((flags & DESC_F_INDIRECT) != 0) {
+                if (!indirectAllowed) {
+                    throw fail(queueIndex, new RingError.IndirectNotNegotiated(head));
+                }
+                if (inIndirect) {
+                    throw fail(queueIndex, new RingError.NestedIndirect(head));
+                }
+                if ((flags & DESC_F_NEXT) != 0) {
+                    throw fail(queueIndex, new RingError.IndirectWithNext(head));
+                }
+                long tableBytes = Integer.toUnsignedLong(len);
+                if (tableBytes == 0 || tableBytes % DESC_SIZE != 0 || tableBytes / DESC_SIZE > MAX_INDIRECT) {
+                    throw fail(queueIndex, new RingError.BadIndirectLength(head, tableBytes));
+                }
+                try {
+                    table = mem.slice(addr, tableBytes);
+                } catch (GuestMemoryException e) {
+                    throw fail(queueIndex, new RingError.BufferOutsideMemory(head, addr, tableBytes));
+                }
+                // §2.7.5.3.2: the WRITE flag of the descriptor that points to the table is ignored, and
+                // zero or more direct descriptors may precede it; the walk continues at table entry 0.
+                tableSize = (int) (tableBytes / DESC_SIZE);
+                inIndirect = true;
+                walked = 0;
+                idx = 0;
+                continue;
+            }
+            append(mem, queueIndex, addr, len, (flags & DESC_F_WRITE) != 0);
+            if ((flags & DESC_F_NEXT) == 0) {
+                return;
+            }
+            if (next >= tableSize) {
+                throw fail(queueIndex, new RingError.NextOutOfRange(head, next, tableSize, inIndirect));
+            }
+            idx = next;
+        }
+    }
+
+    private void append(GuestMemory mem, int queueIndex, long addr, int len, boolean writable)
+            throws VirtqueueException {
+        long ulen = Integer.toUnsignedLong(len);
+        int r;
+        try {
+            r = mem.regionIndex(addr, ulen);
+        } catch (GuestMemoryException e) {
+            throw fail(queueIndex, new RingError.BufferOutsideMemory(head, addr, ulen));
+        }
+        if (writable) {
+            writableBytes += ulen;
+        } else {
+            if (count > readableCount) {
+                throw fail(queueIndex, new RingError.ReadableAfterWritable(head));
+            }
+            readableCount++;
+            readableBytes += ulen;
+        }
+        if (readableBytes + writableBytes > 0x1_0000_0000L) {
+            throw fail(queueIndex, new RingError.ChainTooLong(head, readableBytes + writableBytes));
+        }
+        if (count == address.length) {
+            int n = count * 2;
+            address = Arrays.copyOf(address, n);
+            length = Arrays.copyOf(length, n);
+            region = Arrays.copyOf(region, n);
+        }
+        address[count] = addr;
+        length[count] = len;
+        region[count] = r;
+        count++;
+    }
+
+    private VirtqueueException fail(int queueIndex, RingError error) {
+        count = 0;
+        readableCount = 0;
+        return new VirtqueueException(queueIndex, error);
+    }
+
+    @Override
+    public String toString() {
+        return "DescriptorChain[head=" + head + ", readable=" + readableCount + "/" + readableBytes
+                + "B, writable=" + writableCount() + "/" + writableBytes + "B]";
+    }
+}

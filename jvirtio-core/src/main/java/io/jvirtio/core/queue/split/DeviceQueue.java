@@ -1,0 +1,224 @@
+package io.jvirtio.core.queue.split;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.spec.Feature;
+
+import java.lang.invoke.VarHandle;
+
+import static io.jvirtio.core.queue.split.Virtq.AVAIL_FLAGS;
+import static io.jvirtio.core.queue.split.Virtq.AVAIL_F_NO_INTERRUPT;
+import static io.jvirtio.core.queue.split.Virtq.AVAIL_IDX;
+import static io.jvirtio.core.queue.split.Virtq.USED_FLAGS;
+import static io.jvirtio.core.queue.split.Virtq.USED_F_NO_NOTIFY;
+import static io.jvirtio.core.queue.split.Virtq.USED_IDX;
+
+/**
+ * The device side of a split virtqueue — what a VMM or a vhost-user backend runs (VIRTIO 1.2 §2.7).
+ *
+ * <p>The loop a device runs (the same on every transport):
+ * <pre>{@code
+ * do {
+ *     queue.disableNotifications();
+ *     while (queue.pop(chain)) {
+ *         int written = process(chain);
+ *         queue.addUsed(chain.head(), written);
+ *     }
+ *     queue.publishUsed();
+ *     if (queue.needsNotification()) interrupt.raise();
+ * } while (queue.enableNotifications());   // true: the driver added more meanwhile
+ * }</pre>
+ *
+ * <p>Everything read from the ring is untrusted: the available index, each head, each descriptor. A
+ * violation raises a {@link VirtqueueException} and leaves the queue broken — every later call throws
+ * the same error — so the device sets DEVICE_NEEDS_RESET. One thread owns a {@code DeviceQueue}; the
+ * per-buffer path neither allocates nor locks.
+ */
+public final class DeviceQueue {
+    private final GuestMemory memory;
+    private final int index;
+    private final SplitRing ring;
+    private final int size;
+    private final int mask;
+    private final boolean eventIdx;
+    private final boolean indirect;
+
+    private int nextAvail;
+    private int shadowAvailIdx;
+    private int nextUsed;
+    private int signalledUsed;
+    private boolean signalledUsedValid;
+    private boolean notificationsEnabled = true;
+    private VirtqueueException broken;
+
+    private DeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state) {
+        this.memory = memory;
+        this.index = index;
+        this.ring = ring;
+        this.size = ring.size;
+        this.mask = ring.size - 1;
+        this.eventIdx = Feature.EVENT_IDX.isSet(features);
+        this.indirect = Feature.INDIRECT_DESC.isSet(features);
+        this.nextAvail = state.nextAvail();
+        this.shadowAvailIdx = state.nextAvail();
+        this.nextUsed = state.nextUsed();
+    }
+
+    /**
+     * A device queue over the ring the driver placed at {@code addresses}.
+     *
+     * @param features the negotiated features (EVENT_IDX and INDIRECT_DESC matter here)
+     * @param state    where to resume; {@link QueueState#INITIAL} after a reset
+     * @throws VirtqueueException if a ring part is outside guest memory or misaligned
+     */
+    public static DeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses,
+                                     long features, QueueState state) throws VirtqueueException {
+        return new DeviceQueue(memory, queueIndex, SplitRing.map(memory, queueIndex, size, addresses), features, state);
+    }
+
+    public int index() {
+        return index;
+    }
+
+    public int size() {
+        return size;
+    }
+
+    /** The current ring position, for GET_VRING_BASE or migration. */
+    public QueueState state() {
+        return new QueueState(nextAvail, nextUsed);
+    }
+
+    /** The error that broke this queue, or null. */
+    public VirtqueueException error() {
+        return broken;
+    }
+
+    /**
+     * How many chains the driver has made available and the device has not popped yet. Reads
+     * {@code avail.idx} with acquire semantics, so the ring entries and descriptors behind it are visible.
+     *
+     * @throws VirtqueueException ({@link RingError.AvailIndexJump}) if the index moved more than the queue size
+     */
+    public int available() throws VirtqueueException {
+        checkBroken();
+        int availIdx = GuestMemory.getU16Acquire(ring.avail, AVAIL_IDX);
+        int pending = (availIdx - nextAvail) & 0xffff;
+        if (pending > size) {
+            throw breakWith(new RingError.AvailIndexJump(availIdx, nextAvail, size));
+        }
+        shadowAvailIdx = availIdx;
+        return pending;
+    }
+
+    /**
+     * Takes the next available chain into {@code chain}, walked and validated (§2.7.5).
+     *
+     * @return false if the driver has made nothing more available
+     * @throws VirtqueueException if the head or any descriptor of the chain breaks a rule of §2.7
+     */
+    public boolean pop(DescriptorChain chain) throws VirtqueueException {
+        if (nextAvail == shadowAvailIdx && available() == 0) {
+            return false;
+        }
+        checkBroken();
+        int head = Short.toUnsignedInt(ring.avail.get(GuestMemory.U16, Virtq.availRing(nextAvail & mask)));
+        if (head >= size) {
+            throw breakWith(new RingError.HeadOutOfRange(head, size));
+        }
+        try {
+            chain.load(memory, ring, index, head, indirect);
+        } catch (VirtqueueException e) {
+            broken = e;
+            throw e;
+        }
+        nextAvail = (nextAvail + 1) & 0xffff;
+        if (eventIdx && notificationsEnabled) {
+            // §2.7.10: with notifications on, ask to be told about the entry after the one just taken.
+            ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
+        }
+        return true;
+    }
+
+    /**
+     * Stages a used element: the chain at {@code head} is done and the device wrote {@code len} bytes
+     * into its writable buffers (§2.7.8). Not visible to the driver until {@link #publishUsed()}.
+     */
+    public void addUsed(int head, int len) {
+        if (head < 0 || head >= size) {
+            throw new IllegalArgumentException("head " + head + " is not below queue size " + size);
+        }
+        long at = Virtq.usedRing(nextUsed & mask);
+        ring.used.set(GuestMemory.U32, at, head);
+        ring.used.set(GuestMemory.U32, at + 4, len);
+        nextUsed = (nextUsed + 1) & 0xffff;
+    }
+
+    /**
+     * Publishes every staged used element with one store-release of {@code used.idx}: the elements are
+     * written before the index, as §2.7.8 requires, and a batch costs one index update.
+     */
+    public void publishUsed() {
+        GuestMemory.setU16Release(ring.used, USED_IDX, nextUsed);
+    }
+
+    /**
+     * Whether the driver wants a used-buffer notification for what was published since the last one
+     * (§2.7.7): with EVENT_IDX, whether {@code used.idx} crossed {@code used_event}; without, whether
+     * {@code VIRTQ_AVAIL_F_NO_INTERRUPT} is clear.
+     */
+    public boolean needsNotification() {
+        // The used.idx store must be visible before we read the driver's suppression fields, or both
+        // sides could decide the other one will act (the lost-wakeup race of §2.7.7 / §2.7.10).
+        VarHandle.fullFence();
+        if (!eventIdx) {
+            return (ring.avail.get(GuestMemory.U16, AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) == 0;
+        }
+        int old = signalledUsed;
+        boolean valid = signalledUsedValid;
+        signalledUsed = nextUsed;
+        signalledUsedValid = true;
+        if (!valid) {
+            return true;
+        }
+        int usedEvent = Short.toUnsignedInt(ring.avail.get(GuestMemory.U16, Virtq.usedEvent(size)));
+        return Virtq.needEvent(usedEvent, nextUsed, old);
+    }
+
+    /**
+     * Asks the driver not to notify (§2.7.10). Without EVENT_IDX this sets {@code VIRTQ_USED_F_NO_NOTIFY};
+     * with it, {@code avail_event} is simply left where it is, so the driver notifies at most once more.
+     */
+    public void disableNotifications() {
+        notificationsEnabled = false;
+        if (!eventIdx) {
+            ring.used.set(GuestMemory.U16, USED_FLAGS, (short) USED_F_NO_NOTIFY);
+        }
+    }
+
+    /**
+     * Asks the driver to notify again, then checks for buffers added in the meantime: returns true when
+     * there is more to pop, so the device processes them instead of sleeping on a notification that the
+     * driver decided not to send.
+     */
+    public boolean enableNotifications() throws VirtqueueException {
+        notificationsEnabled = true;
+        if (eventIdx) {
+            ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
+        } else {
+            ring.used.set(GuestMemory.U16, USED_FLAGS, (short) 0);
+        }
+        VarHandle.fullFence();
+        return available() != 0;
+    }
+
+    private void checkBroken() throws VirtqueueException {
+        if (broken != null) {
+            throw broken;
+        }
+    }
+
+    private VirtqueueException breakWith(RingError error) {
+        broken = new VirtqueueException(index, error);
+        return broken;
+    }
+}

@@ -1,0 +1,67 @@
+package io.jvirtio.core.queue.split;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.memory.GuestMemoryException;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The three parts of a split virtqueue translated once from guest-physical addresses into host segments,
+ * so the per-buffer path indexes segments directly and never translates a ring address again.
+ * Translation checks every part lies inside guest memory and at its §2.7.1 alignment, which also makes
+ * the acquire/release accesses to {@code idx} fields naturally aligned.
+ */
+public final class SplitRing {
+    final int size;
+    final MemorySegment desc;
+    final MemorySegment avail;
+    final MemorySegment used;
+    private final RingAddresses addresses;
+
+    private SplitRing(int size, RingAddresses addresses, MemorySegment desc, MemorySegment avail, MemorySegment used) {
+        this.size = size;
+        this.addresses = addresses;
+        this.desc = desc;
+        this.avail = avail;
+        this.used = used;
+    }
+
+    /**
+     * Maps a queue of {@code size} entries at {@code addresses}.
+     *
+     * @throws VirtqueueException with {@link RingError.RingOutsideMemory} or {@link RingError.RingMisaligned}
+     */
+    public static SplitRing map(GuestMemory memory, int queueIndex, int size, RingAddresses addresses)
+            throws VirtqueueException {
+        SplitLayout.checkSize(size);
+        return new SplitRing(size, addresses,
+                part(memory, queueIndex, "descriptor table", addresses.descTable(), SplitLayout.descTableBytes(size), 16),
+                part(memory, queueIndex, "available ring", addresses.availRing(), SplitLayout.availRingBytes(size), 2),
+                part(memory, queueIndex, "used ring", addresses.usedRing(), SplitLayout.usedRingBytes(size), 4));
+    }
+
+    private static MemorySegment part(GuestMemory memory, int queueIndex, String name, long address, long length,
+                                      int alignment) throws VirtqueueException {
+        if ((address & (alignment - 1)) != 0) {
+            throw new VirtqueueException(queueIndex, new RingError.RingMisaligned(name, address, alignment));
+        }
+        try {
+            MemorySegment s = memory.slice(address, length);
+            if ((s.address() & (alignment - 1)) != 0) {
+                // Guest alignment is what the spec demands; host alignment is what atomic access needs.
+                throw new VirtqueueException(queueIndex, new RingError.RingMisaligned(name + " (host)", s.address(), alignment));
+            }
+            return s;
+        } catch (GuestMemoryException e) {
+            throw new VirtqueueException(queueIndex, new RingError.RingOutsideMemory(name, address, length));
+        }
+    }
+
+    public int size() {
+        return size;
+    }
+
+    public RingAddresses addresses() {
+        return addresses;
+    }
+}
