@@ -153,7 +153,10 @@ public final class DescriptorChain {
         this.readableCount = 0;
         this.readableBytes = 0;
         this.writableBytes = 0;
+        // The table being walked is (table, base): the ring's descriptor table, or an indirect table
+        // addressed inside its region's segment — no slice is created, so popping never allocates.
         MemorySegment table = ring.desc;
+        long base = 0;
         int tableSize = ring.size;
         boolean inIndirect = false;
         int walked = 0;
@@ -162,7 +165,7 @@ public final class DescriptorChain {
             if (++walked > tableSize) {
                 throw fail(queueIndex, new RingError.ChainLoop(head, tableSize, inIndirect));
             }
-            long off = (long) idx * DESC_SIZE;
+            long off = base + (long) idx * DESC_SIZE;
             long addr = table.get(GuestMemory.U64, off + DESC_ADDR);
             int len = table.get(GuestMemory.U32, off + DESC_LEN);
             int flags = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
@@ -182,7 +185,9 @@ public final class DescriptorChain {
                     throw fail(queueIndex, new RingError.BadIndirectLength(head, tableBytes));
                 }
                 try {
-                    table = mem.slice(addr, tableBytes);
+                    MemoryRegion r = mem.region(mem.regionIndex(addr, tableBytes));
+                    table = r.segment();
+                    base = addr - r.guestAddress();
                 } catch (GuestMemoryException e) {
                     throw fail(queueIndex, new RingError.BufferOutsideMemory(head, addr, tableBytes));
                 }

@@ -1,0 +1,68 @@
+package io.jvirtio.cli;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+class MainTest {
+    final ByteArrayOutputStream out = new ByteArrayOutputStream();
+    final ByteArrayOutputStream err = new ByteArrayOutputStream();
+
+    int run(String... args) {
+        return Main.run(List.of(args), new PrintStream(out, true, StandardCharsets.UTF_8),
+                new PrintStream(err, true, StandardCharsets.UTF_8));
+    }
+
+    String out() {
+        return out.toString(StandardCharsets.UTF_8);
+    }
+
+    String err() {
+        return err.toString(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void helpListsEveryCommand() {
+        assertThat(run("--help")).isZero();
+        assertThat(out()).contains("Usage: jvirtio <command>", "ring");
+    }
+
+    @Test
+    void everySubcommandHasHelp() {
+        assertThat(run("ring", "--help")).isZero();
+        assertThat(out()).contains("Usage: jvirtio ring", "--queue-size", "Example:");
+        out.reset();
+        assertThat(run("help", "ring")).isZero();
+        assertThat(out()).contains("Usage: jvirtio ring");
+    }
+
+    @Test
+    void errorsNameTheBadValue() {
+        assertThat(run("ring", "--queue-size", "100")).isEqualTo(2);
+        assertThat(err()).contains("--queue-size 100 is not a power of two");
+        err.reset();
+        assertThat(run("ring", "--buffers", "lots")).isEqualTo(2);
+        assertThat(err()).contains("--buffers 'lots' is not a number");
+        err.reset();
+        assertThat(run("ring", "--frobnicate")).isEqualTo(2);
+        assertThat(err()).contains("unknown option '--frobnicate'");
+        err.reset();
+        assertThat(run("explode")).isEqualTo(2);
+        assertThat(err()).contains("unknown command 'explode'");
+    }
+
+    @Test
+    void ringMovesAndVerifiesEveryBuffer() {
+        for (String[] flags : new String[][] {{"--event-idx", "--indirect"}, {"--no-event-idx", "--no-indirect"}}) {
+            out.reset();
+            assertThat(run("ring", "--buffers", "20000", "--queue-size", "16", "--payload", "100", flags[0], flags[1]))
+                    .isZero();
+            assertThat(out()).contains("20,000 (all replies verified: yes)", "kicks", "interrupts");
+        }
+    }
+}
