@@ -153,6 +153,7 @@ public final class DriverQueue<T> {
      * this head's indirect table and takes one ring descriptor.
      *
      * @return false when the ring has too few free descriptors (try again after {@link #getBuf()})
+     * @throws IllegalArgumentException if the request needs more descriptors than the queue has
      */
     public boolean addBuf(Scatterlist sg, T token) {
         if (token == null) {
@@ -167,6 +168,11 @@ public final class DriverQueue<T> {
         }
         boolean useIndirect = total > 1 && total <= indirectMax;
         int needed = useIndirect ? 1 : total;
+        if (needed > size) {
+            // §2.7.5.3.1: a chain may not be longer than the queue; this one could never be added.
+            throw new IllegalArgumentException(total + " buffers cannot form a chain in a queue of " + size
+                    + (indirectMax > 0 ? " (indirect tables hold " + indirectMax + ")" : ""));
+        }
         if (numFree < needed) {
             return false;
         }

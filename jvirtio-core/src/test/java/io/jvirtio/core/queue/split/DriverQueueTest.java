@@ -85,7 +85,10 @@ class DriverQueueTest {
             f.device.addUsed(c.head(), 0);
             f.device.publishUsed();
             assertThat(f.driver.getBuf()).isZero();
-            assertThat(f.driver.addBuf(big, 99)).as("9 direct descriptors do not fit in a queue of 4").isFalse();
+            assertThatThrownBy(() -> f.driver.addBuf(big, 99)).as("9 direct descriptors never fit a queue of 4")
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("queue of 4");
+            big.clear().addReadable(b, 1).addReadable(b, 1).addReadable(b, 1);
+            assertThat(f.driver.addBuf(big, 98)).isTrue();
         }
     }
 
