@@ -104,13 +104,16 @@ class RingPropertyTest {
                             sg.addWritable(in[i], inLen[i]);
                         }
                         int token = nextToken;
-                        if (f.driver.addBuf(sg, token)) {
+                        int needed = indirect && nOut + nIn > 1 && nOut + nIn <= 4 ? 1 : nOut + nIn;
+                        if (needed > size) {
+                            org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                                    () -> f.driver.addBuf(sg, token));
+                        } else if (f.driver.addBuf(sg, token)) {
                             inFlight.put(token, new Request(payload, in, inLen));
                             nextToken++;
                             addsWhileSleeping++;
                         } else {
                             // refused only when there really is no room
-                            int needed = indirect && nOut + nIn > 1 && nOut + nIn <= 4 ? 1 : nOut + nIn;
                             assertThat(f.driver.numFree()).isLessThan(needed);
                         }
                     }
