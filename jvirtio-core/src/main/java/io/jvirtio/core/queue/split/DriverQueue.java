@@ -48,7 +48,8 @@ import static io.jvirtio.core.queue.split.Virtq.USED_IDX;
  * @param <T> the token type a caller attaches to each buffer and gets back from {@link #getBuf()}
  */
 public final class DriverQueue<T> {
-    private final GuestMemory memory;
+    private final GuestAllocator allocator;
+    private final long ringBytes;
     private final int index;
     private final SplitRing ring;
     private final int size;
@@ -74,10 +75,13 @@ public final class DriverQueue<T> {
     private int lastUsedIdx;
     private int lastLength;
     private VirtqueueException broken;
+    private boolean released;
 
-    private DriverQueue(GuestMemory memory, int index, SplitRing ring, long features, long indirectPoolAddress,
-                        int indirectMax, Doorbell doorbell) throws GuestMemoryException {
-        this.memory = memory;
+    private DriverQueue(GuestAllocator allocator, long ringBytes, int index, SplitRing ring, long features,
+                        long indirectPoolAddress, int indirectMax, Doorbell doorbell) throws GuestMemoryException {
+        GuestMemory memory = allocator.memory();
+        this.allocator = allocator;
+        this.ringBytes = ringBytes;
         this.index = index;
         this.ring = ring;
         this.size = ring.size;
@@ -118,7 +122,8 @@ public final class DriverQueue<T> {
         }
         try {
             SplitRing ring = SplitRing.map(allocator.memory(), queueIndex, layout.size(), layout.at(base));
-            return new DriverQueue<>(allocator.memory(), queueIndex, ring, features, pool, maxIndirect, doorbell);
+            return new DriverQueue<>(allocator, layout.totalBytes(), queueIndex, ring, features, pool, maxIndirect,
+                    doorbell);
         } catch (VirtqueueException | GuestMemoryException e) {
             throw new AssertionError("allocator handed out memory outside guest memory", e);
         }
@@ -126,6 +131,19 @@ public final class DriverQueue<T> {
 
     public int index() {
         return index;
+    }
+
+    /**
+     * Gives the ring and indirect tables back to the allocator. Only after the device was reset (it no
+     * longer reads the ring) and {@link #detachUnused()} took back what was in flight; the queue is
+     * unusable afterwards.
+     */
+    public void release() {
+        allocator.free(ring.addresses().descTable(), ringBytes);
+        if (indirectMax > 0) {
+            allocator.free(indirectPoolAddress, indirectPool.byteSize());
+        }
+        released = true;
     }
 
     public int size() {
@@ -163,8 +181,8 @@ public final class DriverQueue<T> {
         if (total == 0) {
             throw new IllegalArgumentException("a buffer needs at least one segment");
         }
-        if (broken != null) {
-            throw new IllegalStateException(broken.getMessage(), broken);
+        if (broken != null || released) {
+            throw new IllegalStateException(released ? "queue " + index + " was released" : broken.getMessage(), broken);
         }
         boolean useIndirect = total > 1 && total <= indirectMax;
         int needed = useIndirect ? 1 : total;
@@ -278,6 +296,9 @@ public final class DriverQueue<T> {
     public T getBuf() throws VirtqueueException {
         if (broken != null) {
             throw broken;
+        }
+        if (released) {
+            throw new IllegalStateException("queue " + index + " was released");
         }
         int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
         if (usedIdx == lastUsedIdx) {

@@ -1,0 +1,49 @@
+package io.jvirtio.bus;
+
+import io.jvirtio.core.queue.split.DriverQueue;
+
+import java.util.List;
+
+/**
+ * What a transport's driver side offers the bus and the device drivers — Linux's
+ * {@code virtio_config_ops}. virtio-pci implements it with register accesses; vhost-user with messages.
+ */
+public interface ConfigOps {
+    /** The device status byte (§2.1). */
+    int getStatus();
+
+    /** Writes the status byte; bits are only ever added, except by {@link #reset()}. */
+    void setStatus(int status);
+
+    /** Resets the device (§2.4) and waits until it reads back 0. */
+    void reset();
+
+    /** The 64 feature bits the device offers. */
+    long getFeatures();
+
+    /** Writes the driver's accepted features (before FEATURES_OK). */
+    void finalizeFeatures(long features);
+
+    /** {@code config_generation} (§2.5.1). */
+    int generation();
+
+    /** Reads device configuration bytes; callers use {@link VirtioDevice#readConfig} for the retry loop. */
+    void readConfig(int offset, byte[] dst, int dstOffset, int length);
+
+    void writeConfig(int offset, byte[] src);
+
+    /**
+     * Sets up {@code specs.size()} queues (Linux {@code find_vqs}): allocates the rings in guest memory,
+     * programs them, wires notifications and interrupts, enables them.
+     */
+    List<DriverQueue<Object>> findQueues(List<QueueSpec> specs) throws TransportException;
+
+    /** Undoes {@link #findQueues}: only after a reset, when the device no longer uses the queues. */
+    void deleteQueues();
+
+    /** Where the device sits, e.g. {@code 0000:00:03.0}. */
+    String busInfo();
+
+    /** How interrupts are wired after {@link #findQueues}, e.g. {@code "MSI-X per queue"}. */
+    String interruptMode();
+}

@@ -1,0 +1,734 @@
+package io.jvirtio.transport.pci;
+
+import io.jvirtio.core.device.ConfigSpace;
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.QueueState;
+import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.spec.DeviceStatus;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.FeatureNegotiation;
+
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+import static io.jvirtio.transport.pci.VirtioPciCap.*;
+
+/**
+ * The device side of virtio over PCI (VIRTIO 1.2 §4.1): a modern virtio-pci function that carries any
+ * {@link VirtioDeviceModel}. This is the VMM's register emulation, like QEMU's {@code virtio-pci}.
+ *
+ * <p>Layout (the same as QEMU's): BAR1 holds the MSI-X table (offset 0) and PBA (offset 0x800); BAR4
+ * (64-bit) holds the common configuration (0x0000), ISR (0x1000), device configuration (0x2000) and the
+ * notification area (0x3000, {@code notify_off_multiplier} 4, queue {@code n} notifies at 0x3000 + 4n).
+ * The capability list carries MSI-X and the five virtio capabilities of §4.1.4, the last being the
+ * PCI configuration access capability (§4.1.4.9).
+ */
+public final class VirtioPciDevice implements PciFunction {
+    static final int MSIX_BAR = 1;
+    static final int VIRTIO_BAR = 4;
+    static final long VIRTIO_BAR_SIZE = 0x4000;
+    static final long MSIX_BAR_SIZE = 0x1000;
+    static final int COMMON_OFFSET = 0x0000;
+    static final int ISR_OFFSET = 0x1000;
+    static final int DEVICE_OFFSET = 0x2000;
+    static final int NOTIFY_OFFSET = 0x3000;
+    static final int NOTIFY_MULTIPLIER = 4;
+    static final int PBA_OFFSET = 0x800;
+
+    static final int CAP_MSIX = 0x40;
+    static final int CAP_COMMON = 0x50;
+    static final int CAP_ISR = 0x60;
+    static final int CAP_DEVICE = 0x70;
+    static final int CAP_NOTIFY = 0x80;
+    static final int CAP_PCI_CFG = 0x98;
+
+    private static final Logger LOG = System.getLogger(VirtioPciDevice.class.getName());
+
+    private final VirtioDeviceModel model;
+    private final GuestMemory memory;
+    private final String name;
+    private final int numQueues;
+    private final int msixEntries;
+    private final byte[] config = new byte[Pci.CONFIG_SPACE_SIZE];
+    private final long[] barAddress = new long[Pci.BAR_COUNT];
+
+    // MSI-X table and PBA (entries: address, data, control)
+    private final long[] msixAddress;
+    private final int[] msixData;
+    private final int[] msixControl;
+    private final boolean[] msixPending;
+
+    // virtio common configuration
+    private int deviceFeatureSelect;
+    private int driverFeatureSelect;
+    private long driverFeatures;
+    private volatile int configVector = NO_VECTOR;
+    private volatile int status;
+    private int queueSelect;
+    private final int[] queueSize;
+    private final int[] queueVector;
+    private final boolean[] queueEnable;
+    private final long[] queueDesc;
+    private final long[] queueDriver;
+    private final long[] queueDevice;
+    private volatile boolean active;
+
+    private volatile int isr;
+    private volatile PciInterrupts interrupts = new PciInterrupts() {
+        public void msi(long address, int data) { }
+        public void intx(boolean asserted) { }
+    };
+
+    /**
+     * @param model  the device
+     * @param memory guest memory the device's queues live in
+     * @param name   for logs, e.g. the slot
+     */
+    public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name) {
+        this.model = model;
+        this.memory = memory;
+        this.name = name;
+        this.numQueues = model.numQueues();
+        this.msixEntries = numQueues + 1;
+        this.msixAddress = new long[msixEntries];
+        this.msixData = new int[msixEntries];
+        this.msixControl = new int[msixEntries];
+        this.msixPending = new boolean[msixEntries];
+        Arrays.fill(msixControl, Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT);
+        this.queueSize = new int[numQueues];
+        this.queueVector = new int[numQueues];
+        this.queueEnable = new boolean[numQueues];
+        this.queueDesc = new long[numQueues];
+        this.queueDriver = new long[numQueues];
+        this.queueDevice = new long[numQueues];
+        Arrays.fill(barAddress, 0);
+        resetRegisters();
+        buildConfigHeader(model.type());
+        model.config().onChange(this::configChanged);
+    }
+
+    public VirtioDeviceModel model() {
+        return model;
+    }
+
+    /** The device status byte as the device sees it. */
+    public int status() {
+        return status;
+    }
+
+    // ---- PCI configuration space --------------------------------------------------------------
+
+    private void buildConfigHeader(DeviceType type) {
+        put16(Pci.VENDOR_ID, Pci.VIRTIO_VENDOR);
+        put16(Pci.DEVICE_ID, Pci.VIRTIO_MODERN_BASE + type.id());
+        config[Pci.REVISION_ID] = 1; // §4.1.2.1: non-transitional devices SHOULD have revision ≥ 1
+        int cls = switch (type) {
+            case NET -> 0x020000;
+            case BLOCK -> 0x010000;
+            case CONSOLE -> 0x078000;
+            default -> 0xff0000;
+        };
+        config[Pci.CLASS_PROG] = (byte) cls;
+        config[Pci.CLASS_PROG + 1] = (byte) (cls >> 8);
+        config[Pci.CLASS_PROG + 2] = (byte) (cls >> 16);
+        put16(Pci.STATUS, Pci.STATUS_CAP_LIST);
+        put16(Pci.SUBSYSTEM_VENDOR_ID, Pci.VIRTIO_VENDOR);
+        put16(Pci.SUBSYSTEM_ID, 0x1100);
+        config[Pci.CAPABILITY_LIST] = (byte) CAP_MSIX;
+        config[Pci.INTERRUPT_PIN] = 1; // INTA#
+
+        // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800
+        config[CAP_MSIX] = Pci.CAP_ID_MSIX;
+        config[CAP_MSIX + 1] = (byte) CAP_COMMON;
+        put16(CAP_MSIX + Pci.MSIX_CONTROL, msixEntries - 1);
+        put32(CAP_MSIX + Pci.MSIX_TABLE, MSIX_BAR);
+        put32(CAP_MSIX + Pci.MSIX_PBA, PBA_OFFSET | MSIX_BAR);
+
+        virtioCap(CAP_COMMON, CAP_ISR, COMMON_CFG, VIRTIO_BAR, COMMON_OFFSET, 0x1000, SIZE);
+        virtioCap(CAP_ISR, CAP_DEVICE, ISR_CFG, VIRTIO_BAR, ISR_OFFSET, 0x1000, SIZE);
+        virtioCap(CAP_DEVICE, CAP_NOTIFY, DEVICE_CFG, VIRTIO_BAR, DEVICE_OFFSET, 0x1000, SIZE);
+        virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, 0x1000, SIZE + 4);
+        put32(CAP_NOTIFY + NOTIFY_OFF_MULTIPLIER, NOTIFY_MULTIPLIER);
+        virtioCap(CAP_PCI_CFG, 0, PCI_CFG, 0, 0, 0, SIZE + 4);
+    }
+
+    private void virtioCap(int at, int next, int type, int bar, int offset, int length, int len) {
+        config[at] = Pci.CAP_ID_VNDR;
+        config[at + 1] = (byte) next;
+        config[at + CAP_LEN] = (byte) len;
+        config[at + CFG_TYPE] = (byte) type;
+        config[at + BAR] = (byte) bar;
+        put32(at + OFFSET, offset);
+        put32(at + LENGTH, length);
+    }
+
+    @Override
+    public synchronized int configRead(int offset, int size) {
+        if (offset < 0 || offset + size > Pci.CONFIG_SPACE_SIZE) {
+            return -1;
+        }
+        if (offset >= Pci.BAR0 && offset < Pci.BAR0 + 4 * Pci.BAR_COUNT) {
+            int v = 0;
+            for (int i = 0; i < size; i++) {
+                int reg = (offset + i - Pci.BAR0) / 4;
+                int shift = 8 * ((offset + i - Pci.BAR0) % 4);
+                v |= ((barRegister(reg) >>> shift) & 0xff) << (8 * i);
+            }
+            return v;
+        }
+        if (offset >= CAP_PCI_CFG + PCI_CFG_DATA && offset < CAP_PCI_CFG + PCI_CFG_DATA + 4) {
+            return (int) pciCfgAccess(false, 0);
+        }
+        int v = 0;
+        for (int i = 0; i < size; i++) {
+            v |= (config[offset + i] & 0xff) << (8 * i);
+        }
+        return v;
+    }
+
+    @Override
+    public void configWrite(int offset, int size, int value) {
+        if (offset >= CAP_PCI_CFG + PCI_CFG_DATA && offset < CAP_PCI_CFG + PCI_CFG_DATA + 4) {
+            pciCfgAccess(true, value);
+            return;
+        }
+        boolean unmasked;
+        synchronized (this) {
+            if (offset < 0 || offset + size > Pci.CONFIG_SPACE_SIZE) {
+                return;
+            }
+            for (int i = 0; i < size; i++) {
+                writeConfigByte(offset + i, (value >>> (8 * i)) & 0xff);
+            }
+            unmasked = (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) == 0;
+        }
+        if (unmasked) {
+            deliverPending();
+        }
+        if (offset <= Pci.COMMAND && offset + size > Pci.COMMAND) {
+            updateIntx();
+        }
+    }
+
+    private void writeConfigByte(int at, int b) {
+        if (at >= Pci.BAR0 && at < Pci.BAR0 + 4 * Pci.BAR_COUNT) {
+            int reg = (at - Pci.BAR0) / 4;
+            int shift = 8 * ((at - Pci.BAR0) % 4);
+            writeBarByte(reg, shift, b);
+            return;
+        }
+        switch (at) {
+            case Pci.COMMAND -> config[at] = (byte) (b & (Pci.COMMAND_IO | Pci.COMMAND_MEMORY | Pci.COMMAND_MASTER));
+            case Pci.COMMAND + 1 -> config[at] = (byte) (b & (Pci.COMMAND_INTX_DISABLE >> 8));
+            case Pci.INTERRUPT_LINE -> config[at] = (byte) b;
+            case CAP_MSIX + Pci.MSIX_CONTROL + 1 ->
+                    config[at] = (byte) ((config[at] & 0x3f) | (b & 0xc0)); // enable and function mask
+            case CAP_PCI_CFG + BAR, CAP_PCI_CFG + OFFSET, CAP_PCI_CFG + OFFSET + 1, CAP_PCI_CFG + OFFSET + 2,
+                 CAP_PCI_CFG + OFFSET + 3, CAP_PCI_CFG + LENGTH, CAP_PCI_CFG + LENGTH + 1,
+                 CAP_PCI_CFG + LENGTH + 2, CAP_PCI_CFG + LENGTH + 3 -> config[at] = (byte) b;
+            default -> {
+                // read-only
+            }
+        }
+    }
+
+    /** The value a BAR register reads as: address bits above the size, plus its type bits. */
+    private long barRegister(int reg) {
+        return switch (reg) {
+            case MSIX_BAR -> (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL;
+            case VIRTIO_BAR -> ((barAddress[VIRTIO_BAR] & ~(VIRTIO_BAR_SIZE - 1)) & 0xffffffffL)
+                    | Pci.BAR_MEM_TYPE_64 | Pci.BAR_PREFETCH;
+            case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] >>> 32;
+            default -> 0;
+        };
+    }
+
+    private void writeBarByte(int reg, int shift, int b) {
+        switch (reg) {
+            case MSIX_BAR -> barAddress[MSIX_BAR] = replaceByte(barAddress[MSIX_BAR], shift, b) & 0xffffffffL;
+            case VIRTIO_BAR -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift, b);
+            case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift + 32, b);
+            default -> {
+                // unimplemented BARs are hard-wired to zero
+            }
+        }
+    }
+
+    private static long replaceByte(long v, int shift, int b) {
+        return (v & ~(0xffL << shift)) | ((long) (b & 0xff) << shift);
+    }
+
+    @Override
+    public synchronized long barAddress(int bar) {
+        int cmd = config[Pci.COMMAND];
+        if ((cmd & Pci.COMMAND_MEMORY) == 0 || barSize(bar) == 0) {
+            return -1;
+        }
+        long a = barAddress[bar] & ~(barSize(bar) - 1);
+        return a == 0 ? -1 : a;
+    }
+
+    @Override
+    public long barSize(int bar) {
+        return switch (bar) {
+            case MSIX_BAR -> MSIX_BAR_SIZE;
+            case VIRTIO_BAR -> VIRTIO_BAR_SIZE;
+            default -> 0;
+        };
+    }
+
+    @Override
+    public boolean barIsIo(int bar) {
+        return false;
+    }
+
+    @Override
+    public void connect(PciInterrupts interrupts) {
+        this.interrupts = interrupts;
+    }
+
+    /** §4.1.4.9: an access through the window of the PCI configuration access capability. */
+    private long pciCfgAccess(boolean write, int value) {
+        int bar;
+        long offset;
+        int length;
+        synchronized (this) {
+            bar = config[CAP_PCI_CFG + BAR] & 0xff;
+            offset = get32(CAP_PCI_CFG + OFFSET) & 0xffffffffL;
+            length = get32(CAP_PCI_CFG + LENGTH);
+        }
+        if (bar >= Pci.BAR_COUNT || (length != 1 && length != 2 && length != 4) || offset % length != 0) {
+            return write ? 0 : 0xffffffffL;
+        }
+        if (write) {
+            barWrite(bar, offset, length, value & 0xffffffffL);
+            return 0;
+        }
+        return barRead(bar, offset, length);
+    }
+
+    // ---- BAR accesses --------------------------------------------------------------------------
+
+    @Override
+    public long barRead(int bar, long offset, int size) {
+        if (bar == MSIX_BAR) {
+            return msixRead(offset, size);
+        }
+        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+            return 0;
+        }
+        if (offset < ISR_OFFSET) {
+            return commonRead((int) offset, size);
+        }
+        if (offset < DEVICE_OFFSET) {
+            // §4.1.4.5: reading the ISR clears it and de-asserts INTx.
+            if (offset != ISR_OFFSET) {
+                return 0;
+            }
+            int v;
+            synchronized (this) {
+                v = isr;
+                isr = 0;
+            }
+            updateIntx();
+            return v;
+        }
+        if (offset < NOTIFY_OFFSET) {
+            byte[] b = new byte[size];
+            model.config().read((int) offset - DEVICE_OFFSET, b, 0, size);
+            long v = 0;
+            for (int i = 0; i < size; i++) {
+                v |= (b[i] & 0xffL) << (8 * i);
+            }
+            return v;
+        }
+        return 0;
+    }
+
+    @Override
+    public void barWrite(int bar, long offset, int size, long value) {
+        if (bar == MSIX_BAR) {
+            msixWrite(offset, size, value);
+            return;
+        }
+        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+            return;
+        }
+        if (offset < ISR_OFFSET) {
+            commonWrite((int) offset, size, value);
+        } else if (offset >= DEVICE_OFFSET && offset < NOTIFY_OFFSET) {
+            byte[] b = new byte[size];
+            for (int i = 0; i < size; i++) {
+                b[i] = (byte) (value >>> (8 * i));
+            }
+            model.config().driverWrite((int) offset - DEVICE_OFFSET, b);
+        } else if (offset >= NOTIFY_OFFSET) {
+            notify((int) (offset - NOTIFY_OFFSET) / NOTIFY_MULTIPLIER);
+        }
+    }
+
+    /** §4.1.4.4: a write to queue n's notification address. The hot path: no lock, no allocation. */
+    private void notify(int queue) {
+        if (active && queue < numQueues && queueEnable[queue]) {
+            model.queueNotify(queue);
+        }
+    }
+
+    // ---- common configuration (§4.1.4.3) -------------------------------------------------------
+
+    private synchronized long commonRead(int offset, int size) {
+        long v = 0;
+        for (int i = 0; i < size; i++) {
+            v |= (long) commonByte(offset + i) << (8 * i);
+        }
+        return v;
+    }
+
+    private int commonByte(int at) {
+        int q = queueSelect;
+        boolean qv = q < numQueues;
+        long field;
+        int start;
+        if (at < 4) { field = deviceFeatureSelect; start = DEVICE_FEATURE_SELECT; }
+        else if (at < 8) { field = deviceFeatureSelect < 2 ? model.deviceFeatures() >>> (32 * deviceFeatureSelect) : 0; start = DEVICE_FEATURE; }
+        else if (at < 12) { field = driverFeatureSelect; start = DRIVER_FEATURE_SELECT; }
+        else if (at < 16) { field = driverFeatureSelect < 2 ? driverFeatures >>> (32 * driverFeatureSelect) : 0; start = DRIVER_FEATURE; }
+        else if (at < 18) { field = configVector; start = CONFIG_MSIX_VECTOR; }
+        else if (at < 20) { field = numQueues; start = NUM_QUEUES; }
+        else if (at == 20) { field = status; start = DEVICE_STATUS; }
+        else if (at == 21) { field = model.config().generation(); start = CONFIG_GENERATION; }
+        else if (at < 24) { field = queueSelect; start = QUEUE_SELECT; }
+        else if (at < 26) { field = qv ? queueSize[q] : 0; start = QUEUE_SIZE; }
+        else if (at < 28) { field = qv ? queueVector[q] : NO_VECTOR; start = QUEUE_MSIX_VECTOR; }
+        else if (at < 30) { field = qv && queueEnable[q] ? 1 : 0; start = QUEUE_ENABLE; }
+        else if (at < 32) { field = qv ? q : 0; start = QUEUE_NOTIFY_OFF; }
+        else if (at < 40) { field = qv ? queueDesc[q] : 0; start = QUEUE_DESC; }
+        else if (at < 48) { field = qv ? queueDriver[q] : 0; start = QUEUE_DRIVER; }
+        else if (at < 56) { field = qv ? queueDevice[q] : 0; start = QUEUE_DEVICE; }
+        else if (at < 58) { field = qv ? q : 0; start = QUEUE_NOTIFY_DATA; }
+        else { field = 0; start = QUEUE_RESET; }
+        return (int) ((field >>> (8 * (at - start))) & 0xff);
+    }
+
+    private void commonWrite(int offset, int size, long value) {
+        boolean activate = false;
+        boolean reset = false;
+        synchronized (this) {
+            int q = queueSelect;
+            boolean qv = q < numQueues;
+            // Queue registers may only change while the queue is disabled (§4.1.4.3.2).
+            boolean qw = qv && !queueEnable[q];
+            switch (offset) {
+                case DEVICE_FEATURE_SELECT -> deviceFeatureSelect = (int) value;
+                case DRIVER_FEATURE_SELECT -> driverFeatureSelect = (int) value;
+                case DRIVER_FEATURE -> {
+                    if ((status & DeviceStatus.FEATURES_OK) == 0 && driverFeatureSelect < 2) {
+                        int shift = 32 * driverFeatureSelect;
+                        driverFeatures = (driverFeatures & ~(0xffffffffL << shift)) | ((value & 0xffffffffL) << shift);
+                    }
+                }
+                case CONFIG_MSIX_VECTOR -> configVector = validVector((int) value & 0xffff);
+                case DEVICE_STATUS -> {
+                    int next = (int) value & 0xff;
+                    if (next == 0) {
+                        reset = true;
+                    } else {
+                        activate = writeStatus(next);
+                    }
+                }
+                case QUEUE_SELECT -> queueSelect = (int) value & 0xffff;
+                case QUEUE_SIZE -> {
+                    if (qw) queueSize[q] = (int) value & 0xffff;
+                }
+                case QUEUE_MSIX_VECTOR -> {
+                    if (qv) queueVector[q] = validVector((int) value & 0xffff);
+                }
+                case QUEUE_ENABLE -> {
+                    // §4.1.4.3.2: the driver MUST NOT write 0; enabling is one-way until reset.
+                    if (qv && value == 1) queueEnable[q] = true;
+                }
+                case QUEUE_DESC -> { if (qw) queueDesc[q] = merge(queueDesc[q], value, size, 0); }
+                case QUEUE_DESC + 4 -> { if (qw) queueDesc[q] = merge(queueDesc[q], value, size, 32); }
+                case QUEUE_DRIVER -> { if (qw) queueDriver[q] = merge(queueDriver[q], value, size, 0); }
+                case QUEUE_DRIVER + 4 -> { if (qw) queueDriver[q] = merge(queueDriver[q], value, size, 32); }
+                case QUEUE_DEVICE -> { if (qw) queueDevice[q] = merge(queueDevice[q], value, size, 0); }
+                case QUEUE_DEVICE + 4 -> { if (qw) queueDevice[q] = merge(queueDevice[q], value, size, 32); }
+                default -> {
+                    // read-only registers
+                }
+            }
+        }
+        if (reset) {
+            reset();
+        } else if (activate) {
+            activate();
+        }
+    }
+
+    private static long merge(long old, long value, int size, int shift) {
+        long mask = size >= 8 ? -1L : ((1L << (8 * size)) - 1) << shift;
+        return (old & ~mask) | ((value << shift) & mask);
+    }
+
+    /** A vector the table does not have reads back as NO_VECTOR, telling the driver it failed (§4.1.5.1.2). */
+    private int validVector(int v) {
+        return v < msixEntries ? v : NO_VECTOR;
+    }
+
+    /** Applies a non-zero status write; returns true when it completes DRIVER_OK. */
+    private boolean writeStatus(int next) {
+        int current = status;
+        if (!DeviceStatus.isLegalDriverWrite(current, next)) {
+            LOG.log(Level.WARNING, "{0}: ignoring illegal status write {1} over {2}", name,
+                    DeviceStatus.describe(next), DeviceStatus.describe(current));
+            return false;
+        }
+        int added = next & ~current;
+        if ((added & DeviceStatus.FEATURES_OK) != 0 && !featuresAcceptable()) {
+            // §2.2.2 / §3.1.1: leave FEATURES_OK clear; the driver re-reads and gives up.
+            next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+            added &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+        }
+        status = next | (current & DeviceStatus.DEVICE_NEEDS_RESET);
+        return (added & DeviceStatus.DRIVER_OK) != 0 && (next & DeviceStatus.FAILED) == 0;
+    }
+
+    private boolean featuresAcceptable() {
+        String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures(), driverFeatures);
+        if (problem == null && !Feature.VERSION_1.isSet(driverFeatures)) {
+            problem = "driver did not accept VIRTIO_F_VERSION_1 on a modern-only device";
+        }
+        if (problem == null && !model.acceptFeatures(driverFeatures)) {
+            problem = "device model refused " + Feature.describe(model.type(), driverFeatures);
+        }
+        if (problem != null) {
+            LOG.log(Level.INFO, "{0}: FEATURES_OK refused: {1}", name, problem);
+            return false;
+        }
+        return true;
+    }
+
+    private void activate() {
+        List<DeviceQueue> queues = new ArrayList<>(numQueues);
+        List<Interrupt> irqs = new ArrayList<>(numQueues);
+        long features;
+        synchronized (this) {
+            features = driverFeatures;
+            for (int i = 0; i < numQueues; i++) {
+                DeviceQueue dq = null;
+                if (queueEnable[i]) {
+                    try {
+                        dq = DeviceQueue.create(memory, i, queueSize[i],
+                                new RingAddresses(queueDesc[i], queueDriver[i], queueDevice[i]), features, QueueState.INITIAL);
+                    } catch (VirtqueueException | IllegalArgumentException e) {
+                        needsReset("queue " + i + ": " + e.getMessage());
+                        return;
+                    }
+                }
+                queues.add(dq);
+                int qi = i;
+                irqs.add(() -> signalQueue(qi));
+            }
+            active = true;
+        }
+        model.activate(new DeviceContext(memory, features, queues, irqs, this::needsReset));
+    }
+
+    /** Device reset (§2.4, §4.1.4.3.2): everything virtio returns to its initial state. */
+    private void reset() {
+        synchronized (this) {
+            active = false;
+        }
+        model.reset();
+        synchronized (this) {
+            resetRegisters();
+            isr = 0;
+        }
+        updateIntx();
+    }
+
+    private void resetRegisters() {
+        status = 0;
+        deviceFeatureSelect = 0;
+        driverFeatureSelect = 0;
+        driverFeatures = 0;
+        configVector = NO_VECTOR;
+        queueSelect = 0;
+        for (int i = 0; i < numQueues; i++) {
+            queueSize[i] = model.maxQueueSize(i);
+            queueVector[i] = NO_VECTOR;
+            queueEnable[i] = false;
+            queueDesc[i] = 0;
+            queueDriver[i] = 0;
+            queueDevice[i] = 0;
+        }
+    }
+
+    /** DEVICE_NEEDS_RESET (§2.1.2) plus a configuration change notification. */
+    void needsReset(String reason) {
+        LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
+        synchronized (this) {
+            status |= DeviceStatus.DEVICE_NEEDS_RESET;
+        }
+        configChanged();
+    }
+
+    // ---- interrupts ----------------------------------------------------------------------------
+
+    private boolean msixEnabled() {
+        return (config[CAP_MSIX + Pci.MSIX_CONTROL + 1] & (Pci.MSIX_CONTROL_ENABLE >> 8)) != 0;
+    }
+
+    /** Used-buffer notification for queue {@code q} (§4.1.5.4). */
+    void signalQueue(int q) {
+        if (msixEnabled()) {
+            deliverVector(queueVector[q]);
+        } else {
+            raiseIsr(ISR_QUEUE);
+        }
+    }
+
+    /** Configuration change notification (§4.1.5.3). */
+    private void configChanged() {
+        if ((status & DeviceStatus.DRIVER_OK) == 0 && (status & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
+            return;
+        }
+        if (msixEnabled()) {
+            synchronized (this) {
+                isr |= ISR_CONFIG;
+            }
+            deliverVector(configVector);
+        } else {
+            raiseIsr(ISR_CONFIG);
+        }
+    }
+
+    private void raiseIsr(int bit) {
+        synchronized (this) {
+            isr |= bit;
+        }
+        updateIntx();
+    }
+
+    private void updateIntx() {
+        boolean level;
+        synchronized (this) {
+            level = isr != 0 && !msixEnabled() && (get16(Pci.COMMAND) & Pci.COMMAND_INTX_DISABLE) == 0;
+            int st = get16(Pci.STATUS);
+            put16(Pci.STATUS, level ? st | Pci.STATUS_INTERRUPT : st & ~Pci.STATUS_INTERRUPT);
+        }
+        interrupts.intx(level);
+    }
+
+    private void deliverVector(int v) {
+        if (v == NO_VECTOR || v >= msixEntries) {
+            return;
+        }
+        long address;
+        int data;
+        synchronized (this) {
+            boolean masked = (msixControl[v] & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT) != 0
+                    || (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) != 0;
+            if (masked) {
+                msixPending[v] = true;
+                return;
+            }
+            address = msixAddress[v];
+            data = msixData[v];
+        }
+        interrupts.msi(address, data);
+    }
+
+    private void deliverPending() {
+        for (int v = 0; v < msixEntries; v++) {
+            boolean fire;
+            synchronized (this) {
+                fire = msixPending[v] && (msixControl[v] & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT) == 0
+                        && msixEnabled() && (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) == 0;
+                if (fire) {
+                    msixPending[v] = false;
+                }
+            }
+            if (fire) {
+                deliverVector(v);
+            }
+        }
+    }
+
+    private synchronized long msixRead(long offset, int size) {
+        if (offset >= PBA_OFFSET) {
+            long bits = 0;
+            for (int v = 0; v < msixEntries && v < 64; v++) {
+                if (msixPending[v]) {
+                    bits |= 1L << v;
+                }
+            }
+            long shift = 8 * (offset - PBA_OFFSET);
+            return shift >= 64 ? 0 : (bits >>> shift) & (size == 8 ? -1L : (1L << (8 * size)) - 1);
+        }
+        int entry = (int) (offset / Pci.MSIX_ENTRY_SIZE);
+        if (entry >= msixEntries) {
+            return 0;
+        }
+        return switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
+            case 0 -> size == 8 ? msixAddress[entry] : msixAddress[entry] & 0xffffffffL;
+            case 4 -> msixAddress[entry] >>> 32;
+            case 8 -> msixData[entry] & 0xffffffffL;
+            case 12 -> msixControl[entry] & 0xffffffffL;
+            default -> 0;
+        };
+    }
+
+    private void msixWrite(long offset, int size, long value) {
+        synchronized (this) {
+            int entry = (int) (offset / Pci.MSIX_ENTRY_SIZE);
+            if (offset >= PBA_OFFSET || entry >= msixEntries) {
+                return;
+            }
+            switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
+                case 0 -> msixAddress[entry] = size == 8 ? value
+                        : (msixAddress[entry] & ~0xffffffffL) | (value & 0xffffffffL);
+                case 4 -> msixAddress[entry] = (msixAddress[entry] & 0xffffffffL) | (value << 32);
+                case 8 -> msixData[entry] = (int) value;
+                case 12 -> msixControl[entry] = (int) value & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT;
+                default -> {
+                }
+            }
+        }
+        deliverPending();
+    }
+
+    // ---- little helpers ------------------------------------------------------------------------
+
+    private void put16(int at, int v) {
+        config[at] = (byte) v;
+        config[at + 1] = (byte) (v >> 8);
+    }
+
+    private void put32(int at, int v) {
+        put16(at, v);
+        put16(at + 2, v >> 16);
+    }
+
+    private int get16(int at) {
+        return (config[at] & 0xff) | (config[at + 1] & 0xff) << 8;
+    }
+
+    private int get32(int at) {
+        return get16(at) | get16(at + 2) << 16;
+    }
+
+    @Override
+    public String toString() {
+        return name + " virtio-pci " + model.type().name().toLowerCase();
+    }
+}
