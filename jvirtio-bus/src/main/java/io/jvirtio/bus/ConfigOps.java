@@ -1,5 +1,6 @@
 package io.jvirtio.bus;
 
+import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.queue.split.DriverQueue;
 
 import java.util.List;
@@ -40,6 +41,12 @@ public interface ConfigOps {
 
     /** Undoes {@link #findQueues}: only after a reset, when the device no longer uses the queues. */
     void deleteQueues();
+
+    /**
+     * Memory the device can reach by DMA, for the driver's buffers (Linux's DMA API): rings are
+     * allocated here by {@link #findQueues}, request headers and data buffers by the drivers.
+     */
+    GuestAllocator dma();
 
     /** Where the device sits, e.g. {@code 0000:00:03.0}. */
     String busInfo();

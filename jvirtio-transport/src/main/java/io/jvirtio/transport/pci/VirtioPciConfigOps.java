@@ -350,6 +350,11 @@ final class VirtioPciConfigOps implements ConfigOps {
     }
 
     @Override
+    public io.jvirtio.core.memory.GuestAllocator dma() {
+        return host.dma();
+    }
+
+    @Override
     public String busInfo() {
         return Pci.bdf(slot, 0);
     }

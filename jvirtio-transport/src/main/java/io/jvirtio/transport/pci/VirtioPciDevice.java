@@ -543,8 +543,12 @@ public final class VirtioPciDevice implements PciFunction {
         model.activate(new DeviceContext(memory, features, queues, irqs, this::needsReset));
     }
 
-    /** Device reset (§2.4, §4.1.4.3.2): everything virtio returns to its initial state. */
-    private void reset() {
+    /**
+     * Device reset (§2.4, §4.1.4.3.2): everything virtio returns to its initial state and the model stops
+     * touching guest memory. The driver triggers it by writing 0 to {@code device_status}; the machine
+     * calls it directly at power-off and unplug.
+     */
+    public void reset() {
         synchronized (this) {
             active = false;
         }

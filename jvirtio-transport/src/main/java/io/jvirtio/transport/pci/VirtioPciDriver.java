@@ -146,6 +146,7 @@ public final class VirtioPciDriver {
             int orig = host.configRead(slot, reg, 4);
             boolean io = (orig & Pci.BAR_IO) != 0;
             boolean is64 = !io && (orig & 0x6) == Pci.BAR_MEM_TYPE_64;
+            int origHigh = is64 ? host.configRead(slot, reg + 4, 4) : 0;
             host.configWrite(slot, reg, 4, 0xffffffff);
             long mask = host.configRead(slot, reg, 4) & 0xffffffffL;
             if (is64) {
@@ -158,6 +159,7 @@ public final class VirtioPciDriver {
             if (sizeMask == 0 || sizeMask == 0xffffffff00000000L) {
                 host.configWrite(slot, reg, 4, orig);
                 if (is64) {
+                    host.configWrite(slot, reg + 4, 4, origHigh);
                     bar++;
                 }
                 continue;
@@ -165,7 +167,7 @@ public final class VirtioPciDriver {
             long size = -sizeMask;
             long current = (orig & (io ? ~0x3L : ~0xfL)) & 0xffffffffL;
             if (is64) {
-                current |= (long) host.configRead(slot, reg + 4, 4) << 32;
+                current |= (origHigh & 0xffffffffL) << 32;
             }
             long addr = current != 0 ? current : host.allocateBarSpace(size, io);
             host.configWrite(slot, reg, 4, (int) addr);

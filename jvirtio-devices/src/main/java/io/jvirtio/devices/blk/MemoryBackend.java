@@ -1,0 +1,64 @@
+package io.jvirtio.devices.blk;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/** A disk in off-heap memory, for tests and benchmarks; gone when closed. */
+public final class MemoryBackend implements BlockBackend {
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment disk;
+    private final boolean readOnly;
+
+    public MemoryBackend(long bytes, boolean readOnly) {
+        this.disk = arena.allocate(bytes & ~(Blk.SECTOR_SIZE - 1L), 4096);
+        this.readOnly = readOnly;
+    }
+
+    public MemorySegment contents() {
+        return disk;
+    }
+
+    @Override
+    public long capacity() {
+        return disk.byteSize();
+    }
+
+    @Override
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    @Override
+    public String id() {
+        return "jvirtio-memory";
+    }
+
+    @Override
+    public void read(long offset, MemorySegment dst) {
+        MemorySegment.copy(disk, offset, dst, 0, dst.byteSize());
+    }
+
+    @Override
+    public void write(long offset, MemorySegment src) {
+        MemorySegment.copy(src, 0, disk, offset, src.byteSize());
+    }
+
+    @Override
+    public void flush() {
+    }
+
+    @Override
+    public void writeZeroes(long offset, long length) {
+        disk.asSlice(offset, length).fill((byte) 0);
+    }
+
+    @Override
+    public void discard(long offset, long length) {
+        writeZeroes(offset, length);
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}

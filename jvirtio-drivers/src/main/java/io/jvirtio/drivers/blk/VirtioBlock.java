@@ -1,0 +1,380 @@
+package io.jvirtio.drivers.blk;
+
+import io.jvirtio.bus.TransportException;
+import io.jvirtio.bus.VirtioDevice;
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.spec.Feature;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+
+/**
+ * An asynchronous block device over virtio-blk. Every operation returns a future and many may be in
+ * flight at once (up to the queue size per queue; more wait in order). Buffers that already live in
+ * guest memory ({@link #allocateBuffer}) go to the device without a copy; any other segment is bounced
+ * through guest memory.
+ *
+ * <pre>{@code
+ * MemorySegment buf = disk.allocateBuffer(4096);
+ * disk.write(0, buf).join();
+ * disk.read(8, buf).join();
+ * disk.flush().join();
+ * }</pre>
+ */
+public final class VirtioBlock {
+    static final int SECTOR = 512;
+    static final int T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13;
+
+    private final VirtioDevice device;
+    private final GuestAllocator dma;
+    private final GuestMemory memory;
+    private final Lane[] lanes;
+    private final int blockSize;
+    private final boolean readOnly;
+    private volatile long capacitySectors;
+
+    /** One request queue with its preallocated request slots (header + status byte each). */
+    private static final class Lane {
+        final DriverQueue<Object> queue;
+        final ArrayDeque<Request> waiting = new ArrayDeque<>();
+        final Scatterlist sg = new Scatterlist();
+        final long slotMemory;
+        final int slotCount;
+        final ArrayDeque<Integer> freeSlots = new ArrayDeque<>();
+        boolean detached;
+
+        Lane(DriverQueue<Object> queue, GuestAllocator dma) {
+            this.queue = queue;
+            this.slotCount = queue.size();
+            this.slotMemory = dma.allocate(32L * slotCount, 64);
+            for (int i = 0; i < slotCount; i++) {
+                freeSlots.add(i);
+            }
+        }
+    }
+
+    /** One request: its future, where its data is, and the bounce buffer if one was needed. */
+    private static final class Request {
+        final int type;
+        final long sector;
+        final long dataAddress;
+        final int dataLength;
+        final boolean deviceWrites;
+        final MemorySegment userBuffer;
+        final long bounce;
+        final CompletableFuture<Integer> future = new CompletableFuture<>();
+        int slot = -1;
+
+        Request(int type, long sector, long dataAddress, int dataLength, boolean deviceWrites,
+                MemorySegment userBuffer, long bounce) {
+            this.type = type;
+            this.sector = sector;
+            this.dataAddress = dataAddress;
+            this.dataLength = dataLength;
+            this.deviceWrites = deviceWrites;
+            this.userBuffer = userBuffer;
+            this.bounce = bounce;
+        }
+    }
+
+    VirtioBlock(VirtioDevice device, List<DriverQueue<Object>> queues, long capacitySectors, int blockSize) {
+        this.device = device;
+        this.dma = device.config().dma();
+        this.memory = dma.memory();
+        this.capacitySectors = capacitySectors;
+        this.blockSize = blockSize;
+        this.readOnly = device.hasFeature(Feature.BLK_RO);
+        this.lanes = new Lane[queues.size()];
+        for (int i = 0; i < lanes.length; i++) {
+            lanes[i] = new Lane(queues.get(i), dma);
+        }
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    /** Capacity in 512-byte sectors. */
+    public long capacitySectors() {
+        return capacitySectors;
+    }
+
+    public int blockSize() {
+        return blockSize;
+    }
+
+    public boolean readOnly() {
+        return readOnly;
+    }
+
+    public int queueCount() {
+        return lanes.length;
+    }
+
+    /** A buffer in guest memory: I/O through it is zero-copy. Give it back with {@link #freeBuffer}. */
+    public MemorySegment allocateBuffer(long bytes) {
+        long at = dma.allocate(bytes, 4096);
+        try {
+            return memory.slice(at, bytes);
+        } catch (io.jvirtio.core.memory.GuestMemoryException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    public void freeBuffer(MemorySegment buffer) {
+        dma.free(memory.guestAddressOf(buffer), buffer.byteSize());
+    }
+
+    /** Reads {@code buffer.byteSize()} bytes (a multiple of 512) starting at {@code sector}. */
+    public CompletableFuture<Void> read(long sector, MemorySegment buffer) {
+        return data(T_IN, sector, buffer, true).thenApply(n -> null);
+    }
+
+    /** Writes {@code buffer} (a multiple of 512 bytes) starting at {@code sector}. */
+    public CompletableFuture<Void> write(long sector, MemorySegment buffer) {
+        if (readOnly) {
+            return CompletableFuture.failedFuture(new IOException(device + " is read-only (VIRTIO_BLK_F_RO)"));
+        }
+        return data(T_OUT, sector, buffer, false).thenApply(n -> null);
+    }
+
+    /** Makes every completed write durable. */
+    public CompletableFuture<Void> flush() {
+        return submit(new Request(T_FLUSH, 0, 0, 0, false, null, 0)).thenApply(n -> null);
+    }
+
+    public CompletableFuture<Void> discard(long sector, int sectors) {
+        return dwz(T_DISCARD, sector, sectors, Feature.BLK_DISCARD);
+    }
+
+    public CompletableFuture<Void> writeZeroes(long sector, int sectors) {
+        return dwz(T_WRITE_ZEROES, sector, sectors, Feature.BLK_WRITE_ZEROES);
+    }
+
+    /** The device's serial (GET_ID). */
+    public CompletableFuture<String> id() {
+        long buf = dma.allocate(20, 8);
+        Request r = new Request(T_GET_ID, 0, buf, 20, true, null, 0);
+        return submit(r).whenComplete((n, e) -> dma.free(buf, 20)).thenApply(n -> {
+            byte[] b = new byte[20];
+            MemorySegment.copy(slice(buf, 20), ValueLayout.JAVA_BYTE, 0, b, 0, 20);
+            int len = 0;
+            while (len < 20 && b[len] != 0) {
+                len++;
+            }
+            return new String(b, 0, len, StandardCharsets.US_ASCII);
+        });
+    }
+
+    private CompletableFuture<Void> dwz(int type, long sector, int sectors, Feature f) {
+        if (!device.hasFeature(f)) {
+            return CompletableFuture.failedFuture(new IOException(f.specName() + " was not negotiated"));
+        }
+        long seg = dma.allocate(16, 8);
+        MemorySegment s = slice(seg, 16);
+        s.set(GuestMemory.U64, 0, sector);
+        s.set(GuestMemory.U32, 8, sectors);
+        s.set(GuestMemory.U32, 12, 0);
+        return submit(new Request(type, 0, seg, 16, false, null, 0))
+                .whenComplete((n, e) -> dma.free(seg, 16)).thenApply(n -> null);
+    }
+
+    private CompletableFuture<Integer> data(int type, long sector, MemorySegment buffer, boolean deviceWrites) {
+        long len = buffer.byteSize();
+        if (len == 0 || len % SECTOR != 0 || len > Integer.MAX_VALUE) {
+            return CompletableFuture.failedFuture(new IllegalArgumentException(
+                    "buffer of " + len + " bytes is not a positive multiple of 512"));
+        }
+        long addr = guestAddress(buffer);
+        long bounce = 0;
+        if (addr < 0) {
+            bounce = dma.allocate(len, 4096);
+            addr = bounce;
+            if (!deviceWrites) {
+                MemorySegment.copy(buffer, 0, slice(bounce, len), 0, len);
+            }
+        }
+        return submit(new Request(type, sector, addr, (int) len, deviceWrites, buffer, bounce));
+    }
+
+    private long guestAddress(MemorySegment buffer) {
+        try {
+            return memory.guestAddressOf(buffer);
+        } catch (IllegalArgumentException e) {
+            return -1;
+        }
+    }
+
+    private MemorySegment slice(long address, long len) {
+        try {
+            return memory.slice(address, len);
+        } catch (io.jvirtio.core.memory.GuestMemoryException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    private CompletableFuture<Integer> submit(Request r) {
+        Lane lane = lanes[(int) (Thread.currentThread().threadId() % lanes.length)];
+        synchronized (lane) {
+            if (lane.detached) {
+                r.future.completeExceptionally(new IOException(device + " was removed"));
+            } else if (!lane.waiting.isEmpty() || !post(lane, r)) {
+                lane.waiting.add(r);
+            } else {
+                lane.queue.kick();
+            }
+        }
+        return r.future;
+    }
+
+    /** Puts a request on the ring: header (readable), data, status (writable) — §5.2.6. */
+    private boolean post(Lane lane, Request r) {
+        Integer slot = lane.freeSlots.poll();
+        if (slot == null) {
+            return false;
+        }
+        long hdr = lane.slotMemory + 32L * slot;
+        MemorySegment h = slice(hdr, 17);
+        h.set(GuestMemory.U32, 0, r.type);
+        h.set(GuestMemory.U32, 4, 0);
+        h.set(GuestMemory.U64, 8, r.sector);
+        h.set(ValueLayout.JAVA_BYTE, 16, (byte) 0xff);
+        Scatterlist sg = lane.sg.clear().addReadable(hdr, 16);
+        if (r.dataLength > 0 && !r.deviceWrites) {
+            sg.addReadable(r.dataAddress, r.dataLength);
+        }
+        if (r.dataLength > 0 && r.deviceWrites) {
+            sg.addWritable(r.dataAddress, r.dataLength);
+        }
+        sg.addWritable(hdr + 16, 1);
+        if (!lane.queue.addBuf(sg, r)) {
+            lane.freeSlots.push(slot);
+            return false;
+        }
+        r.slot = slot;
+        return true;
+    }
+
+    /** The queue callback (interrupt thread): reap, start waiting requests, complete futures. */
+    void complete(int laneIndex) {
+        Lane lane = lanes[laneIndex];
+        List<Request> done = new ArrayList<>();
+        List<Integer> statuses = new ArrayList<>();
+        VirtqueueException broken = null;
+        synchronized (lane) {
+            try {
+                Object t;
+                while ((t = lane.queue.getBuf()) != null) {
+                    Request r = (Request) t;
+                    MemorySegment h = slice(lane.slotMemory + 32L * r.slot, 17);
+                    statuses.add(Byte.toUnsignedInt(h.get(ValueLayout.JAVA_BYTE, 16)));
+                    lane.freeSlots.push(r.slot);
+                    done.add(r);
+                }
+            } catch (VirtqueueException e) {
+                broken = e;
+            }
+            boolean posted = false;
+            while (broken == null && !lane.waiting.isEmpty() && post(lane, lane.waiting.peek())) {
+                lane.waiting.poll();
+                posted = true;
+            }
+            if (posted) {
+                lane.queue.kick();
+            }
+        }
+        for (int i = 0; i < done.size(); i++) {
+            finish(done.get(i), statuses.get(i));
+        }
+        if (broken != null) {
+            failAll(lane, broken);
+        }
+    }
+
+    private void finish(Request r, int status) {
+        if (status != 0) {
+            if (r.bounce != 0) {
+                dma.free(r.bounce, r.dataLength);
+            }
+            r.future.completeExceptionally(new BlockIOException(name(r.type) + " at sector " + r.sector, status));
+            return;
+        }
+        if (r.bounce != 0) {
+            if (r.deviceWrites) {
+                MemorySegment.copy(slice(r.bounce, r.dataLength), 0, r.userBuffer, 0, r.dataLength);
+            }
+            dma.free(r.bounce, r.dataLength);
+        }
+        r.future.complete(r.dataLength);
+    }
+
+    private void failAll(Lane lane, Exception cause) {
+        List<Request> failed = new ArrayList<>();
+        synchronized (lane) {
+            lane.detached = true;
+            failed.addAll(lane.waiting);
+            lane.waiting.clear();
+        }
+        for (Request r : failed) {
+            r.future.completeExceptionally(new IOException(device + ": " + cause.getMessage(), cause));
+        }
+    }
+
+    /** After the device was reset: fail everything in flight or waiting, give the slot memory back. */
+    void detach() {
+        for (Lane lane : lanes) {
+            List<Request> failed = new ArrayList<>();
+            synchronized (lane) {
+                lane.detached = true;
+                Object t;
+                while ((t = lane.queue.detachUnused()) != null) {
+                    failed.add((Request) t);
+                }
+                failed.addAll(lane.waiting);
+                lane.waiting.clear();
+                dma.free(lane.slotMemory, 32L * lane.slotCount);
+            }
+            for (Request r : failed) {
+                if (r.bounce != 0) {
+                    dma.free(r.bounce, r.dataLength);
+                }
+                r.future.completeExceptionally(new IOException(device + " was removed"));
+            }
+        }
+    }
+
+    void refreshCapacity() {
+        try {
+            capacitySectors = device.readConfigField(BlkDriver.CFG_CAPACITY, 8);
+        } catch (TransportException e) {
+            System.getLogger(VirtioBlock.class.getName()).log(System.Logger.Level.WARNING, e.getMessage());
+        }
+    }
+
+    private static String name(int type) {
+        return switch (type) {
+            case T_IN -> "read";
+            case T_OUT -> "write";
+            case T_FLUSH -> "flush";
+            case T_GET_ID -> "get-id";
+            case T_DISCARD -> "discard";
+            case T_WRITE_ZEROES -> "write-zeroes";
+            default -> "request " + type;
+        };
+    }
+
+    @Override
+    public String toString() {
+        return device.name() + ": " + capacitySectors + " sectors" + (readOnly ? " (read-only)" : "");
+    }
+}
