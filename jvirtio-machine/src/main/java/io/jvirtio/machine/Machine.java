@@ -58,9 +58,14 @@ public final class Machine implements PciHost, AutoCloseable {
 
     /** Plugs a virtio device into the first free slot (from 3, as QEMU leaves 0–2 to the chipset). */
     public synchronized int plug(VirtioDeviceModel model) {
+        return plug(model, model.numQueues() + 1);
+    }
+
+    /** Plugs a device with an MSI-X table of {@code msixVectors} entries (0: no MSI-X, INTx only). */
+    public synchronized int plug(VirtioDeviceModel model, int msixVectors) {
         for (int slot = 3; slot < 32; slot++) {
             if (slots[slot] == null) {
-                plug(slot, new VirtioPciDevice(model, memory, Pci.bdf(slot, 0)));
+                plug(slot, new VirtioPciDevice(model, memory, Pci.bdf(slot, 0), msixVectors));
                 return slot;
             }
         }

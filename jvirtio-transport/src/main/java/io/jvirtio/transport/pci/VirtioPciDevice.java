@@ -94,11 +94,22 @@ public final class VirtioPciDevice implements PciFunction {
      * @param name   for logs, e.g. the slot
      */
     public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name) {
+        this(model, memory, name, model.numQueues() + 1);
+    }
+
+    /**
+     * @param msixVectors MSI-X table size; fewer than queues + 1 makes drivers share vectors, 0 leaves
+     *                    out the MSI-X capability so drivers fall back to INTx
+     */
+    public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name, int msixVectors) {
+        if (msixVectors < 0 || msixVectors > 2048) {
+            throw new IllegalArgumentException("MSI-X vectors " + msixVectors + " not in 0..2048");
+        }
         this.model = model;
         this.memory = memory;
         this.name = name;
         this.numQueues = model.numQueues();
-        this.msixEntries = numQueues + 1;
+        this.msixEntries = msixVectors;
         this.msixAddress = new long[msixEntries];
         this.msixData = new int[msixEntries];
         this.msixControl = new int[msixEntries];
@@ -143,15 +154,17 @@ public final class VirtioPciDevice implements PciFunction {
         put16(Pci.STATUS, Pci.STATUS_CAP_LIST);
         put16(Pci.SUBSYSTEM_VENDOR_ID, Pci.VIRTIO_VENDOR);
         put16(Pci.SUBSYSTEM_ID, 0x1100);
-        config[Pci.CAPABILITY_LIST] = (byte) CAP_MSIX;
+        config[Pci.CAPABILITY_LIST] = (byte) (msixEntries > 0 ? CAP_MSIX : CAP_COMMON);
         config[Pci.INTERRUPT_PIN] = 1; // INTA#
 
-        // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800
-        config[CAP_MSIX] = Pci.CAP_ID_MSIX;
-        config[CAP_MSIX + 1] = (byte) CAP_COMMON;
-        put16(CAP_MSIX + Pci.MSIX_CONTROL, msixEntries - 1);
-        put32(CAP_MSIX + Pci.MSIX_TABLE, MSIX_BAR);
-        put32(CAP_MSIX + Pci.MSIX_PBA, PBA_OFFSET | MSIX_BAR);
+        if (msixEntries > 0) {
+            // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800
+            config[CAP_MSIX] = Pci.CAP_ID_MSIX;
+            config[CAP_MSIX + 1] = (byte) CAP_COMMON;
+            put16(CAP_MSIX + Pci.MSIX_CONTROL, msixEntries - 1);
+            put32(CAP_MSIX + Pci.MSIX_TABLE, MSIX_BAR);
+            put32(CAP_MSIX + Pci.MSIX_PBA, PBA_OFFSET | MSIX_BAR);
+        }
 
         virtioCap(CAP_COMMON, CAP_ISR, COMMON_CFG, VIRTIO_BAR, COMMON_OFFSET, 0x1000, SIZE);
         virtioCap(CAP_ISR, CAP_DEVICE, ISR_CFG, VIRTIO_BAR, ISR_OFFSET, 0x1000, SIZE);
@@ -230,8 +243,11 @@ public final class VirtioPciDevice implements PciFunction {
             case Pci.COMMAND -> config[at] = (byte) (b & (Pci.COMMAND_IO | Pci.COMMAND_MEMORY | Pci.COMMAND_MASTER));
             case Pci.COMMAND + 1 -> config[at] = (byte) (b & (Pci.COMMAND_INTX_DISABLE >> 8));
             case Pci.INTERRUPT_LINE -> config[at] = (byte) b;
-            case CAP_MSIX + Pci.MSIX_CONTROL + 1 ->
+            case CAP_MSIX + Pci.MSIX_CONTROL + 1 -> {
+                if (msixEntries > 0) {
                     config[at] = (byte) ((config[at] & 0x3f) | (b & 0xc0)); // enable and function mask
+                }
+            }
             case CAP_PCI_CFG + BAR, CAP_PCI_CFG + OFFSET, CAP_PCI_CFG + OFFSET + 1, CAP_PCI_CFG + OFFSET + 2,
                  CAP_PCI_CFG + OFFSET + 3, CAP_PCI_CFG + LENGTH, CAP_PCI_CFG + LENGTH + 1,
                  CAP_PCI_CFG + LENGTH + 2, CAP_PCI_CFG + LENGTH + 3 -> config[at] = (byte) b;
@@ -244,7 +260,7 @@ public final class VirtioPciDevice implements PciFunction {
     /** The value a BAR register reads as: address bits above the size, plus its type bits. */
     private long barRegister(int reg) {
         return switch (reg) {
-            case MSIX_BAR -> (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL;
+            case MSIX_BAR -> msixEntries > 0 ? (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL : 0;
             case VIRTIO_BAR -> ((barAddress[VIRTIO_BAR] & ~(VIRTIO_BAR_SIZE - 1)) & 0xffffffffL)
                     | Pci.BAR_MEM_TYPE_64 | Pci.BAR_PREFETCH;
             case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] >>> 32;
@@ -280,7 +296,7 @@ public final class VirtioPciDevice implements PciFunction {
     @Override
     public long barSize(int bar) {
         return switch (bar) {
-            case MSIX_BAR -> MSIX_BAR_SIZE;
+            case MSIX_BAR -> msixEntries > 0 ? MSIX_BAR_SIZE : 0;
             case VIRTIO_BAR -> VIRTIO_BAR_SIZE;
             default -> 0;
         };
@@ -589,7 +605,7 @@ public final class VirtioPciDevice implements PciFunction {
     // ---- interrupts ----------------------------------------------------------------------------
 
     private boolean msixEnabled() {
-        return (config[CAP_MSIX + Pci.MSIX_CONTROL + 1] & (Pci.MSIX_CONTROL_ENABLE >> 8)) != 0;
+        return msixEntries > 0 && (config[CAP_MSIX + Pci.MSIX_CONTROL + 1] & (Pci.MSIX_CONTROL_ENABLE >> 8)) != 0;
     }
 
     /** Used-buffer notification for queue {@code q} (§4.1.5.4). */
