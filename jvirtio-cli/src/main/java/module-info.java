@@ -1,5 +1,8 @@
 /** The {@code jvirtio} command. */
 module io.jvirtio.cli {
     requires io.jvirtio.core;
+    requires io.jvirtio.machine;
+    requires io.jvirtio.devices;
+    requires io.jvirtio.drivers;
     exports io.jvirtio.cli;
 }

@@ -68,6 +68,11 @@ final class Options {
         return dflt;
     }
 
+    /** The raw value of {@code name}, or null. */
+    String value(String name) {
+        return values.get(name);
+    }
+
     /** An integer in {@code [min, max]}; accepts a K/M suffix (×1024, ×1024²) where sizes are meant. */
     long number(String name, long dflt, long min, long max) throws UsageException {
         String v = values.get(name);

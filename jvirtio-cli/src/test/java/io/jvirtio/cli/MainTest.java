@@ -29,11 +29,23 @@ class MainTest {
     @Test
     void helpListsEveryCommand() {
         assertThat(run("--help")).isZero();
-        assertThat(out()).contains("Usage: jvirtio <command>", "ring");
+        assertThat(out()).contains("Usage: jvirtio <command>", "ring", "demo");
+    }
+
+    @Test
+    void demoEnumeratesProbesAndVerifiesTheDisk() {
+        assertThat(run("demo", "--disk-mb", "4", "--request-kb", "64", "--depth", "8")).isZero();
+        assertThat(out()).contains("0000:00:03.0 Red Hat, Inc. Virtio block device [1af4:1042]",
+                "virtio0: device 2 (block)", "driver virtio_blk", "DRIVER_OK", "VIRTIO_BLK_F_FLUSH",
+                "virtio1: device 4 (entropy)", "read-back CRC32C matches written   yes",
+                "image file bytes match             yes");
     }
 
     @Test
     void everySubcommandHasHelp() {
+        assertThat(run("demo", "--help")).isZero();
+        assertThat(out()).contains("Usage: jvirtio demo", "--disk-mb", "Example:");
+        out.reset();
         assertThat(run("ring", "--help")).isZero();
         assertThat(out()).contains("Usage: jvirtio ring", "--queue-size", "Example:");
         out.reset();
