@@ -3,4 +3,5 @@ module io.jvirtio.drivers {
     requires transitive io.jvirtio.bus;
     exports io.jvirtio.drivers.rng;
     exports io.jvirtio.drivers.blk;
+    exports io.jvirtio.drivers.console;
 }

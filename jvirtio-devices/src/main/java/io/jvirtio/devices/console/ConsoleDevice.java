@@ -1,0 +1,176 @@
+package io.jvirtio.devices.console;
+
+import io.jvirtio.core.device.ConfigSpace;
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.QueueWorker;
+import io.jvirtio.devices.RxWorker;
+
+import java.io.IOException;
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.ConcurrentLinkedQueue;
+
+/**
+ * The console device (VIRTIO 1.2 §5.3), one port: receiveq0 carries input to the driver, transmitq0
+ * carries output from it. VIRTIO_CONSOLE_F_SIZE reports columns and rows; VIRTIO_CONSOLE_F_EMERG_WRITE
+ * lets the driver write a character through {@code emerg_wr} before any queue works. Input that arrives
+ * while the driver has posted no buffers waits (in order) until it does.
+ */
+public final class ConsoleDevice implements VirtioDeviceModel {
+    static final int CFG_COLS = 0;
+    static final int CFG_ROWS = 2;
+    static final int CFG_MAX_NR_PORTS = 4;
+    static final int CFG_EMERG_WR = 8;
+    static final int CONFIG_SIZE = 12;
+    static final int QUEUE_SIZE = 128;
+
+    private static final Logger LOG = System.getLogger(ConsoleDevice.class.getName());
+
+    private final ConsoleBackend backend;
+    private final ConfigSpace config;
+    private final ConcurrentLinkedQueue<byte[]> input = new ConcurrentLinkedQueue<>();
+    private volatile RxWorker rx;
+    private volatile QueueWorker tx;
+
+    public ConsoleDevice(ConsoleBackend backend, int cols, int rows) {
+        this.backend = backend;
+        this.config = new ConfigSpace(CONFIG_SIZE, (space, offset, data) -> {
+            // §5.3.4: a write to emerg_wr outputs its low byte at once.
+            if (offset == CFG_EMERG_WR && data.length == 4) {
+                try {
+                    backend.write(data, 0, 1);
+                } catch (IOException e) {
+                    LOG.log(Level.WARNING, "console emergency write failed: " + e.getMessage());
+                }
+            }
+        });
+        config.store(CFG_COLS, cols, 2);
+        config.store(CFG_ROWS, rows, 2);
+        config.store(CFG_MAX_NR_PORTS, 1, 4);
+        backend.start(this::onInput);
+    }
+
+    private void onInput(byte[] data) {
+        input.add(data);
+        RxWorker w = rx;
+        if (w != null) {
+            w.wake();
+        }
+    }
+
+    /** Changes the size the driver sees (§5.3.4 with VIRTIO_CONSOLE_F_SIZE): a configuration change. */
+    public void resize(int cols, int rows) {
+        config.update(CFG_COLS, cols | (rows << 16), 4);
+    }
+
+    @Override
+    public DeviceType type() {
+        return DeviceType.CONSOLE;
+    }
+
+    @Override
+    public long deviceFeatures() {
+        return Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.CONSOLE_SIZE,
+                Feature.CONSOLE_EMERG_WRITE);
+    }
+
+    @Override
+    public int numQueues() {
+        return 2;
+    }
+
+    @Override
+    public int maxQueueSize(int index) {
+        return QUEUE_SIZE;
+    }
+
+    @Override
+    public ConfigSpace config() {
+        return config;
+    }
+
+    @Override
+    public synchronized void activate(DeviceContext ctx) {
+        DeviceQueue rq = ctx.queues().get(0);
+        DeviceQueue tq = ctx.queues().get(1);
+        if (rq != null) {
+            rx = new RxWorker("jvirtio-console-rx", rq, ctx.interrupts().get(0), new InputSource(), ctx.failure()).start();
+        }
+        if (tq != null) {
+            byte[] buf = new byte[4096];
+            MemorySegment seg = MemorySegment.ofArray(buf);
+            tx = new QueueWorker("jvirtio-console-tx", tq, ctx.interrupts().get(1), chain -> {
+                long at = 0;
+                while (at < chain.readableBytes()) {
+                    int n = (int) Math.min(buf.length, chain.readableBytes() - at);
+                    chain.readReadable(at, seg.asSlice(0, n));
+                    try {
+                        backend.write(buf, 0, n);
+                    } catch (IOException e) {
+                        LOG.log(Level.WARNING, "console output failed: " + e.getMessage());
+                        break;
+                    }
+                    at += n;
+                }
+                return 0; // §5.3.6.1: nothing is written into a transmit buffer
+            }, ctx.failure()).start();
+        }
+    }
+
+    @Override
+    public void queueNotify(int index) {
+        if (index == 0 && rx != null) {
+            rx.wake();
+        } else if (index == 1 && tx != null) {
+            tx.notifyQueue();
+        }
+    }
+
+    @Override
+    public synchronized void reset() {
+        if (rx != null) {
+            rx.stop();
+            rx = null;
+        }
+        if (tx != null) {
+            tx.stop();
+            tx = null;
+        }
+    }
+
+    /** Input bytes in order; a chunk may be split over several receive buffers. */
+    private final class InputSource implements RxWorker.Source {
+        private byte[] current;
+        private int offset;
+
+        @Override
+        public boolean hasPending() {
+            return current != null || !input.isEmpty();
+        }
+
+        @Override
+        public int fill(DescriptorChain chain, DeviceQueue queue) {
+            int written = 0;
+            while (written < chain.writableBytes() && hasPending()) {
+                if (current == null) {
+                    current = input.poll();
+                    offset = 0;
+                }
+                int n = (int) Math.min(current.length - offset, chain.writableBytes() - written);
+                chain.writeWritable(written, MemorySegment.ofArray(current).asSlice(offset, n));
+                written += n;
+                offset += n;
+                if (offset == current.length) {
+                    current = null;
+                }
+            }
+            return written;
+        }
+    }
+}
