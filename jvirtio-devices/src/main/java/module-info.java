@@ -8,4 +8,5 @@ module io.jvirtio.devices {
     exports io.jvirtio.devices.rng;
     exports io.jvirtio.devices.blk;
     exports io.jvirtio.devices.console;
+    exports io.jvirtio.devices.net;
 }

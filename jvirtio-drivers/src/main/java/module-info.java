@@ -4,4 +4,5 @@ module io.jvirtio.drivers {
     exports io.jvirtio.drivers.rng;
     exports io.jvirtio.drivers.blk;
     exports io.jvirtio.drivers.console;
+    exports io.jvirtio.drivers.net;
 }

@@ -140,6 +140,15 @@ public final class DeviceQueue {
     }
 
     /**
+     * Gives back the chain popped last, which the device has not used (QEMU's {@code virtqueue_unpop},
+     * rust-vmm's {@code go_to_previous_position}): the next {@link #pop} returns it again. For a device
+     * that popped buffers for a packet and then found there are too few to hold it.
+     */
+    public void undoPop() {
+        nextAvail = (nextAvail - 1) & 0xffff;
+    }
+
+    /**
      * Stages a used element: the chain at {@code head} is done and the device wrote {@code len} bytes
      * into its writable buffers (§2.7.8). Not visible to the driver until {@link #publishUsed()}.
      */

@@ -1,0 +1,34 @@
+package io.jvirtio.devices.net;
+
+/** Network device constants, VIRTIO 1.2 §5.1. */
+public final class Net {
+    // struct virtio_net_config (§5.1.4)
+    public static final int CFG_MAC = 0;
+    public static final int CFG_STATUS = 6;
+    public static final int CFG_MAX_VIRTQUEUE_PAIRS = 8;
+    public static final int CFG_MTU = 10;
+    public static final int CONFIG_SIZE = 12;
+    public static final int S_LINK_UP = 1;
+
+    /** struct virtio_net_hdr with VERSION_1: 12 bytes, num_buffers included (§5.1.6). */
+    public static final int HDR_SIZE = 12;
+    public static final int HDR_NUM_BUFFERS = 10;
+
+    // control virtqueue (§5.1.6.5): u8 class, u8 command, data, u8 ack
+    public static final int CTRL_RX = 0;
+    public static final int CTRL_RX_PROMISC = 0;
+    public static final int CTRL_RX_ALLMULTI = 1;
+    public static final int CTRL_MAC = 1;
+    public static final int CTRL_MAC_TABLE_SET = 0;
+    public static final int CTRL_MAC_ADDR_SET = 1;
+    public static final int CTRL_MQ = 4;
+    public static final int CTRL_MQ_VQ_PAIRS_SET = 0;
+    public static final int OK = 0;
+    public static final int ERR = 1;
+
+    public static final int MAX_FRAME = 1514;
+    public static final int MTU = 1500;
+
+    private Net() {
+    }
+}

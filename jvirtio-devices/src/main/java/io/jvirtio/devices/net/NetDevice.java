@@ -1,0 +1,405 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.device.ConfigSpace;
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.QueueWorker;
+import io.jvirtio.devices.RxWorker;
+
+import java.lang.foreign.MemorySegment;
+import java.util.HashSet;
+import java.util.Set;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * The network device (VIRTIO 1.2 §5.1): receive/transmit queue pairs plus a control queue, the 12-byte
+ * {@code virtio_net_hdr} of VERSION_1, MAC, STATUS (link state), MRG_RXBUF (a frame may span several
+ * receive buffers, {@code num_buffers} says how many), CTRL_VQ with CTRL_RX (promiscuous / all-multicast)
+ * and the MAC filter table, CTRL_MAC_ADDR, and MQ (frames are steered over the active pairs by address
+ * hash). Frames for the guest wait in a bounded queue per pair; when it is full, or a frame is larger
+ * than the buffers the driver offers, the frame is dropped and counted — never truncated.
+ */
+public final class NetDevice implements VirtioDeviceModel {
+    static final int QUEUE_SIZE = 256;
+    static final int INBOUND_LIMIT = 1024;
+    private static final int MAX_EXTRA_BUFFERS = 32;
+
+    private final NetBackend backend;
+    private final int maxPairs;
+    private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
+    private final Pair[] pairs;
+    private volatile RxWorker[] rxWorkers = new RxWorker[0];
+    private volatile QueueWorker[] txWorkers = new QueueWorker[0];
+    private volatile QueueWorker ctrlWorker;
+    private volatile long features;
+    private volatile int activePairs = 1;
+    private volatile boolean promiscuous = true;
+    private volatile boolean allMulticast = true;
+    private volatile Set<Long> unicastFilter = Set.of();
+    private volatile Set<Long> multicastFilter = Set.of();
+    private volatile long mac;
+
+    public final AtomicLong rxFrames = new AtomicLong();
+    public final AtomicLong txFrames = new AtomicLong();
+    public final AtomicLong rxDropped = new AtomicLong();
+    public final AtomicLong rxFiltered = new AtomicLong();
+    public final AtomicLong txDropped = new AtomicLong();
+
+    /** Frames waiting for one queue pair's receive buffers. */
+    private static final class Pair {
+        final ConcurrentLinkedQueue<byte[]> inbound = new ConcurrentLinkedQueue<>();
+        final AtomicInteger depth = new AtomicInteger();
+    }
+
+    /**
+     * @param backend where frames go and come from
+     * @param mac     the station address, 6 bytes
+     * @param pairs   receive/transmit queue pairs (more than one offers VIRTIO_NET_F_MQ)
+     */
+    public NetDevice(NetBackend backend, byte[] mac, int pairs) {
+        if (mac.length != 6 || pairs < 1 || pairs > 64) {
+            throw new IllegalArgumentException("need a 6-byte MAC and 1..64 queue pairs");
+        }
+        this.backend = backend;
+        this.maxPairs = pairs;
+        this.pairs = new Pair[pairs];
+        for (int i = 0; i < pairs; i++) {
+            this.pairs[i] = new Pair();
+        }
+        config.store(Net.CFG_MAC, mac);
+        config.store(Net.CFG_STATUS, Net.S_LINK_UP, 2);
+        config.store(Net.CFG_MAX_VIRTQUEUE_PAIRS, pairs, 2);
+        config.store(Net.CFG_MTU, Net.MTU, 2);
+        this.mac = VirtualSwitch.mac(mac, 0);
+        backend.connect(this::receive);
+    }
+
+    /** Link state in {@code status} (VIRTIO_NET_F_STATUS): a configuration change for the driver. */
+    public void setLinkUp(boolean up) {
+        config.update(Net.CFG_STATUS, up ? Net.S_LINK_UP : 0, 2);
+    }
+
+    @Override
+    public DeviceType type() {
+        return DeviceType.NET;
+    }
+
+    @Override
+    public long deviceFeatures() {
+        long f = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.NET_MAC,
+                Feature.NET_STATUS, Feature.NET_MRG_RXBUF, Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX,
+                Feature.NET_CTRL_MAC_ADDR, Feature.NET_MTU);
+        return maxPairs > 1 ? f | Feature.NET_MQ.mask() : f;
+    }
+
+    @Override
+    public boolean acceptFeatures(long features) {
+        // §5.1.3.1: CTRL_RX, CTRL_MAC_ADDR and MQ need the control queue.
+        boolean ctrl = Feature.NET_CTRL_VQ.isSet(features);
+        return ctrl || (features & Feature.maskOf(Feature.NET_CTRL_RX, Feature.NET_CTRL_MAC_ADDR, Feature.NET_MQ)) == 0;
+    }
+
+    @Override
+    public int numQueues() {
+        return 2 * maxPairs + 1;
+    }
+
+    @Override
+    public int maxQueueSize(int index) {
+        return QUEUE_SIZE;
+    }
+
+    /** §5.1.2: the control queue is queue 2N, with N = max_virtqueue_pairs only if MQ was negotiated. */
+    private int ctrlIndex() {
+        return Feature.NET_MQ.isSet(features) ? 2 * maxPairs : 2;
+    }
+
+    @Override
+    public ConfigSpace config() {
+        return config;
+    }
+
+    @Override
+    public synchronized void activate(DeviceContext ctx) {
+        features = ctx.features();
+        activePairs = 1;
+        int usable = Feature.NET_MQ.isSet(features) ? maxPairs : 1;
+        RxWorker[] rx = new RxWorker[usable];
+        QueueWorker[] tx = new QueueWorker[usable];
+        for (int p = 0; p < usable; p++) {
+            DeviceQueue rq = ctx.queues().get(2 * p);
+            DeviceQueue tq = ctx.queues().get(2 * p + 1);
+            if (rq != null) {
+                rx[p] = new RxWorker("jvirtio-net-rx" + p, rq, ctx.interrupts().get(2 * p),
+                        new FrameSource(pairs[p], ctx.memory()), ctx.failure());
+            }
+            if (tq != null) {
+                tx[p] = new QueueWorker("jvirtio-net-tx" + p, tq, ctx.interrupts().get(2 * p + 1), this::transmit,
+                        ctx.failure());
+            }
+        }
+        int ci = ctrlIndex();
+        DeviceQueue cq = ctx.queues().get(ci);
+        if (cq != null && Feature.NET_CTRL_VQ.isSet(features)) {
+            ctrlWorker = new QueueWorker("jvirtio-net-ctrl", cq, ctx.interrupts().get(ci), this::control,
+                    ctx.failure()).start();
+        }
+        rxWorkers = rx;
+        txWorkers = tx;
+        for (int p = 0; p < usable; p++) {
+            if (rx[p] != null) rx[p].start();
+            if (tx[p] != null) tx[p].start();
+        }
+    }
+
+    @Override
+    public void queueNotify(int index) {
+        int p = index / 2;
+        if (index == ctrlIndex()) {
+            QueueWorker c = ctrlWorker;
+            if (c != null) c.notifyQueue();
+        } else if (index % 2 == 0) {
+            RxWorker[] rx = rxWorkers;
+            if (p < rx.length && rx[p] != null) rx[p].wake();
+        } else {
+            QueueWorker[] tx = txWorkers;
+            if (p < tx.length && tx[p] != null) tx[p].notifyQueue();
+        }
+    }
+
+    @Override
+    public synchronized void reset() {
+        for (RxWorker w : rxWorkers) {
+            if (w != null) w.stop();
+        }
+        for (QueueWorker w : txWorkers) {
+            if (w != null) w.stop();
+        }
+        if (ctrlWorker != null) {
+            ctrlWorker.stop();
+            ctrlWorker = null;
+        }
+        rxWorkers = new RxWorker[0];
+        txWorkers = new QueueWorker[0];
+        for (Pair p : pairs) {
+            p.inbound.clear();
+            p.depth.set(0);
+        }
+        promiscuous = true;
+        allMulticast = true;
+        unicastFilter = Set.of();
+        multicastFilter = Set.of();
+        activePairs = 1;
+        features = 0;
+    }
+
+    /** A frame from the backend for the guest: filter, steer to a pair, queue, wake its receive worker. */
+    private void receive(byte[] frame) {
+        RxWorker[] rx = rxWorkers;
+        if (rx.length == 0 || frame.length < 14) {
+            rxDropped.incrementAndGet();
+            return;
+        }
+        if (!accepts(frame)) {
+            rxFiltered.incrementAndGet();
+            return;
+        }
+        int p = (int) (Math.floorMod(VirtualSwitch.mac(frame, 0) * 31 + VirtualSwitch.mac(frame, 6), (long) activePairs));
+        Pair pair = pairs[p];
+        if (pair.depth.incrementAndGet() > INBOUND_LIMIT) {
+            pair.depth.decrementAndGet();
+            rxDropped.incrementAndGet();
+            return;
+        }
+        pair.inbound.add(frame);
+        if (rx[p] != null) {
+            rx[p].wake();
+        }
+    }
+
+    /** §5.1.6.5.1/.2: promiscuous, all-multicast, broadcast, our address, and the filter tables. */
+    private boolean accepts(byte[] f) {
+        if (promiscuous) {
+            return true;
+        }
+        long dst = VirtualSwitch.mac(f, 0);
+        if (dst == 0xffff_ffff_ffffL) {
+            return true;
+        }
+        if ((f[0] & 1) != 0) {
+            return allMulticast || multicastFilter.contains(dst);
+        }
+        return dst == mac || unicastFilter.contains(dst);
+    }
+
+    /** Transmit queue: header, then the frame (§5.1.6.2). Nothing is written back. */
+    private int transmit(DescriptorChain chain) {
+        long len = chain.readableBytes() - Net.HDR_SIZE;
+        if (len < 14 || len > 65535) {
+            txDropped.incrementAndGet();
+            return 0;
+        }
+        byte[] frame = new byte[(int) len];
+        chain.readReadable(Net.HDR_SIZE, MemorySegment.ofArray(frame));
+        txFrames.incrementAndGet();
+        backend.transmit(frame);
+        return 0;
+    }
+
+    /** Control queue (§5.1.6.5): class, command, data; the device writes one ack byte. */
+    private int control(DescriptorChain chain) {
+        if (chain.writableBytes() < 1) {
+            return 0;
+        }
+        int n = (int) Math.min(chain.readableBytes(), 2 + 8 + 64 * 6 * 2L + 64);
+        byte[] cmd = new byte[n];
+        chain.readReadable(0, MemorySegment.ofArray(cmd));
+        int ack = n < 2 ? Net.ERR : command(cmd[0] & 0xff, cmd[1] & 0xff, cmd, n, chain.readableBytes());
+        chain.writeWritable(chain.writableBytes() - 1, MemorySegment.ofArray(new byte[] {(byte) ack}));
+        return 1;
+    }
+
+    private int command(int cls, int cmd, byte[] b, int n, long total) {
+        switch (cls) {
+            case Net.CTRL_RX -> {
+                if (!Feature.NET_CTRL_RX.isSet(features) || n < 3) {
+                    return Net.ERR;
+                }
+                boolean on = b[2] != 0;
+                if (cmd == Net.CTRL_RX_PROMISC) {
+                    promiscuous = on;
+                } else if (cmd == Net.CTRL_RX_ALLMULTI) {
+                    allMulticast = on;
+                } else {
+                    return Net.ERR;
+                }
+                return Net.OK;
+            }
+            case Net.CTRL_MAC -> {
+                if (cmd == Net.CTRL_MAC_ADDR_SET && Feature.NET_CTRL_MAC_ADDR.isSet(features) && n == 8) {
+                    byte[] m = java.util.Arrays.copyOfRange(b, 2, 8);
+                    mac = VirtualSwitch.mac(m, 0);
+                    config.store(Net.CFG_MAC, m);
+                    return Net.OK;
+                }
+                if (cmd == Net.CTRL_MAC_TABLE_SET && Feature.NET_CTRL_RX.isSet(features)) {
+                    return macTable(b, n, total);
+                }
+                return Net.ERR;
+            }
+            case Net.CTRL_MQ -> {
+                if (cmd != Net.CTRL_MQ_VQ_PAIRS_SET || !Feature.NET_MQ.isSet(features) || n != 4) {
+                    return Net.ERR;
+                }
+                int want = (b[2] & 0xff) | (b[3] & 0xff) << 8;
+                // §5.1.6.5.5: 1 ≤ virtqueue_pairs ≤ max_virtqueue_pairs, else the device answers ERR.
+                if (want < 1 || want > maxPairs) {
+                    return Net.ERR;
+                }
+                activePairs = want;
+                return Net.OK;
+            }
+            default -> {
+                return Net.ERR;
+            }
+        }
+    }
+
+    /** struct virtio_net_ctrl_mac ×2: le32 entries, then 6-byte addresses (unicast table, then multicast). */
+    private int macTable(byte[] b, int n, long total) {
+        if (total != n) {
+            return Net.ERR;
+        }
+        int at = 2;
+        Set<Long> uc = new HashSet<>();
+        Set<Long> mc = new HashSet<>();
+        for (Set<Long> table : java.util.List.of(uc, mc)) {
+            if (at + 4 > n) {
+                return Net.ERR;
+            }
+            long entries = Integer.toUnsignedLong(MemorySegment.ofArray(b).get(GuestMemory.U32, at));
+            at += 4;
+            if (entries > 64 || at + entries * 6 > n) {
+                return Net.ERR;
+            }
+            for (int i = 0; i < entries; i++) {
+                table.add(VirtualSwitch.mac(b, at));
+                at += 6;
+            }
+        }
+        if (at != n) {
+            return Net.ERR;
+        }
+        unicastFilter = Set.copyOf(uc);
+        multicastFilter = Set.copyOf(mc);
+        return Net.OK;
+    }
+
+    /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
+    private final class FrameSource implements RxWorker.Source {
+        private final Pair pair;
+        private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
+        private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
+
+        FrameSource(Pair pair, GuestMemory memory) {
+            this.pair = pair;
+            for (int i = 0; i < extra.length; i++) {
+                extra[i] = new DescriptorChain();
+            }
+        }
+
+        @Override
+        public boolean hasPending() {
+            return !pair.inbound.isEmpty();
+        }
+
+        @Override
+        public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+            byte[] frame = pair.inbound.peek();
+            long total = Net.HDR_SIZE + frame.length;
+            boolean mergeable = Feature.NET_MRG_RXBUF.isSet(features);
+            int used = 0;
+            long capacity = chain.writableBytes();
+            while (capacity < total && mergeable && used < extra.length && queue.pop(extra[used])) {
+                capacity += extra[used].writableBytes();
+                used++;
+            }
+            take();
+            if (capacity < total) {
+                // Too large for what the driver offers: give the buffers back, drop the frame.
+                for (int i = 0; i <= used; i++) {
+                    queue.undoPop();
+                }
+                rxDropped.incrementAndGet();
+                return -1;
+            }
+            header.fill((byte) 0);
+            header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
+            MemorySegment data = MemorySegment.ofArray(frame);
+            long first = chain.writeWritable(0, header);
+            first += chain.writeWritable(Net.HDR_SIZE, data);
+            queue.addUsed(chain.head(), (int) first);
+            long done = first - Net.HDR_SIZE;
+            for (int i = 0; i < used; i++) {
+                long n = extra[i].writeWritable(0, data.asSlice(done));
+                queue.addUsed(extra[i].head(), (int) n);
+                done += n;
+            }
+            rxFrames.incrementAndGet();
+            return -1;
+        }
+
+        private void take() {
+            pair.inbound.poll();
+            pair.depth.decrementAndGet();
+        }
+    }
+}

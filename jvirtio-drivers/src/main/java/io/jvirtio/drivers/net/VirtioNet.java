@@ -1,0 +1,390 @@
+package io.jvirtio.drivers.net;
+
+import io.jvirtio.bus.TransportException;
+import io.jvirtio.bus.VirtioDevice;
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.memory.GuestMemoryException;
+import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.spec.Feature;
+
+import java.io.IOException;
+import java.io.InterruptedIOException;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayDeque;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * An Ethernet NIC over virtio-net. {@link #send} copies a frame behind a zeroed {@code virtio_net_hdr}
+ * into a transmit buffer and kicks; transmit buffers come back on the transmit interrupt. Receive
+ * buffers (2 KiB: header + the largest frame) are posted at start and re-posted as each frame is
+ * handed to the receiver (by default a bounded queue read with {@link #receive}).
+ */
+public final class VirtioNet {
+    static final int BUFFER = 2048;
+    static final int HDR = 12;
+
+    private final VirtioDevice device;
+    private final GuestAllocator dma;
+    private final GuestMemory memory;
+    private final int pairs;
+    private final Lane[] lanes;
+    private final DriverQueue<Object> ctrl;
+    private final long ctrlMemory;
+    private CompletableFuture<Integer> ctrlPending;
+    private final ArrayBlockingQueue<byte[]> inbox = new ArrayBlockingQueue<>(4096);
+    private volatile Consumer<MemorySegment> receiver = this::enqueue;
+    private volatile boolean linkUp = true;
+    private final byte[] mac = new byte[6];
+    public final AtomicLong rxFrames = new AtomicLong();
+    public final AtomicLong txFrames = new AtomicLong();
+    public final AtomicLong rxDropped = new AtomicLong();
+
+    /** One queue pair with its buffer memory. */
+    private static final class Lane {
+        final DriverQueue<Object> rx;
+        final DriverQueue<Object> tx;
+        final long rxMemory;
+        final long txMemory;
+        final ArrayDeque<Integer> freeTx = new ArrayDeque<>();
+        boolean detached;
+
+        Lane(DriverQueue<Object> rx, DriverQueue<Object> tx, GuestAllocator dma) {
+            this.rx = rx;
+            this.tx = tx;
+            this.rxMemory = dma.allocate((long) rx.size() * BUFFER, 4096);
+            this.txMemory = dma.allocate((long) tx.size() * BUFFER, 4096);
+            for (int i = 0; i < tx.size(); i++) {
+                freeTx.add(i);
+            }
+        }
+    }
+
+    VirtioNet(VirtioDevice device, List<DriverQueue<Object>> queues, int pairs, boolean hasCtrl)
+            throws TransportException {
+        this.device = device;
+        this.dma = device.config().dma();
+        this.memory = dma.memory();
+        this.pairs = pairs;
+        this.lanes = new Lane[pairs];
+        for (int p = 0; p < pairs; p++) {
+            lanes[p] = new Lane(queues.get(2 * p), queues.get(2 * p + 1), dma);
+        }
+        this.ctrl = hasCtrl ? queues.getLast() : null;
+        this.ctrlMemory = hasCtrl ? dma.allocate(1024, 64) : 0;
+        if (device.hasFeature(Feature.NET_MAC)) {
+            device.readConfig(0, mac);
+        } else {
+            new java.security.SecureRandom().nextBytes(mac);
+            mac[0] = (byte) ((mac[0] & 0xfe) | 0x02); // locally administered unicast
+        }
+        refreshStatus();
+    }
+
+    /** Fills every receive ring and, with MQ, turns all pairs on (§5.1.6.5.5). */
+    void start() throws IOException {
+        for (Lane l : lanes) {
+            synchronized (l.rx) {
+                for (int i = 0; i < l.rx.size(); i++) {
+                    l.rx.addInBuf(l.rxMemory + (long) i * BUFFER, BUFFER, i);
+                }
+                l.rx.kick();
+            }
+        }
+        if (pairs > 1) {
+            command(4, 0, new byte[] {(byte) pairs, (byte) (pairs >> 8)});
+        }
+    }
+
+    public VirtioDevice device() {
+        return device;
+    }
+
+    public byte[] mac() {
+        return mac.clone();
+    }
+
+    public String macString() {
+        return HexFormat.ofDelimiter(":").formatHex(mac);
+    }
+
+    public int queuePairs() {
+        return pairs;
+    }
+
+    /** Link state from the device's status field (VIRTIO_NET_F_STATUS); always up without it. */
+    public boolean linkUp() {
+        return linkUp;
+    }
+
+    void refreshStatus() {
+        if (device.hasFeature(Feature.NET_STATUS)) {
+            try {
+                linkUp = (device.readConfigField(6, 2) & 1) != 0;
+            } catch (TransportException e) {
+                System.getLogger(VirtioNet.class.getName()).log(System.Logger.Level.WARNING, e.getMessage());
+            }
+        }
+    }
+
+    /**
+     * Replaces the default receiver. {@code receiver} runs on the interrupt thread with a view of the
+     * frame in guest memory that is valid only during the call.
+     */
+    public void onReceive(Consumer<MemorySegment> receiver) {
+        this.receiver = receiver;
+    }
+
+    /** The next received frame, or null after {@code timeout}. For the default receiver. */
+    public byte[] receive(long timeout, TimeUnit unit) throws InterruptedException {
+        return inbox.poll(timeout, unit);
+    }
+
+    private void enqueue(MemorySegment frame) {
+        if (!inbox.offer(frame.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE))) {
+            rxDropped.incrementAndGet();
+        }
+    }
+
+    /**
+     * Sends one Ethernet frame (14..1514 bytes). Waits up to 10 s for a transmit buffer.
+     *
+     * @throws IOException if the NIC is removed or no buffer frees up
+     */
+    public void send(MemorySegment frame) throws IOException {
+        long len = frame.byteSize();
+        if (len < 14 || len > BUFFER - HDR) {
+            throw new IllegalArgumentException("frame of " + len + " bytes; Ethernet frames are 14.." + (BUFFER - HDR));
+        }
+        Lane l = lanes[(int) (Thread.currentThread().threadId() % pairs)];
+        synchronized (l.tx) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (l.freeTx.isEmpty() && !l.detached) {
+                reclaim(l);
+                if (!l.freeTx.isEmpty()) {
+                    break;
+                }
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    throw new IOException(device + ": no transmit buffer freed within 10 s");
+                }
+                try {
+                    l.tx.wait(Math.max(1, left / 1_000_000));
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new InterruptedIOException();
+                }
+            }
+            if (l.detached) {
+                throw new IOException(device + " was removed");
+            }
+            int slot = l.freeTx.poll();
+            long at = l.txMemory + (long) slot * BUFFER;
+            MemorySegment buf = slice(at, HDR + len);
+            buf.asSlice(0, HDR).fill((byte) 0);
+            MemorySegment.copy(frame, 0, buf, HDR, len);
+            l.tx.addOutBuf(at, (int) (HDR + len), slot);
+            l.tx.kick();
+            txFrames.incrementAndGet();
+        }
+    }
+
+    public void send(byte[] frame) throws IOException {
+        send(MemorySegment.ofArray(frame));
+    }
+
+    private void reclaim(Lane l) {
+        try {
+            Object t;
+            while ((t = l.tx.getBuf()) != null) {
+                l.freeTx.add((Integer) t);
+            }
+        } catch (VirtqueueException e) {
+            l.detached = true;
+        }
+    }
+
+    /** Transmit interrupt: buffers are free again. */
+    void transmitted(int p) {
+        Lane l = lanes[p];
+        synchronized (l.tx) {
+            reclaim(l);
+            l.tx.notifyAll();
+        }
+    }
+
+    /** Receive interrupt: hand each frame to the receiver, then re-post its buffer. */
+    void received(int p) {
+        Lane l = lanes[p];
+        Consumer<MemorySegment> r = receiver;
+        synchronized (l.rx) {
+            boolean reposted = false;
+            try {
+                Object t;
+                while ((t = l.rx.getBuf()) != null) {
+                    int slot = (Integer) t;
+                    int len = l.rx.lastLength();
+                    long at = l.rxMemory + (long) slot * BUFFER;
+                    if (len >= HDR + 14 && len <= BUFFER) {
+                        MemorySegment hdr = slice(at, HDR);
+                        int numBuffers = Short.toUnsignedInt(hdr.get(GuestMemory.U16, 10));
+                        if (numBuffers == 1) {
+                            rxFrames.incrementAndGet();
+                            r.accept(slice(at + HDR, len - HDR));
+                        } else {
+                            // Our buffers hold any frame the device may send (MTU 1500), so a frame
+                            // spread over several means a device we do not understand: drop it.
+                            rxDropped.incrementAndGet();
+                        }
+                    } else {
+                        rxDropped.incrementAndGet();
+                    }
+                    l.rx.addInBuf(at, BUFFER, slot);
+                    reposted = true;
+                }
+            } catch (VirtqueueException e) {
+                System.getLogger(VirtioNet.class.getName()).log(System.Logger.Level.ERROR, e.getMessage());
+            }
+            if (reposted) {
+                l.rx.kick();
+            }
+        }
+    }
+
+    /** Promiscuous mode (VIRTIO_NET_CTRL_RX_PROMISC). */
+    public void setPromiscuous(boolean on) throws IOException {
+        command(0, 0, new byte[] {(byte) (on ? 1 : 0)});
+    }
+
+    /** All-multicast mode (VIRTIO_NET_CTRL_RX_ALLMULTI). */
+    public void setAllMulticast(boolean on) throws IOException {
+        command(0, 1, new byte[] {(byte) (on ? 1 : 0)});
+    }
+
+    /** The MAC filter (VIRTIO_NET_CTRL_MAC_TABLE_SET): extra unicast and multicast addresses. */
+    public void setMacFilter(List<byte[]> unicast, List<byte[]> multicast) throws IOException {
+        byte[] data = new byte[8 + 6 * (unicast.size() + multicast.size())];
+        MemorySegment d = MemorySegment.ofArray(data);
+        int at = 0;
+        for (List<byte[]> table : List.of(unicast, multicast)) {
+            d.set(GuestMemory.U32, at, table.size());
+            at += 4;
+            for (byte[] m : table) {
+                System.arraycopy(m, 0, data, at, 6);
+                at += 6;
+            }
+        }
+        command(1, 0, data);
+    }
+
+    /** Changes the station address (VIRTIO_NET_CTRL_MAC_ADDR_SET). */
+    public void setMacAddress(byte[] newMac) throws IOException {
+        command(1, 1, newMac);
+        System.arraycopy(newMac, 0, mac, 0, 6);
+    }
+
+    /** Sends a control command and waits for the device's ack (§5.1.6.5). */
+    private void command(int cls, int cmd, byte[] data) throws IOException {
+        if (ctrl == null) {
+            throw new IOException("VIRTIO_NET_F_CTRL_VQ was not negotiated");
+        }
+        CompletableFuture<Integer> f = new CompletableFuture<>();
+        synchronized (ctrl) {
+            if (ctrlPending != null) {
+                throw new IllegalStateException("one control command at a time");
+            }
+            MemorySegment buf = slice(ctrlMemory, 2 + data.length + 1);
+            buf.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) cls);
+            buf.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 1, (byte) cmd);
+            MemorySegment.copy(MemorySegment.ofArray(data), 0, buf, 2, data.length);
+            long ack = ctrlMemory + 2 + data.length;
+            buf.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 2 + data.length, (byte) 0xff);
+            ctrlPending = f;
+            ctrl.addBuf(new Scatterlist().addReadable(ctrlMemory, 2).addReadable(ctrlMemory + 2, data.length)
+                    .addWritable(ack, 1), f);
+            ctrl.kick();
+        }
+        try {
+            f.get(10, TimeUnit.SECONDS);
+        } catch (ExecutionException | TimeoutException e) {
+            throw new IOException("control command " + cls + "/" + cmd + " got no answer", e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new InterruptedIOException();
+        } finally {
+            synchronized (ctrl) {
+                ctrlPending = null;
+            }
+        }
+        int status = slice(ctrlMemory + 2 + data.length, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
+        if (status != 0) {
+            throw new IOException("device refused control command " + cls + "/" + cmd + " (VIRTIO_NET_ERR)");
+        }
+    }
+
+    void controlDone() {
+        synchronized (ctrl) {
+            try {
+                Object t;
+                while ((t = ctrl.getBuf()) != null) {
+                    ((CompletableFuture<?>) t).complete(null);
+                }
+            } catch (VirtqueueException e) {
+                if (ctrlPending != null) {
+                    ctrlPending.completeExceptionally(e);
+                }
+            }
+        }
+    }
+
+    void detach() {
+        for (Lane l : lanes) {
+            synchronized (l.rx) {
+                while (l.rx.detachUnused() != null) {
+                    // receive buffers carry no caller state
+                }
+            }
+            synchronized (l.tx) {
+                l.detached = true;
+                while (l.tx.detachUnused() != null) {
+                    // nor do transmit buffers
+                }
+                l.tx.notifyAll();
+            }
+            dma.free(l.rxMemory, (long) l.rx.size() * BUFFER);
+            dma.free(l.txMemory, (long) l.tx.size() * BUFFER);
+        }
+        if (ctrl != null) {
+            synchronized (ctrl) {
+                Object t;
+                while ((t = ctrl.detachUnused()) != null) {
+                    ((CompletableFuture<?>) t).completeExceptionally(new IOException(device + " was removed"));
+                }
+            }
+            dma.free(ctrlMemory, 1024);
+        }
+    }
+
+    private MemorySegment slice(long at, long len) {
+        try {
+            return memory.slice(at, len);
+        } catch (GuestMemoryException e) {
+            throw new AssertionError(e);
+        }
+    }
+
+    @Override
+    public String toString() {
+        return device.name() + " " + macString() + " (" + pairs + " queue pair" + (pairs > 1 ? "s" : "") + ")";
+    }
+}
