@@ -1,0 +1,164 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.DeviceHarness;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** virtio-net device rules with hand-built buffers: headers, mergeable buffers, control commands. */
+class NetDeviceTest {
+    static final byte[] MAC = {0x52, 0x54, 0, 1, 2, 3};
+    static final long BASE = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC, Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX);
+
+    /** A backend the test drives directly. */
+    static final class Wire implements NetBackend {
+        volatile Consumer<byte[]> toGuest;
+        final List<byte[]> fromGuest = new CopyOnWriteArrayList<>();
+
+        public void transmit(byte[] frame) {
+            fromGuest.add(frame);
+        }
+
+        public void connect(Consumer<byte[]> receiver) {
+            toGuest = receiver;
+        }
+    }
+
+    DeviceHarness h;
+    Wire wire = new Wire();
+    NetDevice dev;
+
+    void start(long features) throws Exception {
+        dev = new NetDevice(wire, MAC, 1);
+        h = new DeviceHarness(dev, features);
+    }
+
+    @AfterEach
+    void tearDown() {
+        if (h != null) {
+            h.close();
+        }
+    }
+
+    static byte[] frame(int size) {
+        byte[] f = new byte[size];
+        System.arraycopy(MAC, 0, f, 0, 6);
+        for (int i = 12; i < size; i++) {
+            f[i] = (byte) i;
+        }
+        return f;
+    }
+
+    /** Waits for the next used rx buffer; returns its length. */
+    int nextRx() throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (System.nanoTime() < deadline) {
+            if (rx.getBuf() != null) {
+                return rx.lastLength();
+            }
+            Thread.sleep(1);
+        }
+        throw new AssertionError("no receive completion");
+    }
+
+    @Test
+    void transmitStripsTheHeaderAndSendsTheFrame() throws Exception {
+        start(BASE);
+        long buf = h.alloc.allocate(12 + 100, 8);
+        byte[] f = frame(100);
+        h.memory.write(buf + 12, f, 0, 100);
+        int len = h.roundTrip(1, new Scatterlist().addReadable(buf, 12).addReadable(buf + 12, 100));
+        assertThat(len).isZero();
+        assertThat(wire.fromGuest).hasSize(1);
+        assertThat(wire.fromGuest.getFirst()).isEqualTo(f);
+    }
+
+    @Test
+    void mergeableFrameSpansBuffersAndCountsThem() throws Exception {
+        start(BASE | Feature.NET_MRG_RXBUF.mask());
+        long bufs = h.alloc.allocate(4 * 512, 8);
+        DriverQueue<Object> rx = h.queues.get(0);
+        for (int i = 0; i < 4; i++) {
+            rx.addInBuf(bufs + 512L * i, 512, i);
+        }
+        rx.kick();
+        wire.toGuest.accept(frame(1200)); // 12 + 1200 bytes: three 512-byte buffers
+        int first = nextRx();
+        int second = nextRx();
+        int third = nextRx();
+        assertThat(first + second + third).isEqualTo(1212);
+        assertThat(first).isEqualTo(512);
+        assertThat(h.memory.readU16(bufs + 10)).as("num_buffers").isEqualTo((short) 3);
+        byte[] got = new byte[1212];
+        h.memory.read(bufs, got, 0, 1212);
+        assertThat(java.util.Arrays.copyOfRange(got, 12, 1212)).isEqualTo(frame(1200));
+    }
+
+    @Test
+    void withoutMergeableBuffersAFrameTooBigIsDroppedNotTruncated() throws Exception {
+        start(BASE);
+        long bufs = h.alloc.allocate(2 * 2048, 8);
+        DriverQueue<Object> rx = h.queues.get(0);
+        rx.addInBuf(bufs, 512, 0);
+        rx.kick();
+        wire.toGuest.accept(frame(1000));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (dev.rxDropped.get() == 0 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(dev.rxDropped.get()).isEqualTo(1);
+        assertThat(rx.getBuf()).as("the small buffer was given back, not used").isNull();
+        wire.toGuest.accept(frame(400));
+        assertThat(nextRx()).isEqualTo(412);
+        assertThat(h.memory.readU16(bufs + 10)).as("num_buffers is 1 without MRG_RXBUF too").isEqualTo((short) 1);
+    }
+
+    int control(byte[] cmd) throws Exception {
+        long buf = h.alloc.allocate(cmd.length + 1, 8);
+        h.memory.write(buf, cmd, 0, cmd.length);
+        h.roundTrip(2, new Scatterlist().addReadable(buf, cmd.length).addWritable(buf + cmd.length, 1));
+        byte[] ack = new byte[1];
+        h.memory.read(buf + cmd.length, ack, 0, 1);
+        return ack[0];
+    }
+
+    @Test
+    void hostileControlCommandsGetErr() throws Exception {
+        start(BASE);
+        assertThat(control(new byte[] {0, 0, 1})).as("PROMISC on").isEqualTo(Net.OK);
+        assertThat(control(new byte[] {0, 7, 1})).as("unknown RX command").isEqualTo(Net.ERR);
+        assertThat(control(new byte[] {9, 0})).as("unknown class").isEqualTo(Net.ERR);
+        assertThat(control(new byte[] {4, 0, 2, 0})).as("MQ not negotiated").isEqualTo(Net.ERR);
+        // MAC table claiming 0x7fffffff unicast entries in 10 bytes
+        assertThat(control(new byte[] {1, 0, -1, -1, -1, 0x7f, 0, 0, 0, 0})).isEqualTo(Net.ERR);
+        // well-formed: one unicast, zero multicast
+        assertThat(control(new byte[] {1, 0, 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0})).isEqualTo(Net.OK);
+        assertThat(control(new byte[] {1, 1, 1, 2, 3, 4, 5, 6})).as("CTRL_MAC_ADDR not negotiated").isEqualTo(Net.ERR);
+        assertThat(h.needsReset.get()).isNull();
+    }
+
+    @Test
+    void queuePairsOutOfRangeAreRefused() throws Exception {
+        dev = new NetDevice(wire, MAC, 2);
+        h = new DeviceHarness(dev, BASE | Feature.NET_MQ.mask());
+        // with MQ and 2 pairs the control queue is queue 4
+        long buf = h.alloc.allocate(8, 8);
+        for (int[] c : new int[][] {{0, Net.ERR}, {3, Net.ERR}, {2, Net.OK}, {1, Net.OK}}) {
+            h.memory.write(buf, new byte[] {4, 0, (byte) c[0], 0}, 0, 4);
+            h.roundTrip(4, new Scatterlist().addReadable(buf, 4).addWritable(buf + 4, 1));
+            byte[] ack = new byte[1];
+            h.memory.read(buf + 4, ack, 0, 1);
+            assertThat(ack[0]).as("VQ_PAIRS_SET %d", c[0]).isEqualTo((byte) c[1]);
+        }
+    }
+}
