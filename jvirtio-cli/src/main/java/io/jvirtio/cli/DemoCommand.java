@@ -6,9 +6,17 @@ import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.console.ConsoleDevice;
+import io.jvirtio.devices.console.EchoBackend;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.VirtualSwitch;
 import io.jvirtio.devices.rng.RngDevice;
 import io.jvirtio.drivers.blk.BlkDriver;
 import io.jvirtio.drivers.blk.VirtioBlock;
+import io.jvirtio.drivers.console.ConsoleDriver;
+import io.jvirtio.drivers.console.VirtioConsole;
+import io.jvirtio.drivers.net.NetDriver;
+import io.jvirtio.drivers.net.VirtioNet;
 import io.jvirtio.drivers.rng.RngDriver;
 import io.jvirtio.drivers.rng.VirtioRng;
 import io.jvirtio.machine.Machine;
@@ -45,12 +53,15 @@ final class DemoCommand implements Command {
         return """
                 Usage: jvirtio demo [options]
 
-                Builds an in-process machine (guest RAM in a memfd, PCI bus 0, MSI-X), plugs a virtio
-                block device backed by a real file and an entropy device, then plays the guest: the
+                Builds an in-process machine (guest RAM in a memfd, PCI bus 0, MSI-X) with one device of
+                each type: a block device backed by a real file, two network cards on a virtual switch,
+                a console whose far end echoes, and an entropy source. Then it plays the guest: the
                 virtio-pci driver enumerates the bus (shown like lspci), the virtio bus negotiates
                 features and probes the drivers (shown like /sys/bus/virtio/devices), and real work runs
                 through every driver: the disk is written with random data, flushed, read back and
-                checked against CRC32C checksums and against the file's own bytes; entropy is read.
+                checked against CRC32C checksums and against the file's own bytes; numbered frames
+                cross the switch from one NIC to the other and are checked; lines go out of the console
+                and come back; entropy is read.
 
                 Options:
                   --disk-mb N        disk size in MiB (default 64)
@@ -58,6 +69,7 @@ final class DemoCommand implements Command {
                   --depth N          requests in flight (default 32)
                   --request-kb N     bytes per request in KiB, 4..1024 (default 128)
                   --queues N         block request queues, 1..8 (default 2)
+                  --frames N         frames sent between the NICs (default 100000)
                   -h, --help         this text
 
                 Example:
@@ -67,7 +79,7 @@ final class DemoCommand implements Command {
 
     @Override
     public int run(List<String> args, PrintStream out, PrintStream err) throws Exception {
-        Options o = new Options(args, Set.of("--disk-mb", "--image", "--depth", "--request-kb", "--queues"), Set.of());
+        Options o = new Options(args, Set.of("--disk-mb", "--image", "--depth", "--request-kb", "--queues", "--frames"), Set.of());
         if (o.help()) {
             out.print(usage());
             return 0;
@@ -76,19 +88,28 @@ final class DemoCommand implements Command {
         int depth = (int) o.number("--depth", 32, 1, 1024);
         int requestBytes = (int) o.number("--request-kb", 128, 4, 1024) << 10;
         int queues = (int) o.number("--queues", 2, 1, 8);
+        int frames = (int) o.number("--frames", 100_000, 1, 100_000_000);
         String imageArg = o.value("--image");
         Path image = imageArg != null ? Path.of(imageArg) : Files.createTempFile("jvirtio-demo-", ".img");
         boolean temporary = imageArg == null;
         try (Machine machine = new Machine(256L << 20)) {
             FileBackend backend = FileBackend.create(image, diskBytes);
             machine.plug(new BlkDevice(backend, queues));
+            VirtualSwitch sw = new VirtualSwitch();
+            machine.plug(new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 0x12, 0x34, 0x56}, 1));
+            machine.plug(new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 0x12, 0x34, 0x57}, 1));
+            machine.plug(new ConsoleDevice(new EchoBackend(), 80, 25));
             machine.plug(new RngDevice());
 
             VirtioBus bus = new VirtioBus();
             BlkDriver blk = new BlkDriver();
             RngDriver rng = new RngDriver();
+            NetDriver net = new NetDriver();
+            ConsoleDriver console = new ConsoleDriver();
             bus.registerDriver(blk);
             bus.registerDriver(rng);
+            bus.registerDriver(net);
+            bus.registerDriver(console);
             VirtioPciDriver pci = new VirtioPciDriver(machine, bus);
             List<VirtioPciDriver.Probed> found = pci.scan();
 
@@ -119,6 +140,10 @@ final class DemoCommand implements Command {
             entropy.read(random);
             long rngNanos = System.nanoTime() - t0;
             boolean fileMatches = compareFile(image, s.crcs, requestBytes);
+            NetStats ns = runNet(net.nics().get(0), net.nics().get(1), frames, err);
+            long c0 = System.nanoTime();
+            boolean echoed = runConsole(console.consoles().getFirst());
+            long consoleNanos = System.nanoTime() - c0;
 
             out.println("== work ==");
             out.printf("  %-34s %s%n", "disk id (GET_ID)", disk.id().get(5, TimeUnit.SECONDS));
@@ -131,12 +156,19 @@ final class DemoCommand implements Command {
                     diskBytes >> 20, (diskBytes / 1048576.0) / (s.readNanos / 1e9), s.reads / (s.readNanos / 1e9));
             out.printf("  %-10s %,10d ops %,12d KiB %10.1f MiB/s%n", "entropy", (random.length + 4095) / 4096,
                     random.length >> 10, (random.length / 1048576.0) / (rngNanos / 1e9));
+            out.printf("  %-10s %,10d frm %,12d KiB %10.1f MiB/s %,10.0f frames/s%n", "net", ns.frames(),
+                    ns.bytes() >> 10, (ns.bytes() / 1048576.0) / (ns.nanos() / 1e9), ns.frames() / (ns.nanos() / 1e9));
+            out.printf("  %-10s %,10d ln  %,12d KiB %10.1f ms%n", "console", CONSOLE_LINES,
+                    (CONSOLE_LINES * 64L) >> 10, consoleNanos / 1e6);
+            out.printf("  %-34s %s%n", "frames arrived intact, in order",
+                    ns.bad() == 0 ? "yes (all " + ns.frames() + ")" : "NO: " + ns.bad() + " bad");
+            out.printf("  %-34s %s%n", "console echo matches", echoed ? "yes" : "NO");
             out.printf("  %-34s %s%n", "read-back CRC32C matches written", s.mismatches == 0 ? "yes (all "
                     + s.crcs.length + " chunks)" : "NO: " + s.mismatches + " chunks differ");
             out.printf("  %-34s %s%n", "image file bytes match", fileMatches ? "yes" : "NO");
             out.printf("  %-34s %,d%n", "interrupts delivered", machine.interruptsDelivered());
             backend.close();
-            return s.mismatches == 0 && fileMatches ? 0 : 1;
+            return s.mismatches == 0 && fileMatches && ns.bad() == 0 && echoed ? 0 : 1;
         } finally {
             if (temporary) {
                 Files.deleteIfExists(image);
@@ -210,6 +242,86 @@ final class DemoCommand implements Command {
             disk.freeBuffer(b);
         }
         return new Stats(chunks, chunks, t1 - t0, t2 - t1, t3 - t2, crcs, mismatches[0]);
+    }
+
+    static final int CONSOLE_LINES = 200;
+
+    private record NetStats(long frames, long bytes, long nanos, long bad) {
+    }
+
+    /** Numbered frames from NIC a to NIC b across the switch; each checked for order and length. */
+    private static NetStats runNet(VirtioNet a, VirtioNet b, int frames, PrintStream err) throws Exception {
+        byte[] dst = b.mac();
+        byte[] src = a.mac();
+        // one broadcast each way so the switch learns both stations
+        byte[] hello = new byte[60];
+        java.util.Arrays.fill(hello, 0, 6, (byte) -1);
+        System.arraycopy(src, 0, hello, 6, 6);
+        a.send(hello);
+        b.receive(5, TimeUnit.SECONDS);
+        System.arraycopy(dst, 0, hello, 6, 6);
+        b.send(hello);
+        a.receive(5, TimeUnit.SECONDS);
+
+        long[] bad = new long[1];
+        long[] bytes = new long[1];
+        java.util.concurrent.atomic.AtomicLong next = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(1);
+        b.onReceive(f -> {
+            long seq = f.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 14);
+            if (seq != next.get() || f.byteSize() != 60 + (seq % 1455)) {
+                bad[0]++;
+            }
+            bytes[0] += f.byteSize();
+            if (next.incrementAndGet() == frames) {
+                done.countDown();
+            }
+        });
+        Progress progress = new Progress(err, "net", frames);
+        byte[] frame = new byte[1514];
+        System.arraycopy(dst, 0, frame, 0, 6);
+        System.arraycopy(src, 0, frame, 6, 6);
+        frame[12] = (byte) 0x88;
+        frame[13] = (byte) 0xb5;
+        MemorySegment fs = MemorySegment.ofArray(frame);
+        long t0 = System.nanoTime();
+        for (long i = 0; i < frames; i++) {
+            // Ethernet drops under overload; keep at most 512 frames between the NICs so none is lost.
+            while (i - next.get() > 512) {
+                Thread.onSpinWait();
+            }
+            fs.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 14, i);
+            a.send(fs.asSlice(0, 60 + (i % 1455)));
+            progress.update(i + 1);
+        }
+        if (!done.await(30, TimeUnit.SECONDS)) {
+            bad[0] += frames - next.get();
+        }
+        long nanos = System.nanoTime() - t0;
+        progress.done();
+        return new NetStats(frames, bytes[0], nanos, bad[0]);
+    }
+
+    /** Lines out through the console's transmit queue come back through its receive queue. */
+    private static boolean runConsole(VirtioConsole c) throws Exception {
+        StringBuilder sent = new StringBuilder();
+        for (int i = 0; i < CONSOLE_LINES; i++) {
+            sent.append(String.format("%-63s%n", "line " + i + " through virtio-console"));
+        }
+        byte[] out = sent.toString().getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        c.output().write(out);
+        c.output().flush();
+        byte[] back = new byte[out.length];
+        var in = c.input();
+        int at = 0;
+        while (at < back.length) {
+            int n = in.read(back, at, back.length - at);
+            if (n < 0) {
+                return false;
+            }
+            at += n;
+        }
+        return java.util.Arrays.equals(out, back);
     }
 
     private static boolean compareFile(Path image, long[] crcs, int req) throws Exception {

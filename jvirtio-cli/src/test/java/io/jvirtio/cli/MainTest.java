@@ -34,10 +34,12 @@ class MainTest {
 
     @Test
     void demoEnumeratesProbesAndVerifiesTheDisk() {
-        assertThat(run("demo", "--disk-mb", "4", "--request-kb", "64", "--depth", "8")).isZero();
+        assertThat(run("demo", "--disk-mb", "4", "--request-kb", "64", "--depth", "8", "--frames", "3000")).isZero();
         assertThat(out()).contains("0000:00:03.0 Red Hat, Inc. Virtio block device [1af4:1042]",
                 "virtio0: device 2 (block)", "driver virtio_blk", "DRIVER_OK", "VIRTIO_BLK_F_FLUSH",
-                "virtio1: device 4 (entropy)", "read-back CRC32C matches written   yes",
+                "device 1 (net)", "driver virtio_net", "device 3 (console)", "driver virtio_console",
+                "device 4 (entropy)", "read-back CRC32C matches written   yes",
+                "frames arrived intact, in order    yes (all 3000)", "console echo matches               yes",
                 "image file bytes match             yes");
     }
 
