@@ -5,6 +5,9 @@
  */
 module io.jvirtio.bench {
     requires io.jvirtio.core;
+    requires io.jvirtio.machine;
+    requires io.jvirtio.devices;
+    requires io.jvirtio.drivers;
     requires jmh.core;
     opens io.jvirtio.bench;
 }
