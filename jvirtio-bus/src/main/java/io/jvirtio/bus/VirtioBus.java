@@ -122,12 +122,16 @@ public final class VirtioBus {
         try {
             long offered = ops.getFeatures();
             long wanted = driver.features() | TRANSPORT_FEATURES;
-            long accepted = FeatureNegotiation.negotiate(offered, wanted, true);
+            // A device without VERSION_1 is a legacy interface (§6.1): 32 feature bits, no FEATURES_OK.
+            boolean modern = Feature.VERSION_1.isSet(offered);
+            long accepted = FeatureNegotiation.negotiate(offered, wanted, modern);
             ops.finalizeFeatures(accepted);
-            ops.setStatus(status | DeviceStatus.FEATURES_OK);
-            // §3.1.1 step 6: re-read; a device that cannot work with these features leaves the bit clear.
-            if ((ops.getStatus() & DeviceStatus.FEATURES_OK) == 0) {
-                throw new TransportException("device refused features " + Feature.describe(dev.type(), accepted));
+            if (modern) {
+                ops.setStatus(status | DeviceStatus.FEATURES_OK);
+                // §3.1.1 step 6: re-read; a device that cannot work with these features leaves the bit clear.
+                if ((ops.getStatus() & DeviceStatus.FEATURES_OK) == 0) {
+                    throw new TransportException("device refused features " + Feature.describe(dev.type(), accepted));
+                }
             }
             dev.setFeatures(accepted);
             dev.setDriver(driver);

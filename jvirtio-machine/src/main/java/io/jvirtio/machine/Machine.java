@@ -38,6 +38,7 @@ public final class Machine implements PciHost, AutoCloseable {
     private final int[] intxVector = new int[32];
     private final boolean[] intxLevel = new boolean[32];
     private volatile Bar[] decode = new Bar[0];
+    private volatile Bar[] ioDecode = new Bar[0];
     private long nextMmio = MMIO_BASE;
     private long nextPio = 0xc000;
 
@@ -63,9 +64,17 @@ public final class Machine implements PciHost, AutoCloseable {
 
     /** Plugs a device with an MSI-X table of {@code msixVectors} entries (0: no MSI-X, INTx only). */
     public synchronized int plug(VirtioDeviceModel model, int msixVectors) {
+        return plug(model, msixVectors, false);
+    }
+
+    /**
+     * Plugs a device; a {@code transitional} one also answers on the legacy I/O BAR with a transitional
+     * device id, as QEMU's {@code disable-legacy=off}.
+     */
+    public synchronized int plug(VirtioDeviceModel model, int msixVectors, boolean transitional) {
         for (int slot = 3; slot < 32; slot++) {
             if (slots[slot] == null) {
-                plug(slot, new VirtioPciDevice(model, memory, Pci.bdf(slot, 0), msixVectors));
+                plug(slot, new VirtioPciDevice(model, memory, Pci.bdf(slot, 0), msixVectors, transitional));
                 return slot;
             }
         }
@@ -159,12 +168,24 @@ public final class Machine implements PciHost, AutoCloseable {
 
     @Override
     public long pioRead(long port, int size) {
-        return mmioRead(port, size);
+        for (Bar b : ioDecode) {
+            long off = port - b.base;
+            if (off >= 0 && off + size <= b.size) {
+                return b.function.barRead(b.bar, off, size);
+            }
+        }
+        return (1L << (8 * size)) - 1;
     }
 
     @Override
     public void pioWrite(long port, int size, long value) {
-        mmioWrite(port, size, value);
+        for (Bar b : ioDecode) {
+            long off = port - b.base;
+            if (off >= 0 && off + size <= b.size) {
+                b.function.barWrite(b.bar, off, size, value);
+                return;
+            }
+        }
     }
 
     @Override
@@ -235,6 +256,7 @@ public final class Machine implements PciHost, AutoCloseable {
     /** Rebuilds the address decode table from every function's BARs and command register. */
     private synchronized void remap() {
         List<Bar> bars = new ArrayList<>();
+        List<Bar> io = new ArrayList<>();
         for (PciFunction f : slots) {
             if (f == null) {
                 continue;
@@ -242,11 +264,12 @@ public final class Machine implements PciHost, AutoCloseable {
             for (int bar = 0; bar < Pci.BAR_COUNT; bar++) {
                 long base = f.barAddress(bar);
                 if (base >= 0) {
-                    bars.add(new Bar(base, f.barSize(bar), f, bar));
+                    (f.barIsIo(bar) ? io : bars).add(new Bar(base, f.barSize(bar), f, bar));
                 }
             }
         }
         decode = bars.toArray(Bar[]::new);
+        ioDecode = io.toArray(Bar[]::new);
     }
 
     /** Resets every device (so device threads stop), stops the vCPU and unmaps guest RAM. */

@@ -193,4 +193,40 @@ class TransportTest {
         machine.configWrite(slot, pciCfg + 12, 4, 2);        // length
         assertThat(machine.configRead(slot, pciCfg + 16, 4) & 0xffff).isEqualTo(2);
     }
+
+    @Test
+    void transitionalDeviceWorksThroughTheLegacyIoBarAndThroughModernCapabilities() throws Exception {
+        for (boolean legacy : new boolean[] {true, false}) {
+            try (Machine m = new Machine(64 << 20)) {
+                int slot = m.plug(new BlkDevice(new MemoryBackend(4 << 20, false)), 2, true);
+                assertThat(m.configRead(slot, Pci.DEVICE_ID, 2)).as("transitional blk id").isEqualTo(0x1001);
+                assertThat(m.configRead(slot, Pci.SUBSYSTEM_ID, 2)).isEqualTo(2);
+                assertThat(m.configRead(slot, Pci.REVISION_ID, 1)).isZero();
+                VirtioBus bus = new VirtioBus();
+                BlkDriver blk = new BlkDriver();
+                bus.registerDriver(blk);
+                new VirtioPciDriver(m, bus, legacy).scan();
+                VirtioBlock disk = blk.disks().getFirst();
+                VirtioDevice dev = disk.device();
+                assertThat(dev.config().interruptMode()).endsWith(legacy ? "(legacy)" : "(modern)");
+                assertThat(io.jvirtio.core.spec.Feature.VERSION_1.isSet(dev.features())).isEqualTo(!legacy);
+                assertThat(dev.status() & DeviceStatus.DRIVER_OK).isNotZero();
+                assertThat(disk.capacitySectors()).isEqualTo((4 << 20) / 512);
+                traffic(disk, 100);
+            }
+        }
+    }
+
+    @Test
+    void legacyDriverWithIntxOnly() throws Exception {
+        machine = new Machine(64 << 20);
+        machine.plug(new BlkDevice(new MemoryBackend(4 << 20, false)), 0, true);
+        VirtioBus bus = new VirtioBus();
+        BlkDriver blk = new BlkDriver();
+        bus.registerDriver(blk);
+        new VirtioPciDriver(machine, bus, true).scan();
+        VirtioBlock disk = blk.disks().getFirst();
+        assertThat(disk.device().config().interruptMode()).isEqualTo("INTx with ISR (legacy)");
+        traffic(disk, 100);
+    }
 }

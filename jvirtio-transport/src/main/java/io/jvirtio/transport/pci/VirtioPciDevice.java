@@ -26,13 +26,15 @@ import static io.jvirtio.transport.pci.VirtioPciCap.*;
  * The device side of virtio over PCI (VIRTIO 1.2 §4.1): a modern virtio-pci function that carries any
  * {@link VirtioDeviceModel}. This is the VMM's register emulation, like QEMU's {@code virtio-pci}.
  *
- * <p>Layout (the same as QEMU's): BAR1 holds the MSI-X table (offset 0) and PBA (offset 0x800); BAR4
+ * <p>Layout (the same as QEMU's): BAR0, on a transitional device, is the legacy I/O BAR of §4.1.4.10;
+ * BAR1 holds the MSI-X table (offset 0) and PBA (offset 0x800); BAR4
  * (64-bit) holds the common configuration (0x0000), ISR (0x1000), device configuration (0x2000) and the
  * notification area (0x3000, {@code notify_off_multiplier} 4, queue {@code n} notifies at 0x3000 + 4n).
  * The capability list carries MSI-X and the five virtio capabilities of §4.1.4, the last being the
  * PCI configuration access capability (§4.1.4.9).
  */
 public final class VirtioPciDevice implements PciFunction {
+    static final int LEGACY_BAR = 0;
     static final int MSIX_BAR = 1;
     static final int VIRTIO_BAR = 4;
     static final long VIRTIO_BAR_SIZE = 0x4000;
@@ -58,6 +60,8 @@ public final class VirtioPciDevice implements PciFunction {
     private final String name;
     private final int numQueues;
     private final int msixEntries;
+    private final boolean transitional;
+    private final long legacyBarSize;
     private final byte[] config = new byte[Pci.CONFIG_SPACE_SIZE];
     private final long[] barAddress = new long[Pci.BAR_COUNT];
 
@@ -94,14 +98,17 @@ public final class VirtioPciDevice implements PciFunction {
      * @param name   for logs, e.g. the slot
      */
     public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name) {
-        this(model, memory, name, model.numQueues() + 1);
+        this(model, memory, name, model.numQueues() + 1, false);
     }
 
     /**
      * @param msixVectors MSI-X table size; fewer than queues + 1 makes drivers share vectors, 0 leaves
      *                    out the MSI-X capability so drivers fall back to INTx
+     * @param transitional also offer the legacy interface: a transitional device id (§4.1.2.3) and the
+     *                     legacy I/O BAR (§4.1.4.10) next to the modern capabilities
      */
-    public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name, int msixVectors) {
+    public VirtioPciDevice(VirtioDeviceModel model, GuestMemory memory, String name, int msixVectors,
+                           boolean transitional) {
         if (msixVectors < 0 || msixVectors > 2048) {
             throw new IllegalArgumentException("MSI-X vectors " + msixVectors + " not in 0..2048");
         }
@@ -110,6 +117,8 @@ public final class VirtioPciDevice implements PciFunction {
         this.name = name;
         this.numQueues = model.numQueues();
         this.msixEntries = msixVectors;
+        this.transitional = transitional;
+        this.legacyBarSize = transitional ? Math.max(32, Long.highestOneBit(24 + model.config().size() - 1) << 1) : 0;
         this.msixAddress = new long[msixEntries];
         this.msixData = new int[msixEntries];
         this.msixControl = new int[msixEntries];
@@ -140,8 +149,15 @@ public final class VirtioPciDevice implements PciFunction {
 
     private void buildConfigHeader(DeviceType type) {
         put16(Pci.VENDOR_ID, Pci.VIRTIO_VENDOR);
-        put16(Pci.DEVICE_ID, Pci.VIRTIO_MODERN_BASE + type.id());
-        config[Pci.REVISION_ID] = 1; // §4.1.2.1: non-transitional devices SHOULD have revision ≥ 1
+        if (transitional) {
+            // §4.1.2.3: transitional ids, revision 0, the device type in the subsystem id
+            put16(Pci.DEVICE_ID, legacyDeviceId(type));
+            put16(Pci.SUBSYSTEM_ID, type.id());
+        } else {
+            put16(Pci.DEVICE_ID, Pci.VIRTIO_MODERN_BASE + type.id());
+            put16(Pci.SUBSYSTEM_ID, 0x1100);
+            config[Pci.REVISION_ID] = 1; // §4.1.2.1: non-transitional devices SHOULD have revision ≥ 1
+        }
         int cls = switch (type) {
             case NET -> 0x020000;
             case BLOCK -> 0x010000;
@@ -153,7 +169,6 @@ public final class VirtioPciDevice implements PciFunction {
         config[Pci.CLASS_PROG + 2] = (byte) (cls >> 16);
         put16(Pci.STATUS, Pci.STATUS_CAP_LIST);
         put16(Pci.SUBSYSTEM_VENDOR_ID, Pci.VIRTIO_VENDOR);
-        put16(Pci.SUBSYSTEM_ID, 0x1100);
         config[Pci.CAPABILITY_LIST] = (byte) (msixEntries > 0 ? CAP_MSIX : CAP_COMMON);
         config[Pci.INTERRUPT_PIN] = 1; // INTA#
 
@@ -172,6 +187,20 @@ public final class VirtioPciDevice implements PciFunction {
         virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, 0x1000, SIZE + 4);
         put32(CAP_NOTIFY + NOTIFY_OFF_MULTIPLIER, NOTIFY_MULTIPLIER);
         virtioCap(CAP_PCI_CFG, 0, PCI_CFG, 0, 0, 0, SIZE + 4);
+    }
+
+    /** §4.1.2.3 Transitional PCI Device ID table. */
+    static int legacyDeviceId(DeviceType type) {
+        return switch (type) {
+            case NET -> 0x1000;
+            case BLOCK -> 0x1001;
+            case BALLOON -> 0x1002;
+            case CONSOLE -> 0x1003;
+            case SCSI -> 0x1004;
+            case ENTROPY -> 0x1005;
+            case NINEP -> 0x1009;
+            default -> throw new IllegalArgumentException(type + " has no transitional device id");
+        };
     }
 
     private void virtioCap(int at, int next, int type, int bar, int offset, int length, int len) {
@@ -260,6 +289,7 @@ public final class VirtioPciDevice implements PciFunction {
     /** The value a BAR register reads as: address bits above the size, plus its type bits. */
     private long barRegister(int reg) {
         return switch (reg) {
+            case LEGACY_BAR -> transitional ? ((barAddress[LEGACY_BAR] & ~(legacyBarSize - 1)) & 0xffffffffL) | Pci.BAR_IO : 0;
             case MSIX_BAR -> msixEntries > 0 ? (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL : 0;
             case VIRTIO_BAR -> ((barAddress[VIRTIO_BAR] & ~(VIRTIO_BAR_SIZE - 1)) & 0xffffffffL)
                     | Pci.BAR_MEM_TYPE_64 | Pci.BAR_PREFETCH;
@@ -270,6 +300,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     private void writeBarByte(int reg, int shift, int b) {
         switch (reg) {
+            case LEGACY_BAR -> barAddress[LEGACY_BAR] = replaceByte(barAddress[LEGACY_BAR], shift, b) & 0xffffffffL;
             case MSIX_BAR -> barAddress[MSIX_BAR] = replaceByte(barAddress[MSIX_BAR], shift, b) & 0xffffffffL;
             case VIRTIO_BAR -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift, b);
             case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift + 32, b);
@@ -286,7 +317,8 @@ public final class VirtioPciDevice implements PciFunction {
     @Override
     public synchronized long barAddress(int bar) {
         int cmd = config[Pci.COMMAND];
-        if ((cmd & Pci.COMMAND_MEMORY) == 0 || barSize(bar) == 0) {
+        int decode = barIsIo(bar) ? Pci.COMMAND_IO : Pci.COMMAND_MEMORY;
+        if ((cmd & decode) == 0 || barSize(bar) == 0) {
             return -1;
         }
         long a = barAddress[bar] & ~(barSize(bar) - 1);
@@ -296,6 +328,7 @@ public final class VirtioPciDevice implements PciFunction {
     @Override
     public long barSize(int bar) {
         return switch (bar) {
+            case LEGACY_BAR -> legacyBarSize;
             case MSIX_BAR -> msixEntries > 0 ? MSIX_BAR_SIZE : 0;
             case VIRTIO_BAR -> VIRTIO_BAR_SIZE;
             default -> 0;
@@ -304,7 +337,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     @Override
     public boolean barIsIo(int bar) {
-        return false;
+        return bar == LEGACY_BAR && transitional;
     }
 
     @Override
@@ -336,6 +369,9 @@ public final class VirtioPciDevice implements PciFunction {
 
     @Override
     public long barRead(int bar, long offset, int size) {
+        if (bar == LEGACY_BAR && transitional) {
+            return legacyRead((int) offset, size);
+        }
         if (bar == MSIX_BAR) {
             return msixRead(offset, size);
         }
@@ -372,6 +408,10 @@ public final class VirtioPciDevice implements PciFunction {
 
     @Override
     public void barWrite(int bar, long offset, int size, long value) {
+        if (bar == LEGACY_BAR && transitional) {
+            legacyWrite((int) offset, size, value);
+            return;
+        }
         if (bar == MSIX_BAR) {
             msixWrite(offset, size, value);
             return;
@@ -397,6 +437,140 @@ public final class VirtioPciDevice implements PciFunction {
         if (active && queue < numQueues && queueEnable[queue]) {
             model.queueNotify(queue);
         }
+    }
+
+    // ---- legacy I/O BAR (§4.1.4.10) -------------------------------------------------------------
+
+    static final int L_HOST_FEATURES = 0;
+    static final int L_GUEST_FEATURES = 4;
+    static final int L_QUEUE_PFN = 8;
+    static final int L_QUEUE_NUM = 12;
+    static final int L_QUEUE_SEL = 14;
+    static final int L_QUEUE_NOTIFY = 16;
+    static final int L_STATUS = 18;
+    static final int L_ISR = 19;
+    static final int L_CONFIG_VECTOR = 20;
+    static final int L_QUEUE_VECTOR = 22;
+    static final int LEGACY_QUEUE_ALIGN = 4096;
+
+    /** Device configuration starts at 20, or at 24 when MSI-X is enabled (two vector registers in between). */
+    private int legacyConfigOffset() {
+        return msixEnabled() ? 24 : 20;
+    }
+
+    private long legacyRead(int off, int size) {
+        int cfg = legacyConfigOffset();
+        if (off >= cfg) {
+            byte[] b = new byte[size];
+            model.config().read(off - cfg, b, 0, size);
+            long v = 0;
+            for (int i = 0; i < size; i++) {
+                v |= (b[i] & 0xffL) << (8 * i);
+            }
+            return v;
+        }
+        if (off == L_ISR) {
+            return barRead(VIRTIO_BAR, ISR_OFFSET, 1);
+        }
+        synchronized (this) {
+            int q = queueSelect;
+            boolean qv = q < numQueues;
+            return switch (off) {
+                // Legacy features are 32 bits; VERSION_1 and above do not exist there.
+                case L_HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
+                case L_GUEST_FEATURES -> driverFeatures & 0xffffffffL;
+                case L_QUEUE_PFN -> qv && queueEnable[q] ? queueDesc[q] / LEGACY_QUEUE_ALIGN : 0;
+                case L_QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
+                case L_QUEUE_SEL -> queueSelect;
+                case L_STATUS -> status;
+                case L_CONFIG_VECTOR -> configVector;
+                case L_QUEUE_VECTOR -> qv ? queueVector[q] : NO_VECTOR;
+                default -> 0;
+            };
+        }
+    }
+
+    private void legacyWrite(int off, int size, long value) {
+        int cfg = legacyConfigOffset();
+        if (off >= cfg) {
+            byte[] b = new byte[size];
+            for (int i = 0; i < size; i++) {
+                b[i] = (byte) (value >>> (8 * i));
+            }
+            model.config().driverWrite(off - cfg, b);
+            return;
+        }
+        if (off == L_QUEUE_NOTIFY) {
+            notify((int) value & 0xffff);
+            return;
+        }
+        boolean activate = false;
+        boolean reset = false;
+        synchronized (this) {
+            int q = queueSelect;
+            boolean qv = q < numQueues;
+            switch (off) {
+                case L_GUEST_FEATURES -> {
+                    if (!active) {
+                        driverFeatures = value & 0xffffffffL;
+                    }
+                }
+                case L_QUEUE_PFN -> {
+                    if (qv && !active) {
+                        if (value == 0) {
+                            queueEnable[q] = false;
+                        } else {
+                            // §2.7.2: the legacy layout, contiguous from the page frame the driver gave.
+                            int n = model.maxQueueSize(q);
+                            io.jvirtio.core.queue.split.SplitLayout l =
+                                    io.jvirtio.core.queue.split.SplitLayout.legacy(n, LEGACY_QUEUE_ALIGN);
+                            long base = (value & 0xffffffffL) * LEGACY_QUEUE_ALIGN;
+                            queueSize[q] = n;
+                            queueDesc[q] = base;
+                            queueDriver[q] = base + l.availOffset();
+                            queueDevice[q] = base + l.usedOffset();
+                            queueEnable[q] = true;
+                        }
+                    }
+                }
+                case L_QUEUE_SEL -> queueSelect = (int) value & 0xffff;
+                case L_STATUS -> {
+                    int next = (int) value & 0xff;
+                    if (next == 0) {
+                        reset = true;
+                    } else {
+                        int added = next & ~status;
+                        status = next | (status & DeviceStatus.DEVICE_NEEDS_RESET);
+                        // Legacy drivers have no FEATURES_OK step: DRIVER_OK starts the device.
+                        activate = (added & DeviceStatus.DRIVER_OK) != 0 && (next & DeviceStatus.FAILED) == 0
+                                && legacyFeaturesAcceptable();
+                    }
+                }
+                case L_CONFIG_VECTOR -> configVector = validVector((int) value & 0xffff);
+                case L_QUEUE_VECTOR -> {
+                    if (qv) queueVector[q] = validVector((int) value & 0xffff);
+                }
+                default -> {
+                }
+            }
+        }
+        if (reset) {
+            reset();
+        } else if (activate) {
+            activate();
+        }
+    }
+
+    private boolean legacyFeaturesAcceptable() {
+        String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures() & 0xffffffffL, driverFeatures);
+        if (problem == null && !model.acceptFeatures(driverFeatures)) {
+            problem = "device model refused " + Feature.describe(model.type(), driverFeatures);
+        }
+        if (problem != null) {
+            needsReset("legacy driver: " + problem);
+            return false;
+        }
+        return true;
     }
 
     // ---- common configuration (§4.1.4.3) -------------------------------------------------------

@@ -22,6 +22,7 @@ public final class VirtioPciDriver {
 
     private final PciHost host;
     private final VirtioBus bus;
+    private final boolean forceLegacy;
     private final List<Probed> probed = new ArrayList<>();
 
     /** One function found on the bus, as lspci would list it. */
@@ -33,8 +34,17 @@ public final class VirtioPciDriver {
     }
 
     public VirtioPciDriver(PciHost host, VirtioBus bus) {
+        this(host, bus, false);
+    }
+
+    /**
+     * @param forceLegacy drive transitional devices through their legacy I/O BAR even though they have
+     *                    the modern capabilities (Linux's {@code virtio_pci.force_legacy=1})
+     */
+    public VirtioPciDriver(PciHost host, VirtioBus bus, boolean forceLegacy) {
         this.host = host;
         this.bus = bus;
+        this.forceLegacy = forceLegacy;
     }
 
     /** Scans devices 0..31 of bus 0 and registers every virtio function found. */
@@ -83,7 +93,7 @@ public final class VirtioPciDriver {
         long[] barSizes = new long[Pci.BAR_COUNT];
         long[] bars = assignBars(slot, barSizes);
         int cmd = host.configRead(slot, Pci.COMMAND, 2);
-        host.configWrite(slot, Pci.COMMAND, 2, cmd | Pci.COMMAND_MEMORY | Pci.COMMAND_MASTER);
+        host.configWrite(slot, Pci.COMMAND, 2, cmd | Pci.COMMAND_MEMORY | Pci.COMMAND_IO | Pci.COMMAND_MASTER);
 
         Region common = null, isr = null, deviceCfg = null, notify = null;
         int notifyMultiplier = 0;
@@ -124,15 +134,23 @@ public final class VirtioPciDriver {
             }
             at = next;
         }
-        if (common == null || isr == null || notify == null) {
+        boolean modern = common != null && isr != null && notify != null;
+        boolean transitional = device <= Pci.VIRTIO_TRANSITIONAL_LAST;
+        boolean legacyBar = transitional && (host.configRead(slot, Pci.BAR0, 4) & Pci.BAR_IO) != 0 && bars[0] != 0;
+        Registers regs;
+        if (modern && !(forceLegacy && legacyBar)) {
+            if (common.length() < COMMON_CFG_SIZE - 4) {
+                throw new TransportException("common configuration is " + common.length() + " bytes, too short");
+            }
+            regs = new ModernRegisters(host, common, isr, deviceCfg, notify, notifyMultiplier);
+        } else if (legacyBar) {
+            // §4.1.2.3 / §4.1.4.10: a transitional device driven through its legacy I/O BAR.
+            regs = new LegacyRegisters(host, slot, bars[0], msixCap);
+        } else {
             throw new TransportException("missing virtio capability (common " + (common != null) + ", isr "
-                    + (isr != null) + ", notify " + (notify != null) + "): legacy-only devices are not supported");
+                    + (isr != null) + ", notify " + (notify != null) + ") and no legacy I/O BAR");
         }
-        if (common.length() < COMMON_CFG_SIZE - 4) {
-            throw new TransportException("common configuration is " + common.length() + " bytes, too short");
-        }
-        VirtioPciConfigOps ops = new VirtioPciConfigOps(host, slot, common, isr, deviceCfg, notify, notifyMultiplier,
-                msixCap);
+        VirtioPciConfigOps ops = new VirtioPciConfigOps(host, slot, regs, msixCap);
         VirtioDevice dev = bus.registerDevice(virtioId, ops);
         ops.attach(bus, dev);
         return new Probed(slot, Pci.VIRTIO_VENDOR, device, subsystem, revision, virtioId, dev, caps);
