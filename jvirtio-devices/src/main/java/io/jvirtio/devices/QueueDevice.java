@@ -39,7 +39,7 @@ public abstract class QueueDevice implements VirtioDeviceModel {
     public final void queueNotify(int index) {
         QueueWorker[] ws = workers;
         if (index < ws.length && ws[index] != null) {
-            ws[index].notifyQueue();
+            ws[index].wake();
         }
     }
 

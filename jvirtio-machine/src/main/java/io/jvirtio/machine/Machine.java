@@ -144,48 +144,49 @@ public final class Machine implements PciHost, AutoCloseable {
         }
     }
 
-    @Override
-    public long mmioRead(long address, int size) {
-        for (Bar b : decode) {
+    /** The BAR of {@code table} that decodes all of {@code [address, address+size)}, or null. */
+    private static Bar decode(Bar[] table, long address, int size) {
+        for (Bar b : table) {
             long off = address - b.base;
             if (off >= 0 && off + size <= b.size) {
-                return b.function.barRead(b.bar, off, size);
+                return b;
             }
         }
-        return size == 8 ? -1L : (1L << (8 * size)) - 1; // unassigned: master abort reads all ones
+        return null;
+    }
+
+    private static long read(Bar[] table, long address, int size) {
+        Bar b = decode(table, address, size);
+        // an address nobody decodes: the master abort reads all ones
+        return b != null ? b.function.barRead(b.bar, address - b.base, size)
+                : size == 8 ? -1L : (1L << (8 * size)) - 1;
+    }
+
+    private static void write(Bar[] table, long address, int size, long value) {
+        Bar b = decode(table, address, size);
+        if (b != null) {
+            b.function.barWrite(b.bar, address - b.base, size, value);
+        }
+    }
+
+    @Override
+    public long mmioRead(long address, int size) {
+        return read(decode, address, size);
     }
 
     @Override
     public void mmioWrite(long address, int size, long value) {
-        for (Bar b : decode) {
-            long off = address - b.base;
-            if (off >= 0 && off + size <= b.size) {
-                b.function.barWrite(b.bar, off, size, value);
-                return;
-            }
-        }
+        write(decode, address, size, value);
     }
 
     @Override
     public long pioRead(long port, int size) {
-        for (Bar b : ioDecode) {
-            long off = port - b.base;
-            if (off >= 0 && off + size <= b.size) {
-                return b.function.barRead(b.bar, off, size);
-            }
-        }
-        return (1L << (8 * size)) - 1;
+        return read(ioDecode, port, size);
     }
 
     @Override
     public void pioWrite(long port, int size, long value) {
-        for (Bar b : ioDecode) {
-            long off = port - b.base;
-            if (off >= 0 && off + size <= b.size) {
-                b.function.barWrite(b.bar, off, size, value);
-                return;
-            }
-        }
+        write(ioDecode, port, size, value);
     }
 
     @Override

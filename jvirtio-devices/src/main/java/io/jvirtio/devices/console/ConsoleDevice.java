@@ -100,7 +100,8 @@ public final class ConsoleDevice implements VirtioDeviceModel {
         DeviceQueue rq = ctx.queues().get(0);
         DeviceQueue tq = ctx.queues().get(1);
         if (rq != null) {
-            rx = new RxWorker("jvirtio-console-rx", rq, ctx.interrupts().get(0), new InputSource(), ctx.failure()).start();
+            rx = new RxWorker("jvirtio-console-rx", rq, ctx.interrupts().get(0), new InputSource(), ctx.failure());
+            rx.start();
         }
         if (tq != null) {
             byte[] buf = new byte[4096];
@@ -119,7 +120,8 @@ public final class ConsoleDevice implements VirtioDeviceModel {
                     at += n;
                 }
                 return 0; // §5.3.6.1: nothing is written into a transmit buffer
-            }, ctx.failure()).start();
+            }, ctx.failure());
+            tx.start();
         }
     }
 
@@ -128,7 +130,7 @@ public final class ConsoleDevice implements VirtioDeviceModel {
         if (index == 0 && rx != null) {
             rx.wake();
         } else if (index == 1 && tx != null) {
-            tx.notifyQueue();
+            tx.wake();
         }
     }
 

@@ -150,7 +150,8 @@ public final class NetDevice implements VirtioDeviceModel {
         DeviceQueue cq = ctx.queues().get(ci);
         if (cq != null && Feature.NET_CTRL_VQ.isSet(features)) {
             ctrlWorker = new QueueWorker("jvirtio-net-ctrl", cq, ctx.interrupts().get(ci), this::control,
-                    ctx.failure()).start();
+                    ctx.failure());
+            ctrlWorker.start();
         }
         rxWorkers = rx;
         txWorkers = tx;
@@ -165,13 +166,13 @@ public final class NetDevice implements VirtioDeviceModel {
         int p = index / 2;
         if (index == ctrlIndex()) {
             QueueWorker c = ctrlWorker;
-            if (c != null) c.notifyQueue();
+            if (c != null) c.wake();
         } else if (index % 2 == 0) {
             RxWorker[] rx = rxWorkers;
             if (p < rx.length && rx[p] != null) rx[p].wake();
         } else {
             QueueWorker[] tx = txWorkers;
-            if (p < tx.length && tx[p] != null) tx[p].notifyQueue();
+            if (p < tx.length && tx[p] != null) tx[p].wake();
         }
     }
 

@@ -1,0 +1,91 @@
+package io.jvirtio.devices;
+
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.VirtqueueException;
+
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The thread that owns one device queue: it sleeps (parked, no polling) until {@link #wake()}, then
+ * runs {@link #serve}. A ring error breaks only this queue and becomes DEVICE_NEEDS_RESET; nothing
+ * escapes the thread. {@link QueueWorker} serves driver-to-device queues, {@link RxWorker}
+ * device-to-driver ones.
+ */
+public abstract sealed class QueueThread permits QueueWorker, RxWorker {
+    /** Used elements published per batch before checking whether to interrupt. */
+    static final int BATCH = 64;
+
+    protected final DeviceQueue queue;
+    private final Interrupt interrupt;
+    private final DeviceContext.NeedsReset failure;
+    private final AtomicBoolean woken = new AtomicBoolean(true);
+    private final Thread thread;
+    private volatile boolean running = true;
+
+    QueueThread(String name, DeviceQueue queue, Interrupt interrupt, DeviceContext.NeedsReset failure) {
+        this.queue = queue;
+        this.interrupt = interrupt;
+        this.failure = failure;
+        this.thread = Thread.ofPlatform().name(name).daemon().unstarted(this::run);
+    }
+
+    /** One round of work after a wake-up; returns when there is nothing more to do for now. */
+    abstract void serve(DescriptorChain chain) throws VirtqueueException;
+
+    public final void start() {
+        thread.start();
+    }
+
+    /** A notification (new buffers) or new data: run {@link #serve} again. Allocation-free, never blocks. */
+    public final void wake() {
+        if (!woken.getAndSet(true)) {
+            LockSupport.unpark(thread);
+        }
+    }
+
+    /** Stops the thread and waits until it no longer touches the queue. */
+    public final void stop() {
+        running = false;
+        LockSupport.unpark(thread);
+        if (Thread.currentThread() != thread) {
+            try {
+                thread.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    final boolean running() {
+        return running;
+    }
+
+    /** Publishes staged used elements and interrupts if the driver asked for it. */
+    final void flush() {
+        queue.publishUsed();
+        if (queue.needsNotification()) {
+            interrupt.raise();
+        }
+    }
+
+    private void run() {
+        DescriptorChain chain = new DescriptorChain();
+        try {
+            while (running) {
+                if (!woken.getAndSet(false)) {
+                    LockSupport.park(this);
+                    continue;
+                }
+                serve(chain);
+            }
+        } catch (VirtqueueException e) {
+            failure.needsReset(e.getMessage());
+        } catch (RuntimeException e) {
+            failure.needsReset("queue " + queue.index() + " failed: " + e);
+        }
+    }
+}
