@@ -204,6 +204,28 @@ class MachineTest {
                 .hasMessageContaining("removed");
     }
 
+    @Test
+    void requestsAreSplitIntoSegmentsOfSizeMax() throws Exception {
+        machine = new Machine(64 << 20);
+        MemoryBackend mem = new MemoryBackend(8 << 20, false);
+        machine.plug(new BlkDevice(mem, 1, 8192));
+        VirtioBus bus = new VirtioBus();
+        BlkDriver blk = new BlkDriver();
+        bus.registerDriver(blk);
+        new VirtioPciDriver(machine, bus).scan();
+        VirtioBlock disk = blk.disks().getFirst();
+        assertThat(disk.device().hasFeature(io.jvirtio.core.spec.Feature.BLK_SIZE_MAX)).isTrue();
+        byte[] data = new byte[1 << 20]; // 128 segments of 8 KiB, within seg_max 254
+        new Random(9).nextBytes(data);
+        disk.write(16, MemorySegment.ofArray(data)).get(10, TimeUnit.SECONDS);
+        assertThat(mem.contents().asSlice(16 * 512, data.length).toArray(ValueLayout.JAVA_BYTE)).isEqualTo(data);
+        MemorySegment back = Arena.ofAuto().allocate(data.length);
+        disk.read(16, back).get(10, TimeUnit.SECONDS);
+        assertThat(back.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(data);
+        assertThatThrownBy(() -> disk.write(0, Arena.ofAuto().allocate(8192L * 255)).join())
+                .hasMessageContaining("seg_max");
+    }
+
     private static int distinctBytes(byte[] b) {
         boolean[] seen = new boolean[256];
         int n = 0;

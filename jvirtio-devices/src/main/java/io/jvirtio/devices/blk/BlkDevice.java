@@ -20,7 +20,7 @@ import static io.jvirtio.core.memory.GuestMemory.U64;
 
 /**
  * The block device (VIRTIO 1.2 §5.2) over a {@link BlockBackend}. Requests IN, OUT, FLUSH, GET_ID,
- * DISCARD and WRITE_ZEROES; features SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, RO (for a read-only backend),
+ * DISCARD and WRITE_ZEROES; features SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, RO (for a read-only backend),
  * MQ (more than one queue), DISCARD and WRITE_ZEROES. Every request is checked before the backend is
  * touched: header size, data length a multiple of 512, sector range inside the disk (overflow-safe),
  * and the status byte present — a bad request completes with IOERR or UNSUPP and never reads or writes
@@ -37,18 +37,29 @@ public final class BlkDevice extends QueueDevice {
     private final int queues;
     private final ConfigSpace config = new ConfigSpace(Blk.CONFIG_SIZE);
 
+    /** Largest single data segment a driver should use by default (VIRTIO_BLK_F_SIZE_MAX). */
+    public static final int DEFAULT_SIZE_MAX = 1 << 20;
+
     public BlkDevice(BlockBackend backend) {
         this(backend, 1);
     }
 
-    /** A device with {@code queues} request queues (VIRTIO_BLK_F_MQ when more than one). */
     public BlkDevice(BlockBackend backend, int queues) {
+        this(backend, queues, DEFAULT_SIZE_MAX);
+    }
+
+    /**
+     * A device with {@code queues} request queues (VIRTIO_BLK_F_MQ when more than one) that asks drivers
+     * to keep each data segment within {@code sizeMax} bytes (§5.2.4 {@code size_max}).
+     */
+    public BlkDevice(BlockBackend backend, int queues, int sizeMax) {
         if (queues < 1 || queues > 64) {
             throw new IllegalArgumentException("queues " + queues + " not in 1..64");
         }
         this.backend = backend;
         this.queues = queues;
         config.store(Blk.CFG_CAPACITY, backend.capacity() / Blk.SECTOR_SIZE, 8);
+        config.store(Blk.CFG_SIZE_MAX, sizeMax, 4);
         config.store(Blk.CFG_SEG_MAX, QUEUE_SIZE - 2, 4);
         config.store(Blk.CFG_BLK_SIZE, Blk.SECTOR_SIZE, 4);
         config.store(Blk.CFG_PHYSICAL_BLOCK_EXP, 3, 1); // 4 KiB physical blocks
@@ -73,7 +84,7 @@ public final class BlkDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        long f = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.BLK_SEG_MAX,
+        long f = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX,
                 Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY, Feature.BLK_DISCARD,
                 Feature.BLK_WRITE_ZEROES);
         if (backend.readOnly()) {

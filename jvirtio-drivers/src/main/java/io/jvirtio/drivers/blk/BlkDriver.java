@@ -20,6 +20,8 @@ import java.util.function.Consumer;
 public final class BlkDriver implements VirtioDriver {
     /** Offsets in struct virtio_blk_config the driver reads. */
     static final int CFG_CAPACITY = 0;
+    static final int CFG_SIZE_MAX = 8;
+    static final int CFG_SEG_MAX = 12;
     static final int CFG_BLK_SIZE = 20;
     static final int CFG_NUM_QUEUES = 34;
 
@@ -47,7 +49,7 @@ public final class BlkDriver implements VirtioDriver {
 
     @Override
     public long features() {
-        return Feature.maskOf(Feature.BLK_SEG_MAX, Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY,
+        return Feature.maskOf(Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX, Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY,
                 Feature.BLK_RO, Feature.BLK_MQ, Feature.BLK_DISCARD, Feature.BLK_WRITE_ZEROES);
     }
 
@@ -63,7 +65,12 @@ public final class BlkDriver implements VirtioDriver {
             specs.add(new QueueSpec("req." + i, 0, q -> holder[0].complete(qi)));
         }
         List<DriverQueue<Object>> queues = device.findQueues(specs);
-        holder[0] = new VirtioBlock(device, queues, capacity, blockSize);
+        // §5.2.4: size_max bounds each data segment, seg_max their number per request.
+        long sizeMax = device.hasFeature(Feature.BLK_SIZE_MAX) ? device.readConfigField(CFG_SIZE_MAX, 4) : 0;
+        long segMax = device.hasFeature(Feature.BLK_SEG_MAX) ? device.readConfigField(CFG_SEG_MAX, 4) : 0;
+        holder[0] = new VirtioBlock(device, queues, capacity, blockSize,
+                sizeMax >= 512 ? (int) Math.min(sizeMax, Integer.MAX_VALUE) & ~511 : Integer.MAX_VALUE & ~511,
+                segMax > 0 ? (int) Math.min(segMax, 1024) : 1);
         device.setDriverData(holder[0]);
         device.ready();
         disks.add(holder[0]);

@@ -41,6 +41,8 @@ public final class VirtioBlock {
     private final Lane[] lanes;
     private final int blockSize;
     private final boolean readOnly;
+    private final int sizeMax;
+    private final int segMax;
     private volatile long capacitySectors;
 
     /** One request queue with its preallocated request slots (header + status byte each). */
@@ -87,7 +89,10 @@ public final class VirtioBlock {
         }
     }
 
-    VirtioBlock(VirtioDevice device, List<DriverQueue<Object>> queues, long capacitySectors, int blockSize) {
+    VirtioBlock(VirtioDevice device, List<DriverQueue<Object>> queues, long capacitySectors, int blockSize,
+                int sizeMax, int segMax) {
+        this.sizeMax = sizeMax;
+        this.segMax = segMax;
         this.device = device;
         this.dma = device.config().dma();
         this.memory = dma.memory();
@@ -195,6 +200,10 @@ public final class VirtioBlock {
             return CompletableFuture.failedFuture(new IllegalArgumentException(
                     "buffer of " + len + " bytes is not a positive multiple of 512"));
         }
+        if ((len + sizeMax - 1) / sizeMax > segMax) {
+            return CompletableFuture.failedFuture(new IllegalArgumentException("buffer of " + len
+                    + " bytes needs more than seg_max " + segMax + " segments of size_max " + sizeMax));
+        }
         long addr = guestAddress(buffer);
         long bounce = 0;
         if (addr < 0) {
@@ -250,11 +259,14 @@ public final class VirtioBlock {
         h.set(GuestMemory.U64, 8, r.sector);
         h.set(ValueLayout.JAVA_BYTE, 16, (byte) 0xff);
         Scatterlist sg = lane.sg.clear().addReadable(hdr, 16);
-        if (r.dataLength > 0 && !r.deviceWrites) {
-            sg.addReadable(r.dataAddress, r.dataLength);
-        }
-        if (r.dataLength > 0 && r.deviceWrites) {
-            sg.addWritable(r.dataAddress, r.dataLength);
+        // The data in segments of at most size_max bytes (§5.2.4); data() checked their number.
+        for (long off = 0; off < r.dataLength; off += sizeMax) {
+            int n = (int) Math.min(sizeMax, r.dataLength - off);
+            if (r.deviceWrites) {
+                sg.addWritable(r.dataAddress + off, n);
+            } else {
+                sg.addReadable(r.dataAddress + off, n);
+            }
         }
         sg.addWritable(hdr + 16, 1);
         if (!lane.queue.addBuf(sg, r)) {
