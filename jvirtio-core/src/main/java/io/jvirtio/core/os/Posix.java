@@ -41,6 +41,10 @@ public final class Posix {
     private static final MethodHandle MMAP = bind("mmap",
             FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
     private static final MethodHandle MUNMAP = bind("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle IOCTL = bind("ioctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+    private static final MethodHandle READ = bind("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle WRITE = bind("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
+    private static final MethodHandle POLL = bind("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final MethodHandle STRERROR = LINKER.downcallHandle(
             LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -66,6 +70,96 @@ public final class Posix {
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
+    }
+
+    /** {@code open(path, O_RDWR|O_CLOEXEC)} of an existing file or device node. */
+    public static int openDevice(String path) throws NativeException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = a.allocate(CAPTURE);
+            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), O_RDWR | O_CLOEXEC, 0);
+            if (fd < 0) {
+                throw fail("open", st, path);
+            }
+            return fd;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** {@code ioctl(fd, request, arg)} with a pointer argument. */
+    public static int ioctl(int fd, long request, MemorySegment arg) throws NativeException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment st = a.allocate(CAPTURE);
+            int rc = (int) IOCTL.invokeExact(st, fd, request, arg);
+            if (rc < 0) {
+                throw fail("ioctl", st, "fd " + fd + ", request 0x" + Long.toHexString(request));
+            }
+            return rc;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** {@code read(fd, buf, len)}; returns the byte count (0 at end of file). */
+    public static long read(int fd, MemorySegment buf, MemorySegment callState) throws NativeException {
+        try {
+            long n = (long) READ.invokeExact(callState, fd, buf, buf.byteSize());
+            if (n < 0) {
+                throw fail("read", callState, "fd " + fd);
+            }
+            return n;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** {@code write(fd, buf, len)}; returns the byte count. */
+    public static long write(int fd, MemorySegment buf, MemorySegment callState) throws NativeException {
+        try {
+            long n = (long) WRITE.invokeExact(callState, fd, buf, buf.byteSize());
+            if (n < 0) {
+                throw fail("write", callState, "fd " + fd);
+            }
+            return n;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** Waits up to {@code timeoutMs} for {@code fd} to become readable; true if it is. */
+    public static boolean pollIn(int fd, int timeoutMs, MemorySegment pollfd, MemorySegment callState)
+            throws NativeException {
+        pollfd.set(JAVA_INT, 0, fd);
+        pollfd.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 4, (short) 1); // POLLIN
+        pollfd.set(java.lang.foreign.ValueLayout.JAVA_SHORT, 6, (short) 0);
+        try {
+            int rc = (int) POLL.invokeExact(callState, pollfd, 1L, timeoutMs);
+            if (rc < 0) {
+                int errno = errno(callState);
+                if (errno == 4) { // EINTR
+                    return false;
+                }
+                throw new NativeException("poll", errno, "fd " + fd);
+            }
+            return rc > 0;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** A buffer for the errno capture of {@link #read}, {@link #write} and {@link #pollIn}, reused by one thread. */
+    public static MemorySegment callState(Arena arena) {
+        return arena.allocate(CAPTURE);
     }
 
     /** {@code open(path, O_RDWR|O_CREAT|O_CLOEXEC, 0600)}. */
