@@ -229,4 +229,31 @@ class TransportTest {
         assertThat(disk.device().config().interruptMode()).isEqualTo("INTx with ISR (legacy)");
         traffic(disk, 100);
     }
+
+    @Test
+    void driverWhoseProbeFailsLeavesTheDeviceFailedAndNoQueuesBehind() throws Exception {
+        machine = new Machine(32 << 20);
+        machine.plug(new BlkDevice(new MemoryBackend(1 << 20, false)));
+        VirtioBus bus = new VirtioBus();
+        long before = machine.dma().used();
+        bus.registerDriver(new io.jvirtio.bus.VirtioDriver() {
+            public String name() { return "broken_blk"; }
+            public java.util.Set<io.jvirtio.core.spec.DeviceType> idTable() {
+                return java.util.Set.of(io.jvirtio.core.spec.DeviceType.BLOCK);
+            }
+            public long features() { return 0; }
+            public void probe(VirtioDevice device) throws Exception {
+                device.findQueues(List.of(new io.jvirtio.bus.QueueSpec("req", 0, q -> { })));
+                throw new IllegalStateException("probe gives up");
+            }
+            public void remove(VirtioDevice device) { }
+        });
+        new VirtioPciDriver(machine, bus).scan();
+        VirtioDevice dev = bus.devices().getFirst();
+        assertThat(dev.driver()).isNull();
+        assertThat(dev.status() & DeviceStatus.FAILED).isNotZero();
+        assertThat(dev.status() & DeviceStatus.DRIVER_OK).isZero();
+        assertThat(machine.dma().used()).as("the queue the probe made was deleted").isEqualTo(before);
+        assertThat(bus.events()).anyMatch(e -> e.contains("probe by broken_blk failed: probe gives up"));
+    }
 }

@@ -43,6 +43,8 @@ public final class VirtioNet {
     private final long ctrlMemory;
     private CompletableFuture<Integer> ctrlPending;
     private final ArrayBlockingQueue<byte[]> inbox = new ArrayBlockingQueue<>(4096);
+    /** Where frames over several receive buffers are put together (interrupt thread only). */
+    private final MemorySegment merged = java.lang.foreign.Arena.ofAuto().allocate(65536);
     private volatile Consumer<MemorySegment> receiver = this::enqueue;
     private volatile boolean linkUp = true;
     private final byte[] mac = new byte[6];
@@ -233,23 +235,21 @@ public final class VirtioNet {
                 Object t;
                 while ((t = l.rx.getBuf()) != null) {
                     int slot = (Integer) t;
-                    int len = l.rx.lastLength();
+                    int len = Math.min(l.rx.lastLength(), BUFFER);
                     long at = l.rxMemory + (long) slot * BUFFER;
-                    if (len >= HDR + 14 && len <= BUFFER) {
-                        MemorySegment hdr = slice(at, HDR);
-                        int numBuffers = Short.toUnsignedInt(hdr.get(GuestMemory.U16, 10));
-                        if (numBuffers == 1) {
+                    int numBuffers = len >= HDR ? Short.toUnsignedInt(slice(at, HDR).get(GuestMemory.U16, 10)) : 0;
+                    if (numBuffers <= 1) {
+                        if (len >= HDR + 14) {
                             rxFrames.incrementAndGet();
                             r.accept(slice(at + HDR, len - HDR));
                         } else {
-                            // Our buffers hold any frame the device may send (MTU 1500), so a frame
-                            // spread over several means a device we do not understand: drop it.
                             rxDropped.incrementAndGet();
                         }
+                        l.rx.addInBuf(at, BUFFER, slot);
                     } else {
-                        rxDropped.incrementAndGet();
+                        // VIRTIO_NET_F_MRG_RXBUF: the frame continues in the next numBuffers-1 used buffers.
+                        mergeFrame(l, r, slot, at, len, numBuffers);
                     }
-                    l.rx.addInBuf(at, BUFFER, slot);
                     reposted = true;
                 }
             } catch (VirtqueueException e) {
@@ -258,6 +258,43 @@ public final class VirtioNet {
             if (reposted) {
                 l.rx.kick();
             }
+        }
+    }
+
+    /**
+     * Gathers a frame that the device spread over {@code count} receive buffers (§5.1.6.4.2), hands it to
+     * the receiver, and re-posts every buffer. A device that reports fewer used buffers than it announced
+     * loses that frame, not the ring.
+     */
+    private void mergeFrame(Lane l, Consumer<MemorySegment> r, int slot, long at, int len, int count)
+            throws VirtqueueException {
+        MemorySegment frame = merged;
+        long size = len - HDR;
+        MemorySegment.copy(slice(at + HDR, size), 0, frame, 0, size);
+        l.rx.addInBuf(at, BUFFER, slot);
+        boolean complete = true;
+        for (int i = 1; i < count; i++) {
+            Object t = l.rx.getBuf();
+            if (t == null) {
+                complete = false;
+                break;
+            }
+            int s = (Integer) t;
+            int n = Math.min(l.rx.lastLength(), BUFFER);
+            long a = l.rxMemory + (long) s * BUFFER;
+            if (size + n <= frame.byteSize()) {
+                MemorySegment.copy(slice(a, n), 0, frame, size, n);
+            } else {
+                complete = false;
+            }
+            size += n;
+            l.rx.addInBuf(a, BUFFER, s);
+        }
+        if (complete && size >= 14) {
+            rxFrames.incrementAndGet();
+            r.accept(frame.asSlice(0, size));
+        } else {
+            rxDropped.incrementAndGet();
         }
     }
 
