@@ -1,0 +1,30 @@
+package io.jvirtio.vhostuser;
+
+import io.jvirtio.core.queue.split.DeviceQueue;
+
+/** What a backend session knows about one ring (§ "Ring states" of vhost-user.rst). */
+final class Vring {
+    final int index;
+    int num;
+    long descUser;
+    long usedUser;
+    long availUser;
+    boolean addressed;
+    int base;
+    int kickFd = -1;
+    boolean kickPolling;
+    int callFd = -1;
+    int errFd = -1;
+    boolean enabled;
+    boolean started;
+    DeviceQueue queue;
+    Thread kicker;
+
+    Vring(int index) {
+        this.index = index;
+    }
+
+    boolean ready() {
+        return started && enabled && addressed && num > 0;
+    }
+}

@@ -1,0 +1,214 @@
+package io.jvirtio.vhostuser;
+
+import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.spec.DeviceStatus;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.rng.RngDevice;
+import io.jvirtio.drivers.blk.BlkDriver;
+import io.jvirtio.drivers.blk.VirtioBlock;
+import io.jvirtio.drivers.rng.RngDriver;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** jvirtio's vhost-user frontend and drivers against jvirtio's vhost-user backend, over a real socket. */
+class VhostUserTest {
+    static final long RAM = 64L << 20;
+    static final long BASE = 0x1_0000_0000L;
+
+    @Test
+    void blkDriverOverVhostUserWritesTheBackendsFile(@TempDir Path dir) throws Exception {
+        Path image = dir.resolve("disk.img");
+        FileBackend file = FileBackend.create(image, 16 << 20);
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("blk.sock"), () -> new BlkDevice(file, 2));
+             GuestMemory mem = GuestMemory.memfd(BASE, RAM);
+             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, RAM))) {
+            VirtioBus bus = new VirtioBus();
+            BlkDriver blk = new BlkDriver();
+            bus.registerDriver(blk);
+            var dev = bus.registerDevice(DeviceType.BLOCK.id(), fe);
+            assertThat(dev.status() & DeviceStatus.DRIVER_OK).isNotZero();
+            VirtioBlock disk = blk.disks().getFirst();
+            assertThat(disk.capacitySectors()).isEqualTo((16 << 20) / 512);
+            assertThat(disk.queueCount()).isEqualTo(2);
+
+            byte[] data = new byte[4 << 20];
+            new Random(7).nextBytes(data);
+            List<CompletableFuture<Void>> fs = new ArrayList<>();
+            for (int i = 0; i < 64; i++) {
+                fs.add(disk.write(i * 128L, MemorySegment.ofArray(data).asSlice(i * 65536L, 65536)));
+            }
+            CompletableFuture.allOf(fs.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+            disk.flush().get(10, TimeUnit.SECONDS);
+            assertThat(java.util.Arrays.copyOf(Files.readAllBytes(image), data.length)).isEqualTo(data);
+
+            MemorySegment back = MemorySegment.ofArray(new byte[data.length]);
+            fs.clear();
+            for (int i = 0; i < 64; i++) {
+                fs.add(disk.read(i * 128L, back.asSlice(i * 65536L, 65536)));
+            }
+            CompletableFuture.allOf(fs.toArray(CompletableFuture[]::new)).get(30, TimeUnit.SECONDS);
+            assertThat(back.toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)).isEqualTo(data);
+            assertThat(disk.id().get(5, TimeUnit.SECONDS)).isEqualTo("disk.img");
+
+            bus.unregisterDevice(dev);
+            assertThat(blk.disks()).isEmpty();
+        }
+        file.close();
+    }
+
+    @Test
+    void rngOverVhostUser(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("rng.sock"), RngDevice::new);
+             GuestMemory mem = GuestMemory.memfd(BASE, RAM);
+             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, RAM))) {
+            VirtioBus bus = new VirtioBus();
+            RngDriver rng = new RngDriver();
+            bus.registerDriver(rng);
+            bus.registerDevice(DeviceType.ENTROPY.id(), fe);
+            byte[] b = new byte[20000];
+            rng.devices().getFirst().read(b);
+            assertThat(new java.util.HashSet<>(java.util.Arrays.asList(box(b))).size()).isGreaterThan(200);
+        }
+    }
+
+    private static Byte[] box(byte[] b) {
+        Byte[] o = new Byte[b.length];
+        for (int i = 0; i < b.length; i++) {
+            o[i] = b[i];
+        }
+        return o;
+    }
+
+    // ---- hostile frontends ------------------------------------------------------------------------
+
+    /** Sends raw bytes, then checks that the backend hung up on us. */
+    private static boolean backendHangsUp(Path socket, byte[] raw, int... fds) throws Exception {
+        int fd = Posix.unixConnect(socket.toString());
+        try (Channel ch = new Channel(fd)) {
+            Posix.sendWithFds(fd, raw, fds);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            try (var a = java.lang.foreign.Arena.ofConfined()) {
+                var pollfd = a.allocate(8);
+                var st = Posix.callState(a);
+                while (System.nanoTime() < deadline) {
+                    if (Posix.pollIn(fd, 100, pollfd, st)) {
+                        return ch.read() == null;
+                    }
+                }
+            }
+            return false;
+        }
+    }
+
+    private static byte[] header(int request, int flags, int size, byte[] payload) {
+        ByteBuffer b = ByteBuffer.allocate(12 + payload.length).order(ByteOrder.LITTLE_ENDIAN);
+        return b.putInt(request).putInt(flags).putInt(size).put(payload).array();
+    }
+
+    @Test
+    void malformedMessagesCloseThatConnectionAndTheServerKeepsServing(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("x.sock"), RngDevice::new)) {
+            Path s = backend.socket();
+            // a payload size far beyond any message
+            assertThat(backendHangsUp(s, header(VhostUser.GET_FEATURES, 1, 0x7fff_ffff, new byte[0]))).isTrue();
+            // wrong protocol version
+            assertThat(backendHangsUp(s, header(VhostUser.GET_FEATURES, 2, 0, new byte[0]))).isTrue();
+            // unknown request
+            assertThat(backendHangsUp(s, header(999, 1, 0, new byte[0]))).isTrue();
+            // ring index the device does not have
+            assertThat(backendHangsUp(s, header(VhostUser.SET_VRING_NUM, 1, 8, Message.vringState(7, 256)))).isTrue();
+            // SET_VRING_NUM with a size that is no power of two
+            assertThat(backendHangsUp(s, header(VhostUser.SET_VRING_NUM, 1, 8, Message.vringState(0, 100)))).isTrue();
+            // SET_MEM_TABLE announcing a region but carrying no descriptor
+            ByteBuffer mt = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(1).putInt(0)
+                    .putLong(0).putLong(1 << 20).putLong(0x7f0000000000L).putLong(0);
+            assertThat(backendHangsUp(s, header(VhostUser.SET_MEM_TABLE, 1, 40, mt.array()))).isTrue();
+            // SET_MEM_TABLE claiming 9 regions
+            ByteBuffer nine = ByteBuffer.allocate(8 + 32 * 9).order(ByteOrder.LITTLE_ENDIAN).putInt(9);
+            assertThat(backendHangsUp(s, header(VhostUser.SET_MEM_TABLE, 1, nine.capacity(), nine.array()))).isTrue();
+            // SET_VRING_KICK without its descriptor
+            assertThat(backendHangsUp(s, header(VhostUser.SET_VRING_KICK, 1, 8,
+                    ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0).array()))).isTrue();
+            // a message cut short: header promises 8 bytes, 3 arrive, then the frontend hangs up
+            int fd = Posix.unixConnect(s.toString());
+            Posix.sendWithFds(fd, header(VhostUser.SET_FEATURES, 1, 8, new byte[3]), new int[0]);
+            Channel.closeQuietly(fd);
+
+            // ... and a well-behaved frontend still gets served
+            try (GuestMemory mem = GuestMemory.memfd(BASE, RAM);
+                 VhostUserFrontend fe = VhostUserFrontend.connect(s, mem, new GuestAllocator(mem, BASE, RAM))) {
+                VirtioBus bus = new VirtioBus();
+                RngDriver rng = new RngDriver();
+                bus.registerDriver(rng);
+                bus.registerDevice(DeviceType.ENTROPY.id(), fe);
+                rng.devices().getFirst().read(new byte[64]);
+            }
+            assertThat(backend.connections()).isEqualTo(10);
+        }
+    }
+
+    @Test
+    void maliciousRingSignalsTheErrorEventfdAndTouchesNothingOutside(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("r.sock"), RngDevice::new);
+             GuestMemory mem = GuestMemory.memfd(0, 1 << 20)) {
+            int fd = Posix.unixConnect(backend.socket().toString());
+            try (Channel ch = new Channel(fd)) {
+                var region = mem.region(0);
+                long user = region.segment().address();
+                ByteBuffer mt = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(1).putInt(0)
+                        .putLong(0).putLong(1 << 20).putLong(user).putLong(0);
+                ch.write(Message.of(VhostUser.SET_MEM_TABLE, mt.array(), region.fd()));
+                ch.write(Message.u64(VhostUser.SET_FEATURES, io.jvirtio.core.spec.Feature.VERSION_1.mask()));
+                ch.write(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(0, 8)));
+                // ring at 0x1000: desc table, avail at 0x1080, used at 0x1100
+                ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(0)
+                        .putLong(user + 0x1000).putLong(user + 0x1100).putLong(user + 0x1080).putLong(0);
+                ch.write(Message.of(VhostUser.SET_VRING_ADDR, addr.array()));
+                // descriptor 0 → 1 → 0: a loop; and avail ring offers head 0
+                for (int i = 0; i < 2; i++) {
+                    long d = 0x1000 + 16L * i;
+                    mem.writeU64(d, 0x8000);
+                    mem.writeU32(d + 8, 64);
+                    mem.writeU16(d + 12, (short) 3);
+                    mem.writeU16(d + 14, (short) (1 - i));
+                }
+                mem.writeU16(0x1080 + 2, (short) 1);
+                int err = Posix.eventfd();
+                int kick = Posix.eventfd();
+                ch.write(Message.u64(VhostUser.SET_VRING_ERR, 0, err));
+                ch.write(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
+                ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
+                try (var a = java.lang.foreign.Arena.ofConfined()) {
+                    var pollfd = a.allocate(8);
+                    var st = Posix.callState(a);
+                    boolean signalled = false;
+                    for (int i = 0; i < 50 && !signalled; i++) {
+                        signalled = Posix.pollIn(err, 100, pollfd, st);
+                    }
+                    assertThat(signalled).as("the backend reported the broken ring on the error eventfd").isTrue();
+                }
+                assertThat(mem.readU16(0x1100 + 2)).as("nothing was marked used").isZero();
+                Channel.closeQuietly(err);
+                Channel.closeQuietly(kick);
+            }
+        }
+    }
+}
