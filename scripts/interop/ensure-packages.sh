@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v qemu-storage-daemon >/dev/null || need+=(qemu-system-common)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx md5sum || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
