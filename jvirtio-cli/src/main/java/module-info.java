@@ -4,5 +4,6 @@ module io.jvirtio.cli {
     requires io.jvirtio.machine;
     requires io.jvirtio.devices;
     requires io.jvirtio.drivers;
+    requires io.jvirtio.vhostuser;
     exports io.jvirtio.cli;
 }

@@ -2,6 +2,9 @@ package io.jvirtio.vhostuser;
 
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.Responder;
+import io.jvirtio.devices.net.VirtualSwitch;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -76,7 +79,7 @@ class QemuInteropTest {
     static List<String> qemu(Path initrd, String... devices) throws IOException {
         List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
                 "-m", "512M", "-object", "memory-backend-memfd,id=mem,size=512M,share=on", "-numa", "node,memdev=mem",
-                "-nographic", "-no-reboot", "-net", "none", "-kernel", kernel(), "-initrd", initrd.toString(),
+                "-nographic", "-no-reboot", "-nic", "none", "-kernel", kernel(), "-initrd", initrd.toString(),
                 "-append", "console=ttyS0 quiet loglevel=3 panic=-1"));
         cmd.addAll(List.of(devices));
         return cmd;
@@ -115,6 +118,37 @@ class QemuInteropTest {
         assertThat(HexFormat.of().formatHex(MessageDigest.getInstance("MD5").digest(onDisk)))
                 .as("the host file holds the guest's bytes").isEqualTo(pat);
         assertThat(field(console, "SECTORS")).isEqualTo(Long.toString((64L << 20) / 512));
+    }
+
+    @Test
+    void linuxVirtioNetOnJvirtioBackendPingsAHostOnTheSwitch(@TempDir Path dir) throws Exception {
+        requireTools();
+        Path guest = dir.resolve("test.sh");
+        Files.writeString(guest, """
+                ip link set lo up
+                ip link set eth0 up
+                ip addr add 192.0.2.2/24 dev eth0
+                ping -c 3 -W 3 192.0.2.1
+                echo "PING rc=$?"
+                """);
+        Path initrd = dir.resolve("initrd.cpio.gz");
+        run(List.of("bash", SCRIPTS.resolve("mkinitramfs.sh").toString(), guest.toString(), initrd.toString()), 120);
+        VirtualSwitch sw = new VirtualSwitch();
+        Responder host = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, new byte[] {(byte) 192, 0, 2, 1});
+        String console;
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("net.sock"),
+                () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 2}, 1))) {
+            console = run(qemu(initrd, "-chardev", "socket,id=vnet,path=" + backend.socket(),
+                    "-netdev", "vhost-user,id=net0,chardev=vnet",
+                    // vectors=0 (INTx): Debian's QEMU 7.2 segfaults in vhost_net_start →
+                    // msix_set_vector_notifiers when a vhost-user NIC with its control queue (handled by
+                    // QEMU itself) uses MSI-X — with any back-end; INTx avoids that QEMU path.
+                    "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0"), 300);
+        }
+        assertThat(console).as(console).contains("JVIRTIO-GUEST-END");
+        assertThat(console).as(console).contains("3 packets transmitted, 3 packets received").contains("PING rc=0");
+        assertThat(host.arpReplies.get()).isPositive();
+        assertThat(host.echoReplies.get()).isEqualTo(3);
     }
 
     static String field(String console, String name) {

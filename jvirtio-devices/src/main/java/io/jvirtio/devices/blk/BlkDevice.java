@@ -35,6 +35,13 @@ public final class BlkDevice extends QueueDevice {
 
     private final BlockBackend backend;
     private final int queues;
+    /** Requests completed, by kind, and bytes moved; for statistics lines. */
+    public final java.util.concurrent.atomic.LongAdder reads = new java.util.concurrent.atomic.LongAdder();
+    public final java.util.concurrent.atomic.LongAdder writes = new java.util.concurrent.atomic.LongAdder();
+    public final java.util.concurrent.atomic.LongAdder flushes = new java.util.concurrent.atomic.LongAdder();
+    public final java.util.concurrent.atomic.LongAdder bytesRead = new java.util.concurrent.atomic.LongAdder();
+    public final java.util.concurrent.atomic.LongAdder bytesWritten = new java.util.concurrent.atomic.LongAdder();
+    public final java.util.concurrent.atomic.LongAdder errors = new java.util.concurrent.atomic.LongAdder();
     private final ConfigSpace config = new ConfigSpace(Blk.CONFIG_SIZE);
 
     /** Largest single data segment a driver should use by default (VIRTIO_BLK_F_SIZE_MAX). */
@@ -149,11 +156,20 @@ public final class BlkDevice extends QueueDevice {
                             result = read(chain, sector, statusAt);
                             if (result == Blk.S_OK) {
                                 written += (int) statusAt;
+                                reads.increment();
+                                bytesRead.add(statusAt);
                             }
                         }
-                        case Blk.T_OUT -> result = write(chain, sector);
+                        case Blk.T_OUT -> {
+                            result = write(chain, sector);
+                            if (result == Blk.S_OK) {
+                                writes.increment();
+                                bytesWritten.add(chain.readableBytes() - Blk.HEADER_SIZE);
+                            }
+                        }
                         case Blk.T_FLUSH -> {
                             backend.flush();
+                            flushes.increment();
                             result = Blk.S_OK;
                         }
                         case Blk.T_GET_ID -> {
@@ -174,6 +190,9 @@ public final class BlkDevice extends QueueDevice {
                     LOG.log(Level.WARNING, "virtio-blk: backend failed: " + e.getMessage());
                     result = Blk.S_IOERR;
                 }
+            }
+            if (result != Blk.S_OK) {
+                errors.increment();
             }
             status.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) result);
             chain.writeWritable(statusAt, status);

@@ -1,0 +1,188 @@
+package io.jvirtio.cli;
+
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.console.ConsoleDevice;
+import io.jvirtio.devices.console.StreamBackend;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.Responder;
+import io.jvirtio.devices.net.VirtualSwitch;
+import io.jvirtio.devices.rng.RngDevice;
+import io.jvirtio.vhostuser.VhostUserBackend;
+
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+
+/** {@code jvirtio serve TYPE}: a vhost-user back-end for QEMU (or any vhost-user front-end). */
+final class ServeCommand implements Command {
+    @Override
+    public String name() {
+        return "serve";
+    }
+
+    @Override
+    public String summary() {
+        return "serve a virtio device (blk, net, console, rng) to QEMU over vhost-user";
+    }
+
+    @Override
+    public String usage() {
+        return """
+                Usage: jvirtio serve blk     --socket PATH --image FILE [--readonly] [--queues N] [options]
+                       jvirtio serve net     --socket PATH [--ip A.B.C.D] [options]
+                       jvirtio serve console --socket PATH [options]
+                       jvirtio serve rng     --socket PATH [options]
+
+                Listens on a Unix socket and serves the device to each vhost-user front-end that connects,
+                for example QEMU with shared guest memory:
+                  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem
+                  -chardev socket,id=c0,path=PATH -device vhost-user-blk-pci,chardev=c0
+                  (net: -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0)
+                A front-end that breaks the protocol loses its connection; the server keeps serving.
+                SIGINT/SIGTERM stop it cleanly: devices stop, and for blk every completed write is
+                flushed to the image before exit.
+
+                blk:      --image FILE     raw disk image (must exist)
+                          --readonly       offer VIRTIO_BLK_F_RO; writes fail with IOERR
+                          --queues N       request queues, 1..16 (default 1)
+                net:      --ip A.B.C.D     a host on the switch answering ARP and ping (default 192.0.2.1);
+                                           all connected guests share one switch
+                console:  the guest's console is this process's stdin/stdout
+                Options:  --stats SECONDS  print a statistics line every SECONDS (default 10, 0: never)
+                          -h, --help       this text
+
+                Example:
+                  jvirtio serve blk --socket /tmp/blk.sock --image disk.img
+                """;
+    }
+
+    @Override
+    public int run(List<String> args, PrintStream out, PrintStream err) throws Exception {
+        if (args.isEmpty() || args.getFirst().startsWith("-")) {
+            if (!args.isEmpty() && (args.getFirst().equals("--help") || args.getFirst().equals("-h"))) {
+                out.print(usage());
+                return 0;
+            }
+            throw new UsageException("which device? blk, net, console or rng");
+        }
+        String type = args.getFirst();
+        Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--image", "--queues", "--ip", "--stats"),
+                Set.of("--readonly"));
+        if (o.help()) {
+            out.print(usage());
+            return 0;
+        }
+        String socket = o.value("--socket");
+        if (socket == null) {
+            throw new UsageException("--socket PATH is required");
+        }
+        long statsEvery = o.number("--stats", 10, 0, 86400);
+        Supplier<VirtioDeviceModel> devices;
+        Runnable stats;
+        AutoCloseable resource = () -> { };
+        switch (type) {
+            case "blk" -> {
+                String img = o.value("--image");
+                if (img == null) {
+                    throw new UsageException("serve blk needs --image FILE");
+                }
+                Path image = Path.of(img);
+                if (!Files.isRegularFile(image)) {
+                    throw new UsageException("--image " + img + ": no such file");
+                }
+                int queues = (int) o.number("--queues", 1, 1, 16);
+                FileBackend file = new FileBackend(image, o.flag("--readonly", false));
+                BlkDevice[] last = new BlkDevice[1];
+                devices = () -> last[0] = new BlkDevice(file, queues);
+                stats = () -> {
+                    BlkDevice d = last[0];
+                    if (d != null) {
+                        err.printf("blk: %,d reads (%,d MiB), %,d writes (%,d MiB), %,d flushes, %,d errors%n",
+                                d.reads.sum(), d.bytesRead.sum() >> 20, d.writes.sum(), d.bytesWritten.sum() >> 20,
+                                d.flushes.sum(), d.errors.sum());
+                    }
+                };
+                resource = () -> {
+                    file.flush();
+                    file.close();
+                };
+                out.printf("serving %s (%,d sectors%s) as vhost-user-blk on %s%n", image, file.capacity() / 512,
+                        o.flag("--readonly", false) ? ", read-only" : "", socket);
+            }
+            case "net" -> {
+                VirtualSwitch sw = new VirtualSwitch();
+                byte[] ip = parseIp(o.value("--ip") == null ? "192.0.2.1" : o.value("--ip"));
+                Responder responder = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, ip);
+                AtomicInteger n = new AtomicInteger(1);
+                devices = () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 0x4a, 0x56, (byte) (1 + n.incrementAndGet())}, 1);
+                stats = () -> err.printf("net: %,d frames switched (%,d flooded), %,d ARP and %,d ping replies%n",
+                        sw.forwarded() + sw.flooded(), sw.flooded(), responder.arpReplies.get(), responder.echoReplies.get());
+                out.printf("serving vhost-user-net on %s; %s answers ARP and ping%n", socket, o.value("--ip") == null
+                        ? "192.0.2.1" : o.value("--ip"));
+            }
+            case "console" -> {
+                devices = () -> new ConsoleDevice(StreamBackend.stdio(), 80, 25);
+                stats = () -> { };
+                out.printf("serving vhost-user console on %s (this terminal is the guest's console)%n", socket);
+            }
+            case "rng" -> {
+                devices = RngDevice::new;
+                stats = () -> { };
+                out.printf("serving vhost-user entropy on %s%n", socket);
+            }
+            default -> throw new UsageException("unknown device type '" + type + "' (blk, net, console, rng)");
+        }
+        CountDownLatch stopped = new CountDownLatch(1);
+        AutoCloseable toClose = resource;
+        try (VhostUserBackend backend = new VhostUserBackend(Path.of(socket), devices)) {
+            Thread hook = new Thread(() -> {
+                backend.close();
+                try {
+                    toClose.close();
+                } catch (Exception e) {
+                    err.println("jvirtio serve: closing: " + e.getMessage());
+                }
+                err.printf("jvirtio serve: stopped after %,d connection(s)%n", backend.connections());
+                stats.run();
+                stopped.countDown();
+            });
+            Runtime.getRuntime().addShutdownHook(hook);
+            while (!stopped.await(statsEvery == 0 ? 3600 : statsEvery, TimeUnit.SECONDS)) {
+                if (statsEvery > 0) {
+                    err.printf("connections: %,d (%d open), messages: %,d%n", backend.connections(),
+                            backend.activeSessions(), backend.messages());
+                    stats.run();
+                }
+            }
+        }
+        return 0;
+    }
+
+    static byte[] parseIp(String s) throws UsageException {
+        String[] parts = s.split("\\.");
+        if (parts.length != 4) {
+            throw new UsageException("--ip '" + s + "' is not an IPv4 address");
+        }
+        byte[] ip = new byte[4];
+        for (int i = 0; i < 4; i++) {
+            try {
+                int v = Integer.parseInt(parts[i]);
+                if (v < 0 || v > 255) {
+                    throw new NumberFormatException();
+                }
+                ip[i] = (byte) v;
+            } catch (NumberFormatException e) {
+                throw new UsageException("--ip '" + s + "' is not an IPv4 address");
+            }
+        }
+        return ip;
+    }
+}

@@ -1,0 +1,89 @@
+package io.jvirtio.devices.net;
+
+import java.nio.ByteBuffer;
+import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A tiny host on a {@link VirtualSwitch}: it answers ARP requests for its IPv4 address and ICMP echo
+ * requests sent to it — enough for a guest to {@code ping} something behind a jvirtio NIC.
+ */
+public final class Responder {
+    private final NetBackend port;
+    private final byte[] mac;
+    private final byte[] ip;
+    public final AtomicLong arpReplies = new AtomicLong();
+    public final AtomicLong echoReplies = new AtomicLong();
+
+    public Responder(VirtualSwitch sw, byte[] mac, byte[] ip) {
+        if (mac.length != 6 || ip.length != 4) {
+            throw new IllegalArgumentException("need a 6-byte MAC and a 4-byte IPv4 address");
+        }
+        this.mac = mac.clone();
+        this.ip = ip.clone();
+        this.port = sw.port();
+        port.connect(this::frame);
+    }
+
+    private void frame(byte[] f) {
+        if (f.length >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 1 && Arrays.equals(f, 38, 42, ip, 0, 4)) {
+            arp(f);
+        } else if (f.length >= 42 && f[12] == 0x08 && f[13] == 0x00 && (f[14] & 0xf0) == 0x40 && f[23] == 1
+                && Arrays.equals(f, 30, 34, ip, 0, 4) && Arrays.equals(f, 0, 6, mac, 0, 6)) {
+            int ihl = (f[14] & 0x0f) * 4;
+            if (f.length >= 14 + ihl + 8 && f[14 + ihl] == 8) {
+                echo(f, ihl);
+            }
+        }
+    }
+
+    private void arp(byte[] req) {
+        ByteBuffer b = ByteBuffer.allocate(60);
+        b.put(req, 6, 6).put(mac).putShort((short) 0x0806);
+        b.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 2);
+        b.put(mac).put(ip).put(req, 22, 6).put(req, 28, 4);
+        arpReplies.incrementAndGet();
+        port.transmit(b.array());
+    }
+
+    private void echo(byte[] req, int ihl) {
+        int ipTotal = ((req[16] & 0xff) << 8) | (req[17] & 0xff);
+        if (ipTotal < ihl + 8 || 14 + ipTotal > req.length) {
+            return;
+        }
+        byte[] r = Arrays.copyOf(req, 14 + ipTotal);
+        System.arraycopy(req, 6, r, 0, 6);
+        System.arraycopy(mac, 0, r, 6, 6);
+        System.arraycopy(req, 30, r, 26, 4);   // IP source = request's destination
+        System.arraycopy(req, 26, r, 30, 4);   // IP destination = request's source
+        r[22] = 64;
+        r[24] = 0;
+        r[25] = 0;
+        short ipSum = checksum(r, 14, ihl);
+        r[24] = (byte) (ipSum >> 8);
+        r[25] = (byte) ipSum;
+        int icmp = 14 + ihl;
+        r[icmp] = 0; // echo reply
+        r[icmp + 2] = 0;
+        r[icmp + 3] = 0;
+        short sum = checksum(r, icmp, ipTotal - ihl);
+        r[icmp + 2] = (byte) (sum >> 8);
+        r[icmp + 3] = (byte) sum;
+        echoReplies.incrementAndGet();
+        port.transmit(r);
+    }
+
+    /** The Internet checksum (RFC 1071). */
+    static short checksum(byte[] b, int off, int len) {
+        long sum = 0;
+        for (int i = 0; i < len; i += 2) {
+            int hi = b[off + i] & 0xff;
+            int lo = i + 1 < len ? b[off + i + 1] & 0xff : 0;
+            sum += (hi << 8) | lo;
+        }
+        while ((sum >> 16) != 0) {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        return (short) ~sum;
+    }
+}
