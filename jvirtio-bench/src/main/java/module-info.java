@@ -8,6 +8,7 @@ module io.jvirtio.bench {
     requires io.jvirtio.machine;
     requires io.jvirtio.devices;
     requires io.jvirtio.drivers;
+    requires io.jvirtio.vhostuser;
     requires jmh.core;
     opens io.jvirtio.bench;
 }

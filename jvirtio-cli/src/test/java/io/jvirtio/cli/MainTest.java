@@ -29,7 +29,7 @@ class MainTest {
     @Test
     void helpListsEveryCommand() {
         assertThat(run("--help")).isZero();
-        assertThat(out()).contains("Usage: jvirtio <command>", "ring", "demo");
+        assertThat(out()).contains("Usage: jvirtio <command>", "ring", "demo", "serve");
     }
 
     @Test
@@ -53,6 +53,26 @@ class MainTest {
         out.reset();
         assertThat(run("help", "ring")).isZero();
         assertThat(out()).contains("Usage: jvirtio ring");
+    }
+
+    @Test
+    void serveHelpAndErrors() {
+        assertThat(run("serve", "--help")).isZero();
+        assertThat(out()).contains("jvirtio serve blk", "vhost-user-blk-pci", "--readonly", "Example:");
+        assertThat(run("serve", "blk", "--socket", "/tmp/jvirtio-test.sock")).isEqualTo(2);
+        assertThat(err()).contains("serve blk needs --image FILE");
+        err.reset();
+        assertThat(run("serve", "blk", "--socket", "/tmp/jvirtio-test.sock", "--image", "/nonexistent.img")).isEqualTo(2);
+        assertThat(err()).contains("--image /nonexistent.img: no such file");
+        err.reset();
+        assertThat(run("serve", "scsi", "--socket", "/tmp/jvirtio-test.sock")).isEqualTo(2);
+        assertThat(err()).contains("unknown device type 'scsi'");
+        err.reset();
+        assertThat(run("serve", "net", "--socket", "/tmp/s", "--ip", "300.1.1.1")).isEqualTo(2);
+        assertThat(err()).contains("--ip '300.1.1.1' is not an IPv4 address");
+        err.reset();
+        assertThat(run("serve", "rng")).isEqualTo(2);
+        assertThat(err()).contains("--socket PATH is required");
     }
 
     @Test
