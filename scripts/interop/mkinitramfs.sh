@@ -14,7 +14,7 @@ for app in $("$root/bin/busybox" --list); do
   [[ "$app" == busybox ]] || ln -sf busybox "$root/bin/$app"
 done
 : > "$root/modules/order"
-for m in virtio_pci virtio_blk virtio_net virtio_console; do
+for m in virtio_pci virtio_blk virtio_net virtio_console virtio_rng; do
   modprobe --show-depends -S "$kver" "$m" | awk '$1 == "insmod" {print $2}'
 done | awk '!seen[$0]++' | while read -r ko; do
   base=$(basename "$ko")

@@ -73,6 +73,7 @@ final class BackendSession implements Runnable {
             Message m;
             while (!closing && (m = channel.read()) != null) {
                 messages.incrementAndGet();
+                LOG.log(Level.DEBUG, "{0}: {1}", name, m);
                 try {
                     handle(m);
                 } finally {
@@ -356,8 +357,12 @@ final class BackendSession implements Runnable {
                     }
                 }
                 case VhostUser.SET_VRING_CALL -> {
-                    Channel.closeQuietly(r.callFd);
-                    r.callFd = fd;
+                    // QEMU replaces the call fd of a running ring (e.g. when it switches to irqfd): the
+                    // worker's next interrupt must go to the new one, never to a closed (reusable) number.
+                    synchronized (r) {
+                        Channel.closeQuietly(r.callFd);
+                        r.callFd = fd;
+                    }
                 }
                 default -> {
                     Channel.closeQuietly(r.errFd);
@@ -395,11 +400,13 @@ final class BackendSession implements Runnable {
 
     private void dropFds(Vring r) {
         Channel.closeQuietly(r.kickFd);
-        Channel.closeQuietly(r.callFd);
         Channel.closeQuietly(r.errFd);
         r.kickFd = -1;
-        r.callFd = -1;
         r.errFd = -1;
+        synchronized (r) {
+            Channel.closeQuietly(r.callFd);
+            r.callFd = -1;
+        }
     }
 
     /** Stops the device model and its kick threads, remembering each ring's position in {@code base}. */
@@ -491,19 +498,21 @@ final class BackendSession implements Runnable {
         throw new ProtocolException(String.format("address 0x%x (+%d) is in no memory region", user, length));
     }
 
-    /** The interrupt of ring {@code r}: a write to its call eventfd (none in polling mode). */
+    /**
+     * The interrupt of ring {@code r}: a write to its current call eventfd (none in polling mode). The fd
+     * is read under the ring's lock at each interrupt, since the front-end may replace it at any time.
+     */
     private Interrupt caller(Vring r) {
-        int fd = r.callFd;
-        if (fd < 0) {
-            return () -> { };
-        }
-        Arena arena = Arena.ofShared();
+        Arena arena = Arena.ofAuto();
         MemorySegment one = arena.allocate(8);
         MemorySegment state = Posix.callState(arena);
         return () -> {
-            synchronized (one) {
+            synchronized (r) {
+                if (r.callFd < 0) {
+                    return;
+                }
                 try {
-                    Posix.eventfdSignal(fd, one, state);
+                    Posix.eventfdSignal(r.callFd, one, state);
                 } catch (NativeException e) {
                     LOG.log(Level.DEBUG, "{0}: call ring {1}: {2}", name, r.index, e.getMessage());
                 }

@@ -13,6 +13,7 @@ final class Vring {
     int base;
     int kickFd = -1;
     boolean kickPolling;
+    /** Guarded by this object: interrupts read it while the session may replace it. */
     int callFd = -1;
     int errFd = -1;
     boolean enabled;

@@ -5,6 +5,7 @@ import io.jvirtio.devices.blk.FileBackend;
 import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.net.Responder;
 import io.jvirtio.devices.net.VirtualSwitch;
+import io.jvirtio.devices.rng.RngDevice;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -151,8 +152,30 @@ class QemuInteropTest {
         assertThat(host.echoReplies.get()).isEqualTo(3);
     }
 
+    @Test
+    void linuxHwRngReadsEntropyFromJvirtioBackend(@TempDir Path dir) throws Exception {
+        requireTools();
+        Path guest = dir.resolve("test.sh");
+        Files.writeString(guest, """
+                echo "RNG $(cat /sys/class/misc/hw_random/rng_current)"
+                dd if=/dev/hwrng of=/tmp/r bs=4096 count=16 2>/dev/null
+                echo "GOT $(wc -c < /tmp/r)"
+                echo "DISTINCT $(od -An -v -tx1 /tmp/r | tr ' ' '\\n' | grep . | sort -u | wc -l)"
+                """);
+        Path initrd = dir.resolve("initrd.cpio.gz");
+        run(List.of("bash", SCRIPTS.resolve("mkinitramfs.sh").toString(), guest.toString(), initrd.toString()), 120);
+        String console;
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("rng.sock"), RngDevice::new)) {
+            console = run(qemu(initrd, "-chardev", "socket,id=vrng,path=" + backend.socket(),
+                    "-device", "vhost-user-rng-pci,chardev=vrng"), 300);
+        }
+        assertThat(console).as(console).contains("RNG virtio_rng");
+        assertThat(console).as(console).contains("GOT 65536");
+        assertThat(Integer.parseInt(field(console, "DISTINCT"))).as("bytes look random").isGreaterThan(250);
+    }
+
     static String field(String console, String name) {
-        Matcher m = Pattern.compile(name + " ([0-9a-f]+)").matcher(console);
+        Matcher m = Pattern.compile(name + " +([0-9a-f]+)").matcher(console);
         assertThat(m.find()).as("guest printed %s:%n%s", name, console).isTrue();
         return m.group(1);
     }
