@@ -42,4 +42,21 @@ class ConsoleSocketTest {
             assertThat(new String(hostIn.readNBytes(3), StandardCharsets.US_ASCII)).isEqualTo("# \n");
         }
     }
+
+    @Test
+    void fileBackendAppendsTheGuestsOutput(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        java.nio.file.Path log = dir.resolve("console.log");
+        java.nio.file.Files.writeString(log, "earlier\n");
+        try (Machine machine = new Machine(32 << 20)) {
+            machine.plug(new ConsoleDevice(StreamBackend.file(log), 80, 24));
+            VirtioBus bus = new VirtioBus();
+            ConsoleDriver driver = new ConsoleDriver();
+            bus.registerDriver(driver);
+            new VirtioPciDriver(machine, bus).scan();
+            VirtioConsole console = driver.consoles().getFirst();
+            console.output().write("boot complete\n".getBytes(StandardCharsets.US_ASCII));
+            console.output().flush();
+        }
+        assertThat(java.nio.file.Files.readString(log)).isEqualTo("earlier\nboot complete\n");
+    }
 }
