@@ -32,7 +32,12 @@ import java.util.concurrent.locks.LockSupport;
 final class BackendSession implements Runnable {
     private static final Logger LOG = System.getLogger(BackendSession.class.getName());
     static final long PROTOCOL_FEATURES = (1L << VhostUser.PROTOCOL_F_MQ) | (1L << VhostUser.PROTOCOL_F_REPLY_ACK)
-            | (1L << VhostUser.PROTOCOL_F_CONFIG) | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE);
+            | (1L << VhostUser.PROTOCOL_F_CONFIG) | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE)
+            | (1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD);
+    /** A handler that wrote its own reply (one carrying a descriptor). */
+    private static final byte[] REPLIED = new byte[0];
+    /** Each queue's in-flight region starts on a 64-byte boundary of the shared buffer. */
+    static final long INFLIGHT_ALIGN = 64;
 
     private final Channel channel;
     private final VirtioDeviceModel model;
@@ -45,6 +50,11 @@ final class BackendSession implements Runnable {
     private long[] regionGuest = new long[0];
     private long[] regionSize = new long[0];
     private boolean modelActive;
+    /** The in-flight buffer (GET/SET_INFLIGHT_FD): shared memory that outlives this process. */
+    private Arena inflightArena;
+    private MemorySegment inflight;
+    private int inflightQueues;
+    private int inflightQueueSize;
     private volatile boolean closing;
     private volatile String endReason = "frontend disconnected";
     final java.util.concurrent.atomic.AtomicLong messages = new java.util.concurrent.atomic.AtomicLong();
@@ -109,6 +119,10 @@ final class BackendSession implements Runnable {
         if (memory != null) {
             memory.close();
             memory = null;
+        }
+        if (inflightArena != null) {
+            inflightArena.close();
+            inflightArena = null;
         }
         channel.close();
         LOG.log(Level.INFO, "{0}: session ended ({1})", name, endReason);
@@ -218,6 +232,14 @@ final class BackendSession implements Runnable {
                 yield null;
             }
             case VhostUser.GET_CONFIG -> getConfig(m);
+            case VhostUser.GET_INFLIGHT_FD -> {
+                getInflight(m);
+                yield REPLIED;
+            }
+            case VhostUser.SET_INFLIGHT_FD -> {
+                setInflight(m);
+                yield null;
+            }
             case VhostUser.SET_CONFIG -> {
                 ByteBuffer b = configHeader(m);
                 byte[] data = new byte[b.getInt(4)];
@@ -227,6 +249,9 @@ final class BackendSession implements Runnable {
             }
             default -> throw new ProtocolException("unsupported request " + VhostUser.name(m.request()));
         };
+        if (reply == REPLIED) {
+            return;
+        }
         if (reply != null) {
             channel.write(Message.reply(m, reply));
         } else if (m.needReply() && (protocolFeatures & (1L << VhostUser.PROTOCOL_F_REPLY_ACK)) != 0) {
@@ -268,6 +293,86 @@ final class BackendSession implements Runnable {
         byte[] out = m.payload().clone();
         model.config().read(offset, out, 12, size);
         return out;
+    }
+
+    private static long inflightQueueBytes(int queueSize) {
+        return (io.jvirtio.core.queue.split.InflightRegion.bytes(queueSize) + INFLIGHT_ALIGN - 1) & -INFLIGHT_ALIGN;
+    }
+
+    /** struct VhostUserInflight: u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size (+ padding). */
+    private int[] inflightRequest(Message m) throws ProtocolException {
+        if (m.size() != 20 && m.size() != 24) {
+            throw new ProtocolException(VhostUser.name(m.request()) + " carries " + m.size() + " bytes, expected 24");
+        }
+        ByteBuffer b = m.body();
+        int queues = Short.toUnsignedInt(b.getShort(16));
+        int queueSize = Short.toUnsignedInt(b.getShort(18));
+        if (queues < 1 || queues > rings.length || queueSize < 1 || queueSize > 32768 || Integer.bitCount(queueSize) != 1) {
+            throw new ProtocolException(VhostUser.name(m.request()) + " for " + queues + " queues of " + queueSize);
+        }
+        return new int[] {queues, queueSize};
+    }
+
+    /** GET_INFLIGHT_FD: a fresh shared buffer for the front-end to keep and hand back after a restart. */
+    private void getInflight(Message m) throws ProtocolException, IOException {
+        int[] q = inflightRequest(m);
+        long size = inflightQueueBytes(q[1]) * q[0];
+        int fd = Posix.memfdCreate("jvirtio-inflight");
+        try {
+            Posix.ftruncate(fd, size);
+            mapInflight(fd, 0, size, q[0], q[1]);
+            for (int i = 0; i < q[0]; i++) {
+                io.jvirtio.core.queue.split.InflightRegion.format(inflight.asSlice(inflightQueueBytes(q[1]) * i), q[1]);
+            }
+            ByteBuffer r = ByteBuffer.allocate(m.size()).order(ByteOrder.LITTLE_ENDIAN);
+            r.putLong(size).putLong(0).putShort((short) q[0]).putShort((short) q[1]);
+            channel.write(Message.reply(m, r.array(), fd));
+        } finally {
+            Channel.closeQuietly(fd);
+        }
+    }
+
+    /** SET_INFLIGHT_FD: the buffer of a previous back-end (or of GET_INFLIGHT_FD); rings resume from it. */
+    private void setInflight(Message m) throws ProtocolException {
+        int[] q = inflightRequest(m);
+        m.expectFds(1);
+        ByteBuffer b = m.body();
+        long size = b.getLong(0);
+        long offset = b.getLong(8);
+        if (size < inflightQueueBytes(q[1]) * q[0] || offset < 0 || (offset & 4095) != 0) {
+            throw new ProtocolException("SET_INFLIGHT_FD: " + size + " bytes at " + offset + " for " + q[0]
+                    + " queues of " + q[1]);
+        }
+        try {
+            synchronized (this) {
+                mapInflight(m.fds()[0], offset, size, q[0], q[1]);
+            }
+        } catch (NativeException e) {
+            throw new ProtocolException("SET_INFLIGHT_FD: cannot map: " + e.getMessage(), e);
+        }
+    }
+
+    private void mapInflight(int fd, long offset, long size, int queues, int queueSize) throws NativeException {
+        Arena arena = Arena.ofShared();
+        MemorySegment seg;
+        try {
+            seg = Posix.mmapShared(fd, offset, size, arena);
+        } catch (NativeException e) {
+            arena.close();
+            throw e;
+        }
+        boolean wasActive = modelActive;
+        stopModel();
+        if (inflightArena != null) {
+            inflightArena.close();
+        }
+        inflightArena = arena;
+        inflight = seg;
+        inflightQueues = queues;
+        inflightQueueSize = queueSize;
+        if (wasActive) {
+            reconfigure();
+        }
     }
 
     /** struct VhostUserMemory: u32 nregions, u32 padding, regions of (guest, size, user, mmap_offset). */
@@ -456,8 +561,12 @@ final class BackendSession implements Runnable {
                     q = DeviceQueue.create(memory, r.index, r.num, new RingAddresses(translate(r.descUser, 16L * r.num),
                             translate(r.availUser, 6 + 2L * r.num), translate(r.usedUser, 6 + 8L * r.num)),
                             virtioFeatures, new QueueState(r.base, used));
+                    if (inflight != null && r.index < inflightQueues && r.num == inflightQueueSize) {
+                        q.trackInflight(io.jvirtio.core.queue.split.InflightRegion.attach(
+                                inflight.asSlice(inflightQueueBytes(inflightQueueSize) * r.index), r.num));
+                    }
                     any = true;
-                } catch (VirtqueueException | ProtocolException e) {
+                } catch (VirtqueueException | ProtocolException | IllegalArgumentException e) {
                     failure("ring " + r.index + ": " + e.getMessage());
                     q = null;
                 }

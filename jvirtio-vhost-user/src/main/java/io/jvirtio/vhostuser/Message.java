@@ -48,8 +48,8 @@ public record Message(int request, int flags, byte[] payload, int[] fds) {
         return of(request, ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(value).array(), fds);
     }
 
-    public static Message reply(Message to, byte[] payload) {
-        return new Message(to.request(), VhostUser.VERSION | VhostUser.FLAG_REPLY, payload, new int[0]);
+    public static Message reply(Message to, byte[] payload, int... fds) {
+        return new Message(to.request(), VhostUser.VERSION | VhostUser.FLAG_REPLY, payload, fds);
     }
 
     /** The two-u32 vring state (index, num). */

@@ -49,6 +49,9 @@ public final class DeviceQueue {
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
     private VirtqueueException broken;
+    private InflightRegion inflight;
+    private int[] resubmit = new int[0];
+    private int resubmitNext;
 
     private DeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state) {
         this.memory = memory;
@@ -117,6 +120,9 @@ public final class DeviceQueue {
      * @throws VirtqueueException if the head or any descriptor of the chain breaks a rule of §2.7
      */
     public boolean pop(DescriptorChain chain) throws VirtqueueException {
+        if (resubmitNext < resubmit.length) {
+            return popResubmitted(chain);
+        }
         if (nextAvail == shadowAvailIdx && available() == 0) {
             return false;
         }
@@ -132,9 +138,44 @@ public final class DeviceQueue {
             throw e;
         }
         nextAvail = (nextAvail + 1) & 0xffff;
+        if (inflight != null) {
+            inflight.begin(head);
+        }
         if (eventIdx && notificationsEnabled) {
             // §2.7.10: with notifications on, ask to be told about the entry after the one just taken.
             ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
+        }
+        return true;
+    }
+
+    /**
+     * Keeps an in-flight log for this ring (vhost-user INFLIGHT_SHMFD) and recovers from it: heads a
+     * previous device took but never published are handed out again by {@link #pop} before any new ones,
+     * oldest first, and the available index resumes after them.
+     */
+    public void trackInflight(InflightRegion log) throws VirtqueueException {
+        this.inflight = log;
+        int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
+        int[] heads = log.recover(usedIdx);
+        for (int h : heads) {
+            if (h >= size) {
+                throw breakWith(new RingError.HeadOutOfRange(h, size));
+            }
+        }
+        this.resubmit = heads;
+        this.resubmitNext = 0;
+        this.nextUsed = usedIdx;
+        this.nextAvail = (usedIdx + heads.length) & 0xffff;
+        this.shadowAvailIdx = nextAvail;
+    }
+
+    private boolean popResubmitted(DescriptorChain chain) throws VirtqueueException {
+        int head = resubmit[resubmitNext++];
+        try {
+            chain.load(memory, ring, index, head, indirect);
+        } catch (VirtqueueException e) {
+            broken = e;
+            throw e;
         }
         return true;
     }
@@ -145,6 +186,9 @@ public final class DeviceQueue {
      * that popped buffers for a packet and then found there are too few to hold it.
      */
     public void undoPop() {
+        if (inflight != null) {
+            throw new IllegalStateException("undoPop cannot be combined with in-flight tracking");
+        }
         nextAvail = (nextAvail - 1) & 0xffff;
     }
 
@@ -160,6 +204,9 @@ public final class DeviceQueue {
         ring.used.set(GuestMemory.U32, at, head);
         ring.used.set(GuestMemory.U32, at + 4, len);
         nextUsed = (nextUsed + 1) & 0xffff;
+        if (inflight != null) {
+            inflight.batchAdd(head);
+        }
     }
 
     /**
@@ -168,6 +215,9 @@ public final class DeviceQueue {
      */
     public void publishUsed() {
         GuestMemory.setU16Release(ring.used, USED_IDX, nextUsed);
+        if (inflight != null) {
+            inflight.batchPublished(nextUsed);
+        }
     }
 
     /**

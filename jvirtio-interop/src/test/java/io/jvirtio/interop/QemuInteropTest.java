@@ -1,4 +1,7 @@
-package io.jvirtio.vhostuser;
+package io.jvirtio.interop;
+
+import io.jvirtio.vhostuser.VhostUserBackend;
+import io.jvirtio.vhostuser.VhostUserFrontend;
 
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;

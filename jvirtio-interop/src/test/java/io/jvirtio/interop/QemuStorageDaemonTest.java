@@ -1,4 +1,6 @@
-package io.jvirtio.vhostuser;
+package io.jvirtio.interop;
+
+import io.jvirtio.vhostuser.VhostUserFrontend;
 
 import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.core.memory.GuestAllocator;
