@@ -26,8 +26,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 class QemuRestartTest {
 
     static Process serve(Path socket, Path image) throws Exception {
-        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        Process p = new ProcessBuilder(java, "--enable-native-access=ALL-UNNAMED", "-cp",
+        String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process p = new ProcessBuilder(javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                 System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "blk",
                 "--socket", socket.toString(), "--image", image.toString(), "--stats", "0")
                 .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();

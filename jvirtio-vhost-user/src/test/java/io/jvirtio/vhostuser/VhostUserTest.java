@@ -144,6 +144,14 @@ class VhostUserTest {
             // SET_MEM_TABLE claiming 9 regions
             ByteBuffer nine = ByteBuffer.allocate(8 + 32 * 9).order(ByteOrder.LITTLE_ENDIAN).putInt(9);
             assertThat(backendHangsUp(s, header(VhostUser.SET_MEM_TABLE, 1, nine.capacity(), nine.array()))).isTrue();
+            // two regions overlapping in the frontend's address space, each with its descriptor
+            try (GuestMemory two = GuestMemory.builder().memfd(0, 1 << 20).memfd(1 << 20, 1 << 20).build()) {
+                ByteBuffer ov = ByteBuffer.allocate(72).order(ByteOrder.LITTLE_ENDIAN).putInt(2).putInt(0)
+                        .putLong(0).putLong(1 << 20).putLong(0x7f00_0000_0000L).putLong(0)
+                        .putLong(1 << 20).putLong(1 << 20).putLong(0x7f00_0008_0000L).putLong(0);
+                assertThat(backendHangsUp(s, header(VhostUser.SET_MEM_TABLE, 1, 72, ov.array()),
+                        two.region(0).fd(), two.region(1).fd())).isTrue();
+            }
             // SET_VRING_KICK without its descriptor
             assertThat(backendHangsUp(s, header(VhostUser.SET_VRING_KICK, 1, 8,
                     ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0).array()))).isTrue();
@@ -161,7 +169,7 @@ class VhostUserTest {
                 bus.registerDevice(DeviceType.ENTROPY.id(), fe);
                 rng.devices().getFirst().read(new byte[64]);
             }
-            assertThat(backend.connections()).isEqualTo(10);
+            assertThat(backend.connections()).isEqualTo(11);
         }
     }
 
