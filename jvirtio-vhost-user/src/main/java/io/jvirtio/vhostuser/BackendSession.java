@@ -21,7 +21,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * One frontend connection to a {@link VhostUserBackend}: the back-end side of vhost-user.rst for one
@@ -50,6 +49,7 @@ final class BackendSession implements Runnable {
     private long[] regionGuest = new long[0];
     private long[] regionSize = new long[0];
     private boolean modelActive;
+    private KickLoop kicks;
     /** The in-flight buffer (GET/SET_INFLIGHT_FD): shared memory that outlives this process. */
     private Arena inflightArena;
     private MemorySegment inflight;
@@ -520,21 +520,12 @@ final class BackendSession implements Runnable {
             return;
         }
         modelActive = false;
-        for (Vring r : rings) {
-            if (r.kicker != null) {
-                r.kicker.interrupt();
-            }
+        if (kicks != null) {
+            kicks.stop();
+            kicks = null;
         }
         model.reset();
         for (Vring r : rings) {
-            if (r.kicker != null) {
-                try {
-                    r.kicker.join(2000);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-                r.kicker = null;
-            }
             if (r.queue != null) {
                 r.base = r.queue.state().nextAvail();
                 r.queue = null;
@@ -580,10 +571,14 @@ final class BackendSession implements Runnable {
         }
         model.activate(new DeviceContext(memory, virtioFeatures, queues, irqs, this::failure));
         modelActive = true;
+        int[] fds = new int[rings.length];
         for (Vring r : rings) {
-            if (r.queue != null) {
-                r.kicker = Thread.ofPlatform().name(name + "-kick" + r.index).daemon().start(kicker(r, r.kickFd, r.kickPolling));
-            }
+            fds[r.index] = r.queue == null ? -2 : r.kickPolling ? -1 : r.kickFd;
+        }
+        try {
+            kicks = new KickLoop(name + "-kicks", fds, model::queueNotify);
+        } catch (NativeException e) {
+            failure("cannot wait for kicks: " + e.getMessage());
         }
     }
 
@@ -624,32 +619,6 @@ final class BackendSession implements Runnable {
                     Posix.eventfdSignal(r.callFd, one, state);
                 } catch (NativeException e) {
                     LOG.log(Level.DEBUG, "{0}: call ring {1}: {2}", name, r.index, e.getMessage());
-                }
-            }
-        };
-    }
-
-    /** Waits for kicks on the ring's eventfd (or polls, when the frontend gave none) and notifies the model. */
-    private Runnable kicker(Vring r, int fd, boolean polling) {
-        return () -> {
-            try (Arena a = Arena.ofConfined()) {
-                MemorySegment buf = a.allocate(8);
-                MemorySegment pollfd = a.allocate(8);
-                MemorySegment state = Posix.callState(a);
-                while (!Thread.currentThread().isInterrupted()) {
-                    if (polling) {
-                        model.queueNotify(r.index);
-                        LockSupport.parkNanos(1_000_000);
-                        continue;
-                    }
-                    if (Posix.pollIn(fd, 200, pollfd, state)) {
-                        Posix.read(fd, buf, state);
-                        model.queueNotify(r.index);
-                    }
-                }
-            } catch (NativeException e) {
-                if (modelActive) {
-                    LOG.log(Level.WARNING, "{0}: kick ring {1}: {2}", name, r.index, e.getMessage());
                 }
             }
         };

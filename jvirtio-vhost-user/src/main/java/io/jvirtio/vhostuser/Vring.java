@@ -19,7 +19,6 @@ final class Vring {
     boolean enabled;
     boolean started;
     DeviceQueue queue;
-    Thread kicker;
 
     Vring(int index) {
         this.index = index;

@@ -54,6 +54,9 @@ public final class Posix {
     private static final MethodHandle RECVMSG = bind("recvmsg", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle EVENTFD = bind("eventfd", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
     private static final MethodHandle SHUTDOWN = bind("shutdown", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT));
+    private static final MethodHandle EPOLL_CREATE1 = bind("epoll_create1", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
+    private static final MethodHandle EPOLL_CTL = bind("epoll_ctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle EPOLL_WAIT = bind("epoll_wait", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
     private static final MethodHandle STRERROR = LINKER.downcallHandle(
             LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -347,6 +350,54 @@ public final class Posix {
             MemorySegment.copy(buf, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, dst, offset, (int) n);
             return n;
         });
+    }
+
+    /** {@code struct epoll_event} is packed on x86-64: u32 events, u64 data. */
+    public static final int EPOLL_EVENT_SIZE = 12;
+    public static final int EPOLLIN = 0x1;
+
+    /** {@code epoll_create1(EPOLL_CLOEXEC)}. */
+    public static int epollCreate() throws NativeException {
+        return (int) check("epoll_create1", "", (st, a) -> (int) EPOLL_CREATE1.invokeExact(st, 0x80000));
+    }
+
+    /** Watches {@code fd} for input; events for it report {@code data}. */
+    public static void epollAdd(int epfd, int fd, long data) throws NativeException {
+        check("epoll_ctl", "add fd " + fd, (st, a) -> {
+            MemorySegment ev = a.allocate(EPOLL_EVENT_SIZE, 4);
+            ev.set(JAVA_INT, 0, EPOLLIN);
+            ev.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 4, data);
+            return (int) EPOLL_CTL.invokeExact(st, epfd, 1, fd, ev);
+        });
+    }
+
+    /**
+     * Waits up to {@code timeoutMs} (-1: forever) for events; fills {@code events} (room for
+     * {@code events.byteSize() / EPOLL_EVENT_SIZE}) and returns how many. EINTR counts as none.
+     */
+    public static int epollWait(int epfd, MemorySegment events, int timeoutMs, MemorySegment callState)
+            throws NativeException {
+        try {
+            int n = (int) EPOLL_WAIT.invokeExact(callState, epfd, events, (int) (events.byteSize() / EPOLL_EVENT_SIZE),
+                    timeoutMs);
+            if (n < 0) {
+                int errno = errno(callState);
+                if (errno == 4) {
+                    return 0;
+                }
+                throw new NativeException("epoll_wait", errno, "epfd " + epfd);
+            }
+            return n;
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
+    }
+
+    /** The data word of event {@code i} returned by {@link #epollWait}. */
+    public static long epollData(MemorySegment events, int i) {
+        return events.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, (long) i * EPOLL_EVENT_SIZE + 4);
     }
 
     /** {@code eventfd(0, EFD_CLOEXEC)}: a counter another process can signal through its descriptor. */
