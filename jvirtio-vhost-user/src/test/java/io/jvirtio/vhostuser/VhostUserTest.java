@@ -219,4 +219,66 @@ class VhostUserTest {
             }
         }
     }
+
+    private static long openFds() throws Exception {
+        try (var s = Files.list(Path.of("/proc/self/fd"))) {
+            return s.count();
+        }
+    }
+
+    private static long guestRamMappings() throws Exception {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("jvirtio-guest-ram")).count();
+    }
+
+    @Test
+    void aSessionLeavesNoDescriptorAndNoMappingBehind(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("leak.sock"), RngDevice::new)) {
+            // warm up class loading and the JIT's own descriptors
+            runRngSession(backend);
+            long fds = openFds();
+            long maps = guestRamMappings();
+            for (int i = 0; i < 5; i++) {
+                runRngSession(backend);
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (backend.activeSessions() > 0 && System.nanoTime() < deadline) {
+                Thread.sleep(10);
+            }
+            assertThat(openFds()).as("descriptors after 5 sessions").isEqualTo(fds);
+            assertThat(guestRamMappings()).as("guest memory mappings after 5 sessions").isEqualTo(maps);
+        }
+    }
+
+    private static void runRngSession(VhostUserBackend backend) throws Exception {
+        try (GuestMemory mem = GuestMemory.memfd(BASE, 8 << 20);
+             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, 8 << 20))) {
+            VirtioBus bus = new VirtioBus();
+            RngDriver rng = new RngDriver();
+            bus.registerDriver(rng);
+            var dev = bus.registerDevice(DeviceType.ENTROPY.id(), fe);
+            rng.devices().getFirst().read(new byte[256]);
+            bus.unregisterDevice(dev);
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (backend.activeSessions() > 0 && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+    }
+
+    @Test
+    void getVringBaseStopsTheRingAndReportsWhereItGot(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("base.sock"), RngDevice::new);
+             GuestMemory mem = GuestMemory.memfd(BASE, 8 << 20);
+             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, 8 << 20))) {
+            VirtioBus bus = new VirtioBus();
+            RngDriver rng = new RngDriver();
+            bus.registerDriver(rng);
+            bus.registerDevice(DeviceType.ENTROPY.id(), fe);
+            rng.devices().getFirst().read(new byte[3 * 4096]); // three requests
+            // the frontend's reset is GET_VRING_BASE on each ring; the reply is last_avail_idx
+            Message reply = fe.callForTest(Message.of(VhostUser.GET_VRING_BASE, Message.vringState(0, 0)));
+            assertThat(reply.body().getInt(0)).isEqualTo(0);
+            assertThat(reply.body().getInt(4)).as("three chains taken").isEqualTo(3);
+        }
+    }
 }
