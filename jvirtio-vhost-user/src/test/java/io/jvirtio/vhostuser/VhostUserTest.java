@@ -173,50 +173,115 @@ class VhostUserTest {
         }
     }
 
-    @Test
-    void maliciousRingSignalsTheErrorEventfdAndTouchesNothingOutside(@TempDir Path dir) throws Exception {
-        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("r.sock"), RngDevice::new);
-             GuestMemory mem = GuestMemory.memfd(0, 1 << 20)) {
-            int fd = Posix.unixConnect(backend.socket().toString());
-            try (Channel ch = new Channel(fd)) {
-                var region = mem.region(0);
-                long user = region.segment().address();
-                ByteBuffer mt = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(1).putInt(0)
-                        .putLong(0).putLong(1 << 20).putLong(user).putLong(0);
-                ch.write(Message.of(VhostUser.SET_MEM_TABLE, mt.array(), region.fd()));
-                ch.write(Message.u64(VhostUser.SET_FEATURES, io.jvirtio.core.spec.Feature.VERSION_1.mask()));
-                ch.write(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(0, 8)));
-                // ring at 0x1000: desc table, avail at 0x1080, used at 0x1100
-                ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(0)
-                        .putLong(user + 0x1000).putLong(user + 0x1100).putLong(user + 0x1080).putLong(0);
-                ch.write(Message.of(VhostUser.SET_VRING_ADDR, addr.array()));
-                // descriptor 0 → 1 → 0: a loop; and avail ring offers head 0
-                for (int i = 0; i < 2; i++) {
-                    long d = 0x1000 + 16L * i;
-                    mem.writeU64(d, 0x8000);
-                    mem.writeU32(d + 8, 64);
-                    mem.writeU16(d + 12, (short) 3);
-                    mem.writeU16(d + 14, (short) (1 - i));
-                }
-                mem.writeU16(0x1080 + 2, (short) 1);
-                int err = Posix.eventfd();
-                int kick = Posix.eventfd();
-                ch.write(Message.u64(VhostUser.SET_VRING_ERR, 0, err));
-                ch.write(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
-                ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
-                try (var a = java.lang.foreign.Arena.ofConfined()) {
-                    var pollfd = a.allocate(8);
-                    var st = Posix.callState(a);
-                    boolean signalled = false;
-                    for (int i = 0; i < 50 && !signalled; i++) {
-                        signalled = Posix.pollIn(err, 100, pollfd, st);
-                    }
-                    assertThat(signalled).as("the backend reported the broken ring on the error eventfd").isTrue();
-                }
-                assertThat(mem.readU16(0x1100 + 2)).as("nothing was marked used").isZero();
-                Channel.closeQuietly(err);
-                Channel.closeQuietly(kick);
+    /** A raw front-end that sets up ring 0 of an rng back-end by hand, with a descriptor it chooses. */
+    private static final class RawRing implements AutoCloseable {
+        final GuestMemory mem;
+        final Channel ch;
+        final long user;
+
+        RawRing(VhostUserBackend backend) throws Exception {
+            mem = GuestMemory.memfd(0, 1 << 20);
+            ch = new Channel(Posix.unixConnect(backend.socket().toString()));
+            var region = mem.region(0);
+            user = region.segment().address();
+            ByteBuffer mt = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(1).putInt(0)
+                    .putLong(0).putLong(1 << 20).putLong(user).putLong(0);
+            ch.write(Message.of(VhostUser.SET_MEM_TABLE, mt.array(), region.fd()));
+            ch.write(Message.u64(VhostUser.SET_FEATURES, io.jvirtio.core.spec.Feature.VERSION_1.mask()));
+            ch.write(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(0, 8)));
+            // ring at 0x1000: descriptor table, avail at 0x1080, used at 0x1100
+            ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(0)
+                    .putLong(user + 0x1000).putLong(user + 0x1100).putLong(user + 0x1080).putLong(0);
+            ch.write(Message.of(VhostUser.SET_VRING_ADDR, addr.array()));
+        }
+
+        void desc(int i, long addr, int len, int flags, int next) throws Exception {
+            long d = 0x1000 + 16L * i;
+            mem.writeU64(d, addr);
+            mem.writeU32(d + 8, len);
+            mem.writeU16(d + 12, (short) flags);
+            mem.writeU16(d + 14, (short) next);
+        }
+
+        void offerHead0() throws Exception {
+            mem.writeU16(0x1080 + 4, (short) 0);
+            mem.writeU16(0x1080 + 2, (short) 1);
+        }
+
+        int usedIdx() throws Exception {
+            return mem.readU16(0x1100 + 2) & 0xffff;
+        }
+
+        private boolean closed;
+
+        @Override
+        public void close() {
+            if (!closed) {
+                closed = true;
+                ch.close();
+                mem.close();
             }
+        }
+    }
+
+    private static boolean readable(int fd, int seconds) throws Exception {
+        try (var a = java.lang.foreign.Arena.ofConfined()) {
+            var pollfd = a.allocate(8);
+            var st = Posix.callState(a);
+            for (int i = 0; i < seconds * 10; i++) {
+                if (Posix.pollIn(fd, 100, pollfd, st)) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"descriptor loop", "buffer outside the memory table",
+            "length wrapping the address space"})
+    void maliciousRingSignalsTheErrorEventfdAndTouchesNothing(String attack, @TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("r.sock"), RngDevice::new);
+             RawRing ring = new RawRing(backend)) {
+            switch (attack) {
+                case "descriptor loop" -> {
+                    ring.desc(0, 0x8000, 64, 3, 1);
+                    ring.desc(1, 0x8000, 64, 3, 0);
+                }
+                case "buffer outside the memory table" -> ring.desc(0, 2L << 20, 64, 2, 0);
+                default -> ring.desc(0, 0x8000, -1, 2, 0);
+            }
+            ring.offerHead0();
+            int err = Posix.eventfd();
+            int kick = Posix.eventfd();
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_ERR, 0, err));
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
+            assertThat(readable(err, 5)).as("the back-end reported the broken ring on the error eventfd").isTrue();
+            assertThat(ring.usedIdx()).as("nothing was marked used").isZero();
+            Channel.closeQuietly(err);
+            Channel.closeQuietly(kick);
+            ring.close();
+            // ... and the back-end still serves a well-behaved front-end
+            runRngSession(backend);
+        }
+    }
+
+    @Test
+    void kickWithoutDescriptorMeansTheBackendPolls(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("p.sock"), RngDevice::new);
+             RawRing ring = new RawRing(backend)) {
+            ring.desc(0, 0x8000, 64, 2, 0);
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_KICK, VhostUser.VRING_NOFD));
+            Thread.sleep(50);
+            ring.offerHead0(); // offered after the ring started, and never kicked
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (ring.usedIdx() == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(ring.usedIdx()).as("a polling back-end found the buffer without a kick").isEqualTo(1);
+            assertThat(ring.mem.readU32(0x1100 + 8)).as("used length").isEqualTo(64);
         }
     }
 
