@@ -2,6 +2,7 @@ package io.jvirtio.machine;
 
 import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.Responder;
 import io.jvirtio.devices.net.TapBackend;
 import io.jvirtio.drivers.net.NetDriver;
 import io.jvirtio.drivers.net.VirtioNet;
@@ -117,25 +118,11 @@ class TapTest {
         int ip = b.position();
         b.put((byte) 0x45).put((byte) 0).putShort((short) ipLen).putShort((short) 1).putShort((short) 0)
                 .put((byte) 64).put((byte) 1).putShort((short) 0).put(GUEST_IP).put(HOST_IP);
-        b.putShort(ip + 10, checksum(b.array(), ip, 20));
+        b.putShort(ip + 10, Responder.checksum(b.array(), ip, 20));
         int icmp = b.position();
         b.put((byte) 8).put((byte) 0).putShort((short) 0).putShort((short) id).putShort((short) seq).put(payload);
-        b.putShort(icmp + 2, checksum(b.array(), icmp, 8 + payload.length));
+        b.putShort(icmp + 2, Responder.checksum(b.array(), icmp, 8 + payload.length));
         return b.array();
-    }
-
-    /** The Internet checksum (RFC 1071). */
-    static short checksum(byte[] b, int off, int len) {
-        long sum = 0;
-        for (int i = 0; i < len; i += 2) {
-            int hi = b[off + i] & 0xff;
-            int lo = i + 1 < len ? b[off + i + 1] & 0xff : 0;
-            sum += (hi << 8) | lo;
-        }
-        while ((sum >> 16) != 0) {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        return (short) ~sum;
     }
 
 }

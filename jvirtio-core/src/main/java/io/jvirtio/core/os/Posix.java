@@ -70,50 +70,20 @@ public final class Posix {
 
     /** {@code memfd_create(name, MFD_CLOEXEC)}: an anonymous file another process can map through its fd. */
     public static int memfdCreate(String name) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            int fd = (int) MEMFD_CREATE.invokeExact(st, a.allocateFrom(name), MFD_CLOEXEC);
-            if (fd < 0) {
-                throw fail("memfd_create", st, name);
-            }
-            return fd;
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        return (int) check("memfd_create", name,
+                (st, a) -> (int) MEMFD_CREATE.invokeExact(st, a.allocateFrom(name), MFD_CLOEXEC));
     }
 
     /** {@code open(path, O_RDWR|O_CLOEXEC)} of an existing file or device node. */
     public static int openDevice(String path) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), O_RDWR | O_CLOEXEC, 0);
-            if (fd < 0) {
-                throw fail("open", st, path);
-            }
-            return fd;
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        return (int) check("open", path,
+                (st, a) -> (int) OPEN.invokeExact(st, a.allocateFrom(path), O_RDWR | O_CLOEXEC, 0));
     }
 
     /** {@code ioctl(fd, request, arg)} with a pointer argument. */
     public static int ioctl(int fd, long request, MemorySegment arg) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            int rc = (int) IOCTL.invokeExact(st, fd, request, arg);
-            if (rc < 0) {
-                throw fail("ioctl", st, "fd " + fd + ", request 0x" + Long.toHexString(request));
-            }
-            return rc;
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        return (int) check("ioctl", "fd " + fd + ", request 0x" + Long.toHexString(request),
+                (st, a) -> (int) IOCTL.invokeExact(st, fd, request, arg));
     }
 
     /** {@code read(fd, buf, len)}; returns the byte count (0 at end of file). */
@@ -413,31 +383,12 @@ public final class Posix {
 
     /** {@code open(path, O_RDWR|O_CREAT|O_CLOEXEC, 0600)}. */
     public static int openReadWrite(String path) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            int fd = (int) OPEN.invokeExact(st, a.allocateFrom(path), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-            if (fd < 0) {
-                throw fail("open", st, path);
-            }
-            return fd;
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        return (int) check("open", path,
+                (st, a) -> (int) OPEN.invokeExact(st, a.allocateFrom(path), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     }
 
     public static void ftruncate(int fd, long size) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            if ((int) FTRUNCATE.invokeExact(st, fd, size) < 0) {
-                throw fail("ftruncate", st, "fd " + fd + ", size " + size);
-            }
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        check("ftruncate", "fd " + fd + ", size " + size, (st, a) -> (int) FTRUNCATE.invokeExact(st, fd, size));
     }
 
     /**
@@ -477,16 +428,7 @@ public final class Posix {
 
     /** Closes {@code fd}; callers own each fd and close it exactly once. */
     public static void close(int fd) throws NativeException {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment st = a.allocate(CAPTURE);
-            if ((int) CLOSE.invokeExact(st, fd) < 0) {
-                throw fail("close", st, "fd " + fd);
-            }
-        } catch (NativeException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
+        check("close", "fd " + fd, (st, a) -> (int) CLOSE.invokeExact(st, fd));
     }
 
     static String strerror(int errno) {

@@ -73,8 +73,8 @@ public final class Responder {
         port.transmit(r);
     }
 
-    /** The Internet checksum (RFC 1071). */
-    static short checksum(byte[] b, int off, int len) {
+    /** The Internet checksum (RFC 1071) of {@code len} bytes at {@code off}. */
+    public static short checksum(byte[] b, int off, int len) {
         long sum = 0;
         for (int i = 0; i < len; i += 2) {
             int hi = b[off + i] & 0xff;
