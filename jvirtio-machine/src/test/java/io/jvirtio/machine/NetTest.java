@@ -193,7 +193,7 @@ class NetTest {
         // a third station on the switch sends a 5000-byte frame: three of the driver's 2 KiB buffers
         var outside = sw.port();
         byte[] jumbo = frame(MAC_A, new byte[] {0x52, 0x54, 0, 9, 9, 9}, 42, 5000);
-        outside.transmit(jumbo);
+        outside.transmit(java.lang.foreign.MemorySegment.ofArray(jumbo), jumbo.length);
         byte[] got = a.receive(5, TimeUnit.SECONDS);
         assertThat(got).isEqualTo(jumbo);
         assertThat(a.rxDropped.get()).isZero();

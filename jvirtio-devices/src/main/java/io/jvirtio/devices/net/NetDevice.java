@@ -15,8 +15,6 @@ import io.jvirtio.devices.RxWorker;
 import java.lang.foreign.MemorySegment;
 import java.util.HashSet;
 import java.util.Set;
-import java.util.concurrent.ConcurrentLinkedQueue;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -29,7 +27,9 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class NetDevice implements VirtioDeviceModel {
     static final int QUEUE_SIZE = 256;
-    static final int INBOUND_LIMIT = 1024;
+    /** Frames waiting per queue pair, and the largest frame a slot holds (jumbo frames fit). */
+    static final int INBOUND_LIMIT = 512;
+    static final int MAX_INBOUND_FRAME = 9216;
     private static final int MAX_EXTRA_BUFFERS = 32;
 
     private final NetBackend backend;
@@ -55,8 +55,7 @@ public final class NetDevice implements VirtioDeviceModel {
 
     /** Frames waiting for one queue pair's receive buffers. */
     private static final class Pair {
-        final ConcurrentLinkedQueue<byte[]> inbound = new ConcurrentLinkedQueue<>();
-        final AtomicInteger depth = new AtomicInteger();
+        final FrameRing inbound = new FrameRing(INBOUND_LIMIT, MAX_INBOUND_FRAME);
     }
 
     /**
@@ -142,7 +141,7 @@ public final class NetDevice implements VirtioDeviceModel {
                         new FrameSource(pairs[p], ctx.memory()), ctx.failure());
             }
             if (tq != null) {
-                tx[p] = new QueueWorker("jvirtio-net-tx" + p, tq, ctx.interrupts().get(2 * p + 1), this::transmit,
+                tx[p] = new QueueWorker("jvirtio-net-tx" + p, tq, ctx.interrupts().get(2 * p + 1), new Transmitter(),
                         ctx.failure());
             }
         }
@@ -192,7 +191,6 @@ public final class NetDevice implements VirtioDeviceModel {
         txWorkers = new QueueWorker[0];
         for (Pair p : pairs) {
             p.inbound.clear();
-            p.depth.set(0);
         }
         promiscuous = true;
         allMulticast = true;
@@ -202,57 +200,58 @@ public final class NetDevice implements VirtioDeviceModel {
         features = 0;
     }
 
-    /** A frame from the backend for the guest: filter, steer to a pair, queue, wake its receive worker. */
-    private void receive(byte[] frame) {
+    /**
+     * A frame from the backend for the guest: filter, steer to a pair, copy into its inbound ring, wake
+     * its receive worker. Runs on the sender's thread; allocates nothing.
+     */
+    private void receive(MemorySegment frame, long length) {
         RxWorker[] rx = rxWorkers;
-        if (rx.length == 0 || frame.length < 14) {
+        if (rx.length == 0 || length < 14) {
             rxDropped.incrementAndGet();
             return;
         }
-        if (!accepts(frame)) {
+        long dst = VirtualSwitch.mac(frame, 0);
+        if (!accepts(dst)) {
             rxFiltered.incrementAndGet();
             return;
         }
-        int p = (int) (Math.floorMod(VirtualSwitch.mac(frame, 0) * 31 + VirtualSwitch.mac(frame, 6), (long) activePairs));
-        Pair pair = pairs[p];
-        if (pair.depth.incrementAndGet() > INBOUND_LIMIT) {
-            pair.depth.decrementAndGet();
+        int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, 6), (long) activePairs);
+        if (p >= rx.length || !pairs[p].inbound.offer(frame, length)) {
             rxDropped.incrementAndGet();
             return;
         }
-        pair.inbound.add(frame);
         if (rx[p] != null) {
             rx[p].wake();
         }
     }
 
     /** §5.1.6.5.1/.2: promiscuous, all-multicast, broadcast, our address, and the filter tables. */
-    private boolean accepts(byte[] f) {
-        if (promiscuous) {
+    private boolean accepts(long dst) {
+        if (promiscuous || dst == 0xffff_ffff_ffffL) {
             return true;
         }
-        long dst = VirtualSwitch.mac(f, 0);
-        if (dst == 0xffff_ffff_ffffL) {
-            return true;
-        }
-        if ((f[0] & 1) != 0) {
+        if ((dst & (1L << 40)) != 0) {
             return allMulticast || multicastFilter.contains(dst);
         }
         return dst == mac || unicastFilter.contains(dst);
     }
 
-    /** Transmit queue: header, then the frame (§5.1.6.2). Nothing is written back. */
-    private int transmit(DescriptorChain chain) {
-        long len = chain.readableBytes() - Net.HDR_SIZE;
-        if (len < 14 || len > 65535) {
-            txDropped.incrementAndGet();
+    /** A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. */
+    private final class Transmitter implements io.jvirtio.devices.QueueHandler {
+        private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536, 64);
+
+        @Override
+        public int handle(DescriptorChain chain) {
+            long len = chain.readableBytes() - Net.HDR_SIZE;
+            if (len < 14 || len > scratch.byteSize()) {
+                txDropped.incrementAndGet();
+                return 0;
+            }
+            chain.readReadable(Net.HDR_SIZE, scratch, 0, len);
+            txFrames.incrementAndGet();
+            backend.transmit(scratch, len);
             return 0;
         }
-        byte[] frame = new byte[(int) len];
-        chain.readReadable(Net.HDR_SIZE, MemorySegment.ofArray(frame));
-        txFrames.incrementAndGet();
-        backend.transmit(frame);
-        return 0;
     }
 
     /** Control queue (§5.1.6.5): class, command, data; the device writes one ack byte. */
@@ -364,8 +363,9 @@ public final class NetDevice implements VirtioDeviceModel {
 
         @Override
         public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
-            byte[] frame = pair.inbound.peek();
-            long total = Net.HDR_SIZE + frame.length;
+            FrameRing ring = pair.inbound;
+            long length = ring.headLength();
+            long total = Net.HDR_SIZE + length;
             boolean mergeable = Feature.NET_MRG_RXBUF.isSet(features);
             int used = 0;
             long capacity = chain.writableBytes();
@@ -373,9 +373,9 @@ public final class NetDevice implements VirtioDeviceModel {
                 capacity += extra[used].writableBytes();
                 used++;
             }
-            take();
             if (capacity < total) {
                 // Too large for what the driver offers: give the buffers back, drop the frame.
+                ring.poll();
                 for (int i = 0; i <= used; i++) {
                     queue.undoPop();
                 }
@@ -384,23 +384,20 @@ public final class NetDevice implements VirtioDeviceModel {
             }
             header.fill((byte) 0);
             header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
-            MemorySegment data = MemorySegment.ofArray(frame);
+            MemorySegment slots = ring.slots();
+            long at = ring.headOffset();
             long first = chain.writeWritable(0, header);
-            first += chain.writeWritable(Net.HDR_SIZE, data);
+            first += chain.writeWritable(Net.HDR_SIZE, slots, at, length);
             queue.addUsed(chain.head(), (int) first);
             long done = first - Net.HDR_SIZE;
             for (int i = 0; i < used; i++) {
-                long n = extra[i].writeWritable(0, data.asSlice(done));
+                long n = extra[i].writeWritable(0, slots, at + done, length - done);
                 queue.addUsed(extra[i].head(), (int) n);
                 done += n;
             }
+            ring.poll();
             rxFrames.incrementAndGet();
             return -1;
-        }
-
-        private void take() {
-            pair.inbound.poll();
-            pair.depth.decrementAndGet();
         }
     }
 }

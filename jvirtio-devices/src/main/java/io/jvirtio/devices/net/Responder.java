@@ -6,7 +6,8 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A tiny host on a {@link VirtualSwitch}: it answers ARP requests for its IPv4 address and ICMP echo
- * requests sent to it — enough for a guest to {@code ping} something behind a jvirtio NIC.
+ * requests sent to it — enough for a guest to {@code ping} something behind a jvirtio NIC. (A test and
+ * demo helper: it copies each frame it looks at.)
  */
 public final class Responder {
     private final NetBackend port;
@@ -22,7 +23,7 @@ public final class Responder {
         this.mac = mac.clone();
         this.ip = ip.clone();
         this.port = sw.port();
-        port.connect(this::frame);
+        port.connect((buffer, length) -> frame(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)));
     }
 
     private void frame(byte[] f) {
@@ -43,7 +44,7 @@ public final class Responder {
         b.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 2);
         b.put(mac).put(ip).put(req, 22, 6).put(req, 28, 4);
         arpReplies.incrementAndGet();
-        port.transmit(b.array());
+        port.transmit(java.lang.foreign.MemorySegment.ofArray(b.array()), 60);
     }
 
     private void echo(byte[] req, int ihl) {
@@ -70,7 +71,7 @@ public final class Responder {
         r[icmp + 2] = (byte) (sum >> 8);
         r[icmp + 3] = (byte) sum;
         echoReplies.incrementAndGet();
-        port.transmit(r);
+        port.transmit(java.lang.foreign.MemorySegment.ofArray(r), r.length);
     }
 
     /** The Internet checksum (RFC 1071) of {@code len} bytes at {@code off}. */

@@ -9,7 +9,6 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
-import java.util.function.Consumer;
 
 /**
  * A host TAP device as a NIC's backend (Linux {@code /dev/net/tun}, {@code IFF_TAP | IFF_NO_PI}): frames
@@ -28,7 +27,7 @@ public final class TapBackend implements NetBackend {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment txBuffer = arena.allocate(65536);
     private final MemorySegment txState = Posix.callState(arena);
-    private volatile Consumer<byte[]> receiver = f -> { };
+    private volatile Receiver receiver = (b, n) -> { };
     private volatile boolean open = true;
     private final Thread reader;
 
@@ -63,20 +62,20 @@ public final class TapBackend implements NetBackend {
     }
 
     @Override
-    public synchronized void transmit(byte[] frame) {
-        if (!open || frame.length > txBuffer.byteSize()) {
+    public synchronized void transmit(MemorySegment buffer, long length) {
+        if (!open || length > txBuffer.byteSize()) {
             return;
         }
-        MemorySegment.copy(frame, 0, txBuffer, ValueLayout.JAVA_BYTE, 0, frame.length);
+        MemorySegment.copy(buffer, 0, txBuffer, 0, length);
         try {
-            Posix.write(fd, txBuffer.asSlice(0, frame.length), txState);
+            Posix.write(fd, txBuffer.asSlice(0, length), txState);
         } catch (NativeException e) {
             LOG.log(Level.WARNING, "{0}: {1}", name, e.getMessage());
         }
     }
 
     @Override
-    public void connect(Consumer<byte[]> receiver) {
+    public void connect(Receiver receiver) {
         this.receiver = receiver;
     }
 
@@ -92,7 +91,7 @@ public final class TapBackend implements NetBackend {
                 }
                 long n = Posix.read(fd, buf, state);
                 if (n > 0) {
-                    receiver.accept(buf.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE));
+                    receiver.receive(buf, n);
                 }
             }
         } catch (NativeException e) {

@@ -1,20 +1,27 @@
 package io.jvirtio.devices.net;
 
-import java.util.List;
-import java.util.Map;
-import java.util.concurrent.ConcurrentHashMap;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.function.Consumer;
 
 /**
  * A learning Ethernet switch between NICs in the machine: it remembers which port each source MAC came
  * from, forwards unicast frames to that port, and floods broadcast, multicast and unknown destinations
- * to every other port.
+ * to every other port. Switching a frame allocates nothing and takes no lock (learning a new address
+ * does, once); the receiving NIC copies what it keeps.
  */
 public final class VirtualSwitch {
-    private final List<Port> ports = new CopyOnWriteArrayList<>();
-    private final Map<Long, Port> macTable = new ConcurrentHashMap<>();
+    private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    /** Addresses remembered at most; beyond that unknown destinations are flooded. */
+    static final int MAC_TABLE_SIZE = 1024;
+
+    private final CopyOnWriteArrayList<Port> ports = new CopyOnWriteArrayList<>();
+    private volatile long[] macs = new long[0];
+    private volatile Port[] owners = new Port[0];
     private final AtomicLong forwarded = new AtomicLong();
     private final AtomicLong flooded = new AtomicLong();
 
@@ -33,57 +40,109 @@ public final class VirtualSwitch {
         return flooded.get();
     }
 
-    static long mac(byte[] f, int at) {
-        long m = 0;
-        for (int i = 0; i < 6; i++) {
-            m = (m << 8) | (f[at + i] & 0xff);
-        }
-        return m;
+    /** The 48-bit address at {@code offset} of {@code frame}. */
+    static long mac(MemorySegment frame, long offset) {
+        return (Integer.toUnsignedLong(frame.get(BE_INT, offset)) << 16) | Short.toUnsignedLong(frame.get(BE_SHORT, offset + 4));
     }
 
-    private void switchFrame(Port from, byte[] frame) {
-        if (frame.length < 14) {
+    static long mac(byte[] b, int at) {
+        return mac(MemorySegment.ofArray(b), at);
+    }
+
+    private Port lookup(long mac) {
+        long[] m = macs;
+        Port[] o = owners;
+        for (int i = 0; i < m.length; i++) {
+            if (m[i] == mac) {
+                return o[i];
+            }
+        }
+        return null;
+    }
+
+    /** Remembers where {@code mac} lives; copy-on-write, so only a new or moved address costs anything. */
+    private synchronized void learn(long mac, Port port) {
+        long[] m = macs;
+        for (int i = 0; i < m.length; i++) {
+            if (m[i] == mac) {
+                Port[] o = owners.clone();
+                o[i] = port;
+                owners = o;
+                return;
+            }
+        }
+        if (m.length >= MAC_TABLE_SIZE) {
+            return;
+        }
+        Port[] o = Arrays.copyOf(owners, m.length + 1);
+        o[m.length] = port;
+        long[] nm = Arrays.copyOf(m, m.length + 1);
+        nm[m.length] = mac;
+        owners = o;
+        macs = nm;
+    }
+
+    private synchronized void forget(Port port) {
+        long[] m = macs;
+        Port[] o = owners;
+        int n = 0;
+        long[] nm = new long[m.length];
+        Port[] no = new Port[m.length];
+        for (int i = 0; i < m.length; i++) {
+            if (o[i] != port) {
+                nm[n] = m[i];
+                no[n++] = o[i];
+            }
+        }
+        owners = Arrays.copyOf(no, n);
+        macs = Arrays.copyOf(nm, n);
+    }
+
+    private void switchFrame(Port from, MemorySegment frame, long length) {
+        if (length < 14) {
             return;
         }
         long src = mac(frame, 6);
-        if ((frame[6] & 1) == 0) {
-            macTable.put(src, from);
+        if ((frame.get(ValueLayout.JAVA_BYTE, 6) & 1) == 0 && lookup(src) != from) {
+            learn(src, from);
         }
-        if ((frame[0] & 1) == 0) {
-            Port to = macTable.get(mac(frame, 0));
+        if ((frame.get(ValueLayout.JAVA_BYTE, 0) & 1) == 0) {
+            Port to = lookup(mac(frame, 0));
             if (to != null) {
-                if (to != from && to.receiver != null) {
+                NetBackend.Receiver r = to.receiver;
+                if (to != from && r != null) {
                     forwarded.incrementAndGet();
-                    to.receiver.accept(frame);
+                    r.receive(frame, length);
                 }
                 return;
             }
         }
         flooded.incrementAndGet();
         for (Port p : ports) {
-            if (p != from && p.receiver != null) {
-                p.receiver.accept(frame.clone());
+            NetBackend.Receiver r = p.receiver;
+            if (p != from && r != null) {
+                r.receive(frame, length);
             }
         }
     }
 
     private final class Port implements NetBackend {
-        volatile Consumer<byte[]> receiver;
+        volatile Receiver receiver;
 
         @Override
-        public void transmit(byte[] frame) {
-            switchFrame(this, frame);
+        public void transmit(MemorySegment buffer, long length) {
+            switchFrame(this, buffer, length);
         }
 
         @Override
-        public void connect(Consumer<byte[]> receiver) {
+        public void connect(Receiver receiver) {
             this.receiver = receiver;
         }
 
         @Override
         public void close() {
             ports.remove(this);
-            macTable.values().removeIf(p -> p == this);
+            forget(this);
         }
     }
 }

@@ -21,15 +21,16 @@ class NetDeviceTest {
 
     /** A backend the test drives directly. */
     static final class Wire implements NetBackend {
-        volatile Consumer<byte[]> toGuest;
+        volatile Receiver receiver;
         final List<byte[]> fromGuest = new CopyOnWriteArrayList<>();
+        final Consumer<byte[]> toGuest = f -> receiver.receive(java.lang.foreign.MemorySegment.ofArray(f), f.length);
 
-        public void transmit(byte[] frame) {
-            fromGuest.add(frame);
+        public void transmit(java.lang.foreign.MemorySegment buffer, long length) {
+            fromGuest.add(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
         }
 
-        public void connect(Consumer<byte[]> receiver) {
-            toGuest = receiver;
+        public void connect(Receiver r) {
+            receiver = r;
         }
     }
 

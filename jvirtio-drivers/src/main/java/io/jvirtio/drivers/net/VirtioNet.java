@@ -13,7 +13,6 @@ import io.jvirtio.core.spec.Feature;
 import java.io.IOException;
 import java.io.InterruptedIOException;
 import java.lang.foreign.MemorySegment;
-import java.util.ArrayDeque;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.ArrayBlockingQueue;
@@ -58,7 +57,10 @@ public final class VirtioNet {
         final DriverQueue<Object> tx;
         final long rxMemory;
         final long txMemory;
-        final ArrayDeque<Integer> freeTx = new ArrayDeque<>();
+        /** Free transmit slots, a stack; slot numbers are the queue tokens, boxed once here. */
+        final int[] freeTx;
+        int freeCount;
+        final Integer[] tokens;
         boolean detached;
 
         Lane(DriverQueue<Object> rx, DriverQueue<Object> tx, GuestAllocator dma) {
@@ -66,8 +68,13 @@ public final class VirtioNet {
             this.tx = tx;
             this.rxMemory = dma.allocate((long) rx.size() * BUFFER, 4096);
             this.txMemory = dma.allocate((long) tx.size() * BUFFER, 4096);
+            this.freeTx = new int[tx.size()];
+            this.tokens = new Integer[Math.max(rx.size(), tx.size())];
+            for (int i = 0; i < tokens.length; i++) {
+                tokens[i] = i;
+            }
             for (int i = 0; i < tx.size(); i++) {
-                freeTx.add(i);
+                freeTx[freeCount++] = i;
             }
         }
     }
@@ -98,7 +105,7 @@ public final class VirtioNet {
         for (Lane l : lanes) {
             synchronized (l.rx) {
                 for (int i = 0; i < l.rx.size(); i++) {
-                    l.rx.addInBuf(l.rxMemory + (long) i * BUFFER, BUFFER, i);
+                    l.rx.addInBuf(l.rxMemory + (long) i * BUFFER, BUFFER, l.tokens[i]);
                 }
                 l.rx.kick();
             }
@@ -171,9 +178,9 @@ public final class VirtioNet {
         Lane l = lanes[(int) (Thread.currentThread().threadId() % pairs)];
         synchronized (l.tx) {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-            while (l.freeTx.isEmpty() && !l.detached) {
+            while (l.freeCount == 0 && !l.detached) {
                 reclaim(l);
-                if (!l.freeTx.isEmpty()) {
+                if (l.freeCount > 0) {
                     break;
                 }
                 long left = deadline - System.nanoTime();
@@ -190,12 +197,12 @@ public final class VirtioNet {
             if (l.detached) {
                 throw new IOException(device + " was removed");
             }
-            int slot = l.freeTx.poll();
+            int slot = l.freeTx[--l.freeCount];
             long at = l.txMemory + (long) slot * BUFFER;
             MemorySegment buf = slice(at, HDR + len);
             buf.asSlice(0, HDR).fill((byte) 0);
             MemorySegment.copy(frame, 0, buf, HDR, len);
-            l.tx.addOutBuf(at, (int) (HDR + len), slot);
+            l.tx.addOutBuf(at, (int) (HDR + len), l.tokens[slot]);
             l.tx.kick();
             txFrames.incrementAndGet();
         }
@@ -209,7 +216,7 @@ public final class VirtioNet {
         try {
             Object t;
             while ((t = l.tx.getBuf()) != null) {
-                l.freeTx.add((Integer) t);
+                l.freeTx[l.freeCount++] = (Integer) t;
             }
         } catch (VirtqueueException e) {
             l.detached = true;
@@ -245,7 +252,7 @@ public final class VirtioNet {
                         } else {
                             rxDropped.incrementAndGet();
                         }
-                        l.rx.addInBuf(at, BUFFER, slot);
+                        l.rx.addInBuf(at, BUFFER, l.tokens[slot]);
                     } else {
                         // VIRTIO_NET_F_MRG_RXBUF: the frame continues in the next numBuffers-1 used buffers.
                         mergeFrame(l, r, slot, at, len, numBuffers);
@@ -271,7 +278,7 @@ public final class VirtioNet {
         MemorySegment frame = merged;
         long size = len - HDR;
         MemorySegment.copy(slice(at + HDR, size), 0, frame, 0, size);
-        l.rx.addInBuf(at, BUFFER, slot);
+        l.rx.addInBuf(at, BUFFER, l.tokens[slot]);
         boolean complete = true;
         for (int i = 1; i < count; i++) {
             Object t = l.rx.getBuf();
@@ -288,7 +295,7 @@ public final class VirtioNet {
                 complete = false;
             }
             size += n;
-            l.rx.addInBuf(a, BUFFER, s);
+            l.rx.addInBuf(a, BUFFER, l.tokens[s]);
         }
         if (complete && size >= 14) {
             rxFrames.incrementAndGet();

@@ -110,9 +110,29 @@ public final class DescriptorChain {
         return transfer(readableCount, count, offset, src, true);
     }
 
+    /**
+     * {@link #readReadable(long, MemorySegment)} into {@code length} bytes of {@code dst} at
+     * {@code dstOffset}, without creating a slice.
+     */
+    public long readReadable(long offset, MemorySegment dst, long dstOffset, long length) {
+        return transfer(0, readableCount, offset, dst, dstOffset, length, false);
+    }
+
+    /**
+     * {@link #writeWritable(long, MemorySegment)} from {@code length} bytes of {@code src} at
+     * {@code srcOffset}, without creating a slice.
+     */
+    public long writeWritable(long offset, MemorySegment src, long srcOffset, long length) {
+        return transfer(readableCount, count, offset, src, srcOffset, length, true);
+    }
+
     private long transfer(int from, int to, long offset, MemorySegment data, boolean toGuest) {
+        return transfer(from, to, offset, data, 0, data.byteSize(), toGuest);
+    }
+
+    private long transfer(int from, int to, long offset, MemorySegment data, long dataOffset, long want,
+                          boolean toGuest) {
         long done = 0;
-        long want = data.byteSize();
         long skip = offset;
         for (int i = from; i < to && done < want; i++) {
             long len = Integer.toUnsignedLong(length[i]);
@@ -124,9 +144,9 @@ public final class DescriptorChain {
             MemoryRegion r = memory.region(region[i]);
             long at = address[i] - r.guestAddress() + skip;
             if (toGuest) {
-                MemorySegment.copy(data, done, r.segment(), at, n);
+                MemorySegment.copy(data, dataOffset + done, r.segment(), at, n);
             } else {
-                MemorySegment.copy(r.segment(), at, data, done, n);
+                MemorySegment.copy(r.segment(), at, data, dataOffset + done, n);
             }
             done += n;
             skip = 0;

@@ -1,0 +1,93 @@
+package io.jvirtio.devices.net;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * A bounded queue of frames from many producers (the threads that switch frames to a NIC) to one
+ * consumer (the NIC's receive worker), in fixed off-heap slots: offering copies the frame into a slot,
+ * so the queue allocates nothing per frame and takes no lock (a sequence per slot, as in Vyukov's
+ * bounded MPMC queue, used here with one consumer).
+ */
+final class FrameRing {
+    private final int mask;
+    private final long slotSize;
+    private final MemorySegment slots;
+    private final int[] lengths;
+    private final AtomicLongArray sequence;
+    private final AtomicLong tail = new AtomicLong();
+    private long head;
+
+    FrameRing(int capacity, int slotSize) {
+        if (Integer.bitCount(capacity) != 1) {
+            throw new IllegalArgumentException("capacity " + capacity + " is not a power of two");
+        }
+        this.mask = capacity - 1;
+        this.slotSize = slotSize;
+        this.slots = Arena.ofAuto().allocate((long) capacity * slotSize, 64);
+        this.lengths = new int[capacity];
+        this.sequence = new AtomicLongArray(capacity);
+        for (int i = 0; i < capacity; i++) {
+            sequence.set(i, i);
+        }
+    }
+
+    /** Copies the frame in; false when the queue is full or the frame is larger than a slot. */
+    boolean offer(MemorySegment buffer, long length) {
+        if (length > slotSize) {
+            return false;
+        }
+        long t;
+        int idx;
+        while (true) {
+            t = tail.get();
+            idx = (int) (t & mask);
+            long d = sequence.get(idx) - t;
+            if (d == 0) {
+                if (tail.compareAndSet(t, t + 1)) {
+                    break;
+                }
+            } else if (d < 0) {
+                return false;
+            }
+        }
+        MemorySegment.copy(buffer, 0, slots, idx * slotSize, length);
+        lengths[idx] = (int) length;
+        sequence.set(idx, t + 1); // publishes slot and length to the consumer
+        return true;
+    }
+
+    /** True when a frame is waiting (consumer only). */
+    boolean isEmpty() {
+        return sequence.get((int) (head & mask)) != head + 1;
+    }
+
+    /** The slots; the head frame is at {@link #headOffset()}, {@link #headLength()} bytes (consumer only). */
+    MemorySegment slots() {
+        return slots;
+    }
+
+    long headOffset() {
+        return (head & mask) * slotSize;
+    }
+
+    int headLength() {
+        return lengths[(int) (head & mask)];
+    }
+
+    /** Drops the head frame, freeing its slot for producers (consumer only). */
+    void poll() {
+        int idx = (int) (head & mask);
+        sequence.set(idx, head + mask + 1);
+        head++;
+    }
+
+    /** Drops everything (only while no producer or consumer runs). */
+    void clear() {
+        while (!isEmpty()) {
+            poll();
+        }
+    }
+}
