@@ -52,15 +52,27 @@ public final class VirtioBlock {
         final Scatterlist sg = new Scatterlist();
         final long slotMemory;
         final int slotCount;
-        final ArrayDeque<Integer> freeSlots = new ArrayDeque<>();
+        /** Free request slots (header + status), a stack. */
+        final int[] freeSlots;
+        int freeCount;
+        /** Reaped requests of one interrupt, completed after the lock is released (interrupt thread only). */
+        final Request[] done;
+        final MemorySegment slots;
         boolean detached;
 
         Lane(DriverQueue<Object> queue, GuestAllocator dma) {
             this.queue = queue;
             this.slotCount = queue.size();
             this.slotMemory = dma.allocate(32L * slotCount, 64);
+            try {
+                this.slots = dma.memory().slice(slotMemory, 32L * slotCount);
+            } catch (io.jvirtio.core.memory.GuestMemoryException e) {
+                throw new AssertionError(e);
+            }
+            this.freeSlots = new int[slotCount];
+            this.done = new Request[slotCount];
             for (int i = 0; i < slotCount; i++) {
-                freeSlots.add(i);
+                freeSlots[freeCount++] = i;
             }
         }
     }
@@ -74,7 +86,8 @@ public final class VirtioBlock {
         final boolean deviceWrites;
         final MemorySegment userBuffer;
         final long bounce;
-        final CompletableFuture<Integer> future = new CompletableFuture<>();
+        final CompletableFuture<Void> future = new CompletableFuture<>();
+        int status;
         int slot = -1;
 
         Request(int type, long sector, long dataAddress, int dataLength, boolean deviceWrites,
@@ -142,7 +155,7 @@ public final class VirtioBlock {
 
     /** Reads {@code buffer.byteSize()} bytes (a multiple of 512) starting at {@code sector}. */
     public CompletableFuture<Void> read(long sector, MemorySegment buffer) {
-        return data(T_IN, sector, buffer, true).thenApply(n -> null);
+        return data(T_IN, sector, buffer, true);
     }
 
     /** Writes {@code buffer} (a multiple of 512 bytes) starting at {@code sector}. */
@@ -150,12 +163,12 @@ public final class VirtioBlock {
         if (readOnly) {
             return CompletableFuture.failedFuture(new IOException(device + " is read-only (VIRTIO_BLK_F_RO)"));
         }
-        return data(T_OUT, sector, buffer, false).thenApply(n -> null);
+        return data(T_OUT, sector, buffer, false);
     }
 
     /** Makes every completed write durable. */
     public CompletableFuture<Void> flush() {
-        return submit(new Request(T_FLUSH, 0, 0, 0, false, null, 0)).thenApply(n -> null);
+        return submit(new Request(T_FLUSH, 0, 0, 0, false, null, 0));
     }
 
     public CompletableFuture<Void> discard(long sector, int sectors) {
@@ -191,10 +204,10 @@ public final class VirtioBlock {
         s.set(GuestMemory.U32, 8, sectors);
         s.set(GuestMemory.U32, 12, 0);
         return submit(new Request(type, 0, seg, 16, false, null, 0))
-                .whenComplete((n, e) -> dma.free(seg, 16)).thenApply(n -> null);
+                .whenComplete((n, e) -> dma.free(seg, 16));
     }
 
-    private CompletableFuture<Integer> data(int type, long sector, MemorySegment buffer, boolean deviceWrites) {
+    private CompletableFuture<Void> data(int type, long sector, MemorySegment buffer, boolean deviceWrites) {
         long len = buffer.byteSize();
         if (len == 0 || len % SECTOR != 0 || len > Integer.MAX_VALUE) {
             return CompletableFuture.failedFuture(new IllegalArgumentException(
@@ -232,7 +245,7 @@ public final class VirtioBlock {
         }
     }
 
-    private CompletableFuture<Integer> submit(Request r) {
+    private CompletableFuture<Void> submit(Request r) {
         Lane lane = lanes[(int) (Thread.currentThread().threadId() % lanes.length)];
         synchronized (lane) {
             if (lane.detached) {
@@ -248,16 +261,16 @@ public final class VirtioBlock {
 
     /** Puts a request on the ring: header (readable), data, status (writable) — §5.2.6. */
     private boolean post(Lane lane, Request r) {
-        Integer slot = lane.freeSlots.poll();
-        if (slot == null) {
+        if (lane.freeCount == 0) {
             return false;
         }
+        int slot = lane.freeSlots[--lane.freeCount];
         long hdr = lane.slotMemory + 32L * slot;
-        MemorySegment h = slice(hdr, 17);
-        h.set(GuestMemory.U32, 0, r.type);
-        h.set(GuestMemory.U32, 4, 0);
-        h.set(GuestMemory.U64, 8, r.sector);
-        h.set(ValueLayout.JAVA_BYTE, 16, (byte) 0xff);
+        long at = 32L * slot;
+        lane.slots.set(GuestMemory.U32, at, r.type);
+        lane.slots.set(GuestMemory.U32, at + 4, 0);
+        lane.slots.set(GuestMemory.U64, at + 8, r.sector);
+        lane.slots.set(ValueLayout.JAVA_BYTE, at + 16, (byte) 0xff);
         Scatterlist sg = lane.sg.clear().addReadable(hdr, 16);
         // The data in segments of at most size_max bytes (§5.2.4); data() checked their number.
         for (long off = 0; off < r.dataLength; off += sizeMax) {
@@ -270,7 +283,7 @@ public final class VirtioBlock {
         }
         sg.addWritable(hdr + 16, 1);
         if (!lane.queue.addBuf(sg, r)) {
-            lane.freeSlots.push(slot);
+            lane.freeSlots[lane.freeCount++] = slot;
             return false;
         }
         r.slot = slot;
@@ -280,18 +293,17 @@ public final class VirtioBlock {
     /** The queue callback (interrupt thread): reap, start waiting requests, complete futures. */
     void complete(int laneIndex) {
         Lane lane = lanes[laneIndex];
-        List<Request> done = new ArrayList<>();
-        List<Integer> statuses = new ArrayList<>();
+        Request[] done = lane.done;
+        int n = 0;
         VirtqueueException broken = null;
         synchronized (lane) {
             try {
                 Object t;
-                while ((t = lane.queue.getBuf()) != null) {
+                while (n < done.length && (t = lane.queue.getBuf()) != null) {
                     Request r = (Request) t;
-                    MemorySegment h = slice(lane.slotMemory + 32L * r.slot, 17);
-                    statuses.add(Byte.toUnsignedInt(h.get(ValueLayout.JAVA_BYTE, 16)));
-                    lane.freeSlots.push(r.slot);
-                    done.add(r);
+                    r.status = Byte.toUnsignedInt(lane.slots.get(ValueLayout.JAVA_BYTE, 32L * r.slot + 16));
+                    lane.freeSlots[lane.freeCount++] = r.slot;
+                    done[n++] = r;
                 }
             } catch (VirtqueueException e) {
                 broken = e;
@@ -305,8 +317,10 @@ public final class VirtioBlock {
                 lane.queue.kick();
             }
         }
-        for (int i = 0; i < done.size(); i++) {
-            finish(done.get(i), statuses.get(i));
+        for (int i = 0; i < n; i++) {
+            Request r = done[i];
+            done[i] = null;
+            finish(r, r.status);
         }
         if (broken != null) {
             failAll(lane, broken);
@@ -327,7 +341,7 @@ public final class VirtioBlock {
             }
             dma.free(r.bounce, r.dataLength);
         }
-        r.future.complete(r.dataLength);
+        r.future.complete(null);
     }
 
     private void failAll(Lane lane, Exception cause) {
