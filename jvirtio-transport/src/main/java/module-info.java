@@ -8,4 +8,5 @@ module io.jvirtio.transport {
     requires transitive io.jvirtio.core;
     requires transitive io.jvirtio.bus;
     exports io.jvirtio.transport.pci;
+    exports io.jvirtio.transport.mmio;
 }

@@ -9,6 +9,9 @@ import io.jvirtio.transport.pci.PciFunction;
 import io.jvirtio.transport.pci.PciHost;
 import io.jvirtio.transport.pci.PciInterrupts;
 import io.jvirtio.transport.pci.VirtioPciDevice;
+import io.jvirtio.transport.mmio.MmioHost;
+import io.jvirtio.transport.mmio.VirtioMmio;
+import io.jvirtio.transport.mmio.VirtioMmioDevice;
 
 import java.util.ArrayList;
 import java.util.List;
@@ -22,7 +25,7 @@ import java.util.List;
  * slot; MMIO accesses go to whichever function decodes the address in one of its BARs, exactly as on a
  * real host bridge; MSI writes to {@link #MSI_ADDRESS} raise the vector in their data.
  */
-public final class Machine implements PciHost, AutoCloseable {
+public final class Machine implements PciHost, MmioHost, AutoCloseable {
     /** Guest-physical base of RAM. */
     public static final long RAM_BASE = 0x1_0000_0000L;
     /** Where firmware places memory BARs (above RAM, 64-bit). */
@@ -30,6 +33,9 @@ public final class Machine implements PciHost, AutoCloseable {
     public static final long MMIO_SIZE = 0x1000_0000L;
     /** The MSI doorbell address, as on x86 (the local APIC window). */
     public static final long MSI_ADDRESS = 0xFEE0_0000L;
+    /** Where virtio-mmio devices sit, one 0x200 window each (below the PCI window). */
+    public static final long MMIO_DEVICES_BASE = 0xD000_0000L;
+    public static final int MMIO_DEVICE_SLOTS = 32;
 
     private final GuestMemory memory;
     private final GuestAllocator dma;
@@ -37,13 +43,27 @@ public final class Machine implements PciHost, AutoCloseable {
     private final PciFunction[] slots = new PciFunction[32];
     private final int[] intxVector = new int[32];
     private final boolean[] intxLevel = new boolean[32];
-    private volatile Bar[] decode = new Bar[0];
-    private volatile Bar[] ioDecode = new Bar[0];
+    private volatile Window[] decode = new Window[0];
+    private volatile Window[] ioDecode = new Window[0];
+    private final VirtioMmioDevice[] mmioDevices = new VirtioMmioDevice[MMIO_DEVICE_SLOTS];
+    private final int[] mmioIrqVector = new int[MMIO_DEVICE_SLOTS];
+    private final boolean[] mmioIrqLevel = new boolean[MMIO_DEVICE_SLOTS];
     private long nextMmio = MMIO_BASE;
     private long nextPio = 0xc000;
 
-    /** One decoded BAR: the function behind {@code [base, base+size)}. */
-    private record Bar(long base, long size, PciFunction function, int bar) {
+    /** What answers accesses to one window of the address space. */
+    private interface Region {
+        long read(long offset, int size);
+
+        void write(long offset, int size, long value);
+    }
+
+    /** One decoded window: a PCI BAR or a virtio-mmio register window. */
+    private record Window(long base, long size, Region region) {
+    }
+
+    /** Where a virtio-mmio device is, as a device tree would describe it. */
+    public record MmioSlot(long base, int irq) {
     }
 
     /** A machine with {@code ramBytes} of guest RAM at {@link #RAM_BASE}. */
@@ -51,6 +71,22 @@ public final class Machine implements PciHost, AutoCloseable {
         this.memory = GuestMemory.memfd(RAM_BASE, ramBytes);
         this.dma = new GuestAllocator(memory, RAM_BASE, ramBytes);
         java.util.Arrays.fill(intxVector, -1);
+        java.util.Arrays.fill(mmioIrqVector, -1);
+    }
+
+    /** Plugs a virtio device into the next virtio-mmio window, with its own interrupt line. */
+    public synchronized MmioSlot plugMmio(VirtioDeviceModel model) {
+        for (int n = 0; n < MMIO_DEVICE_SLOTS; n++) {
+            if (mmioDevices[n] == null) {
+                int line = n;
+                long base = MMIO_DEVICES_BASE + (long) n * VirtioMmio.WINDOW;
+                mmioDevices[n] = new VirtioMmioDevice(model, memory, String.format("virtio-mmio@0x%x", base),
+                        level -> setMmioIrq(line, level));
+                remap();
+                return new MmioSlot(base, n);
+            }
+        }
+        throw new IllegalStateException("no free virtio-mmio slot");
     }
 
     public GuestMemory memory() {
@@ -102,6 +138,41 @@ public final class Machine implements PciHost, AutoCloseable {
         remap();
     }
 
+    @Override
+    public synchronized void attachIrq(int line, Runnable handler) {
+        // Level-triggered, like INTx: while the line stays asserted after the handler ran, run it again.
+        int[] self = new int[1];
+        self[0] = irq.allocate(() -> {
+            handler.run();
+            if (mmioIrqLevel[line]) {
+                irq.raise(self[0]);
+            }
+        });
+        mmioIrqVector[line] = self[0];
+        if (mmioIrqLevel[line]) {
+            irq.raise(self[0]);
+        }
+    }
+
+    @Override
+    public synchronized void detachIrq(int line) {
+        if (mmioIrqVector[line] >= 0) {
+            irq.free(mmioIrqVector[line]);
+            mmioIrqVector[line] = -1;
+        }
+    }
+
+    private void setMmioIrq(int line, boolean level) {
+        int v;
+        synchronized (this) {
+            mmioIrqLevel[line] = level;
+            v = mmioIrqVector[line];
+        }
+        if (level && v >= 0) {
+            irq.raise(v);
+        }
+    }
+
     /** Removes the function in {@code slot} (after its driver let go): it is reset and disappears. */
     public synchronized void unplug(int slot) {
         PciFunction f = slots[slot];
@@ -144,28 +215,27 @@ public final class Machine implements PciHost, AutoCloseable {
         }
     }
 
-    /** The BAR of {@code table} that decodes all of {@code [address, address+size)}, or null. */
-    private static Bar decode(Bar[] table, long address, int size) {
-        for (Bar b : table) {
-            long off = address - b.base;
-            if (off >= 0 && off + size <= b.size) {
-                return b;
+    /** The window of {@code table} that decodes all of {@code [address, address+size)}, or null. */
+    private static Window decode(Window[] table, long address, int size) {
+        for (Window w : table) {
+            long off = address - w.base;
+            if (off >= 0 && off + size <= w.size) {
+                return w;
             }
         }
         return null;
     }
 
-    private static long read(Bar[] table, long address, int size) {
-        Bar b = decode(table, address, size);
+    private static long read(Window[] table, long address, int size) {
+        Window w = decode(table, address, size);
         // an address nobody decodes: the master abort reads all ones
-        return b != null ? b.function.barRead(b.bar, address - b.base, size)
-                : size == 8 ? -1L : (1L << (8 * size)) - 1;
+        return w != null ? w.region.read(address - w.base, size) : size == 8 ? -1L : (1L << (8 * size)) - 1;
     }
 
-    private static void write(Bar[] table, long address, int size, long value) {
-        Bar b = decode(table, address, size);
-        if (b != null) {
-            b.function.barWrite(b.bar, address - b.base, size, value);
+    private static void write(Window[] table, long address, int size, long value) {
+        Window w = decode(table, address, size);
+        if (w != null) {
+            w.region.write(address - w.base, size, value);
         }
     }
 
@@ -256,8 +326,8 @@ public final class Machine implements PciHost, AutoCloseable {
 
     /** Rebuilds the address decode table from every function's BARs and command register. */
     private synchronized void remap() {
-        List<Bar> bars = new ArrayList<>();
-        List<Bar> io = new ArrayList<>();
+        List<Window> mem = new ArrayList<>();
+        List<Window> io = new ArrayList<>();
         for (PciFunction f : slots) {
             if (f == null) {
                 continue;
@@ -265,12 +335,37 @@ public final class Machine implements PciHost, AutoCloseable {
             for (int bar = 0; bar < Pci.BAR_COUNT; bar++) {
                 long base = f.barAddress(bar);
                 if (base >= 0) {
-                    (f.barIsIo(bar) ? io : bars).add(new Bar(base, f.barSize(bar), f, bar));
+                    int b = bar;
+                    Region r = new Region() {
+                        public long read(long offset, int size) {
+                            return f.barRead(b, offset, size);
+                        }
+
+                        public void write(long offset, int size, long value) {
+                            f.barWrite(b, offset, size, value);
+                        }
+                    };
+                    (f.barIsIo(bar) ? io : mem).add(new Window(base, f.barSize(bar), r));
                 }
             }
         }
-        decode = bars.toArray(Bar[]::new);
-        ioDecode = io.toArray(Bar[]::new);
+        for (int n = 0; n < MMIO_DEVICE_SLOTS; n++) {
+            VirtioMmioDevice d = mmioDevices[n];
+            if (d != null) {
+                Region r = new Region() {
+                    public long read(long offset, int size) {
+                        return d.read(offset, size);
+                    }
+
+                    public void write(long offset, int size, long value) {
+                        d.write(offset, size, value);
+                    }
+                };
+                mem.add(new Window(MMIO_DEVICES_BASE + (long) n * VirtioMmio.WINDOW, VirtioMmio.WINDOW, r));
+            }
+        }
+        decode = mem.toArray(Window[]::new);
+        ioDecode = io.toArray(Window[]::new);
     }
 
     /** Resets every device (so device threads stop), stops the vCPU and unmaps guest RAM. */
@@ -279,6 +374,11 @@ public final class Machine implements PciHost, AutoCloseable {
         for (int slot = 0; slot < 32; slot++) {
             if (slots[slot] instanceof VirtioPciDevice v) {
                 v.reset();
+            }
+        }
+        for (VirtioMmioDevice d : mmioDevices) {
+            if (d != null) {
+                d.reset();
             }
         }
         irq.close();

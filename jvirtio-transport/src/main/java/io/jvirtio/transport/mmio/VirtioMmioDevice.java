@@ -1,0 +1,282 @@
+package io.jvirtio.transport.mmio;
+
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.QueueState;
+import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.spec.DeviceStatus;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.FeatureNegotiation;
+
+import java.lang.System.Logger;
+import java.lang.System.Logger.Level;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Consumer;
+
+import static io.jvirtio.transport.mmio.VirtioMmio.*;
+
+/**
+ * The device side of virtio over MMIO (VIRTIO 1.2 §4.2): the version-2 register window that carries any
+ * {@link VirtioDeviceModel}, with one level-triggered interrupt line whose causes are in
+ * {@code InterruptStatus} (§4.2.2).
+ */
+public final class VirtioMmioDevice {
+    private static final Logger LOG = System.getLogger(VirtioMmioDevice.class.getName());
+
+    private final VirtioDeviceModel model;
+    private final GuestMemory memory;
+    private final String name;
+    private final int numQueues;
+    private final Consumer<Boolean> irqLine;
+
+    private int deviceFeaturesSel;
+    private int driverFeaturesSel;
+    private long driverFeatures;
+    private int queueSel;
+    private volatile int status;
+    private volatile int interruptStatus;
+    private volatile boolean active;
+    private final int[] queueNum;
+    private final boolean[] queueReady;
+    private final long[] queueDesc;
+    private final long[] queueDriver;
+    private final long[] queueDevice;
+
+    /**
+     * @param irqLine drives the device's interrupt line (true: asserted)
+     */
+    public VirtioMmioDevice(VirtioDeviceModel model, GuestMemory memory, String name, Consumer<Boolean> irqLine) {
+        this.model = model;
+        this.memory = memory;
+        this.name = name;
+        this.irqLine = irqLine;
+        this.numQueues = model.numQueues();
+        this.queueNum = new int[numQueues];
+        this.queueReady = new boolean[numQueues];
+        this.queueDesc = new long[numQueues];
+        this.queueDriver = new long[numQueues];
+        this.queueDevice = new long[numQueues];
+        model.config().onChange(() -> raise(INT_CONFIG));
+    }
+
+    public VirtioDeviceModel model() {
+        return model;
+    }
+
+    /** A 32-bit (or, in the configuration space, 8/16-bit) read of the register window. */
+    public synchronized long read(long offset, int size) {
+        if (offset >= CONFIG) {
+            byte[] b = new byte[size];
+            model.config().read((int) (offset - CONFIG), b, 0, size);
+            long v = 0;
+            for (int i = 0; i < size; i++) {
+                v |= (b[i] & 0xffL) << (8 * i);
+            }
+            return v;
+        }
+        if (size != 4 || (offset & 3) != 0) {
+            return 0; // §4.2.2.2: registers are 32 bits wide and accessed as such
+        }
+        int q = queueSel;
+        boolean qv = q < numQueues;
+        return switch ((int) offset) {
+            case MAGIC_VALUE -> MAGIC;
+            case VERSION -> 2;
+            case DEVICE_ID -> model.type().id();
+            case VENDOR_ID -> VENDOR;
+            case DEVICE_FEATURES -> deviceFeaturesSel < 2 ? (model.deviceFeatures() >>> (32 * deviceFeaturesSel)) & 0xffffffffL : 0;
+            case QUEUE_NUM_MAX -> qv ? model.maxQueueSize(q) : 0;
+            case QUEUE_READY -> qv && queueReady[q] ? 1 : 0;
+            case INTERRUPT_STATUS -> interruptStatus;
+            case STATUS -> status;
+            case CONFIG_GENERATION -> model.config().generation();
+            default -> 0;
+        } & 0xffffffffL;
+    }
+
+    public void write(long offset, int size, long value) {
+        if (offset >= CONFIG) {
+            byte[] b = new byte[size];
+            for (int i = 0; i < size; i++) {
+                b[i] = (byte) (value >>> (8 * i));
+            }
+            model.config().driverWrite((int) (offset - CONFIG), b);
+            return;
+        }
+        if (size != 4 || (offset & 3) != 0) {
+            return;
+        }
+        int v = (int) value;
+        if (offset == QUEUE_NOTIFY) {
+            // the hot path: no lock
+            if (active && v >= 0 && v < numQueues && queueReady[v]) {
+                model.queueNotify(v);
+            }
+            return;
+        }
+        boolean activate = false;
+        boolean reset = false;
+        boolean lower = false;
+        synchronized (this) {
+            int q = queueSel;
+            boolean qv = q < numQueues;
+            boolean qw = qv && !queueReady[q];
+            switch ((int) offset) {
+                case DEVICE_FEATURES_SEL -> deviceFeaturesSel = v;
+                case DRIVER_FEATURES_SEL -> driverFeaturesSel = v;
+                case DRIVER_FEATURES -> {
+                    if ((status & DeviceStatus.FEATURES_OK) == 0 && driverFeaturesSel < 2) {
+                        int shift = 32 * driverFeaturesSel;
+                        driverFeatures = (driverFeatures & ~(0xffffffffL << shift)) | ((value & 0xffffffffL) << shift);
+                    }
+                }
+                case QUEUE_SEL -> queueSel = v;
+                case QUEUE_NUM -> { if (qw) queueNum[q] = v; }
+                case QUEUE_READY -> {
+                    if (qv) {
+                        queueReady[q] = v == 1;
+                    }
+                }
+                case INTERRUPT_ACK -> {
+                    interruptStatus &= ~v;
+                    lower = interruptStatus == 0;
+                }
+                case STATUS -> {
+                    if (v == 0) {
+                        reset = true;
+                    } else {
+                        activate = writeStatus(v);
+                    }
+                }
+                case QUEUE_DESC_LOW -> { if (qw) queueDesc[q] = low(queueDesc[q], value); }
+                case QUEUE_DESC_HIGH -> { if (qw) queueDesc[q] = high(queueDesc[q], value); }
+                case QUEUE_DRIVER_LOW -> { if (qw) queueDriver[q] = low(queueDriver[q], value); }
+                case QUEUE_DRIVER_HIGH -> { if (qw) queueDriver[q] = high(queueDriver[q], value); }
+                case QUEUE_DEVICE_LOW -> { if (qw) queueDevice[q] = low(queueDevice[q], value); }
+                case QUEUE_DEVICE_HIGH -> { if (qw) queueDevice[q] = high(queueDevice[q], value); }
+                default -> {
+                    // read-only or unknown
+                }
+            }
+        }
+        if (lower) {
+            irqLine.accept(false);
+        }
+        if (reset) {
+            reset();
+        } else if (activate) {
+            activate();
+        }
+    }
+
+    private static long low(long old, long v) {
+        return (old & ~0xffffffffL) | (v & 0xffffffffL);
+    }
+
+    private static long high(long old, long v) {
+        return (old & 0xffffffffL) | (v << 32);
+    }
+
+    private boolean writeStatus(int next) {
+        int current = status;
+        if (!DeviceStatus.isLegalDriverWrite(current, next)) {
+            LOG.log(Level.WARNING, "{0}: ignoring illegal status write {1} over {2}", name,
+                    DeviceStatus.describe(next), DeviceStatus.describe(current));
+            return false;
+        }
+        int added = next & ~current;
+        if ((added & DeviceStatus.FEATURES_OK) != 0) {
+            String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures(), driverFeatures);
+            if (problem == null && !Feature.VERSION_1.isSet(driverFeatures)) {
+                problem = "VIRTIO_F_VERSION_1 not accepted";
+            }
+            if (problem == null && !model.acceptFeatures(driverFeatures)) {
+                problem = "device model refused the features";
+            }
+            if (problem != null) {
+                LOG.log(Level.INFO, "{0}: FEATURES_OK refused: {1}", name, problem);
+                next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+                added &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+            }
+        }
+        status = next | (current & DeviceStatus.DEVICE_NEEDS_RESET);
+        return (added & DeviceStatus.DRIVER_OK) != 0 && (next & DeviceStatus.FAILED) == 0;
+    }
+
+    private void activate() {
+        List<DeviceQueue> queues = new ArrayList<>(numQueues);
+        List<Interrupt> irqs = new ArrayList<>(numQueues);
+        long features;
+        synchronized (this) {
+            features = driverFeatures;
+            for (int i = 0; i < numQueues; i++) {
+                DeviceQueue dq = null;
+                if (queueReady[i]) {
+                    try {
+                        dq = DeviceQueue.create(memory, i, queueNum[i],
+                                new RingAddresses(queueDesc[i], queueDriver[i], queueDevice[i]), features, QueueState.INITIAL);
+                    } catch (VirtqueueException | IllegalArgumentException e) {
+                        needsReset("queue " + i + ": " + e.getMessage());
+                        return;
+                    }
+                }
+                queues.add(dq);
+                irqs.add(() -> raise(INT_VRING));
+            }
+            active = true;
+        }
+        model.activate(new DeviceContext(memory, features, queues, irqs, this::needsReset));
+    }
+
+    /** Device reset (§2.4, §4.2.3.1): registers, queues and the interrupt back to their initial state. */
+    public void reset() {
+        synchronized (this) {
+            active = false;
+        }
+        model.reset();
+        synchronized (this) {
+            status = 0;
+            deviceFeaturesSel = 0;
+            driverFeaturesSel = 0;
+            driverFeatures = 0;
+            queueSel = 0;
+            interruptStatus = 0;
+            for (int i = 0; i < numQueues; i++) {
+                queueNum[i] = 0;
+                queueReady[i] = false;
+                queueDesc[i] = 0;
+                queueDriver[i] = 0;
+                queueDevice[i] = 0;
+            }
+        }
+        irqLine.accept(false);
+    }
+
+    private void needsReset(String reason) {
+        LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
+        synchronized (this) {
+            status |= DeviceStatus.DEVICE_NEEDS_RESET;
+        }
+        raise(INT_CONFIG);
+    }
+
+    private void raise(int cause) {
+        if (cause == INT_CONFIG && (status & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) == 0) {
+            return;
+        }
+        synchronized (this) {
+            interruptStatus |= cause;
+        }
+        irqLine.accept(true);
+    }
+
+    @Override
+    public String toString() {
+        return name + " virtio-mmio " + model.type().name().toLowerCase();
+    }
+}
