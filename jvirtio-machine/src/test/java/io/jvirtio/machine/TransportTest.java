@@ -256,4 +256,43 @@ class TransportTest {
         assertThat(machine.dma().used()).as("the queue the probe made was deleted").isEqualTo(before);
         assertThat(bus.events()).anyMatch(e -> e.contains("probe by broken_blk failed: probe gives up"));
     }
+
+    /**
+     * A hostile driver programs impossible queues by hand — a size that is no power of two, a ring outside
+     * guest memory — and sets DRIVER_OK: the device refuses to run them and reports DEVICE_NEEDS_RESET.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"size 100, 100, 0x100000000", "ring outside RAM, 64, 0x7000000000"})
+    void hostileQueueProgrammingEndsInNeedsReset(String what, int size, String descHex) throws Exception {
+        machine = new Machine(16 << 20);
+        int slot = machine.plug(new BlkDevice(new MemoryBackend(1 << 20, false)));
+        // firmware's part, then the driver's registers by hand (BAR4 placed by the enumerator's rules)
+        long bar = machine.allocateBarSpace(0x4000, false);
+        machine.configWrite(slot, Pci.BAR0 + 16, 4, (int) bar);
+        machine.configWrite(slot, Pci.BAR0 + 20, 4, (int) (bar >>> 32));
+        machine.configWrite(slot, Pci.COMMAND, 2, Pci.COMMAND_MEMORY | Pci.COMMAND_MASTER);
+        long common = bar;
+        long desc = Long.decode(descHex);
+        machine.mmioWrite(common + 20, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        machine.mmioWrite(common + 8, 4, 1);                  // driver_feature_select = 1
+        machine.mmioWrite(common + 12, 4, 1);                 // VERSION_1 (bit 32)
+        machine.mmioWrite(common + 20, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+        machine.mmioWrite(common + 22, 2, 0);                 // queue_select
+        machine.mmioWrite(common + 24, 2, size);              // queue_size
+        machine.mmioWrite(common + 32, 4, desc & 0xffffffffL);
+        machine.mmioWrite(common + 36, 4, desc >>> 32);
+        machine.mmioWrite(common + 40, 4, (desc + 0x1000) & 0xffffffffL);
+        machine.mmioWrite(common + 44, 4, (desc + 0x1000) >>> 32);
+        machine.mmioWrite(common + 48, 4, (desc + 0x2000) & 0xffffffffL);
+        machine.mmioWrite(common + 52, 4, (desc + 0x2000) >>> 32);
+        machine.mmioWrite(common + 28, 2, 1);                 // queue_enable
+        machine.mmioWrite(common + 20, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK
+                | DeviceStatus.DRIVER_OK);
+        int status = (int) machine.mmioRead(common + 20, 1);
+        assertThat(status & DeviceStatus.DEVICE_NEEDS_RESET).as("%s: status %s", what, DeviceStatus.describe(status))
+                .isNotZero();
+        // and a reset brings it back
+        machine.mmioWrite(common + 20, 1, 0);
+        assertThat(machine.mmioRead(common + 20, 1)).isZero();
+    }
 }
