@@ -5,12 +5,8 @@ import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.RingAddresses;
-import io.jvirtio.core.queue.split.VirtqueueException;
 import io.jvirtio.core.spec.DeviceStatus;
-import io.jvirtio.core.spec.Feature;
-import io.jvirtio.core.spec.FeatureNegotiation;
+import io.jvirtio.transport.common.QueueRegisters;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -41,11 +37,7 @@ public final class VirtioMmioDevice {
     private volatile int status;
     private volatile int interruptStatus;
     private volatile boolean active;
-    private final int[] queueNum;
-    private final boolean[] queueReady;
-    private final long[] queueDesc;
-    private final long[] queueDriver;
-    private final long[] queueDevice;
+    private final QueueRegisters rings;
 
     /**
      * @param irqLine drives the device's interrupt line (true: asserted)
@@ -56,11 +48,7 @@ public final class VirtioMmioDevice {
         this.name = name;
         this.irqLine = irqLine;
         this.numQueues = model.numQueues();
-        this.queueNum = new int[numQueues];
-        this.queueReady = new boolean[numQueues];
-        this.queueDesc = new long[numQueues];
-        this.queueDriver = new long[numQueues];
-        this.queueDevice = new long[numQueues];
+        this.rings = new QueueRegisters(numQueues);
         model.config().onChange(() -> raise(INT_CONFIG));
     }
 
@@ -91,7 +79,7 @@ public final class VirtioMmioDevice {
             case VENDOR_ID -> VENDOR;
             case DEVICE_FEATURES -> deviceFeaturesSel < 2 ? (model.deviceFeatures() >>> (32 * deviceFeaturesSel)) & 0xffffffffL : 0;
             case QUEUE_NUM_MAX -> qv ? model.maxQueueSize(q) : 0;
-            case QUEUE_READY -> qv && queueReady[q] ? 1 : 0;
+            case QUEUE_READY -> qv && rings.enabled[q] ? 1 : 0;
             case INTERRUPT_STATUS -> interruptStatus;
             case STATUS -> status;
             case CONFIG_GENERATION -> model.config().generation();
@@ -114,7 +102,7 @@ public final class VirtioMmioDevice {
         int v = (int) value;
         if (offset == QUEUE_NOTIFY) {
             // the hot path: no lock
-            if (active && v >= 0 && v < numQueues && queueReady[v]) {
+            if (active && v >= 0 && v < numQueues && rings.enabled[v]) {
                 model.queueNotify(v);
             }
             return;
@@ -125,7 +113,7 @@ public final class VirtioMmioDevice {
         synchronized (this) {
             int q = queueSel;
             boolean qv = q < numQueues;
-            boolean qw = qv && !queueReady[q];
+            boolean qw = qv && !rings.enabled[q];
             switch ((int) offset) {
                 case DEVICE_FEATURES_SEL -> deviceFeaturesSel = v;
                 case DRIVER_FEATURES_SEL -> driverFeaturesSel = v;
@@ -136,10 +124,10 @@ public final class VirtioMmioDevice {
                     }
                 }
                 case QUEUE_SEL -> queueSel = v;
-                case QUEUE_NUM -> { if (qw) queueNum[q] = v; }
+                case QUEUE_NUM -> { if (qw) rings.size[q] = v; }
                 case QUEUE_READY -> {
                     if (qv) {
-                        queueReady[q] = v == 1;
+                        rings.enabled[q] = v == 1;
                     }
                 }
                 case INTERRUPT_ACK -> {
@@ -153,12 +141,12 @@ public final class VirtioMmioDevice {
                         activate = writeStatus(v);
                     }
                 }
-                case QUEUE_DESC_LOW -> { if (qw) queueDesc[q] = low(queueDesc[q], value); }
-                case QUEUE_DESC_HIGH -> { if (qw) queueDesc[q] = high(queueDesc[q], value); }
-                case QUEUE_DRIVER_LOW -> { if (qw) queueDriver[q] = low(queueDriver[q], value); }
-                case QUEUE_DRIVER_HIGH -> { if (qw) queueDriver[q] = high(queueDriver[q], value); }
-                case QUEUE_DEVICE_LOW -> { if (qw) queueDevice[q] = low(queueDevice[q], value); }
-                case QUEUE_DEVICE_HIGH -> { if (qw) queueDevice[q] = high(queueDevice[q], value); }
+                case QUEUE_DESC_LOW -> { if (qw) rings.desc[q] = low(rings.desc[q], value); }
+                case QUEUE_DESC_HIGH -> { if (qw) rings.desc[q] = high(rings.desc[q], value); }
+                case QUEUE_DRIVER_LOW -> { if (qw) rings.driver[q] = low(rings.driver[q], value); }
+                case QUEUE_DRIVER_HIGH -> { if (qw) rings.driver[q] = high(rings.driver[q], value); }
+                case QUEUE_DEVICE_LOW -> { if (qw) rings.device[q] = low(rings.device[q], value); }
+                case QUEUE_DEVICE_HIGH -> { if (qw) rings.device[q] = high(rings.device[q], value); }
                 default -> {
                     // read-only or unknown
                 }
@@ -191,13 +179,7 @@ public final class VirtioMmioDevice {
         }
         int added = next & ~current;
         if ((added & DeviceStatus.FEATURES_OK) != 0) {
-            String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures(), driverFeatures);
-            if (problem == null && !Feature.VERSION_1.isSet(driverFeatures)) {
-                problem = "VIRTIO_F_VERSION_1 not accepted";
-            }
-            if (problem == null && !model.acceptFeatures(driverFeatures)) {
-                problem = "device model refused the features";
-            }
+            String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true);
             if (problem != null) {
                 LOG.log(Level.INFO, "{0}: FEATURES_OK refused: {1}", name, problem);
                 next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
@@ -209,23 +191,18 @@ public final class VirtioMmioDevice {
     }
 
     private void activate() {
-        List<DeviceQueue> queues = new ArrayList<>(numQueues);
+        List<DeviceQueue> queues;
         List<Interrupt> irqs = new ArrayList<>(numQueues);
         long features;
         synchronized (this) {
             features = driverFeatures;
+            try {
+                queues = rings.create(memory, features);
+            } catch (IllegalArgumentException e) {
+                needsReset(e.getMessage());
+                return;
+            }
             for (int i = 0; i < numQueues; i++) {
-                DeviceQueue dq = null;
-                if (queueReady[i]) {
-                    try {
-                        dq = DeviceQueue.create(memory, i, queueNum[i],
-                                new RingAddresses(queueDesc[i], queueDriver[i], queueDevice[i]), features, QueueState.INITIAL);
-                    } catch (VirtqueueException | IllegalArgumentException e) {
-                        needsReset("queue " + i + ": " + e.getMessage());
-                        return;
-                    }
-                }
-                queues.add(dq);
                 irqs.add(() -> raise(INT_VRING));
             }
             active = true;
@@ -246,13 +223,7 @@ public final class VirtioMmioDevice {
             driverFeatures = 0;
             queueSel = 0;
             interruptStatus = 0;
-            for (int i = 0; i < numQueues; i++) {
-                queueNum[i] = 0;
-                queueReady[i] = false;
-                queueDesc[i] = 0;
-                queueDriver[i] = 0;
-                queueDevice[i] = 0;
-            }
+            rings.reset(model, true);
         }
         irqLine.accept(false);
     }

@@ -6,13 +6,9 @@ import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.RingAddresses;
-import io.jvirtio.core.queue.split.VirtqueueException;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
-import io.jvirtio.core.spec.Feature;
-import io.jvirtio.core.spec.FeatureNegotiation;
+import io.jvirtio.transport.common.QueueRegisters;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -78,12 +74,8 @@ public final class VirtioPciDevice implements PciFunction {
     private volatile int configVector = NO_VECTOR;
     private volatile int status;
     private int queueSelect;
-    private final int[] queueSize;
     private final int[] queueVector;
-    private final boolean[] queueEnable;
-    private final long[] queueDesc;
-    private final long[] queueDriver;
-    private final long[] queueDevice;
+    private final QueueRegisters rings;
     private volatile boolean active;
 
     private volatile int isr;
@@ -124,12 +116,8 @@ public final class VirtioPciDevice implements PciFunction {
         this.msixControl = new int[msixEntries];
         this.msixPending = new boolean[msixEntries];
         Arrays.fill(msixControl, Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT);
-        this.queueSize = new int[numQueues];
         this.queueVector = new int[numQueues];
-        this.queueEnable = new boolean[numQueues];
-        this.queueDesc = new long[numQueues];
-        this.queueDriver = new long[numQueues];
-        this.queueDevice = new long[numQueues];
+        this.rings = new QueueRegisters(numQueues);
         Arrays.fill(barAddress, 0);
         resetRegisters();
         buildConfigHeader(model.type());
@@ -434,7 +422,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     /** §4.1.4.4: a write to queue n's notification address. The hot path: no lock, no allocation. */
     private void notify(int queue) {
-        if (active && queue < numQueues && queueEnable[queue]) {
+        if (active && queue < numQueues && rings.enabled[queue]) {
             model.queueNotify(queue);
         }
     }
@@ -479,7 +467,7 @@ public final class VirtioPciDevice implements PciFunction {
                 // Legacy features are 32 bits; VERSION_1 and above do not exist there.
                 case L_HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
                 case L_GUEST_FEATURES -> driverFeatures & 0xffffffffL;
-                case L_QUEUE_PFN -> qv && queueEnable[q] ? queueDesc[q] / LEGACY_QUEUE_ALIGN : 0;
+                case L_QUEUE_PFN -> qv && rings.enabled[q] ? rings.desc[q] / LEGACY_QUEUE_ALIGN : 0;
                 case L_QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
                 case L_QUEUE_SEL -> queueSelect;
                 case L_STATUS -> status;
@@ -518,18 +506,18 @@ public final class VirtioPciDevice implements PciFunction {
                 case L_QUEUE_PFN -> {
                     if (qv && !active) {
                         if (value == 0) {
-                            queueEnable[q] = false;
+                            rings.enabled[q] = false;
                         } else {
                             // §2.7.2: the legacy layout, contiguous from the page frame the driver gave.
                             int n = model.maxQueueSize(q);
                             io.jvirtio.core.queue.split.SplitLayout l =
                                     io.jvirtio.core.queue.split.SplitLayout.legacy(n, LEGACY_QUEUE_ALIGN);
                             long base = (value & 0xffffffffL) * LEGACY_QUEUE_ALIGN;
-                            queueSize[q] = n;
-                            queueDesc[q] = base;
-                            queueDriver[q] = base + l.availOffset();
-                            queueDevice[q] = base + l.usedOffset();
-                            queueEnable[q] = true;
+                            rings.size[q] = n;
+                            rings.desc[q] = base;
+                            rings.driver[q] = base + l.availOffset();
+                            rings.device[q] = base + l.usedOffset();
+                            rings.enabled[q] = true;
                         }
                     }
                 }
@@ -562,10 +550,7 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private boolean legacyFeaturesAcceptable() {
-        String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures() & 0xffffffffL, driverFeatures);
-        if (problem == null && !model.acceptFeatures(driverFeatures)) {
-            problem = "device model refused " + Feature.describe(model.type(), driverFeatures);
-        }
+        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures() & 0xffffffffL, driverFeatures, false);
         if (problem != null) {
             needsReset("legacy driver: " + problem);
             return false;
@@ -597,13 +582,13 @@ public final class VirtioPciDevice implements PciFunction {
         else if (at == 20) { field = status; start = DEVICE_STATUS; }
         else if (at == 21) { field = model.config().generation(); start = CONFIG_GENERATION; }
         else if (at < 24) { field = queueSelect; start = QUEUE_SELECT; }
-        else if (at < 26) { field = qv ? queueSize[q] : 0; start = QUEUE_SIZE; }
+        else if (at < 26) { field = qv ? rings.size[q] : 0; start = QUEUE_SIZE; }
         else if (at < 28) { field = qv ? queueVector[q] : NO_VECTOR; start = QUEUE_MSIX_VECTOR; }
-        else if (at < 30) { field = qv && queueEnable[q] ? 1 : 0; start = QUEUE_ENABLE; }
+        else if (at < 30) { field = qv && rings.enabled[q] ? 1 : 0; start = QUEUE_ENABLE; }
         else if (at < 32) { field = qv ? q : 0; start = QUEUE_NOTIFY_OFF; }
-        else if (at < 40) { field = qv ? queueDesc[q] : 0; start = QUEUE_DESC; }
-        else if (at < 48) { field = qv ? queueDriver[q] : 0; start = QUEUE_DRIVER; }
-        else if (at < 56) { field = qv ? queueDevice[q] : 0; start = QUEUE_DEVICE; }
+        else if (at < 40) { field = qv ? rings.desc[q] : 0; start = QUEUE_DESC; }
+        else if (at < 48) { field = qv ? rings.driver[q] : 0; start = QUEUE_DRIVER; }
+        else if (at < 56) { field = qv ? rings.device[q] : 0; start = QUEUE_DEVICE; }
         else if (at < 58) { field = qv ? q : 0; start = QUEUE_NOTIFY_DATA; }
         else { field = 0; start = QUEUE_RESET; }
         return (int) ((field >>> (8 * (at - start))) & 0xff);
@@ -616,7 +601,7 @@ public final class VirtioPciDevice implements PciFunction {
             int q = queueSelect;
             boolean qv = q < numQueues;
             // Queue registers may only change while the queue is disabled (§4.1.4.3.2).
-            boolean qw = qv && !queueEnable[q];
+            boolean qw = qv && !rings.enabled[q];
             switch (offset) {
                 case DEVICE_FEATURE_SELECT -> deviceFeatureSelect = (int) value;
                 case DRIVER_FEATURE_SELECT -> driverFeatureSelect = (int) value;
@@ -637,21 +622,21 @@ public final class VirtioPciDevice implements PciFunction {
                 }
                 case QUEUE_SELECT -> queueSelect = (int) value & 0xffff;
                 case QUEUE_SIZE -> {
-                    if (qw) queueSize[q] = (int) value & 0xffff;
+                    if (qw) rings.size[q] = (int) value & 0xffff;
                 }
                 case QUEUE_MSIX_VECTOR -> {
                     if (qv) queueVector[q] = validVector((int) value & 0xffff);
                 }
                 case QUEUE_ENABLE -> {
                     // §4.1.4.3.2: the driver MUST NOT write 0; enabling is one-way until reset.
-                    if (qv && value == 1) queueEnable[q] = true;
+                    if (qv && value == 1) rings.enabled[q] = true;
                 }
-                case QUEUE_DESC -> { if (qw) queueDesc[q] = merge(queueDesc[q], value, size, 0); }
-                case QUEUE_DESC + 4 -> { if (qw) queueDesc[q] = merge(queueDesc[q], value, size, 32); }
-                case QUEUE_DRIVER -> { if (qw) queueDriver[q] = merge(queueDriver[q], value, size, 0); }
-                case QUEUE_DRIVER + 4 -> { if (qw) queueDriver[q] = merge(queueDriver[q], value, size, 32); }
-                case QUEUE_DEVICE -> { if (qw) queueDevice[q] = merge(queueDevice[q], value, size, 0); }
-                case QUEUE_DEVICE + 4 -> { if (qw) queueDevice[q] = merge(queueDevice[q], value, size, 32); }
+                case QUEUE_DESC -> { if (qw) rings.desc[q] = merge(rings.desc[q], value, size, 0); }
+                case QUEUE_DESC + 4 -> { if (qw) rings.desc[q] = merge(rings.desc[q], value, size, 32); }
+                case QUEUE_DRIVER -> { if (qw) rings.driver[q] = merge(rings.driver[q], value, size, 0); }
+                case QUEUE_DRIVER + 4 -> { if (qw) rings.driver[q] = merge(rings.driver[q], value, size, 32); }
+                case QUEUE_DEVICE -> { if (qw) rings.device[q] = merge(rings.device[q], value, size, 0); }
+                case QUEUE_DEVICE + 4 -> { if (qw) rings.device[q] = merge(rings.device[q], value, size, 32); }
                 default -> {
                     // read-only registers
                 }
@@ -693,13 +678,7 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private boolean featuresAcceptable() {
-        String problem = FeatureNegotiation.checkAccepted(model.deviceFeatures(), driverFeatures);
-        if (problem == null && !Feature.VERSION_1.isSet(driverFeatures)) {
-            problem = "driver did not accept VIRTIO_F_VERSION_1 on a modern-only device";
-        }
-        if (problem == null && !model.acceptFeatures(driverFeatures)) {
-            problem = "device model refused " + Feature.describe(model.type(), driverFeatures);
-        }
+        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true);
         if (problem != null) {
             LOG.log(Level.INFO, "{0}: FEATURES_OK refused: {1}", name, problem);
             return false;
@@ -708,23 +687,18 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private void activate() {
-        List<DeviceQueue> queues = new ArrayList<>(numQueues);
+        List<DeviceQueue> queues;
         List<Interrupt> irqs = new ArrayList<>(numQueues);
         long features;
         synchronized (this) {
             features = driverFeatures;
+            try {
+                queues = rings.create(memory, features);
+            } catch (IllegalArgumentException e) {
+                needsReset(e.getMessage());
+                return;
+            }
             for (int i = 0; i < numQueues; i++) {
-                DeviceQueue dq = null;
-                if (queueEnable[i]) {
-                    try {
-                        dq = DeviceQueue.create(memory, i, queueSize[i],
-                                new RingAddresses(queueDesc[i], queueDriver[i], queueDevice[i]), features, QueueState.INITIAL);
-                    } catch (VirtqueueException | IllegalArgumentException e) {
-                        needsReset("queue " + i + ": " + e.getMessage());
-                        return;
-                    }
-                }
-                queues.add(dq);
                 int qi = i;
                 irqs.add(() -> signalQueue(qi));
             }
@@ -757,14 +731,8 @@ public final class VirtioPciDevice implements PciFunction {
         driverFeatures = 0;
         configVector = NO_VECTOR;
         queueSelect = 0;
-        for (int i = 0; i < numQueues; i++) {
-            queueSize[i] = model.maxQueueSize(i);
-            queueVector[i] = NO_VECTOR;
-            queueEnable[i] = false;
-            queueDesc[i] = 0;
-            queueDriver[i] = 0;
-            queueDevice[i] = 0;
-        }
+        rings.reset(model, false);
+        java.util.Arrays.fill(queueVector, NO_VECTOR);
     }
 
     /** DEVICE_NEEDS_RESET (§2.1.2) plus a configuration change notification. */
