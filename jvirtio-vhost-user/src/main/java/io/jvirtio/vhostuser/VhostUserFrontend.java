@@ -152,11 +152,6 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         return expectReply(m.request());
     }
 
-    /** Sends one request with a reply; for protocol tests. */
-    Message callForTest(Message m) throws IOException, ProtocolException {
-        return call(m);
-    }
-
     private Message expectReply(int request) throws IOException, ProtocolException {
         Message r = channel.read();
         if (r == null) {

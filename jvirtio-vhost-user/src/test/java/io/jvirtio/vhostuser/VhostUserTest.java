@@ -333,17 +333,36 @@ class VhostUserTest {
     @Test
     void getVringBaseStopsTheRingAndReportsWhereItGot(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("base.sock"), RngDevice::new);
-             GuestMemory mem = GuestMemory.memfd(BASE, 8 << 20);
-             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, 8 << 20))) {
-            VirtioBus bus = new VirtioBus();
-            RngDriver rng = new RngDriver();
-            bus.registerDriver(rng);
-            bus.registerDevice(DeviceType.ENTROPY.id(), fe);
-            rng.devices().getFirst().read(new byte[3 * 4096]); // three requests
-            // the frontend's reset is GET_VRING_BASE on each ring; the reply is last_avail_idx
-            Message reply = fe.callForTest(Message.of(VhostUser.GET_VRING_BASE, Message.vringState(0, 0)));
+             RawRing ring = new RawRing(backend)) {
+            // three one-descriptor requests at heads 0..2, offered before the ring starts
+            for (int i = 0; i < 3; i++) {
+                ring.desc(i, 0x8000 + 64L * i, 64, 2, 0);
+                ring.mem.writeU16(0x1080 + 4 + 2L * i, (short) i);
+            }
+            ring.mem.writeU16(0x1080 + 2, (short) 3);
+            int kick = Posix.eventfd();
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
+            ring.ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (ring.usedIdx() < 3 && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(ring.usedIdx()).isEqualTo(3);
+            ring.ch.write(Message.of(VhostUser.GET_VRING_BASE, Message.vringState(0, 0)));
+            Message reply = ring.ch.read();
+            assertThat(reply.request()).isEqualTo(VhostUser.GET_VRING_BASE);
             assertThat(reply.body().getInt(0)).isEqualTo(0);
-            assertThat(reply.body().getInt(4)).as("three chains taken").isEqualTo(3);
+            assertThat(reply.body().getInt(4)).as("last_avail_idx: three chains taken").isEqualTo(3);
+            // stopped: a buffer offered now is not used, even when kicked
+            ring.desc(3, 0x9000, 64, 2, 0);
+            ring.mem.writeU16(0x1080 + 4 + 6, (short) 3);
+            ring.mem.writeU16(0x1080 + 2, (short) 4);
+            try (var a = java.lang.foreign.Arena.ofConfined()) {
+                Posix.eventfdSignal(kick, a.allocate(8), Posix.callState(a));
+            }
+            Thread.sleep(200);
+            assertThat(ring.usedIdx()).as("a stopped ring is left alone").isEqualTo(3);
+            Channel.closeQuietly(kick);
         }
     }
 }

@@ -9,6 +9,7 @@ import io.jvirtio.core.queue.split.DeviceQueue;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.transport.common.QueueRegisters;
+import io.jvirtio.transport.common.StatusRegister;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -661,29 +662,10 @@ public final class VirtioPciDevice implements PciFunction {
 
     /** Applies a non-zero status write; returns true when it completes DRIVER_OK. */
     private boolean writeStatus(int next) {
-        int current = status;
-        if (!DeviceStatus.isLegalDriverWrite(current, next)) {
-            LOG.log(Level.WARNING, "{0}: ignoring illegal status write {1} over {2}", name,
-                    DeviceStatus.describe(next), DeviceStatus.describe(current));
-            return false;
-        }
-        int added = next & ~current;
-        if ((added & DeviceStatus.FEATURES_OK) != 0 && !featuresAcceptable()) {
-            // §2.2.2 / §3.1.1: leave FEATURES_OK clear; the driver re-reads and gives up.
-            next &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
-            added &= ~(DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
-        }
-        status = next | (current & DeviceStatus.DEVICE_NEEDS_RESET);
-        return (added & DeviceStatus.DRIVER_OK) != 0 && (next & DeviceStatus.FAILED) == 0;
-    }
-
-    private boolean featuresAcceptable() {
-        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true);
-        if (problem != null) {
-            LOG.log(Level.INFO, "{0}: FEATURES_OK refused: {1}", name, problem);
-            return false;
-        }
-        return true;
+        StatusRegister w = StatusRegister.write(name, status, next,
+                () -> QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true));
+        status = w.status();
+        return w.activate();
     }
 
     private void activate() {
