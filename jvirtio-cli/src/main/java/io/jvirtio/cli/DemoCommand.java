@@ -286,8 +286,8 @@ final class DemoCommand implements Command {
         MemorySegment fs = MemorySegment.ofArray(frame);
         long t0 = System.nanoTime();
         for (long i = 0; i < frames; i++) {
-            // Ethernet drops under overload; keep at most 512 frames between the NICs so none is lost.
-            while (i - next.get() > 512) {
+            // Ethernet drops under overload: keep fewer frames in flight than the receiving NIC can queue.
+            while (i - next.get() >= NetDevice.INBOUND_LIMIT / 2) {
                 Thread.onSpinWait();
             }
             fs.set(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 14, i);

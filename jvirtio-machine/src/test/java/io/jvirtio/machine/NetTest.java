@@ -91,7 +91,7 @@ class NetTest {
             try {
                 for (int i = 1; i <= n; i++) {
                     // Ethernet may drop under overload; pace the sender so this test sees none.
-                    while (i - b.rxFrames.get() > 500) {
+                    while (i - b.rxFrames.get() >= NetDevice.INBOUND_LIMIT / 2) {
                         Thread.sleep(1);
                     }
                     a.send(frame(MAC_B, MAC_A, i, 60 + (i % 1455)));

@@ -27,8 +27,12 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class NetDevice implements VirtioDeviceModel {
     static final int QUEUE_SIZE = 256;
-    /** Frames waiting per queue pair, and the largest frame a slot holds (jumbo frames fit). */
-    static final int INBOUND_LIMIT = 512;
+    /**
+     * Frames that can wait per queue pair for the driver's receive buffers; one more is dropped, as a NIC
+     * drops under overload. A sender that must lose nothing keeps fewer than this in flight.
+     */
+    public static final int INBOUND_LIMIT = 512;
+    /** The largest frame an inbound slot holds (jumbo frames fit). */
     static final int MAX_INBOUND_FRAME = 9216;
     private static final int MAX_EXTRA_BUFFERS = 32;
 
