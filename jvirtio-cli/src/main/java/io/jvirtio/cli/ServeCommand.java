@@ -121,8 +121,8 @@ final class ServeCommand implements Command {
                 VirtualSwitch sw = new VirtualSwitch();
                 byte[] ip = parseIp(o.value("--ip") == null ? "192.0.2.1" : o.value("--ip"));
                 Responder responder = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, ip);
-                AtomicInteger n = new AtomicInteger(1);
-                devices = () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 0x4a, 0x56, (byte) (1 + n.incrementAndGet())}, 1);
+                AtomicInteger n = new AtomicInteger(1); // 52:54:00:4a:56:01 is the responder
+                devices = () -> new NetDevice(sw.port(), connectionMac(n.incrementAndGet()), 1);
                 stats = () -> err.printf("net: %,d frames switched (%,d flooded), %,d ARP and %,d ping replies%n",
                         sw.forwarded() + sw.flooded(), sw.flooded(), responder.arpReplies.get(), responder.echoReplies.get());
                 out.printf("serving vhost-user-net on %s; %s answers ARP and ping%n", socket, o.value("--ip") == null
@@ -184,5 +184,13 @@ final class ServeCommand implements Command {
             }
         }
         return ip;
+    }
+
+    /**
+     * The MAC of the NIC of connection {@code n}: locally administered 52:54:01 (the responder is 52:54:00:…)
+     * and 24 bits of connection number, so addresses repeat only after 16 million connections, not 254.
+     */
+    static byte[] connectionMac(int n) {
+        return new byte[] {0x52, 0x54, 0x01, (byte) (n >>> 16), (byte) (n >>> 8), (byte) n};
     }
 }

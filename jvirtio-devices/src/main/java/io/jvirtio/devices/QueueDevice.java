@@ -2,57 +2,126 @@ package io.jvirtio.devices;
 
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.QueueState;
 
 /**
- * What every queue-driven device model shares: at activation one {@link QueueWorker} per enabled queue,
- * notifications routed to it, and all of them stopped at reset. A device supplies its configuration,
- * features and one {@link QueueHandler} per queue.
+ * What every device model shares: one {@link QueueThread} per running queue, started at activation or
+ * by a ring-level {@link #startQueue}, stopped by {@link #stopQueue} (the device's own state — filters,
+ * pending input — stays) or by {@link #reset} (which also drops that state). Notifications are routed to
+ * the queue's thread. A device supplies its configuration, features and the thread of each queue.
  */
 public abstract class QueueDevice implements VirtioDeviceModel {
-    private volatile QueueWorker[] workers = new QueueWorker[0];
+    private volatile QueueThread[] threads = new QueueThread[0];
     private volatile DeviceContext context;
 
-    /** The handler for queue {@code index}, created at each activation (so it may hold per-queue buffers). */
-    protected abstract QueueHandler handler(int index, DeviceContext context);
+    /**
+     * The thread that serves queue {@code index} from now on, or null when the device does not use that
+     * queue under the negotiated features. Called under the device's lock at each start.
+     */
+    protected abstract QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context);
+
+    /** A {@link QueueWorker} running {@code handler}: the thread of a driver-to-device queue. */
+    protected final QueueWorker requestWorker(int index, DeviceQueue queue, Interrupt interrupt, QueueHandler handler,
+                                              DeviceContext context) {
+        return new QueueWorker(threadName(index), queue, interrupt, handler, context.failure());
+    }
+
+    /** A {@link RxWorker} filling queue {@code index} from {@code source}: the thread of a device-to-driver queue. */
+    protected final RxWorker receiveWorker(int index, DeviceQueue queue, Interrupt interrupt, RxWorker.Source source,
+                                           DeviceContext context) {
+        return new RxWorker(threadName(index), queue, interrupt, source, context.failure());
+    }
+
+    private String threadName(int index) {
+        return "jvirtio-" + type().name().toLowerCase() + "-q" + index;
+    }
+
+    /** DRIVER_OK, before any queue starts: device-specific state that depends on the features. */
+    protected void onActivate(DeviceContext context) {
+    }
 
     @Override
     public final synchronized void activate(DeviceContext ctx) {
-        this.context = ctx;
-        QueueWorker[] ws = new QueueWorker[numQueues()];
-        for (int i = 0; i < ws.length; i++) {
+        stopAll();
+        context = ctx;
+        threads = new QueueThread[numQueues()];
+        onActivate(ctx);
+        for (int i = 0; i < numQueues(); i++) {
             DeviceQueue q = ctx.queues().get(i);
             if (q != null) {
-                ws[i] = new QueueWorker("jvirtio-" + type().name().toLowerCase() + "-q" + i, q, ctx.interrupts().get(i),
-                        handler(i, ctx), ctx.failure());
+                startQueue(i, q, ctx.interrupts().get(i));
             }
         }
-        workers = ws;
-        for (QueueWorker w : ws) {
-            if (w != null) {
-                w.start();
-            }
+    }
+
+    @Override
+    public final synchronized void startQueue(int index, DeviceQueue queue, Interrupt interrupt) {
+        DeviceContext ctx = context;
+        if (ctx == null) {
+            throw new IllegalStateException("queue " + index + " started before the device was activated");
         }
+        stopQueue(index);
+        QueueThread t = worker(index, queue, interrupt, ctx);
+        if (t != null) {
+            QueueThread[] ts = threads.clone();
+            ts[index] = t;
+            threads = ts;
+            t.start();
+        }
+    }
+
+    @Override
+    public final synchronized QueueState stopQueue(int index) {
+        QueueThread[] ts = threads;
+        if (index < 0 || index >= ts.length || ts[index] == null) {
+            return null;
+        }
+        QueueThread t = ts[index];
+        t.stop();
+        ts = ts.clone();
+        ts[index] = null;
+        threads = ts;
+        return t.queue.state();
     }
 
     @Override
     public final void queueNotify(int index) {
-        QueueWorker[] ws = workers;
-        if (index < ws.length && ws[index] != null) {
-            ws[index].wake();
+        wake(index);
+    }
+
+    /** Runs queue {@code index}'s thread again (new buffers, or new data for it). Never blocks. */
+    protected final void wake(int index) {
+        QueueThread[] ts = threads;
+        if (index >= 0 && index < ts.length) {
+            QueueThread t = ts[index];
+            if (t != null) {
+                t.wake();
+            }
         }
+    }
+
+    /** True while queue {@code index} has a thread. */
+    protected final boolean serving(int index) {
+        QueueThread[] ts = threads;
+        return index >= 0 && index < ts.length && ts[index] != null;
     }
 
     @Override
     public final synchronized void reset() {
-        for (QueueWorker w : workers) {
-            if (w != null) {
-                w.stop();
-            }
-        }
-        workers = new QueueWorker[0];
+        stopAll();
         context = null;
         onReset();
+    }
+
+    private void stopAll() {
+        for (QueueThread t : threads) {
+            if (t != null) {
+                t.stop();
+            }
+        }
+        threads = new QueueThread[0];
     }
 
     /** The negotiated features while active, else 0. */

@@ -19,7 +19,7 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
     /** Used elements published per batch before checking whether to interrupt. */
     static final int BATCH = 64;
 
-    protected final DeviceQueue queue;
+    final DeviceQueue queue;
     private final Interrupt interrupt;
     private final DeviceContext.NeedsReset failure;
     private final AtomicBoolean woken = new AtomicBoolean(true);
@@ -47,18 +47,28 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
         }
     }
 
-    /** Stops the thread and waits until it no longer touches the queue. */
+    /**
+     * Stops the thread and waits until it no longer touches the queue. The wait is bounded: a device thread
+     * never blocks on anything a peer controls (its eventfds are non-blocking), so one that does not stop
+     * within {@link #STOP_TIMEOUT_MS} is a bug, reported rather than allowed to hang its caller.
+     */
     public final void stop() {
         running = false;
         LockSupport.unpark(thread);
         if (Thread.currentThread() != thread) {
             try {
-                thread.join();
+                thread.join(STOP_TIMEOUT_MS);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
             }
+            if (thread.isAlive()) {
+                System.getLogger(QueueThread.class.getName()).log(System.Logger.Level.ERROR,
+                        "{0} did not stop within {1} ms; abandoning it", thread.getName(), STOP_TIMEOUT_MS);
+            }
         }
     }
+
+    static final long STOP_TIMEOUT_MS = 10_000;
 
     final boolean running() {
         return running;
@@ -84,7 +94,9 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
             }
         } catch (VirtqueueException e) {
             failure.needsReset(e.getMessage());
-        } catch (RuntimeException e) {
+        } catch (Throwable e) {
+            // Anything else — a bug, a memory fault turned InternalError, an exhausted heap — still stops
+            // only this queue, and loudly: NEEDS_RESET, never a silently dead queue.
             failure.needsReset("queue " + queue.index() + " failed: " + e);
         }
     }

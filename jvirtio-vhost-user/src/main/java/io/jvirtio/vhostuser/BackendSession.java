@@ -113,6 +113,11 @@ final class BackendSession implements Runnable {
 
     private synchronized void end() {
         stopModel();
+        try {
+            model.close();
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "{0}: closing the device failed: {1}", name, e);
+        }
         for (Vring r : rings) {
             dropFds(r);
         }
@@ -356,7 +361,7 @@ final class BackendSession implements Runnable {
         Arena arena = Arena.ofShared();
         MemorySegment seg;
         try {
-            seg = Posix.mmapShared(fd, offset, size, arena);
+            seg = Posix.mmapPeerFd(fd, offset, size, arena);
         } catch (NativeException e) {
             arena.close();
             throw e;
@@ -389,15 +394,16 @@ final class BackendSession implements Runnable {
         long[] guest = new long[n];
         long[] size = new long[n];
         long[] user = new long[n];
-        GuestMemory.Builder builder = GuestMemory.builder();
-        try {
+        // All or nothing: the builder unmaps every region mapped so far when any region is refused.
+        try (GuestMemory.Builder builder = GuestMemory.builder()) {
             for (int i = 0; i < n; i++) {
                 int at = 8 + 32 * i;
                 guest[i] = b.getLong(at);
                 size[i] = b.getLong(at + 8);
                 user[i] = b.getLong(at + 16);
                 long offset = b.getLong(at + 24);
-                if (size[i] <= 0 || offset < 0 || (offset & 4095) != 0 || user[i] + size[i] - 1 < user[i]) {
+                if (size[i] <= 0 || offset < 0 || (offset & 4095) != 0 || user[i] + size[i] - 1 < user[i]
+                        || guest[i] + size[i] - 1 < guest[i]) {
                     throw new ProtocolException(String.format("region %d: guest 0x%x size 0x%x user 0x%x offset 0x%x", i,
                             guest[i], size[i], user[i], offset));
                 }
@@ -441,6 +447,14 @@ final class BackendSession implements Runnable {
         boolean nofd = (v & VhostUser.VRING_NOFD) != 0;
         m.expectFds(nofd ? 0 : 1);
         int fd = nofd ? -1 : m.fds()[0];
+        if (!nofd) {
+            // Whatever the front-end passed (an eventfd, or a full pipe), no read or write of ours may wait on it.
+            try {
+                Posix.setNonBlocking(fd);
+            } catch (NativeException e) {
+                throw new ProtocolException(VhostUser.name(m.request()) + ": unusable descriptor: " + e.getMessage(), e);
+            }
+        }
         if (!nofd) {
             m.fds()[0] = -1; // kept: not closed when the message is done
         }

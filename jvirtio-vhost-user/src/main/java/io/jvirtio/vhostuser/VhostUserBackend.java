@@ -64,27 +64,48 @@ public final class VhostUserBackend implements AutoCloseable {
         return sessions.stream().mapToLong(s -> s.messages.get()).sum();
     }
 
+    /**
+     * Accepts until closed. Nothing one connection does can end it: a failure to make its device or its
+     * thread closes that connection only, and a failing accept (out of descriptors) is retried after a pause.
+     */
     private void acceptLoop() {
         while (open) {
             int fd;
             try {
                 fd = Posix.accept(listenFd);
             } catch (NativeException e) {
-                if (open) {
-                    LOG.log(Level.ERROR, "accept on {0} failed: {1}", socket, e.getMessage());
+                if (!open) {
+                    return;
                 }
-                return;
+                LOG.log(Level.ERROR, "accept on {0} failed: {1}; retrying", socket, e.getMessage());
+                pause();
+                continue;
             }
             long n = connections.incrementAndGet();
-            BackendSession s = new BackendSession(fd, devices.get(), "vhost-user#" + n);
-            sessions.add(s);
-            Thread.ofPlatform().name("vhost-user-session-" + n).daemon().start(() -> {
-                try {
-                    s.run();
-                } finally {
-                    sessions.remove(s);
-                }
-            });
+            try {
+                BackendSession s = new BackendSession(fd, devices.get(), "vhost-user#" + n);
+                sessions.add(s);
+                Thread.ofPlatform().name("vhost-user-session-" + n).daemon().start(() -> {
+                    try {
+                        s.run();
+                    } finally {
+                        sessions.remove(s);
+                    }
+                });
+            } catch (Throwable e) {
+                LOG.log(Level.ERROR, "vhost-user#{0}: cannot serve this connection: {1}", n, e);
+                sessions.removeIf(s -> s.name().equals("vhost-user#" + n));
+                Channel.closeQuietly(fd);
+                pause();
+            }
+        }
+    }
+
+    private static void pause() {
+        try {
+            Thread.sleep(100);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 

@@ -1,5 +1,8 @@
 package io.jvirtio.core.device;
 
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.split.QueueState;
 import io.jvirtio.core.spec.DeviceType;
 
 /**
@@ -7,7 +10,7 @@ import io.jvirtio.core.spec.DeviceType;
  * (Firecracker's shape). The transport owns status and feature negotiation and calls in at the points
  * VIRTIO 1.2 §3.1.1 defines.
  */
-public interface VirtioDeviceModel {
+public interface VirtioDeviceModel extends AutoCloseable {
     DeviceType type();
 
     /** Features offered (§2.2), including the device-independent ones it supports such as VERSION_1. */
@@ -38,6 +41,20 @@ public interface VirtioDeviceModel {
      */
     void activate(DeviceContext context);
 
+    /**
+     * Ring-level start, between {@link #activate} and {@link #reset}: serve {@code queue} from the state it
+     * was created with (virtio-mmio QueueReady 0→1 after DRIVER_OK, §4.2.2; a vhost-user ring that starts
+     * or restarts). A queue already running at {@code index} is stopped first.
+     */
+    void startQueue(int index, DeviceQueue queue, Interrupt interrupt);
+
+    /**
+     * Ring-level stop (virtio-mmio QueueReady 1→0, vhost-user GET_VRING_BASE): on return the device no
+     * longer touches that ring. Device state other than the ring (filters, data waiting for buffers) is
+     * kept. Returns where the device got to in the ring, or null when the queue was not running.
+     */
+    QueueState stopQueue(int index);
+
     /** The driver notified queue {@code index} (§2.9). Called on the notifying thread; must not block. */
     void queueNotify(int index);
 
@@ -46,4 +63,14 @@ public interface VirtioDeviceModel {
      * no longer touches guest memory.
      */
     void reset();
+
+    /**
+     * Releases what the model owns (its backend connection, a switch port, threads of its own); called once,
+     * when the model will not be activated again (a vhost-user connection ends, a device is unplugged).
+     * Resources the model was given but does not own, such as a shared image file, stay open.
+     */
+    @Override
+    default void close() {
+        reset();
+    }
 }

@@ -47,14 +47,19 @@ public final class GuestMemory implements AutoCloseable {
 
     /** Private memory: one region of {@code size} bytes at guest address {@code base}, zero-filled. */
     public static GuestMemory allocate(long base, long size) {
-        return builder().anonymous(base, size).build();
+        try (Builder b = builder()) {
+            return b.anonymous(base, size).build();
+        }
     }
 
     /** Shared memory: one memfd-backed region, mappable by another process through its fd. */
     public static GuestMemory memfd(long base, long size) throws NativeException {
-        return builder().memfd(base, size).build();
+        try (Builder b = builder()) {
+            return b.memfd(base, size).build();
+        }
     }
 
+    /** A memory of several regions; close the builder (try-with-resources) so a failure leaves nothing mapped. */
     public static Builder builder() {
         return new Builder();
     }
@@ -183,10 +188,11 @@ public final class GuestMemory implements AutoCloseable {
     }
 
     /** Collects regions; {@link #build()} checks that none overlap. */
-    public static final class Builder {
+    public static final class Builder implements AutoCloseable {
         private final Arena arena = Arena.ofShared();
         private final List<MemoryRegion> regions = new ArrayList<>();
         private final List<Integer> fds = new ArrayList<>();
+        private boolean built;
 
         private Builder() {
         }
@@ -217,19 +223,21 @@ public final class GuestMemory implements AutoCloseable {
 
         /**
          * An fd somebody else owns (for example received over a socket), mapped shared from
-         * {@code fdOffset}. The caller keeps ownership of {@code fd}.
+         * {@code fdOffset}; it must be a file or memfd that covers the range (see {@link Posix#mmapPeerFd}).
+         * The caller keeps ownership of {@code fd}.
          */
         public Builder mapFd(long base, long size, int fd, long fdOffset) throws NativeException {
-            regions.add(new MemoryRegion(base, size, Posix.mmapShared(fd, fdOffset, size, arena), fd, fdOffset));
+            MemorySegment seg = Posix.mmapPeerFd(fd, fdOffset, size, arena);
+            regions.add(new MemoryRegion(base, size, seg, fd, fdOffset));
             return this;
         }
 
+        /** The memory, which from now on owns every mapping and created descriptor. */
         public GuestMemory build() {
             MemoryRegion[] rs = regions.toArray(MemoryRegion[]::new);
             Arrays.sort(rs, Comparator.comparing(MemoryRegion::guestAddress, Long::compareUnsigned));
             for (int i = 1; i < rs.length; i++) {
                 if (Long.compareUnsigned(rs[i].guestAddress(), rs[i - 1].lastAddress()) <= 0) {
-                    arena.close();
                     throw new IllegalArgumentException(String.format(
                             "regions overlap: 0x%x-0x%x and 0x%x-0x%x", rs[i - 1].guestAddress(),
                             rs[i - 1].lastAddress(), rs[i].guestAddress(), rs[i].lastAddress()));
@@ -238,7 +246,27 @@ public final class GuestMemory implements AutoCloseable {
             if (rs.length == 0) {
                 throw new IllegalArgumentException("guest memory needs at least one region");
             }
+            built = true;
             return new GuestMemory(rs, arena, fds.stream().mapToInt(Integer::intValue).toArray());
+        }
+
+        /**
+         * Releases everything mapped or created so far unless {@link #build} succeeded: a memory that
+         * fails half-way leaves no mapping and no descriptor behind (all or nothing).
+         */
+        @Override
+        public void close() {
+            if (built) {
+                return;
+            }
+            arena.close();
+            for (int fd : fds) {
+                try {
+                    Posix.close(fd);
+                } catch (NativeException e) {
+                    // already reported by the call that failed; nothing more to release
+                }
+            }
         }
     }
 }

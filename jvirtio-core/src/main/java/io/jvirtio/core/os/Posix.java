@@ -57,6 +57,9 @@ public final class Posix {
     private static final MethodHandle EPOLL_CREATE1 = bind("epoll_create1", FunctionDescriptor.of(JAVA_INT, JAVA_INT));
     private static final MethodHandle EPOLL_CTL = bind("epoll_ctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS));
     private static final MethodHandle EPOLL_WAIT = bind("epoll_wait", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
+    private static final MethodHandle FSTAT = bind("fstat", FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS));
+    private static final MethodHandle FCNTL = LINKER.downcallHandle(LIBC.find("fcntl").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT), Linker.Option.firstVariadicArg(2), CCS);
     private static final MethodHandle STRERROR = LINKER.downcallHandle(
             LIBC.find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
@@ -413,6 +416,25 @@ public final class Posix {
         return addr.reinterpret(size, arena, s -> munmapQuietly(base, size));
     }
 
+    /**
+     * Maps a descriptor a peer gave us, like {@link #mmapShared}, but only a regular file (memfd, tmpfs,
+     * hugetlbfs, a file) whose size covers {@code [offset, offset+size)}: a page past the end of the file
+     * would raise SIGBUS on access, which no check of ours could catch later.
+     */
+    public static MemorySegment mmapPeerFd(int fd, long offset, long size, Arena arena) throws NativeException {
+        FileStatus st = fstat(fd);
+        if (!st.regular()) {
+            throw new NativeException("mmap", EINVAL, "fd " + fd + " is not a regular file or memfd");
+        }
+        if (offset < 0 || size <= 0 || offset > st.size() || size > st.size() - offset) {
+            throw new NativeException("mmap", EINVAL, String.format("fd %d: offset 0x%x + size 0x%x is beyond its %d bytes",
+                    fd, offset, size, st.size()));
+        }
+        return mmapShared(fd, offset, size, arena);
+    }
+
+    private static final int EINVAL = 22;
+
     private static void munmapQuietly(long base, long size) {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = a.allocate(CAPTURE);
@@ -424,6 +446,39 @@ public final class Posix {
         } catch (Throwable t) {
             throw new AssertionError(t);
         }
+    }
+
+    /** struct stat (x86-64 and the generic layout of aarch64 agree on st_size; st_mode differs). */
+    private static final long STAT_SIZE = 144;
+    private static final long STAT_ST_SIZE = 48;
+    private static final long STAT_ST_MODE = "aarch64".equals(System.getProperty("os.arch")) ? 16 : 24;
+    private static final int S_IFMT = 0xf000;
+    private static final int S_IFREG = 0x8000;
+
+    /** What {@code fstat} says of a descriptor: its size, and whether it is a regular file (memfds are). */
+    public record FileStatus(long size, boolean regular) {
+    }
+
+    public static FileStatus fstat(int fd) throws NativeException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(STAT_SIZE, 8);
+            check("fstat", "fd " + fd, (st, x) -> (int) FSTAT.invokeExact(st, fd, buf));
+            return new FileStatus(buf.get(JAVA_LONG, STAT_ST_SIZE),
+                    (buf.get(JAVA_INT, STAT_ST_MODE) & S_IFMT) == S_IFREG);
+        }
+    }
+
+    private static final int F_GETFL = 3;
+    private static final int F_SETFL = 4;
+    private static final int O_NONBLOCK = 0x800;
+
+    /**
+     * Sets O_NONBLOCK on a descriptor somebody else gave us (an eventfd, or whatever a peer passed as one),
+     * so that no read or write of ours can ever wait on the peer: a full counter or pipe answers EAGAIN.
+     */
+    public static void setNonBlocking(int fd) throws NativeException {
+        int flags = (int) check("fcntl", "F_GETFL fd " + fd, (st, a) -> (int) FCNTL.invokeExact(st, fd, F_GETFL, 0));
+        check("fcntl", "F_SETFL fd " + fd, (st, a) -> (int) FCNTL.invokeExact(st, fd, F_SETFL, flags | O_NONBLOCK));
     }
 
     /** Closes {@code fd}; callers own each fd and close it exactly once. */

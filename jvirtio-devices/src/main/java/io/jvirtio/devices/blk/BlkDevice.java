@@ -7,6 +7,9 @@ import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.QueueHandler;
+import io.jvirtio.devices.QueueThread;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
 
 import java.io.IOException;
 import java.lang.System.Logger;
@@ -119,8 +122,8 @@ public final class BlkDevice extends QueueDevice {
     }
 
     @Override
-    protected QueueHandler handler(int index, DeviceContext context) {
-        return new RequestHandler(context.features());
+    protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
+        return requestWorker(index, queue, interrupt, new RequestHandler(context.features()), context);
     }
 
     /** One queue's request processing; owned by that queue's worker thread. */
@@ -163,6 +166,7 @@ public final class BlkDevice extends QueueDevice {
                         case Blk.T_OUT -> {
                             result = write(chain, sector);
                             if (result == Blk.S_OK) {
+                                writethrough();
                                 writes.increment();
                                 bytesWritten.add(chain.readableBytes() - Blk.HEADER_SIZE);
                             }
@@ -183,7 +187,12 @@ public final class BlkDevice extends QueueDevice {
                             result = Blk.S_OK;
                         }
                         case Blk.T_DISCARD -> result = discardOrZero(chain, true);
-                        case Blk.T_WRITE_ZEROES -> result = discardOrZero(chain, false);
+                        case Blk.T_WRITE_ZEROES -> {
+                            result = discardOrZero(chain, false);
+                            if (result == Blk.S_OK) {
+                                writethrough();
+                            }
+                        }
                         default -> result = Blk.S_UNSUPP;
                     }
                 } catch (IOException e) {
@@ -197,6 +206,16 @@ public final class BlkDevice extends QueueDevice {
             status.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) result);
             chain.writeWritable(statusAt, status);
             return written;
+        }
+
+        /**
+         * §5.2.6.1 (blk-dev-10): a driver that did not negotiate VIRTIO_BLK_F_FLUSH cannot ask for durability,
+         * so every write it sees completed must already be stable (writethrough).
+         */
+        private void writethrough() throws IOException {
+            if (!Feature.BLK_FLUSH.isSet(features)) {
+                backend.flush();
+            }
         }
 
         /** Bytes {@code [sector*512, +length)} inside the disk, computed without overflow. */

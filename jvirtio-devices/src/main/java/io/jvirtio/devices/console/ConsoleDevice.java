@@ -2,12 +2,14 @@ package io.jvirtio.devices.console;
 
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.split.DescriptorChain;
 import io.jvirtio.core.queue.split.DeviceQueue;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.QueueWorker;
+import io.jvirtio.devices.QueueDevice;
+import io.jvirtio.devices.QueueHandler;
+import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
 
 import java.io.IOException;
@@ -22,7 +24,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * lets the driver write a character through {@code emerg_wr} before any queue works. Input that arrives
  * while the driver has posted no buffers waits (in order) until it does.
  */
-public final class ConsoleDevice implements VirtioDeviceModel {
+public final class ConsoleDevice extends QueueDevice {
     static final int CFG_COLS = 0;
     static final int CFG_ROWS = 2;
     static final int CFG_MAX_NR_PORTS = 4;
@@ -34,9 +36,8 @@ public final class ConsoleDevice implements VirtioDeviceModel {
 
     private final ConsoleBackend backend;
     private final ConfigSpace config;
-    private final ConcurrentLinkedQueue<byte[]> input = new ConcurrentLinkedQueue<>();
-    private volatile RxWorker rx;
-    private volatile QueueWorker tx;
+    /** Input waiting for receive buffers, in order; like a chardev's, it outlives ring restarts and resets. */
+    private final InputSource input = new InputSource();
 
     public ConsoleDevice(ConsoleBackend backend, int cols, int rows) {
         this.backend = backend;
@@ -57,11 +58,8 @@ public final class ConsoleDevice implements VirtioDeviceModel {
     }
 
     private void onInput(byte[] data) {
-        input.add(data);
-        RxWorker w = rx;
-        if (w != null) {
-            w.wake();
-        }
+        input.chunks.add(data);
+        wake(0);
     }
 
     /** Changes the size the driver sees (§5.3.4 with VIRTIO_CONSOLE_F_SIZE): a configuration change. */
@@ -96,64 +94,43 @@ public final class ConsoleDevice implements VirtioDeviceModel {
     }
 
     @Override
-    public synchronized void activate(DeviceContext ctx) {
-        DeviceQueue rq = ctx.queues().get(0);
-        DeviceQueue tq = ctx.queues().get(1);
-        if (rq != null) {
-            rx = new RxWorker("jvirtio-console-rx", rq, ctx.interrupts().get(0), new InputSource(), ctx.failure());
-            rx.start();
-        }
-        if (tq != null) {
-            byte[] buf = new byte[4096];
-            MemorySegment seg = MemorySegment.ofArray(buf);
-            tx = new QueueWorker("jvirtio-console-tx", tq, ctx.interrupts().get(1), chain -> {
-                long at = 0;
-                while (at < chain.readableBytes()) {
-                    int n = (int) Math.min(buf.length, chain.readableBytes() - at);
-                    chain.readReadable(at, seg.asSlice(0, n));
-                    try {
-                        backend.write(buf, 0, n);
-                    } catch (IOException e) {
-                        LOG.log(Level.WARNING, "console output failed: " + e.getMessage());
-                        break;
-                    }
-                    at += n;
+    protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
+        return index == 0 ? receiveWorker(index, queue, interrupt, input, context)
+                : requestWorker(index, queue, interrupt, new Output(), context);
+    }
+
+    /** transmitq0: the driver's bytes go to the backend. */
+    private final class Output implements QueueHandler {
+        private final byte[] buf = new byte[4096];
+        private final MemorySegment seg = MemorySegment.ofArray(buf);
+
+        @Override
+        public int handle(DescriptorChain chain) {
+            long at = 0;
+            while (at < chain.readableBytes()) {
+                int n = (int) Math.min(buf.length, chain.readableBytes() - at);
+                chain.readReadable(at, seg.asSlice(0, n));
+                try {
+                    backend.write(buf, 0, n);
+                } catch (IOException e) {
+                    LOG.log(Level.WARNING, "console output failed: " + e.getMessage());
+                    break;
                 }
-                return 0; // §5.3.6.1: nothing is written into a transmit buffer
-            }, ctx.failure());
-            tx.start();
-        }
-    }
-
-    @Override
-    public void queueNotify(int index) {
-        if (index == 0 && rx != null) {
-            rx.wake();
-        } else if (index == 1 && tx != null) {
-            tx.wake();
-        }
-    }
-
-    @Override
-    public synchronized void reset() {
-        if (rx != null) {
-            rx.stop();
-            rx = null;
-        }
-        if (tx != null) {
-            tx.stop();
-            tx = null;
+                at += n;
+            }
+            return 0; // §5.3.6.1: nothing is written into a transmit buffer
         }
     }
 
     /** Input bytes in order; a chunk may be split over several receive buffers. */
-    private final class InputSource implements RxWorker.Source {
+    private static final class InputSource implements RxWorker.Source {
+        final ConcurrentLinkedQueue<byte[]> chunks = new ConcurrentLinkedQueue<>();
         private byte[] current;
         private int offset;
 
         @Override
         public boolean hasPending() {
-            return current != null || !input.isEmpty();
+            return current != null || !chunks.isEmpty();
         }
 
         @Override
@@ -161,7 +138,7 @@ public final class ConsoleDevice implements VirtioDeviceModel {
             int written = 0;
             while (written < chain.writableBytes() && hasPending()) {
                 if (current == null) {
-                    current = input.poll();
+                    current = chunks.poll();
                     offset = 0;
                 }
                 int n = (int) Math.min(current.length - offset, chain.writableBytes() - written);

@@ -2,14 +2,15 @@ package io.jvirtio.devices.net;
 
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.split.DescriptorChain;
 import io.jvirtio.core.queue.split.DeviceQueue;
 import io.jvirtio.core.queue.split.VirtqueueException;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.QueueWorker;
+import io.jvirtio.devices.QueueDevice;
+import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
 
 import java.lang.foreign.MemorySegment;
@@ -25,7 +26,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * hash). Frames for the guest wait in a bounded queue per pair; when it is full, or a frame is larger
  * than the buffers the driver offers, the frame is dropped and counted — never truncated.
  */
-public final class NetDevice implements VirtioDeviceModel {
+public final class NetDevice extends QueueDevice {
     static final int QUEUE_SIZE = 256;
     /**
      * Frames that can wait per queue pair for the driver's receive buffers; one more is dropped, as a NIC
@@ -40,9 +41,7 @@ public final class NetDevice implements VirtioDeviceModel {
     private final int maxPairs;
     private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
     private final Pair[] pairs;
-    private volatile RxWorker[] rxWorkers = new RxWorker[0];
-    private volatile QueueWorker[] txWorkers = new QueueWorker[0];
-    private volatile QueueWorker ctrlWorker;
+    private volatile boolean active;
     private volatile long features;
     private volatile int activePairs = 1;
     private volatile boolean promiscuous = true;
@@ -63,7 +62,7 @@ public final class NetDevice implements VirtioDeviceModel {
     }
 
     /**
-     * @param backend where frames go and come from
+     * @param backend where frames go and come from; the device owns it and closes it in {@link #close()}
      * @param mac     the station address, 6 bytes
      * @param pairs   receive/transmit queue pairs (more than one offers VIRTIO_NET_F_MQ)
      */
@@ -131,68 +130,28 @@ public final class NetDevice implements VirtioDeviceModel {
     }
 
     @Override
-    public synchronized void activate(DeviceContext ctx) {
+    protected void onActivate(DeviceContext ctx) {
         features = ctx.features();
         activePairs = 1;
-        int usable = Feature.NET_MQ.isSet(features) ? maxPairs : 1;
-        RxWorker[] rx = new RxWorker[usable];
-        QueueWorker[] tx = new QueueWorker[usable];
-        for (int p = 0; p < usable; p++) {
-            DeviceQueue rq = ctx.queues().get(2 * p);
-            DeviceQueue tq = ctx.queues().get(2 * p + 1);
-            if (rq != null) {
-                rx[p] = new RxWorker("jvirtio-net-rx" + p, rq, ctx.interrupts().get(2 * p),
-                        new FrameSource(pairs[p], ctx.memory()), ctx.failure());
-            }
-            if (tq != null) {
-                tx[p] = new QueueWorker("jvirtio-net-tx" + p, tq, ctx.interrupts().get(2 * p + 1), new Transmitter(),
-                        ctx.failure());
-            }
-        }
-        int ci = ctrlIndex();
-        DeviceQueue cq = ctx.queues().get(ci);
-        if (cq != null && Feature.NET_CTRL_VQ.isSet(features)) {
-            ctrlWorker = new QueueWorker("jvirtio-net-ctrl", cq, ctx.interrupts().get(ci), this::control,
-                    ctx.failure());
-            ctrlWorker.start();
-        }
-        rxWorkers = rx;
-        txWorkers = tx;
-        for (int p = 0; p < usable; p++) {
-            if (rx[p] != null) rx[p].start();
-            if (tx[p] != null) tx[p].start();
-        }
+        active = true;
     }
 
     @Override
-    public void queueNotify(int index) {
-        int p = index / 2;
+    protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext ctx) {
         if (index == ctrlIndex()) {
-            QueueWorker c = ctrlWorker;
-            if (c != null) c.wake();
-        } else if (index % 2 == 0) {
-            RxWorker[] rx = rxWorkers;
-            if (p < rx.length && rx[p] != null) rx[p].wake();
-        } else {
-            QueueWorker[] tx = txWorkers;
-            if (p < tx.length && tx[p] != null) tx[p].wake();
+            return Feature.NET_CTRL_VQ.isSet(features) ? requestWorker(index, queue, interrupt, this::control, ctx) : null;
         }
+        int pair = index / 2;
+        if (pair >= (Feature.NET_MQ.isSet(features) ? maxPairs : 1)) {
+            return null; // a queue the negotiated features do not give the device
+        }
+        return index % 2 == 0 ? receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair]), ctx)
+                : requestWorker(index, queue, interrupt, new Transmitter(), ctx);
     }
 
     @Override
-    public synchronized void reset() {
-        for (RxWorker w : rxWorkers) {
-            if (w != null) w.stop();
-        }
-        for (QueueWorker w : txWorkers) {
-            if (w != null) w.stop();
-        }
-        if (ctrlWorker != null) {
-            ctrlWorker.stop();
-            ctrlWorker = null;
-        }
-        rxWorkers = new RxWorker[0];
-        txWorkers = new QueueWorker[0];
+    protected void onReset() {
+        active = false;
         for (Pair p : pairs) {
             p.inbound.clear();
         }
@@ -204,13 +163,19 @@ public final class NetDevice implements VirtioDeviceModel {
         features = 0;
     }
 
+    /** Stops the device and closes its backend (which it owns: a switch port leaves the switch). */
+    @Override
+    public void close() {
+        reset();
+        backend.close();
+    }
+
     /**
      * A frame from the backend for the guest: filter, steer to a pair, copy into its inbound ring, wake
      * its receive worker. Runs on the sender's thread; allocates nothing.
      */
     private void receive(MemorySegment frame, long length) {
-        RxWorker[] rx = rxWorkers;
-        if (rx.length == 0 || length < 14) {
+        if (!active || length < 14) {
             rxDropped.incrementAndGet();
             return;
         }
@@ -220,13 +185,11 @@ public final class NetDevice implements VirtioDeviceModel {
             return;
         }
         int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, 6), (long) activePairs);
-        if (p >= rx.length || !pairs[p].inbound.offer(frame, length)) {
+        if (!pairs[p].inbound.offer(frame, length)) {
             rxDropped.incrementAndGet();
             return;
         }
-        if (rx[p] != null) {
-            rx[p].wake();
-        }
+        wake(2 * p);
     }
 
     /** §5.1.6.5.1/.2: promiscuous, all-multicast, broadcast, our address, and the filter tables. */
@@ -353,7 +316,7 @@ public final class NetDevice implements VirtioDeviceModel {
         private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
         private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
 
-        FrameSource(Pair pair, GuestMemory memory) {
+        FrameSource(Pair pair) {
             this.pair = pair;
             for (int i = 0; i < extra.length; i++) {
                 extra[i] = new DescriptorChain();
@@ -373,7 +336,11 @@ public final class NetDevice implements VirtioDeviceModel {
             boolean mergeable = Feature.NET_MRG_RXBUF.isSet(features);
             int used = 0;
             long capacity = chain.writableBytes();
+            if (mergeable) {
+                requireHeaderRoom(chain, queue);
+            }
             while (capacity < total && mergeable && used < extra.length && queue.pop(extra[used])) {
+                requireHeaderRoom(extra[used], queue);
                 capacity += extra[used].writableBytes();
                 used++;
             }
@@ -402,6 +369,18 @@ public final class NetDevice implements VirtioDeviceModel {
             ring.poll();
             rxFrames.incrementAndGet();
             return -1;
+        }
+
+        /**
+         * §5.1.6.3.1: with MRG_RXBUF every receive buffer holds at least the header (the frame's bytes then
+         * start after it in the first buffer). A smaller one is a broken driver: the queue stops with
+         * NEEDS_RESET rather than splitting the header, or copying from before the frame, into the guest.
+         */
+        private static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+            if (chain.writableBytes() < Net.HDR_SIZE) {
+                throw new VirtqueueException(queue.index(), new io.jvirtio.core.queue.split.RingError.BufferTooSmall(
+                        chain.head(), chain.writableBytes(), Net.HDR_SIZE, "VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3.1)"));
+            }
         }
     }
 }

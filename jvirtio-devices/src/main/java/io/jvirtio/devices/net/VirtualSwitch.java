@@ -32,6 +32,11 @@ public final class VirtualSwitch {
         return p;
     }
 
+    /** Ports currently connected. */
+    public int portCount() {
+        return ports.size();
+    }
+
     public long forwarded() {
         return forwarded.get();
     }
@@ -143,6 +148,7 @@ public final class VirtualSwitch {
         public void close() {
             ports.remove(this);
             forget(this);
+            receiver = null;
         }
     }
 }

@@ -7,6 +7,9 @@ import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.QueueHandler;
+import io.jvirtio.devices.QueueThread;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
 
 import java.lang.foreign.MemorySegment;
 import java.security.SecureRandom;
@@ -59,7 +62,11 @@ public final class RngDevice extends QueueDevice {
     }
 
     @Override
-    protected QueueHandler handler(int index, DeviceContext context) {
+    protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
+        return requestWorker(index, queue, interrupt, handler(), context);
+    }
+
+    private QueueHandler handler() {
         byte[] buf = new byte[4096];
         MemorySegment bufSeg = MemorySegment.ofArray(buf);
         return (DescriptorChain chain) -> {

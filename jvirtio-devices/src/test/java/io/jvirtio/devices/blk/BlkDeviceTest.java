@@ -206,4 +206,57 @@ class BlkDeviceTest {
         assertThat(java.util.Arrays.copyOfRange(onDisk, 512, 1024)).containsOnly(0x42);
         file.close();
     }
+
+    /** A real image file whose backend logs each write and flush, in order, as the device calls them. */
+    static final class Journal implements BlockBackend {
+        final FileBackend file;
+        final java.util.List<String> log = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+
+        Journal(FileBackend file) { this.file = file; }
+        public long capacity() { return file.capacity(); }
+        public boolean readOnly() { return false; }
+        public String id() { return file.id(); }
+        public void read(long offset, java.lang.foreign.MemorySegment dst) throws java.io.IOException { file.read(offset, dst); }
+        public void write(long offset, java.lang.foreign.MemorySegment src) throws java.io.IOException {
+            file.write(offset, src);
+            log.add("write");
+        }
+        public void flush() throws java.io.IOException {
+            file.flush();
+            log.add("flush");
+        }
+        public void writeZeroes(long offset, long length) throws java.io.IOException {
+            file.writeZeroes(offset, length);
+            log.add("zeroes");
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("blk-dev-10")
+    void withoutNegotiatedFlushEveryWriteIsStableBeforeItCompletes(@TempDir Path dir) throws Exception {
+        for (boolean flushNegotiated : new boolean[] {false, true}) {
+            Journal j = new Journal(FileBackend.create(dir.resolve("wt" + flushNegotiated + ".img"), 1 << 20));
+            long features = flushNegotiated ? ALL : ALL & ~Feature.BLK_FLUSH.mask();
+            h = new DeviceHarness(new BlkDevice(j), features);
+            long data = h.alloc.allocate(4096, 512);
+            long st = statusByte();
+            h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_OUT, 8), 16).addReadable(data, 4096)
+                    .addWritable(st, 1));
+            assertThat(status(st)).isEqualTo(Blk.S_OK);
+            long seg = h.alloc.allocate(16, 8);
+            h.memory.writeU64(seg, 64);
+            h.memory.writeU32(seg + 8, 8);
+            h.memory.writeU32(seg + 12, 0);
+            h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_WRITE_ZEROES, 0), 16).addReadable(seg, 16)
+                    .addWritable(st, 1));
+            assertThat(status(st)).isEqualTo(Blk.S_OK);
+            // the completion was seen, so whatever the device did for durability was done before it
+            assertThat(j.log).as("FLUSH negotiated: %s", flushNegotiated).containsExactlyElementsOf(flushNegotiated
+                    ? java.util.List.of("write", "zeroes")
+                    : java.util.List.of("write", "flush", "zeroes", "flush"));
+            h.close();
+            h = null;
+            j.file.close();
+        }
+    }
 }

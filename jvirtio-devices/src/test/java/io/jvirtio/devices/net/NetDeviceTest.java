@@ -106,6 +106,36 @@ class NetDeviceTest {
     }
 
     @Test
+    void mergeableReceiveBufferSmallerThanTheHeaderNeedsResetAndLeaksNothing() throws Exception {
+        start(BASE | Feature.NET_MRG_RXBUF.mask());
+        DriverQueue<Object> rx = h.queues.get(0);
+        long ok = h.alloc.allocate(2048, 8);
+        rx.addInBuf(ok, 2048, "first");
+        rx.kick();
+        byte[] earlier = frame(1500);
+        java.util.Arrays.fill(earlier, 14, 1500, (byte) 0x77); // what could leak into a later buffer
+        wire.toGuest.accept(earlier);
+        assertThat(nextRx()).isEqualTo(1512);
+
+        long tiny = h.alloc.allocate(16, 8);
+        long next = h.alloc.allocate(2048, 8);
+        h.memory.write(next, new byte[2048], 0, 2048);
+        rx.addInBuf(tiny, 4, "tiny");
+        rx.addInBuf(next, 2048, "next");
+        rx.kick();
+        wire.toGuest.accept(frame(100));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (h.needsReset.get() == null && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(h.needsReset.get()).contains("MRG_RXBUF").contains("4 writable bytes");
+        assertThat(rx.getBuf()).as("nothing was used").isNull();
+        byte[] after = new byte[2048];
+        h.memory.read(next, after, 0, 2048);
+        assertThat(after).as("no byte of an earlier frame reached the next buffer").containsOnly(0);
+    }
+
+    @Test
     void withoutMergeableBuffersAFrameTooBigIsDroppedNotTruncated() throws Exception {
         start(BASE);
         long bufs = h.alloc.allocate(2 * 2048, 8);

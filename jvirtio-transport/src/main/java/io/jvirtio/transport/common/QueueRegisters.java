@@ -56,18 +56,23 @@ public final class QueueRegisters {
     public List<DeviceQueue> create(GuestMemory memory, long features) {
         List<DeviceQueue> queues = new ArrayList<>(size.length);
         for (int i = 0; i < size.length; i++) {
-            DeviceQueue q = null;
-            if (enabled[i]) {
-                try {
-                    q = DeviceQueue.create(memory, i, size[i], new RingAddresses(desc[i], driver[i], device[i]), features,
-                            QueueState.INITIAL);
-                } catch (VirtqueueException | IllegalArgumentException e) {
-                    throw new IllegalArgumentException("queue " + i + ": " + e.getMessage(), e);
-                }
-            }
-            queues.add(q);
+            queues.add(enabled[i] ? create(memory, i, features) : null);
         }
         return queues;
+    }
+
+    /**
+     * Queue {@code i} as programmed, from the start of its ring.
+     *
+     * @throws IllegalArgumentException naming the queue when it cannot exist (size, alignment, memory)
+     */
+    public DeviceQueue create(GuestMemory memory, int i, long features) {
+        try {
+            return DeviceQueue.create(memory, i, size[i], new RingAddresses(desc[i], driver[i], device[i]), features,
+                    QueueState.INITIAL);
+        } catch (VirtqueueException | IllegalArgumentException e) {
+            throw new IllegalArgumentException("queue " + i + ": " + e.getMessage(), e);
+        }
     }
 
     /**

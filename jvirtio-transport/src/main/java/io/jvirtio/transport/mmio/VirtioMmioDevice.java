@@ -111,6 +111,9 @@ public final class VirtioMmioDevice {
         boolean activate = false;
         boolean reset = false;
         boolean lower = false;
+        int start = -1;
+        int stop = -1;
+        long startFeatures = 0;
         synchronized (this) {
             int q = queueSel;
             boolean qv = q < numQueues;
@@ -127,8 +130,18 @@ public final class VirtioMmioDevice {
                 case QUEUE_SEL -> queueSel = v;
                 case QUEUE_NUM -> { if (qw) rings.size[q] = v; }
                 case QUEUE_READY -> {
-                    if (qv) {
+                    // §4.2.2: after DRIVER_OK, 1→0 stops the queue (the driver then reads 0 back before it
+                    // frees the ring) and 0→1 starts it again, on whatever ring is programmed by then.
+                    if (qv && rings.enabled[q] != (v == 1)) {
                         rings.enabled[q] = v == 1;
+                        if (active) {
+                            if (v == 1) {
+                                start = q;
+                                startFeatures = driverFeatures;
+                            } else {
+                                stop = q;
+                            }
+                        }
                     }
                 }
                 case INTERRUPT_ACK -> {
@@ -156,11 +169,29 @@ public final class VirtioMmioDevice {
         if (lower) {
             irqLine.accept(false);
         }
+        // the model is called without this lock: its queue threads take it to raise interrupts
         if (reset) {
             reset();
         } else if (activate) {
             activate();
+        } else if (stop >= 0) {
+            model.stopQueue(stop);
+        } else if (start >= 0) {
+            startQueue(start, startFeatures);
         }
+    }
+
+    private void startQueue(int q, long features) {
+        DeviceQueue queue;
+        try {
+            synchronized (this) {
+                queue = rings.create(memory, q, features);
+            }
+        } catch (IllegalArgumentException e) {
+            needsReset(e.getMessage());
+            return;
+        }
+        model.startQueue(q, queue, () -> raise(INT_VRING));
     }
 
     private static long low(long old, long v) {

@@ -116,19 +116,22 @@ public final class VirtioPciDriver {
                 long offset = host.configRead(slot, at + OFFSET, 4) & 0xffffffffL;
                 long length = host.configRead(slot, at + LENGTH, 4) & 0xffffffffL;
                 caps.add(String.format("[%02x] virtio %s: BAR%d +0x%x, %d bytes", at, capName(type), bar, offset, length));
-                // §4.1.4.1: the driver uses the first capability of each type whose BAR it understands.
-                Region r = type == PCI_CFG ? null : region(bars, barSizes, bar, offset, length, capName(type));
-                switch (type) {
-                    case COMMON_CFG -> { if (common == null) common = r; }
-                    case ISR_CFG -> { if (isr == null) isr = r; }
-                    case DEVICE_CFG -> { if (deviceCfg == null) deviceCfg = r; }
-                    case NOTIFY_CFG -> {
-                        if (notify == null) {
-                            notify = r;
-                            notifyMultiplier = host.configRead(slot, at + NOTIFY_OFF_MULTIPLIER, 4);
+                // §4.1.4.1: the driver MUST ignore a structure with a reserved cfg_type or bar (the bar byte
+                // of other types, e.g. vendor data, means something else) and SHOULD use the first of each
+                // type it can use; one that does not fit its BAR is skipped as Linux does.
+                Region r = type >= COMMON_CFG && type <= DEVICE_CFG && bar < Pci.BAR_COUNT
+                        ? region(bars, barSizes, bar, offset, length, capName(type)) : null;
+                if (r != null) {
+                    switch (type) {
+                        case COMMON_CFG -> { if (common == null) common = r; }
+                        case ISR_CFG -> { if (isr == null) isr = r; }
+                        case DEVICE_CFG -> { if (deviceCfg == null) deviceCfg = r; }
+                        default -> {
+                            if (notify == null) {
+                                notify = r;
+                                notifyMultiplier = host.configRead(slot, at + NOTIFY_OFF_MULTIPLIER, 4);
+                            }
                         }
-                    }
-                    default -> {
                     }
                 }
             }
@@ -205,14 +208,16 @@ public final class VirtioPciDriver {
     record Region(long address, long length) {
     }
 
-    private Region region(long[] bars, long[] sizes, int bar, long offset, long length, String what)
-            throws TransportException {
-        if (bar >= Pci.BAR_COUNT || bars[bar] == 0) {
-            throw new TransportException(what + " capability names BAR" + bar + ", which is not a memory BAR");
+    /** A capability's structure if it lies inside a memory BAR that exists, else null (logged). */
+    private static Region region(long[] bars, long[] sizes, int bar, long offset, long length, String what) {
+        if (bars[bar] == 0) {
+            LOG.log(Level.DEBUG, "{0} capability names BAR{1}, which is not present: ignored", what, bar);
+            return null;
         }
         if (offset + length > sizes[bar] || offset + length < offset) {
-            throw new TransportException(String.format("%s capability 0x%x+%d overruns BAR%d of %d bytes", what,
+            LOG.log(Level.WARNING, String.format("%s capability 0x%x+%d overruns BAR%d of %d bytes: ignored", what,
                     offset, length, bar, sizes[bar]));
+            return null;
         }
         return new Region(bars[bar] + offset, length);
     }

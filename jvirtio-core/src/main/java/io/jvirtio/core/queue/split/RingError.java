@@ -112,6 +112,17 @@ public sealed interface RingError {
     }
 
     /**
+     * A buffer smaller than the device type requires, e.g. §5.1.6.3.1: with VIRTIO_NET_F_MRG_RXBUF each
+     * receive buffer MUST hold at least the {@code virtio_net_hdr}.
+     */
+    record BufferTooSmall(int head, long length, long minimum, String rule) implements RingError {
+        public String message() {
+            return String.format("chain at head %d: %d writable bytes, %s requires at least %d", head, length, rule,
+                    minimum);
+        }
+    }
+
+    /**
      * The device reported a used element that the driver never made available (driver side, like Linux's
      * BAD_RING): the id is out of range or not in flight.
      */

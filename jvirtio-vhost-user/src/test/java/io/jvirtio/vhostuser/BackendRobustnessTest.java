@@ -1,0 +1,190 @@
+package io.jvirtio.vhostuser;
+
+import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.VirtualSwitch;
+import io.jvirtio.devices.rng.RngDevice;
+import io.jvirtio.drivers.rng.RngDriver;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * What a fuzzer found against {@code serve blk|net}: nothing a front-end does may leak memory, mappings,
+ * descriptors or threads of the back-end, wedge a session, or stop the server from accepting.
+ */
+@org.junit.jupiter.api.Timeout(60)
+class BackendRobustnessTest {
+    static final long BASE = 0x1_0000_0000L;
+
+    private static long guestRamMappings() throws Exception {
+        return Files.readAllLines(Path.of("/proc/self/maps")).stream().filter(l -> l.contains("jvirtio-guest-ram")).count();
+    }
+
+    /** True when the back-end hung up: end of stream, or a reset because it closed with our data unread. */
+    private static boolean closedByPeer(Channel ch) throws Exception {
+        try {
+            return ch.read() == null;
+        } catch (io.jvirtio.core.os.NativeException e) {
+            return e.errno() == 104; // ECONNRESET
+        }
+    }
+
+    private static void awaitNoSessions(VhostUserBackend backend) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (backend.activeSessions() > 0 && System.nanoTime() < deadline) {
+            Thread.sleep(5);
+        }
+    }
+
+    private static void rngSession(VhostUserBackend backend) throws Exception {
+        try (GuestMemory mem = GuestMemory.memfd(BASE, 8 << 20);
+             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, 8 << 20))) {
+            VirtioBus bus = new VirtioBus();
+            RngDriver rng = new RngDriver();
+            bus.registerDriver(rng);
+            var dev = bus.registerDevice(DeviceType.ENTROPY.id(), fe);
+            byte[] b = new byte[256];
+            rng.devices().getFirst().read(b);
+            assertThat(b).as("entropy arrived").isNotEqualTo(new byte[256]);
+            bus.unregisterDevice(dev);
+        }
+        awaitNoSessions(backend);
+    }
+
+    @Test
+    void netConnectionsReleaseTheirSwitchPortWhenTheyEnd(@TempDir Path dir) throws Exception {
+        VirtualSwitch sw = new VirtualSwitch();
+        int[] n = {0};
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("net.sock"),
+                () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, (byte) ++n[0]}, 1))) {
+            for (int i = 0; i < 40; i++) {
+                try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+                    ch.write(Message.of(VhostUser.GET_FEATURES, new byte[0]));
+                    assertThat(ch.read().u64() & Feature.NET_MAC.mask()).isNotZero();
+                }
+            }
+            awaitNoSessions(backend);
+            assertThat(sw.portCount()).as("switch ports left by 40 finished connections").isZero();
+        }
+    }
+
+    @Test
+    void aConnectionWhoseDeviceCannotBeMadeDoesNotStopTheServer(@TempDir Path dir) throws Exception {
+        AtomicBoolean first = new AtomicBoolean(true);
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("oom.sock"), () -> {
+            if (first.getAndSet(false)) {
+                throw new OutOfMemoryError("Cannot reserve 4718592 bytes of direct buffer memory (test)");
+            }
+            return new RngDevice();
+        })) {
+            try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+                ch.write(Message.of(VhostUser.GET_FEATURES, new byte[0]));
+                assertThat(closedByPeer(ch)).as("that connection is closed").isTrue();
+            }
+            rngSession(backend);
+            assertThat(backend.connections()).isEqualTo(2);
+        }
+    }
+
+    /** SET_MEM_TABLE of two good memfd regions and a third that {@code bad} describes. */
+    private static boolean memTableRefusedLeavingNoMapping(VhostUserBackend backend, long guest3, long offset3,
+                                                           int fd3) throws Exception {
+        try (GuestMemory mem = GuestMemory.builder().memfd(0, 1 << 20).memfd(1 << 20, 1 << 20).build()) {
+            long before = guestRamMappings();
+            ByteBuffer mt = ByteBuffer.allocate(8 + 32 * 3).order(ByteOrder.LITTLE_ENDIAN).putInt(3).putInt(0);
+            mt.putLong(0).putLong(1 << 20).putLong(0x7f00_0000_0000L).putLong(0);
+            mt.putLong(1 << 20).putLong(1 << 20).putLong(0x7f00_0010_0000L).putLong(0);
+            mt.putLong(guest3).putLong(1 << 20).putLong(0x7f00_0020_0000L).putLong(offset3);
+            boolean closed;
+            try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+                ch.write(Message.of(VhostUser.SET_MEM_TABLE, mt.array(), mem.region(0).fd(), mem.region(1).fd(), fd3));
+                closed = closedByPeer(ch);
+            }
+            awaitNoSessions(backend);
+            return closed && guestRamMappings() == before;
+        }
+    }
+
+    @Test
+    void aRefusedMemoryTableLeavesNothingMapped(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("mt.sock"), RngDevice::new);
+             GuestMemory third = GuestMemory.memfd(0, 1 << 20)) {
+            int fd = third.region(0).fd();
+            int eventfd = Posix.eventfd();
+            try {
+                assertThat(memTableRefusedLeavingNoMapping(backend, 2 << 20, 0, eventfd))
+                        .as("third region's descriptor cannot be mapped").isTrue();
+                assertThat(memTableRefusedLeavingNoMapping(backend, -4096, 0, fd))
+                        .as("third region wraps the guest address space").isTrue();
+                assertThat(memTableRefusedLeavingNoMapping(backend, 2 << 20, 2 << 20, fd))
+                        .as("third region lies beyond the end of its memfd (would fault on access)").isTrue();
+            } finally {
+                Channel.closeQuietly(eventfd);
+            }
+            rngSession(backend);
+        }
+    }
+
+    @Test
+    void aCallDescriptorThatWouldBlockNeitherWedgesTheSessionNorTheDisconnect(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("call.sock"), RngDevice::new)) {
+            GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
+            Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()));
+            int call = Posix.eventfd();
+            int kick = Posix.eventfd();
+            try (Arena a = Arena.ofConfined()) {
+                // an eventfd one short of its maximum: a blocking write of 1 would wait forever
+                MemorySegment max = a.allocate(8);
+                max.set(ValueLayout.JAVA_LONG, 0, 0xffff_ffff_ffff_fffeL);
+                Posix.write(call, max, Posix.callState(a));
+                long user = mem.region(0).segment().address();
+                ch.write(Message.of(VhostUser.SET_MEM_TABLE, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
+                        .putInt(1).putInt(0).putLong(0).putLong(1 << 20).putLong(user).putLong(0).array(), mem.region(0).fd()));
+                ch.write(Message.u64(VhostUser.SET_FEATURES, Feature.VERSION_1.mask()));
+                ch.write(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(0, 8)));
+                ch.write(Message.of(VhostUser.SET_VRING_ADDR, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
+                        .putInt(0).putInt(0).putLong(user + 0x1000).putLong(user + 0x1100).putLong(user + 0x1080)
+                        .putLong(0).array()));
+                mem.writeU64(0x1000, 0x8000);
+                mem.writeU32(0x1008, 64);
+                mem.writeU16(0x100c, (short) 2); // WRITE
+                mem.writeU16(0x1080 + 4, (short) 0);
+                mem.writeU16(0x1080 + 2, (short) 1);
+                ch.write(Message.u64(VhostUser.SET_VRING_CALL, 0, call));
+                ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+                while ((mem.readU16(0x1100 + 2) & 0xffff) == 0 && System.nanoTime() < deadline) {
+                    Thread.sleep(5);
+                }
+                assertThat(mem.readU16(0x1100 + 2)).as("the request completed").isEqualTo((short) 1);
+            } finally {
+                ch.close();
+                Channel.closeQuietly(call);
+                Channel.closeQuietly(kick);
+            }
+            long start = System.nanoTime();
+            awaitNoSessions(backend);
+            assertThat(backend.activeSessions()).as("the session ended after the disconnect").isZero();
+            assertThat(System.nanoTime() - start).isLessThan(TimeUnit.SECONDS.toNanos(5));
+            mem.close();
+            rngSession(backend);
+        }
+    }
+}
