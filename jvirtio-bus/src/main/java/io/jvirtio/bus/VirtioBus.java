@@ -117,6 +117,12 @@ public final class VirtioBus {
             return false;
         }
         ConfigOps ops = dev.config();
+        if (ops.getStatus() != DeviceStatus.ACKNOWLEDGE) {
+            // §3.1.1 (basic-drv-3): after FAILED, or anything else left by an earlier attempt, start over
+            // from a reset; status bits are never cleared any other way (basic-drv-2).
+            ops.reset();
+            ops.setStatus(DeviceStatus.ACKNOWLEDGE);
+        }
         int status = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER;
         ops.setStatus(status);
         try {
@@ -124,7 +130,7 @@ public final class VirtioBus {
             long wanted = driver.features() | TRANSPORT_FEATURES;
             // A device without VERSION_1 is a legacy interface (§6.1): 32 feature bits, no FEATURES_OK.
             boolean modern = Feature.VERSION_1.isSet(offered);
-            long accepted = FeatureNegotiation.negotiate(offered, wanted, modern);
+            long accepted = FeatureNegotiation.negotiate(dev.type(), offered, wanted, modern);
             ops.finalizeFeatures(accepted);
             if (modern) {
                 ops.setStatus(status | DeviceStatus.FEATURES_OK);

@@ -25,6 +25,19 @@ public final class FeatureNegotiation {
      * @param modern  whether the driver uses the modern interface
      */
     public static long negotiate(long offered, long wanted, boolean modern) throws FeatureNegotiationException {
+        return negotiate(null, offered, wanted, modern);
+    }
+
+    /**
+     * As {@link #negotiate(long, long, boolean)} for a device of {@code type}, leaving out every feature
+     * whose requirement is not accepted (basic-drv-6, e.g. net CTRL_RX without CTRL_VQ).
+     */
+    public static long negotiate(DeviceType type, long offered, long wanted, boolean modern)
+            throws FeatureNegotiationException {
+        return FeatureDependencies.prune(type, accept(offered, wanted, modern));
+    }
+
+    private static long accept(long offered, long wanted, boolean modern) throws FeatureNegotiationException {
         if (modern) {
             if (!Feature.VERSION_1.isSet(offered)) {
                 throw new FeatureNegotiationException("device does not offer VIRTIO_F_VERSION_1 (offered 0x"

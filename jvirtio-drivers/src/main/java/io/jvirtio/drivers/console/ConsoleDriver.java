@@ -49,6 +49,7 @@ public final class ConsoleDriver implements VirtioDriver {
         holder[0] = new VirtioConsole(device, qs.get(0), qs.get(1));
         device.setDriverData(holder[0]);
         device.ready();
+        holder[0].start();
         consoles.add(holder[0]);
         onProbe.accept(holder[0]);
     }

@@ -47,13 +47,20 @@ public final class VirtioConsole {
         for (int i = 0; i < TX_BUFFERS; i++) {
             freeTx.add(i);
         }
+        refreshSize();
+    }
+
+    /**
+     * Posts the receive buffers and kicks; after DRIVER_OK, since a driver MUST NOT notify the device before
+     * it (§3.1.1, basic-drv-18).
+     */
+    void start() {
         synchronized (rxq) {
             for (int i = 0; i < RX_BUFFERS; i++) {
                 rxq.addInBuf(rxMemory + (long) i * BUFFER, BUFFER, i);
             }
             rxq.kick();
         }
-        refreshSize();
     }
 
     public VirtioDevice device() {

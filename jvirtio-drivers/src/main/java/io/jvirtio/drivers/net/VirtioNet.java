@@ -307,16 +307,19 @@ public final class VirtioNet {
 
     /** Promiscuous mode (VIRTIO_NET_CTRL_RX_PROMISC). */
     public void setPromiscuous(boolean on) throws IOException {
+        requireFeature(Feature.NET_CTRL_RX);
         command(0, 0, new byte[] {(byte) (on ? 1 : 0)});
     }
 
     /** All-multicast mode (VIRTIO_NET_CTRL_RX_ALLMULTI). */
     public void setAllMulticast(boolean on) throws IOException {
+        requireFeature(Feature.NET_CTRL_RX);
         command(0, 1, new byte[] {(byte) (on ? 1 : 0)});
     }
 
     /** The MAC filter (VIRTIO_NET_CTRL_MAC_TABLE_SET): extra unicast and multicast addresses. */
     public void setMacFilter(List<byte[]> unicast, List<byte[]> multicast) throws IOException {
+        requireFeature(Feature.NET_CTRL_RX); // §5.1.6.5.2 (net-drv-12): every MAC command needs CTRL_RX
         byte[] data = new byte[8 + 6 * (unicast.size() + multicast.size())];
         MemorySegment d = MemorySegment.ofArray(data);
         int at = 0;
@@ -333,8 +336,20 @@ public final class VirtioNet {
 
     /** Changes the station address (VIRTIO_NET_CTRL_MAC_ADDR_SET). */
     public void setMacAddress(byte[] newMac) throws IOException {
+        requireFeature(Feature.NET_CTRL_MAC_ADDR);
+        requireFeature(Feature.NET_CTRL_RX); // net-drv-12
         command(1, 1, newMac);
         System.arraycopy(newMac, 0, mac, 0, 6);
+    }
+
+    /**
+     * §5.1.6.5.1/.2 (net-drv-11, net-drv-12): a command the device did not negotiate is never sent; the
+     * caller learns why instead of getting the device's VIRTIO_NET_ERR, or worse, its acceptance.
+     */
+    private void requireFeature(Feature f) throws IOException {
+        if (!device.hasFeature(f)) {
+            throw new IOException(f + " was not negotiated");
+        }
     }
 
     /** Sends a control command and waits for the device's ack (§5.1.6.5). */
