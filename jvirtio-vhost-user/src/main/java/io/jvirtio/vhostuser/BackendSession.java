@@ -86,6 +86,10 @@ final class BackendSession implements Runnable {
                 LOG.log(Level.DEBUG, "{0}: {1}", name, m);
                 try {
                     handle(m);
+                } catch (ProtocolException e) {
+                    if (!ackFailure(m, e)) {
+                        throw e;
+                    }
                 } finally {
                     for (int fd : m.fds()) {
                         Channel.closeQuietly(fd); // handlers mark the descriptors they keep with -1
@@ -103,6 +107,21 @@ final class BackendSession implements Runnable {
         } finally {
             end();
         }
+    }
+
+    /**
+     * A well-framed request the back-end could not carry out, from a front-end that asked for an ack
+     * (REPLY_ACK negotiated, need_reply set): it gets a non-zero ack and the session goes on, its state as
+     * before the request (vhost-user.rst "REPLY_ACK"). Without an ack to give, the connection ends.
+     */
+    private boolean ackFailure(Message m, ProtocolException e) throws IOException {
+        if (!m.needReply() || (protocolFeatures & (1L << VhostUser.PROTOCOL_F_REPLY_ACK)) == 0
+                || VhostUser.hasReply(m.request())) {
+            return false;
+        }
+        LOG.log(Level.WARNING, "{0}: {1} failed, acked as failed: {2}", name, VhostUser.name(m.request()), e.getMessage());
+        channel.write(Message.reply(m, u64(1)));
+        return true;
     }
 
     /** Ends the session from another thread (server shutdown). */
@@ -291,8 +310,18 @@ final class BackendSession implements Runnable {
         return b;
     }
 
+    /**
+     * GET_CONFIG: the configuration bytes asked for; a request out of range gets a zero-length payload, the
+     * protocol's way to say it failed (vhost-user.rst GET_CONFIG), and the session goes on.
+     */
     private byte[] getConfig(Message m) throws ProtocolException {
-        ByteBuffer b = configHeader(m);
+        ByteBuffer b;
+        try {
+            b = configHeader(m);
+        } catch (ProtocolException e) {
+            LOG.log(Level.WARNING, "{0}: GET_CONFIG refused: {1}", name, e.getMessage());
+            return new byte[0];
+        }
         int offset = b.getInt(0);
         int size = b.getInt(4);
         byte[] out = m.payload().clone();
@@ -514,7 +543,8 @@ final class BackendSession implements Runnable {
             r.enabled = false;
             r.started = false;
         }
-        features = 0;
+        // The acknowledged features stand until the next SET_FEATURES: they decide, among other things,
+        // whether rings start enabled (F_PROTOCOL_FEATURES), which a reset must not silently change.
     }
 
     private void dropFds(Vring r) {

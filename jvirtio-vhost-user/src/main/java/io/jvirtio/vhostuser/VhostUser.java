@@ -57,6 +57,18 @@ public final class VhostUser {
     private VhostUser() {
     }
 
+    /**
+     * Requests answered with a reply of their own (whatever need_reply says): their failures cannot be
+     * reported as an ack. SET_LOG_BASE replies too when the back-end logs (LOG_SHMFD).
+     */
+    public static boolean hasReply(int request) {
+        return switch (request) {
+            case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_VRING_BASE, GET_QUEUE_NUM, GET_CONFIG, GET_INFLIGHT_FD,
+                 GET_MAX_MEM_SLOTS, SET_LOG_BASE -> true;
+            default -> false;
+        };
+    }
+
     public static String name(int request) {
         return switch (request) {
             case GET_FEATURES -> "GET_FEATURES";

@@ -187,4 +187,42 @@ class BackendRobustnessTest {
             rngSession(backend);
         }
     }
+
+    private static Message ask(Channel ch, int request, byte[] payload) throws Exception {
+        ch.write(new Message(request, VhostUser.VERSION | VhostUser.FLAG_NEED_REPLY, payload, new int[0]));
+        return ch.read();
+    }
+
+    @Test
+    void aFailedRequestWithReplyAckGetsANonZeroAckAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("ack.sock"), RngDevice::new);
+             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            ch.write(Message.u64(VhostUser.SET_FEATURES, VhostUser.F_PROTOCOL_FEATURES | Feature.VERSION_1.mask()));
+            ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, 1L << VhostUser.PROTOCOL_F_REPLY_ACK));
+            Message bad = ask(ch, VhostUser.SET_VRING_NUM, Message.vringState(0, 100));
+            assertThat(bad.request()).isEqualTo(VhostUser.SET_VRING_NUM);
+            assertThat(bad.u64()).as("ack of a queue size that is no power of two").isNotZero();
+            Message good = ask(ch, VhostUser.SET_VRING_NUM, Message.vringState(0, 64));
+            assertThat(good.u64()).as("the session went on").isZero();
+        }
+    }
+
+    @Test
+    void getConfigOutOfRangeAnswersAnEmptyPayloadAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("cfg.sock"),
+                () -> new io.jvirtio.devices.console.ConsoleDevice(new io.jvirtio.devices.console.EchoBackend(), 80, 25));
+             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            ByteBuffer out = ByteBuffer.allocate(12 + 8).order(ByteOrder.LITTLE_ENDIAN).putInt(0x2000).putInt(8).putInt(0);
+            ch.write(Message.of(VhostUser.GET_CONFIG, out.array()));
+            Message refused = ch.read();
+            assertThat(refused.request()).isEqualTo(VhostUser.GET_CONFIG);
+            assertThat(refused.size()).as("zero-length payload: failed").isZero();
+            ByteBuffer in = ByteBuffer.allocate(12 + 4).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(4).putInt(0);
+            ch.write(Message.of(VhostUser.GET_CONFIG, in.array()));
+            Message cfg = ch.read();
+            assertThat(cfg.size()).isEqualTo(16);
+            assertThat(cfg.body().getShort(12)).as("cols").isEqualTo((short) 80);
+            assertThat(cfg.body().getShort(14)).as("rows").isEqualTo((short) 25);
+        }
+    }
 }

@@ -145,7 +145,6 @@ public final class BlkDevice extends QueueDevice {
                 return 0;
             }
             long statusAt = chain.writableBytes() - 1;
-            int written = 1;
             int result;
             if (chain.readableBytes() < Blk.HEADER_SIZE) {
                 result = Blk.S_IOERR;
@@ -158,7 +157,6 @@ public final class BlkDevice extends QueueDevice {
                         case Blk.T_IN -> {
                             result = read(chain, sector, statusAt);
                             if (result == Blk.S_OK) {
-                                written += (int) statusAt;
                                 reads.increment();
                                 bytesRead.add(statusAt);
                             }
@@ -183,7 +181,6 @@ public final class BlkDevice extends QueueDevice {
                             byte[] b = backend.id().getBytes(StandardCharsets.US_ASCII);
                             MemorySegment.copy(MemorySegment.ofArray(b), 0, id, 0, Math.min(b.length, Blk.ID_BYTES));
                             chain.writeWritable(0, id.asSlice(0, n));
-                            written += n;
                             result = Blk.S_OK;
                         }
                         case Blk.T_DISCARD -> result = discardOrZero(chain, true);
@@ -205,7 +202,9 @@ public final class BlkDevice extends QueueDevice {
             }
             status.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) result);
             chain.writeWritable(statusAt, status);
-            return written;
+            // The status is the last writable byte, so the used length always reaches it (as QEMU reports):
+            // a driver trusts nothing beyond the length (§2.7.8), and the status is what it must read.
+            return (int) (statusAt + 1);
         }
 
         /**

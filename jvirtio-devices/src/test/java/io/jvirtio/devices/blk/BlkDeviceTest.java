@@ -207,6 +207,27 @@ class BlkDeviceTest {
         file.close();
     }
 
+    @Test
+    @io.jvirtio.core.spec.Conformance("split-dev-9")
+    void theUsedLengthAlwaysReachesTheStatusByte() throws Exception {
+        start(new MemoryBackend(1 << 20, false), ALL);
+        long buf = h.alloc.allocate(4096, 512);
+        // a failed read: the status is at offset 1024 of the writable part, so len must be 1025
+        long sectors = (1 << 20) / 512;
+        int len = h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_IN, sectors), 16).addWritable(buf, 1025));
+        assertThat(h.memory.slice(buf + 1024, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0))
+                .isEqualTo((byte) Blk.S_IOERR);
+        assertThat(len).isEqualTo(1025);
+        // GET_ID into a 30-byte buffer: 20 bytes of id, the status at offset 30
+        len = h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_GET_ID, 0), 16).addWritable(buf, 31));
+        assertThat(h.memory.slice(buf + 30, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0))
+                .isEqualTo((byte) Blk.S_OK);
+        assertThat(len).isEqualTo(31);
+        // an unsupported request with a data buffer before the status
+        len = h.roundTrip(0, new Scatterlist().addReadable(header(77, 0), 16).addWritable(buf, 513));
+        assertThat(len).isEqualTo(513);
+    }
+
     /** A real image file whose backend logs each write and flush, in order, as the device calls them. */
     static final class Journal implements BlockBackend {
         final FileBackend file;

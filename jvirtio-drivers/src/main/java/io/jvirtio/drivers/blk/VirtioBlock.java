@@ -88,6 +88,7 @@ public final class VirtioBlock {
         final long bounce;
         final CompletableFuture<Void> future = new CompletableFuture<>();
         int status;
+        int usedLength;
         int slot = -1;
 
         Request(int type, long sector, long dataAddress, int dataLength, boolean deviceWrites,
@@ -198,6 +199,10 @@ public final class VirtioBlock {
         if (!device.hasFeature(f)) {
             return CompletableFuture.failedFuture(new IOException(f.specName() + " was not negotiated"));
         }
+        IllegalArgumentException range = outOfRange(sector, Integer.toUnsignedLong(sectors));
+        if (range != null) {
+            return CompletableFuture.failedFuture(range);
+        }
         long seg = dma.allocate(16, 8);
         MemorySegment s = slice(seg, 16);
         s.set(GuestMemory.U64, 0, sector);
@@ -207,11 +212,25 @@ public final class VirtioBlock {
                 .whenComplete((n, e) -> dma.free(seg, 16));
     }
 
+    /** blk-drv-5: a request past the capacity is refused here, never sent to the device. */
+    private IllegalArgumentException outOfRange(long sector, long sectors) {
+        long cap = capacitySectors;
+        if (sector < 0 || sector > cap || sectors > cap - sector) {
+            return new IllegalArgumentException(String.format("sectors %d..%d are beyond the capacity of %d sectors",
+                    sector, sector + sectors - 1, cap));
+        }
+        return null;
+    }
+
     private CompletableFuture<Void> data(int type, long sector, MemorySegment buffer, boolean deviceWrites) {
         long len = buffer.byteSize();
         if (len == 0 || len % SECTOR != 0 || len > Integer.MAX_VALUE) {
             return CompletableFuture.failedFuture(new IllegalArgumentException(
                     "buffer of " + len + " bytes is not a positive multiple of 512"));
+        }
+        IllegalArgumentException range = outOfRange(sector, len / SECTOR);
+        if (range != null) {
+            return CompletableFuture.failedFuture(range);
         }
         if ((len + sizeMax - 1) / sizeMax > segMax) {
             return CompletableFuture.failedFuture(new IllegalArgumentException("buffer of " + len
@@ -302,6 +321,7 @@ public final class VirtioBlock {
                 while (n < done.length && (t = lane.queue.getBuf()) != null) {
                     Request r = (Request) t;
                     r.status = Byte.toUnsignedInt(lane.slots.get(ValueLayout.JAVA_BYTE, 32L * r.slot + 16));
+                    r.usedLength = lane.queue.lastLength();
                     lane.freeSlots[lane.freeCount++] = r.slot;
                     done[n++] = r;
                 }
@@ -328,6 +348,16 @@ public final class VirtioBlock {
     }
 
     private void finish(Request r, int status) {
+        // split-drv-15: nothing beyond the used length is assumed written. The status byte is the last
+        // writable byte, so a length that does not reach it (or, for a read, that leaves out data) means the
+        // device did not do what it reported: the request fails rather than return stale bytes.
+        long needed = (r.deviceWrites && r.type == T_IN ? r.dataLength : 0) + 1L;
+        if (status == 0 && Integer.toUnsignedLong(r.usedLength) < needed) {
+            status = BlockIOException.S_IOERR;
+            System.getLogger(VirtioBlock.class.getName()).log(System.Logger.Level.WARNING,
+                    "{0}: {1} at sector {2}: device reported {3} bytes written, {4} expected", device, name(r.type),
+                    r.sector, Integer.toUnsignedLong(r.usedLength), needed);
+        }
         if (status != 0) {
             if (r.bounce != 0) {
                 dma.free(r.bounce, r.dataLength);

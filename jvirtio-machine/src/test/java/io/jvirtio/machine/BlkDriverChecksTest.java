@@ -1,0 +1,96 @@
+package io.jvirtio.machine;
+
+import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.device.ConfigSpace;
+import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.queue.Interrupt;
+import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.spec.Conformance;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.QueueDevice;
+import io.jvirtio.devices.QueueThread;
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.MemoryBackend;
+import io.jvirtio.drivers.blk.BlkDriver;
+import io.jvirtio.drivers.blk.BlockIOException;
+import io.jvirtio.drivers.blk.VirtioBlock;
+import io.jvirtio.transport.pci.VirtioPciDriver;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** What the block driver checks before it trusts a request or a completion. */
+class BlkDriverChecksTest {
+
+    private static VirtioBlock disk(Machine m, io.jvirtio.core.device.VirtioDeviceModel model) {
+        m.plug(model);
+        VirtioBus bus = new VirtioBus();
+        BlkDriver blk = new BlkDriver();
+        bus.registerDriver(blk);
+        new VirtioPciDriver(m, bus).scan();
+        return blk.disks().getFirst();
+    }
+
+    @Test
+    @Conformance("blk-drv-5")
+    void requestsBeyondTheCapacityAreRefusedWithoutReachingTheDevice() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            BlkDevice dev = new BlkDevice(new MemoryBackend(1 << 20, false));
+            VirtioBlock disk = disk(m, dev);
+            MemorySegment buf = disk.allocateBuffer(1024);
+            for (long sector : new long[] {2047, 2048, -1, Long.MAX_VALUE}) {
+                assertThatThrownBy(() -> disk.read(sector, buf).get(5, TimeUnit.SECONDS)).as("read at %d", sector)
+                        .hasCauseInstanceOf(IllegalArgumentException.class).hasMessageContaining("beyond the capacity");
+                assertThatThrownBy(() -> disk.write(sector, buf).get(5, TimeUnit.SECONDS)).as("write at %d", sector)
+                        .hasCauseInstanceOf(IllegalArgumentException.class);
+            }
+            assertThatThrownBy(() -> disk.writeZeroes(2040, 9).get(5, TimeUnit.SECONDS))
+                    .hasCauseInstanceOf(IllegalArgumentException.class);
+            disk.read(2046, buf).get(5, TimeUnit.SECONDS); // the last two sectors are fine
+            assertThat(dev.errors.sum()).as("the device saw no bad request").isZero();
+            assertThat(dev.reads.sum()).isEqualTo(1);
+        }
+    }
+
+    /** A block device that completes every request with status OK but a used length of 1. */
+    static final class ShortLength extends QueueDevice {
+        final ConfigSpace config = new ConfigSpace(60);
+
+        ShortLength() {
+            config.store(0, 2048, 8);
+        }
+
+        public DeviceType type() { return DeviceType.BLOCK; }
+        public long deviceFeatures() { return Feature.VERSION_1.mask(); }
+        public int numQueues() { return 1; }
+        public int maxQueueSize(int index) { return 64; }
+        public ConfigSpace config() { return config; }
+
+        @Override
+        protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
+            MemorySegment ok = MemorySegment.ofArray(new byte[1]);
+            return requestWorker(index, queue, interrupt, chain -> {
+                chain.writeWritable(chain.writableBytes() - 1, ok);
+                return 1;
+            }, context);
+        }
+    }
+
+    @Test
+    @Conformance("split-drv-15")
+    void aReadWhoseUsedLengthLeavesOutTheDataFails() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            VirtioBlock disk = disk(m, new ShortLength());
+            MemorySegment buf = disk.allocateBuffer(512);
+            assertThatThrownBy(() -> disk.read(0, buf).get(5, TimeUnit.SECONDS))
+                    .isInstanceOf(ExecutionException.class).hasCauseInstanceOf(BlockIOException.class);
+            disk.write(0, buf).get(5, TimeUnit.SECONDS); // a write needs only the status byte
+        }
+    }
+}
