@@ -28,7 +28,11 @@ public interface ConfigOps {
     /** {@code config_generation} (§2.5.1). */
     int generation();
 
-    /** Reads device configuration bytes; callers use {@link VirtioDevice#readConfig} for the retry loop. */
+    /**
+     * Reads one configuration field of {@code length} bytes: 1, 2 and 4 as one access of that width, 8 as
+     * two 32-bit halves, any other length (a byte array such as a MAC) byte by byte (§4.1.3.1). Callers use
+     * {@link VirtioDevice#readConfig} for the generation loop.
+     */
     void readConfig(int offset, byte[] dst, int dstOffset, int length);
 
     void writeConfig(int offset, byte[] src);

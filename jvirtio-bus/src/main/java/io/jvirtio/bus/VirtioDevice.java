@@ -139,6 +139,29 @@ public final class VirtioDevice {
         return v;
     }
 
+    /**
+     * Several fields read consistently together (one generation loop around all of them), each with its own
+     * width: {@code offsetsAndWidths} is offset, width, offset, width, ...
+     */
+    public long[] readConfigFields(int... offsetsAndWidths) throws TransportException {
+        long[] v = new long[offsetsAndWidths.length / 2];
+        for (int i = 0; i < CONFIG_RETRIES; i++) {
+            int before = config.generation();
+            for (int f = 0; f < v.length; f++) {
+                byte[] b = new byte[offsetsAndWidths[2 * f + 1]];
+                config.readConfig(offsetsAndWidths[2 * f], b, 0, b.length);
+                v[f] = 0;
+                for (int k = 0; k < b.length; k++) {
+                    v[f] |= (b[k] & 0xffL) << (8 * k);
+                }
+            }
+            if (config.generation() == before) {
+                return v;
+            }
+        }
+        throw new TransportException(name() + ": config_generation changed on each of " + CONFIG_RETRIES + " reads");
+    }
+
     @Override
     public String toString() {
         DeviceType t = type();

@@ -36,9 +36,13 @@ class NotifyBeforeDriverOkTest {
     static final class Watched implements PciFunction {
         final VirtioPciDevice inner;
         final List<Integer> statusAtNotify = new CopyOnWriteArrayList<>();
+        final List<String> deviceCfgReads = new CopyOnWriteArrayList<>();
         int notifyBar = -1;
         long notifyOffset;
         long notifyLength;
+        int cfgBar = -1;
+        long cfgOffset;
+        long cfgLength;
 
         Watched(VirtioPciDevice inner) {
             this.inner = inner;
@@ -49,6 +53,12 @@ class NotifyBeforeDriverOkTest {
                     notifyBar = inner.configRead(at + VirtioPciCap.BAR, 1);
                     notifyOffset = inner.configRead(at + VirtioPciCap.OFFSET, 4) & 0xffffffffL;
                     notifyLength = inner.configRead(at + VirtioPciCap.LENGTH, 4) & 0xffffffffL;
+                }
+                if (inner.configRead(at, 1) == Pci.CAP_ID_VNDR
+                        && inner.configRead(at + VirtioPciCap.CFG_TYPE, 1) == VirtioPciCap.DEVICE_CFG) {
+                    cfgBar = inner.configRead(at + VirtioPciCap.BAR, 1);
+                    cfgOffset = inner.configRead(at + VirtioPciCap.OFFSET, 4) & 0xffffffffL;
+                    cfgLength = inner.configRead(at + VirtioPciCap.LENGTH, 4) & 0xffffffffL;
                 }
                 at = inner.configRead(at + 1, 1);
             }
@@ -63,7 +73,13 @@ class NotifyBeforeDriverOkTest {
 
         public int configRead(int offset, int size) { return inner.configRead(offset, size); }
         public void configWrite(int offset, int size, int value) { inner.configWrite(offset, size, value); }
-        public long barRead(int bar, long offset, int size) { return inner.barRead(bar, offset, size); }
+        /** Device-specific configuration reads, as "offset/width". */
+        public long barRead(int bar, long offset, int size) {
+            if (bar == cfgBar && offset >= cfgOffset && offset < cfgOffset + cfgLength) {
+                deviceCfgReads.add((offset - cfgOffset) + "/" + size);
+            }
+            return inner.barRead(bar, offset, size);
+        }
         public long barAddress(int bar) { return inner.barAddress(bar); }
         public long barSize(int bar) { return inner.barSize(bar); }
         public boolean barIsIo(int bar) { return inner.barIsIo(bar); }

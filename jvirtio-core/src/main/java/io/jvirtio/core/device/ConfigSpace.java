@@ -1,7 +1,6 @@
 package io.jvirtio.core.device;
 
 import java.util.Arrays;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * A device configuration space: little-endian fields (§2.5) in a byte array, with the generation
@@ -12,7 +11,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 public final class ConfigSpace {
     private final byte[] bytes;
-    private final AtomicInteger generation = new AtomicInteger();
+    private int generation;
+    /** The driver read the generation since it last changed (initially: as if it had). */
+    private boolean sampled = true;
     private final Writer writer;
     private volatile Runnable changeListener = () -> { };
 
@@ -37,8 +38,14 @@ public final class ConfigSpace {
         return bytes.length;
     }
 
-    public int generation() {
-        return generation.get() & 0xff;
+    /**
+     * The driver reads {@code config_generation}. The counter is 8 bits wide on PCI, so it must never move
+     * by 256 between two of the driver's reads of it: it changes at most once per read (§2.5.1, pci-dev-10,
+     * mmio-dev-5) — once is enough, any number of updates since then being covered by that one change.
+     */
+    public synchronized int generation() {
+        sampled = true;
+        return generation & 0xff;
     }
 
     /** Reads {@code length} bytes at {@code offset}; bytes outside the space read as zero. */
@@ -66,7 +73,10 @@ public final class ConfigSpace {
             for (int i = 0; i < width; i++) {
                 bytes[offset + i] = (byte) (value >>> (8 * i));
             }
-            generation.incrementAndGet();
+            if (sampled) {
+                generation++;
+                sampled = false;
+            }
         }
         changeListener.run();
     }

@@ -78,9 +78,9 @@ public final class VirtioConsole {
     void refreshSize() {
         if (device.hasFeature(Feature.CONSOLE_SIZE)) {
             try {
-                long v = device.readConfigField(0, 4);
-                cols = (int) (v & 0xffff);
-                rows = (int) (v >>> 16);
+                long[] v = device.readConfigFields(0, 2, 2, 2); // cols and rows: two 16-bit fields
+                cols = (int) v[0];
+                rows = (int) v[1];
             } catch (TransportException e) {
                 System.getLogger(VirtioConsole.class.getName()).log(System.Logger.Level.WARNING, e.getMessage());
             }

@@ -94,7 +94,7 @@ final class MmioConfigOps implements ConfigOps {
         int done = 0;
         while (done < length) {
             int at = offset + done;
-            int w = (length - done >= 4 && at % 4 == 0) ? 4 : (length - done >= 2 && at % 2 == 0) ? 2 : 1;
+            int w = io.jvirtio.transport.common.ConfigAccess.width(length);
             long v = host.mmioRead(base + CONFIG + at, w);
             for (int i = 0; i < w; i++) {
                 dst[dstOffset + done + i] = (byte) (v >>> (8 * i));

@@ -76,11 +76,11 @@ final class ModernRegisters implements Registers {
         if (device == null || offset < 0 || offset + length > device.length()) {
             throw new IndexOutOfBoundsException("config [" + offset + ", +" + length + ") outside the device config");
         }
-        // §4.1.3.1: natural-width accesses; 64-bit fields as two 32-bit reads.
+        // §4.1.3.1: one access of the field's width; 64-bit fields as two 32-bit reads.
         int done = 0;
         while (done < length) {
             int at = offset + done;
-            int w = (length - done >= 4 && at % 4 == 0) ? 4 : (length - done >= 2 && at % 2 == 0) ? 2 : 1;
+            int w = io.jvirtio.transport.common.ConfigAccess.width(length);
             long v = host.mmioRead(device.address() + at, w);
             for (int i = 0; i < w; i++) {
                 dst[dstOffset + done + i] = (byte) (v >>> (8 * i));
