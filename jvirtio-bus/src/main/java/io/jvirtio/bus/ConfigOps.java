@@ -16,8 +16,21 @@ public interface ConfigOps {
     /** Writes the status byte; bits are only ever added, except by {@link #reset()}. */
     void setStatus(int status);
 
-    /** Resets the device (§2.4) and waits until it reads back 0. */
+    /**
+     * Resets the device (§2.4) and waits until it reads back 0.
+     *
+     * @throws IllegalStateException when the device does not complete its reset in bounded time
+     */
     void reset();
+
+    /**
+     * Whether the device is driven through a modern interface (virtio-pci capabilities, virtio-mmio version
+     * 2, vhost-user): such a device must offer VIRTIO_F_VERSION_1 (§4.1.2.2 basic-drv-8), and a legacy one
+     * is driven without FEATURES_OK.
+     */
+    default boolean modern() {
+        return true;
+    }
 
     /** The 64 feature bits the device offers. */
     long getFeatures();

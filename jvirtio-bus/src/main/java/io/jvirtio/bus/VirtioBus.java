@@ -34,9 +34,15 @@ public final class VirtioBus {
      */
     public synchronized VirtioDevice registerDevice(int deviceId, ConfigOps ops) {
         VirtioDevice dev = new VirtioDevice(nextIndex.getAndIncrement(), deviceId, ops);
-        ops.reset();
-        ops.setStatus(DeviceStatus.ACKNOWLEDGE);
         devices.add(dev);
+        try {
+            ops.reset();
+        } catch (RuntimeException e) {
+            log(dev + ": registered, not driven: " + e.getMessage());
+            LOG.log(Level.WARNING, dev + ": not driven: " + e.getMessage());
+            return dev;
+        }
+        ops.setStatus(DeviceStatus.ACKNOWLEDGE);
         log(dev + ": registered");
         for (VirtioDriver d : drivers) {
             if (tryProbe(d, dev)) {
@@ -117,19 +123,20 @@ public final class VirtioBus {
             return false;
         }
         ConfigOps ops = dev.config();
-        if (ops.getStatus() != DeviceStatus.ACKNOWLEDGE) {
-            // §3.1.1 (basic-drv-3): after FAILED, or anything else left by an earlier attempt, start over
-            // from a reset; status bits are never cleared any other way (basic-drv-2).
-            ops.reset();
-            ops.setStatus(DeviceStatus.ACKNOWLEDGE);
-        }
         int status = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER;
-        ops.setStatus(status);
         try {
+            if (ops.getStatus() != DeviceStatus.ACKNOWLEDGE) {
+                // §3.1.1 (basic-drv-3): after FAILED, or anything else left by an earlier attempt, start over
+                // from a reset; status bits are never cleared any other way (basic-drv-2).
+                ops.reset();
+                ops.setStatus(DeviceStatus.ACKNOWLEDGE);
+            }
+            ops.setStatus(status);
             long offered = ops.getFeatures();
             long wanted = driver.features() | TRANSPORT_FEATURES;
-            // A device without VERSION_1 is a legacy interface (§6.1): 32 feature bits, no FEATURES_OK.
-            boolean modern = Feature.VERSION_1.isSet(offered);
+            // A legacy interface (§6.1) has 32 feature bits and no FEATURES_OK; a modern one without
+            // VERSION_1 cannot be driven at all (negotiate refuses it, as Linux's virtio_pci_modern does).
+            boolean modern = ops.modern();
             long accepted = FeatureNegotiation.negotiate(dev.type(), offered, wanted, modern);
             ops.finalizeFeatures(accepted);
             if (modern) {
@@ -149,6 +156,8 @@ public final class VirtioBus {
             dev.setDriver(null);
             try {
                 dev.resetAndDeleteQueues();
+            } catch (RuntimeException resetFailed) {
+                e.addSuppressed(resetFailed);
             } finally {
                 ops.setStatus(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FAILED);
             }

@@ -18,7 +18,6 @@ import static io.jvirtio.transport.mmio.VirtioMmio.*;
 /** {@link ConfigOps} over the virtio-mmio registers (VIRTIO 1.2 §4.2.3, Linux {@code virtio_mmio}). */
 final class MmioConfigOps implements ConfigOps {
     static final int MAX_INDIRECT = 64;
-    private static final int RESET_POLLS = 100_000;
 
     private final MmioHost host;
     private final long base;
@@ -62,9 +61,7 @@ final class MmioConfigOps implements ConfigOps {
     @Override
     public void reset() {
         write(STATUS, 0);
-        for (int i = 0; i < RESET_POLLS && getStatus() != 0; i++) {
-            Thread.onSpinWait();
-        }
+        io.jvirtio.transport.common.ResetWait.await(this::getStatus, busInfo());
     }
 
     @Override
@@ -164,7 +161,11 @@ final class MmioConfigOps implements ConfigOps {
 
     /** §4.2.3.4: read InterruptStatus, acknowledge it, then serve the queues and/or the config change. */
     private void interrupt() {
-        int cause = read(INTERRUPT_STATUS);
+        // mmio-drv-10/11: undefined bits are ignored and never written to InterruptACK
+        int cause = read(INTERRUPT_STATUS) & (INT_VRING | INT_CONFIG);
+        if (cause == 0) {
+            return;
+        }
         write(INTERRUPT_ACK, cause);
         if ((cause & INT_VRING) != 0) {
             callbacks.forEach(Runnable::run);

@@ -24,6 +24,11 @@ public final class VirtioMmio {
     public static final int QUEUE_DRIVER_HIGH = 0x094;
     public static final int QUEUE_DEVICE_LOW = 0x0a0;
     public static final int QUEUE_DEVICE_HIGH = 0x0a4;
+    public static final int SHM_SEL = 0x0ac;
+    public static final int SHM_LEN_LOW = 0x0b0;
+    public static final int SHM_LEN_HIGH = 0x0b4;
+    public static final int SHM_BASE_LOW = 0x0b8;
+    public static final int SHM_BASE_HIGH = 0x0bc;
     public static final int CONFIG_GENERATION = 0x0fc;
     public static final int CONFIG = 0x100;
 

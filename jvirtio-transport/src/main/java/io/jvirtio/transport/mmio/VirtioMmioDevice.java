@@ -84,6 +84,8 @@ public final class VirtioMmioDevice {
             case INTERRUPT_STATUS -> interruptStatus;
             case STATUS -> status;
             case CONFIG_GENERATION -> model.config().generation();
+            // §4.2.2: no shared memory regions; reading a non-existent one gives a length (and base) of -1
+            case SHM_LEN_LOW, SHM_LEN_HIGH, SHM_BASE_LOW, SHM_BASE_HIGH -> 0xffffffffL;
             default -> 0;
         } & 0xffffffffL;
     }

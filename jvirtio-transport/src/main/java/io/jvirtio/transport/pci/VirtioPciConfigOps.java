@@ -26,7 +26,6 @@ import static io.jvirtio.transport.pci.VirtioPciCap.NO_VECTOR;
 final class VirtioPciConfigOps implements ConfigOps {
     /** Descriptors per indirect table a driver queue can use. */
     static final int MAX_INDIRECT = 64;
-    private static final int RESET_POLLS = 100_000;
 
     private final PciHost host;
     private final int slot;
@@ -66,10 +65,12 @@ final class VirtioPciConfigOps implements ConfigOps {
     @Override
     public void reset() {
         regs.status(0);
-        // §4.1.4.3.2: after writing 0 the driver waits for device_status to read 0.
-        for (int i = 0; i < RESET_POLLS && regs.status() != 0; i++) {
-            Thread.onSpinWait();
-        }
+        io.jvirtio.transport.common.ResetWait.await(regs::status, busInfo());
+    }
+
+    @Override
+    public boolean modern() {
+        return !regs.kind().equals("legacy");
     }
 
     @Override

@@ -217,7 +217,10 @@ public final class VirtioPciDevice implements PciFunction {
             return v;
         }
         if (offset >= CAP_PCI_CFG + PCI_CFG_DATA && offset < CAP_PCI_CFG + PCI_CFG_DATA + 4) {
-            return (int) pciCfgAccess(false, 0);
+            // the access's bytes sit in pci_cfg_data from its first byte; a narrower read gets its own part
+            int shift = 8 * (offset - CAP_PCI_CFG - PCI_CFG_DATA);
+            long data = pciCfgAccess(false, 0) >>> shift;
+            return (int) (size == 4 ? data : data & ((1L << (8 * size)) - 1));
         }
         int v = 0;
         for (int i = 0; i < size; i++) {
@@ -229,7 +232,7 @@ public final class VirtioPciDevice implements PciFunction {
     @Override
     public void configWrite(int offset, int size, int value) {
         if (offset >= CAP_PCI_CFG + PCI_CFG_DATA && offset < CAP_PCI_CFG + PCI_CFG_DATA + 4) {
-            pciCfgAccess(true, value);
+            pciCfgAccess(true, value << (8 * (offset - CAP_PCI_CFG - PCI_CFG_DATA)));
             return;
         }
         boolean unmasked;
@@ -766,9 +769,12 @@ public final class VirtioPciDevice implements PciFunction {
     private void updateIntx() {
         boolean level;
         synchronized (this) {
-            level = isr != 0 && !msixEnabled() && (get16(Pci.COMMAND) & Pci.COMMAND_INTX_DISABLE) == 0;
+            // pci-dev-21: without MSI-X, Status.Interrupt is the OR of the ISR bits; Interrupt Disable only
+            // keeps the line from being asserted (PCI 3.0 §6.2.3), it does not hide the status.
+            boolean pending = isr != 0 && !msixEnabled();
+            level = pending && (get16(Pci.COMMAND) & Pci.COMMAND_INTX_DISABLE) == 0;
             int st = get16(Pci.STATUS);
-            put16(Pci.STATUS, level ? st | Pci.STATUS_INTERRUPT : st & ~Pci.STATUS_INTERRUPT);
+            put16(Pci.STATUS, pending ? st | Pci.STATUS_INTERRUPT : st & ~Pci.STATUS_INTERRUPT);
         }
         interrupts.intx(level);
     }

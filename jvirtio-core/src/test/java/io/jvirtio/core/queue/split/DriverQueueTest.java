@@ -60,14 +60,14 @@ class DriverQueueTest {
 
     @Test
     void indirectChainTakesOneRingDescriptor() throws Exception {
-        try (RingFixture f = new RingFixture(4, Feature.INDIRECT_DESC.mask(), 8)) {
+        try (RingFixture f = new RingFixture(8, Feature.INDIRECT_DESC.mask(), 8)) {
             long b = f.buffer(256);
             Scatterlist sg = new Scatterlist();
             for (int i = 0; i < 3; i++) {
                 sg.addReadable(b + 16L * i, 16);
             }
             sg.addWritable(b + 128, 64).addWritable(b + 192, 64);
-            for (int t = 0; t < 4; t++) {
+            for (int t = 0; t < 8; t++) {
                 assertThat(f.driver.addBuf(sg, t)).isTrue();
             }
             assertThat(f.driver.numFree()).isZero();
@@ -85,8 +85,8 @@ class DriverQueueTest {
             f.device.addUsed(c.head(), 0);
             f.device.publishUsed();
             assertThat(f.driver.getBuf()).isZero();
-            assertThatThrownBy(() -> f.driver.addBuf(big, 99)).as("9 direct descriptors never fit a queue of 4")
-                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("queue of 4");
+            assertThatThrownBy(() -> f.driver.addBuf(big, 99)).as("9 direct descriptors never fit a queue of 8")
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("queue of 8");
             big.clear().addReadable(b, 1).addReadable(b, 1).addReadable(b, 1);
             assertThat(f.driver.addBuf(big, 98)).isTrue();
         }
@@ -170,6 +170,42 @@ class DriverQueueTest {
             f.memory.writeU16(f.driver.addresses().usedRing() + 2, (short) 3);
             assertThatThrownBy(f.driver::getBuf).isInstanceOfSatisfying(VirtqueueException.class,
                     e -> assertThat(e.error()).isEqualTo(new RingError.UsedIndexJump(3, 0, 1)));
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-8")
+    void noChainLongerThanTheQueueEvenInAnIndirectTable() throws Exception {
+        try (RingFixture f = new RingFixture(4, Feature.INDIRECT_DESC.mask(), 16)) {
+            long b = f.buffer(256);
+            Scatterlist five = new Scatterlist();
+            for (int i = 0; i < 5; i++) {
+                five.addReadable(b + 16L * i, 16);
+            }
+            assertThatThrownBy(() -> f.driver.addBuf(five, 1)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("queue of 4");
+            assertThat(f.driver.numFree()).as("nothing was taken").isEqualTo(4);
+            Scatterlist four = new Scatterlist();
+            for (int i = 0; i < 4; i++) {
+                four.addReadable(b + 16L * i, 16);
+            }
+            assertThat(f.driver.addBuf(four, 2)).isTrue();
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-4")
+    void noChainOfMoreThan2To32Bytes() throws Exception {
+        try (RingFixture f = new RingFixture(8, 0)) {
+            long b = f.buffer(64);
+            // lengths are u32: two buffers of 2^31 + 2^31 + 1 bytes (they are never touched: refused first)
+            Scatterlist huge = new Scatterlist().addReadable(b, Integer.MIN_VALUE).addReadable(b, Integer.MIN_VALUE)
+                    .addReadable(b, 1);
+            assertThatThrownBy(() -> f.driver.addBuf(huge, 1)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("2^32");
+            assertThat(f.driver.numFree()).isEqualTo(8);
+            Scatterlist exactly = new Scatterlist().addReadable(b, Integer.MIN_VALUE).addReadable(b, Integer.MIN_VALUE);
+            assertThat(f.driver.addBuf(exactly, 2)).as("2^32 bytes is still allowed").isTrue();
         }
     }
 }
