@@ -104,7 +104,12 @@ public final class VirtioBus {
     /** The transport saw a configuration change interrupt. */
     public void configChanged(VirtioDevice dev) {
         VirtioDriver d = dev.driver();
-        if (d != null && (dev.status() & DeviceStatus.DRIVER_OK) != 0) {
+        int status = dev.status();
+        if (d != null && (status & DeviceStatus.DEVICE_NEEDS_RESET) != 0) {
+            // §2.1.2: a device that needs a reset says so with a configuration change notification.
+            log(dev + ": device needs reset");
+            d.needsReset(dev);
+        } else if (d != null && (status & DeviceStatus.DRIVER_OK) != 0) {
             d.configChanged(dev);
         }
     }

@@ -32,4 +32,11 @@ public interface VirtioDriver {
     /** The device changed its configuration space (§2.5). */
     default void configChanged(VirtioDevice device) {
     }
+
+    /**
+     * The device set DEVICE_NEEDS_RESET (§2.1.2): it will complete nothing more until it is reset, so a
+     * driver fails what it has in flight instead of waiting for it (basic-drv-4), and refuses new work.
+     */
+    default void needsReset(VirtioDevice device) {
+    }
 }

@@ -93,4 +93,45 @@ class BlkDriverChecksTest {
             disk.write(0, buf).get(5, TimeUnit.SECONDS); // a write needs only the status byte
         }
     }
+
+    /** A block device that takes the first request, never completes it, and declares DEVICE_NEEDS_RESET. */
+    static final class Breaks extends QueueDevice {
+        final ConfigSpace config = new ConfigSpace(60);
+        final java.util.concurrent.CountDownLatch took = new java.util.concurrent.CountDownLatch(1);
+
+        Breaks() {
+            config.store(0, 2048, 8);
+        }
+
+        public DeviceType type() { return DeviceType.BLOCK; }
+        public long deviceFeatures() { return Feature.VERSION_1.mask(); }
+        public int numQueues() { return 1; }
+        public int maxQueueSize(int index) { return 64; }
+        public ConfigSpace config() { return config; }
+
+        @Override
+        protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
+            return requestWorker(index, queue, interrupt, chain -> {
+                took.countDown();
+                context.failure().needsReset("the test's device broke");
+                java.util.concurrent.locks.LockSupport.park(); // never completes; reset's stop unparks it
+                return 0;
+            }, context);
+        }
+    }
+
+    @Test
+    @Conformance({"basic-drv-4", "basic-dev-2"})
+    void deviceNeedsResetFailsWhatIsInFlightAndWhatComesAfter() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            Breaks dev = new Breaks();
+            VirtioBlock disk = disk(m, dev);
+            MemorySegment buf = disk.allocateBuffer(512);
+            var inFlight = disk.read(0, buf);
+            assertThat(dev.took.await(5, TimeUnit.SECONDS)).isTrue();
+            assertThatThrownBy(() -> inFlight.get(5, TimeUnit.SECONDS)).isInstanceOf(ExecutionException.class)
+                    .hasMessageContaining("device needs reset");
+            assertThatThrownBy(() -> disk.write(0, buf).get(5, TimeUnit.SECONDS)).isInstanceOf(ExecutionException.class);
+        }
+    }
 }

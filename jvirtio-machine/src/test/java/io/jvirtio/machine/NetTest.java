@@ -32,10 +32,14 @@ class NetTest {
     VirtualSwitch sw;
 
     void boot(int pairs) throws Exception {
+        boot(pairs, 1500);
+    }
+
+    void boot(int pairs, int mtu) throws Exception {
         machine = new Machine(64 << 20);
         sw = new VirtualSwitch();
-        devA = new NetDevice(sw.port(), MAC_A, pairs);
-        devB = new NetDevice(sw.port(), MAC_B, pairs);
+        devA = new NetDevice(sw.port(), MAC_A, pairs, mtu);
+        devB = new NetDevice(sw.port(), MAC_B, pairs, mtu);
         machine.plug(devA);
         machine.plug(devB);
         VirtioBus bus = new VirtioBus();
@@ -189,7 +193,7 @@ class NetTest {
 
     @Test
     void jumboFrameSpansReceiveBuffersAndIsMergedByTheDriver() throws Exception {
-        boot(1);
+        boot(1, 9000);
         // a third station on the switch sends a 5000-byte frame: three of the driver's 2 KiB buffers
         var outside = sw.port();
         byte[] jumbo = frame(MAC_A, new byte[] {0x52, 0x54, 0, 9, 9, 9}, 42, 5000);
@@ -218,5 +222,29 @@ class NetTest {
         assertThatThrownBy(() -> nic.setMacFilter(List.of(), List.of())).hasMessageContaining("NET_CTRL_RX was not negotiated");
         assertThatThrownBy(() -> nic.setMacAddress(MAC_B)).hasMessageContaining("was not negotiated");
         assertThat(nic.mac()).as("the station address did not change").isEqualTo(MAC_A);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-3", "net-dev-4", "net-drv-5", "net-drv-6"})
+    void theNegotiatedMtuBoundsWhatIsSentAndWhatIsDelivered() throws Exception {
+        boot(1, 9000);
+        // a jumbo link: the largest frame crosses whole, one byte more is refused by the driver
+        byte[] biggest = frame(MAC_B, MAC_A, 1, 9014);
+        a.send(biggest);
+        assertThat(b.receive(5, TimeUnit.SECONDS)).isEqualTo(biggest);
+        assertThatThrownBy(() -> a.send(frame(MAC_B, MAC_A, 2, 9015))).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("MTU 9000");
+        machine.close();
+
+        boot(1, 1500);
+        assertThatThrownBy(() -> a.send(frame(MAC_B, MAC_A, 3, 1515))).isInstanceOf(IllegalArgumentException.class);
+        // a larger frame from elsewhere on the switch is not passed to a driver that negotiated MTU 1500
+        var outside = sw.port();
+        byte[] tooBig = frame(MAC_A, new byte[] {0x52, 0x54, 0, 9, 9, 9}, 4, 1515);
+        outside.transmit(java.lang.foreign.MemorySegment.ofArray(tooBig), tooBig.length);
+        byte[] fits = frame(MAC_A, new byte[] {0x52, 0x54, 0, 9, 9, 9}, 5, 1514);
+        outside.transmit(java.lang.foreign.MemorySegment.ofArray(fits), fits.length);
+        assertThat(a.receive(5, TimeUnit.SECONDS)).as("the next frame delivered is the one that fits").isEqualTo(fits);
+        assertThat(devA.rxDropped.get()).isEqualTo(1);
     }
 }

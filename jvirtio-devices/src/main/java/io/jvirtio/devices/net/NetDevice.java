@@ -34,11 +34,15 @@ public final class NetDevice extends QueueDevice {
      */
     public static final int INBOUND_LIMIT = 512;
     /** The largest frame an inbound slot holds (jumbo frames fit). */
-    static final int MAX_INBOUND_FRAME = 9216;
+    public static final int MAX_INBOUND_FRAME = 9216;
     private static final int MAX_EXTRA_BUFFERS = 32;
+
+    /** The Ethernet header, which the MTU does not count. */
+    static final int ETH_HLEN = 14;
 
     private final NetBackend backend;
     private final int maxPairs;
+    private final int mtu;
     private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
     private final Pair[] pairs;
     private volatile boolean active;
@@ -67,9 +71,23 @@ public final class NetDevice extends QueueDevice {
      * @param pairs   receive/transmit queue pairs (more than one offers VIRTIO_NET_F_MQ)
      */
     public NetDevice(NetBackend backend, byte[] mac, int pairs) {
+        this(backend, mac, pairs, Net.MTU);
+    }
+
+    /**
+     * A NIC whose link carries frames of up to {@code mtu} bytes of payload (VIRTIO_NET_F_MTU, §5.1.4): a
+     * driver that negotiates it sends no larger frame and is given none (net-dev-3).
+     *
+     * @param mtu 68 (the IPv4 minimum) up to {@value #MAX_INBOUND_FRAME} - 14, e.g. 9000 for jumbo frames
+     */
+    public NetDevice(NetBackend backend, byte[] mac, int pairs, int mtu) {
         if (mac.length != 6 || pairs < 1 || pairs > 64) {
             throw new IllegalArgumentException("need a 6-byte MAC and 1..64 queue pairs");
         }
+        if (mtu < 68 || mtu > MAX_INBOUND_FRAME - ETH_HLEN) {
+            throw new IllegalArgumentException("MTU " + mtu + " not in 68.." + (MAX_INBOUND_FRAME - ETH_HLEN));
+        }
+        this.mtu = mtu;
         this.backend = backend;
         this.maxPairs = pairs;
         this.pairs = new Pair[pairs];
@@ -79,7 +97,7 @@ public final class NetDevice extends QueueDevice {
         config.store(Net.CFG_MAC, mac);
         config.store(Net.CFG_STATUS, Net.S_LINK_UP, 2);
         config.store(Net.CFG_MAX_VIRTQUEUE_PAIRS, pairs, 2);
-        config.store(Net.CFG_MTU, Net.MTU, 2);
+        config.store(Net.CFG_MTU, mtu, 2);
         this.mac = VirtualSwitch.mac(mac, 0);
         backend.connect(this::receive);
     }
@@ -175,7 +193,8 @@ public final class NetDevice extends QueueDevice {
      * its receive worker. Runs on the sender's thread; allocates nothing.
      */
     private void receive(MemorySegment frame, long length) {
-        if (!active || length < 14) {
+        if (!active || length < ETH_HLEN || length > ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)) {
+            // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver
             rxDropped.incrementAndGet();
             return;
         }

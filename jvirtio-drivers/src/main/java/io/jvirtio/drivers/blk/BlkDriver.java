@@ -86,6 +86,14 @@ public final class BlkDriver implements VirtioDriver {
     }
 
     @Override
+    public void needsReset(VirtioDevice device) {
+        VirtioBlock disk = (VirtioBlock) device.driverData();
+        if (disk != null) {
+            disk.fail(new java.io.IOException(device + ": device needs reset (DEVICE_NEEDS_RESET); request abandoned"));
+        }
+    }
+
+    @Override
     public void configChanged(VirtioDevice device) {
         VirtioBlock disk = (VirtioBlock) device.driverData();
         if (disk != null) {

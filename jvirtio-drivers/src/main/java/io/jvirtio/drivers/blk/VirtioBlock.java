@@ -57,6 +57,8 @@ public final class VirtioBlock {
         int freeCount;
         /** Reaped requests of one interrupt, completed after the lock is released (interrupt thread only). */
         final Request[] done;
+        /** The request on the ring in each slot, or null: what DEVICE_NEEDS_RESET must fail. */
+        final Request[] inFlight;
         final MemorySegment slots;
         boolean detached;
 
@@ -71,6 +73,7 @@ public final class VirtioBlock {
             }
             this.freeSlots = new int[slotCount];
             this.done = new Request[slotCount];
+            this.inFlight = new Request[slotCount];
             for (int i = 0; i < slotCount; i++) {
                 freeSlots[freeCount++] = i;
             }
@@ -306,6 +309,7 @@ public final class VirtioBlock {
             return false;
         }
         r.slot = slot;
+        lane.inFlight[slot] = r;
         return true;
     }
 
@@ -323,6 +327,7 @@ public final class VirtioBlock {
                     r.status = Byte.toUnsignedInt(lane.slots.get(ValueLayout.JAVA_BYTE, 32L * r.slot + 16));
                     r.usedLength = lane.queue.lastLength();
                     lane.freeSlots[lane.freeCount++] = r.slot;
+                    lane.inFlight[r.slot] = null;
                     done[n++] = r;
                 }
             } catch (VirtqueueException e) {
@@ -383,6 +388,30 @@ public final class VirtioBlock {
         }
         for (Request r : failed) {
             r.future.completeExceptionally(new IOException(device + ": " + cause.getMessage(), cause));
+        }
+    }
+
+    /**
+     * The device will complete nothing more (DEVICE_NEEDS_RESET): every request in flight or waiting fails
+     * with {@code cause}, and so does every later one, until the driver is bound again after a reset.
+     * The rings stay as they are (the device may still own their buffers); {@link #detach} reclaims them.
+     */
+    void fail(IOException cause) {
+        for (Lane lane : lanes) {
+            List<Request> failed = new ArrayList<>();
+            synchronized (lane) {
+                lane.detached = true;
+                for (Request r : lane.inFlight) {
+                    if (r != null) {
+                        failed.add(r);
+                    }
+                }
+                failed.addAll(lane.waiting);
+                lane.waiting.clear();
+            }
+            for (Request r : failed) {
+                r.future.completeExceptionally(cause);
+            }
         }
     }
 

@@ -25,13 +25,18 @@ import java.util.function.Consumer;
 
 /**
  * An Ethernet NIC over virtio-net. {@link #send} copies a frame behind a zeroed {@code virtio_net_hdr}
- * into a transmit buffer and kicks; transmit buffers come back on the transmit interrupt. Receive
- * buffers (2 KiB: header + the largest frame) are posted at start and re-posted as each frame is
+ * into a transmit buffer and kicks; transmit buffers come back on the transmit interrupt. Frames are bounded
+ * by the device's MTU when VIRTIO_NET_F_MTU is negotiated (1514 bytes with the header otherwise). Receive
+ * buffers (2 KiB, or header + the largest frame when that is more and MRG_RXBUF is off) are posted at
+ * start and re-posted as each frame is
  * handed to the receiver (by default a bounded queue read with {@link #receive}).
  */
 public final class VirtioNet {
+    /** Receive buffers (with MRG_RXBUF a large frame spans several) and transmit slots are at least this. */
     static final int BUFFER = 2048;
     static final int HDR = 12;
+    /** The Ethernet header, which the MTU does not count. */
+    static final int ETH_HLEN = 14;
 
     private final VirtioDevice device;
     private final GuestAllocator dma;
@@ -47,6 +52,10 @@ public final class VirtioNet {
     private volatile Consumer<MemorySegment> receiver = this::enqueue;
     private volatile boolean linkUp = true;
     private final byte[] mac = new byte[6];
+    /** The largest frame this NIC sends or takes: MTU + Ethernet header (1514 without VIRTIO_NET_F_MTU). */
+    private final int maxFrame;
+    private final int rxBuffer;
+    private final int txBuffer;
     public final AtomicLong rxFrames = new AtomicLong();
     public final AtomicLong txFrames = new AtomicLong();
     public final AtomicLong rxDropped = new AtomicLong();
@@ -63,11 +72,11 @@ public final class VirtioNet {
         final Integer[] tokens;
         boolean detached;
 
-        Lane(DriverQueue<Object> rx, DriverQueue<Object> tx, GuestAllocator dma) {
+        Lane(DriverQueue<Object> rx, DriverQueue<Object> tx, GuestAllocator dma, int rxBuffer, int txBuffer) {
             this.rx = rx;
             this.tx = tx;
-            this.rxMemory = dma.allocate((long) rx.size() * BUFFER, 4096);
-            this.txMemory = dma.allocate((long) tx.size() * BUFFER, 4096);
+            this.rxMemory = dma.allocate((long) rx.size() * rxBuffer, 4096);
+            this.txMemory = dma.allocate((long) tx.size() * txBuffer, 4096);
             this.freeTx = new int[tx.size()];
             this.tokens = new Integer[Math.max(rx.size(), tx.size())];
             for (int i = 0; i < tokens.length; i++) {
@@ -85,9 +94,16 @@ public final class VirtioNet {
         this.dma = device.config().dma();
         this.memory = dma.memory();
         this.pairs = pairs;
+        // §5.1.4.1 / net-drv-5, net-drv-6: with VIRTIO_NET_F_MTU the device's mtu bounds what is sent, and
+        // every receive buffer (or, with MRG_RXBUF, a chain of them) holds a header and a frame that size.
+        int mtu = device.hasFeature(Feature.NET_MTU) ? (int) device.readConfigField(10, 2) : 1500;
+        this.maxFrame = mtu + ETH_HLEN;
+        int whole = (HDR + maxFrame + 63) & ~63;
+        this.txBuffer = Math.max(BUFFER, whole);
+        this.rxBuffer = device.hasFeature(Feature.NET_MRG_RXBUF) ? BUFFER : Math.max(BUFFER, whole);
         this.lanes = new Lane[pairs];
         for (int p = 0; p < pairs; p++) {
-            lanes[p] = new Lane(queues.get(2 * p), queues.get(2 * p + 1), dma);
+            lanes[p] = new Lane(queues.get(2 * p), queues.get(2 * p + 1), dma, rxBuffer, txBuffer);
         }
         this.ctrl = hasCtrl ? queues.getLast() : null;
         this.ctrlMemory = hasCtrl ? dma.allocate(1024, 64) : 0;
@@ -105,7 +121,7 @@ public final class VirtioNet {
         for (Lane l : lanes) {
             synchronized (l.rx) {
                 for (int i = 0; i < l.rx.size(); i++) {
-                    l.rx.addInBuf(l.rxMemory + (long) i * BUFFER, BUFFER, l.tokens[i]);
+                    l.rx.addInBuf(l.rxMemory + (long) i * rxBuffer, rxBuffer, l.tokens[i]);
                 }
                 l.rx.kick();
             }
@@ -172,8 +188,9 @@ public final class VirtioNet {
      */
     public void send(MemorySegment frame) throws IOException {
         long len = frame.byteSize();
-        if (len < 14 || len > BUFFER - HDR) {
-            throw new IllegalArgumentException("frame of " + len + " bytes; Ethernet frames are 14.." + (BUFFER - HDR));
+        if (len < ETH_HLEN || len > maxFrame) {
+            throw new IllegalArgumentException("frame of " + len + " bytes; this link takes 14.." + maxFrame
+                    + " (MTU " + (maxFrame - ETH_HLEN) + ")");
         }
         Lane l = lanes[(int) (Thread.currentThread().threadId() % pairs)];
         synchronized (l.tx) {
@@ -198,7 +215,7 @@ public final class VirtioNet {
                 throw new IOException(device + " was removed");
             }
             int slot = l.freeTx[--l.freeCount];
-            long at = l.txMemory + (long) slot * BUFFER;
+            long at = l.txMemory + (long) slot * txBuffer;
             MemorySegment buf = slice(at, HDR + len);
             buf.asSlice(0, HDR).fill((byte) 0);
             MemorySegment.copy(frame, 0, buf, HDR, len);
@@ -242,8 +259,8 @@ public final class VirtioNet {
                 Object t;
                 while ((t = l.rx.getBuf()) != null) {
                     int slot = (Integer) t;
-                    int len = Math.min(l.rx.lastLength(), BUFFER);
-                    long at = l.rxMemory + (long) slot * BUFFER;
+                    int len = Math.min(l.rx.lastLength(), rxBuffer);
+                    long at = l.rxMemory + (long) slot * rxBuffer;
                     int numBuffers = len >= HDR ? Short.toUnsignedInt(slice(at, HDR).get(GuestMemory.U16, 10)) : 0;
                     if (numBuffers <= 1) {
                         if (len >= HDR + 14) {
@@ -252,7 +269,7 @@ public final class VirtioNet {
                         } else {
                             rxDropped.incrementAndGet();
                         }
-                        l.rx.addInBuf(at, BUFFER, l.tokens[slot]);
+                        l.rx.addInBuf(at, rxBuffer, l.tokens[slot]);
                     } else {
                         // VIRTIO_NET_F_MRG_RXBUF: the frame continues in the next numBuffers-1 used buffers.
                         mergeFrame(l, r, slot, at, len, numBuffers);
@@ -278,7 +295,7 @@ public final class VirtioNet {
         MemorySegment frame = merged;
         long size = len - HDR;
         MemorySegment.copy(slice(at + HDR, size), 0, frame, 0, size);
-        l.rx.addInBuf(at, BUFFER, l.tokens[slot]);
+        l.rx.addInBuf(at, rxBuffer, l.tokens[slot]);
         boolean complete = true;
         for (int i = 1; i < count; i++) {
             Object t = l.rx.getBuf();
@@ -287,15 +304,15 @@ public final class VirtioNet {
                 break;
             }
             int s = (Integer) t;
-            int n = Math.min(l.rx.lastLength(), BUFFER);
-            long a = l.rxMemory + (long) s * BUFFER;
+            int n = Math.min(l.rx.lastLength(), rxBuffer);
+            long a = l.rxMemory + (long) s * rxBuffer;
             if (size + n <= frame.byteSize()) {
                 MemorySegment.copy(slice(a, n), 0, frame, size, n);
             } else {
                 complete = false;
             }
             size += n;
-            l.rx.addInBuf(a, BUFFER, l.tokens[s]);
+            l.rx.addInBuf(a, rxBuffer, l.tokens[s]);
         }
         if (complete && size >= 14) {
             rxFrames.incrementAndGet();
@@ -420,8 +437,8 @@ public final class VirtioNet {
                 }
                 l.tx.notifyAll();
             }
-            dma.free(l.rxMemory, (long) l.rx.size() * BUFFER);
-            dma.free(l.txMemory, (long) l.tx.size() * BUFFER);
+            dma.free(l.rxMemory, (long) l.rx.size() * rxBuffer);
+            dma.free(l.txMemory, (long) l.tx.size() * txBuffer);
         }
         if (ctrl != null) {
             synchronized (ctrl) {
