@@ -55,6 +55,7 @@ class VirtioDeviceConfigTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("basic-drv-11")
     void retriesUntilTheGenerationIsStable() throws Exception {
         ChangingConfig cfg = new ChangingConfig(3);
         VirtioDevice dev = new VirtioDevice(0, 2, cfg);

@@ -23,6 +23,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class ConsoleTest {
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"con-dev-2", "con-drv-1"})
     void bytesFlowBothWaysInOrderAndSizeAndEmergencyWriteWork() throws Exception {
         PipedOutputStream hostTypes = new PipedOutputStream();
         PipedInputStream deviceInput = new PipedInputStream(hostTypes, 1 << 20);

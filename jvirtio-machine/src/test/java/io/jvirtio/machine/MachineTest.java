@@ -120,6 +120,7 @@ class MachineTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("blk-drv-6")
     void readOnlyDiskRefusesWritesAndKeepsItsBytes() throws Exception {
         machine = new Machine(32 << 20);
         MemoryBackend mem = new MemoryBackend(1 << 20, true);

@@ -31,6 +31,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class MmioTest {
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"mmio-dev-1", "mmio-dev-2", "basic-dev-9", "mmio-drv-3"})
     void registersIdentifyTheDeviceAndAnEmptyWindowIsNoDevice() throws Exception {
         try (Machine m = new Machine(16 << 20)) {
             Machine.MmioSlot blk = m.plugMmio(new BlkDevice(new MemoryBackend(1 << 20, false)));
@@ -90,6 +91,7 @@ class MmioTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("mmio-drv-14")
     void configChangeRaisesTheConfigInterruptAndBumpsTheGeneration() throws Exception {
         try (Machine m = new Machine(32 << 20)) {
             ConsoleDevice dev = new ConsoleDevice(new EchoBackend(), 80, 25);

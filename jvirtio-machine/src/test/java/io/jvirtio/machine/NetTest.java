@@ -119,6 +119,7 @@ class NetTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-10", "net-dev-12", "net-dev-14"})
     void controlQueueFiltersAndRefusesBadCommands() throws Exception {
         boot(1);
         byte[] other = {0x52, 0x54, 0, 0x12, 0x34, 0x77};
@@ -148,6 +149,7 @@ class NetTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("net-drv-3")
     void linkStatusChangeReachesTheDriver() throws Exception {
         boot(1);
         devA.setLinkUp(false);
@@ -165,6 +167,7 @@ class NetTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"net-drv-9", "net-drv-14"})
     void multiQueueNicUsesAllPairs() throws Exception {
         boot(4);
         assertThat(a.queuePairs()).isEqualTo(4);

@@ -59,6 +59,7 @@ class TransportTest {
 
     @ParameterizedTest(name = "{0} MSI-X vectors")
     @CsvSource({"5, MSI-X, 5 vectors", "2, MSI-X, 2 vectors (config + shared", "1, INTx, INTx", "0, INTx, INTx"})
+    @io.jvirtio.core.spec.Conformance("pci-drv-18")
     void interruptModesFallBackAndAllWork(int vectors, String kind, String mode) throws Exception {
         machine = new Machine(64 << 20);
         machine.plug(new BlkDevice(new MemoryBackend(4 << 20, false), 4), vectors);
@@ -89,6 +90,7 @@ class TransportTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"basic-drv-14", "basic-drv-17"})
     void deviceThatRefusesFeaturesOkEndsFailedAndUnbound() throws Exception {
         machine = new Machine(16 << 20);
         Refusing model = new Refusing();
@@ -142,6 +144,7 @@ class TransportTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"pci-dev-2", "pci-dev-3", "pci-dev-5", "pci-dev-26"})
     void configSpaceHeaderCapabilitiesAndBarSizing() throws Exception {
         machine = new Machine(16 << 20);
         int slot = machine.plug(new BlkDevice(new MemoryBackend(1 << 20, false), 2));
@@ -197,6 +200,7 @@ class TransportTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"pci-dev-31", "pci-drv-24"})
     void transitionalDeviceWorksThroughTheLegacyIoBarAndThroughModernCapabilities() throws Exception {
         for (boolean legacy : new boolean[] {true, false}) {
             try (Machine m = new Machine(64 << 20)) {
@@ -220,6 +224,7 @@ class TransportTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"pci-dev-20", "pci-dev-22"})
     void legacyDriverWithIntxOnly() throws Exception {
         machine = new Machine(64 << 20);
         machine.plug(new BlkDevice(new MemoryBackend(4 << 20, false)), 0, true);
@@ -233,6 +238,7 @@ class TransportTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("basic-drv-17")
     void driverWhoseProbeFailsLeavesTheDeviceFailedAndNoQueuesBehind() throws Exception {
         machine = new Machine(32 << 20);
         machine.plug(new BlkDevice(new MemoryBackend(1 << 20, false)));
@@ -265,6 +271,7 @@ class TransportTest {
      */
     @ParameterizedTest(name = "{0}")
     @CsvSource({"size 100, 100, 0x100000000", "ring outside RAM, 64, 0x7000000000"})
+    @io.jvirtio.core.spec.Conformance("basic-dev-2")
     void hostileQueueProgrammingEndsInNeedsReset(String what, int size, String descHex) throws Exception {
         machine = new Machine(16 << 20);
         int slot = machine.plug(new BlkDevice(new MemoryBackend(1 << 20, false)));

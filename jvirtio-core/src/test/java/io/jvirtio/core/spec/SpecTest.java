@@ -14,6 +14,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class SpecTest {
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"basic-drv-1", "basic-drv-2"})
     void statusFollowsTheInitialisationOrder() {
         int a = ACKNOWLEDGE, ad = a | DRIVER, adf = ad | FEATURES_OK, all = adf | DRIVER_OK;
         assertThat(DeviceStatus.isLegalDriverWrite(0, a)).isTrue();
@@ -50,6 +51,7 @@ class SpecTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"basic-drv-5", "basic-drv-7", "basic-drv-9", "basic-drv-20"})
     void negotiationIsTheIntersectionAndModernNeedsVersion1() throws Exception {
         long offered = Feature.maskOf(Feature.VERSION_1, Feature.EVENT_IDX, Feature.BLK_FLUSH);
         long wanted = Feature.maskOf(Feature.EVENT_IDX, Feature.INDIRECT_DESC);

@@ -35,6 +35,7 @@ public final class BlkDevice extends QueueDevice {
     static final int MAX_DWZ_SECTORS = 0x7fffff;
 
     private static final Logger LOG = System.getLogger(BlkDevice.class.getName());
+    private static final MemorySegment ZEROES = Arena.global().allocate(4096);
 
     private final BlockBackend backend;
     private final int queues;
@@ -145,6 +146,7 @@ public final class BlkDevice extends QueueDevice {
                 return 0;
             }
             long statusAt = chain.writableBytes() - 1;
+            long filled = 0; // bytes of the writable part, from its start, that hold the answer
             int result;
             if (chain.readableBytes() < Blk.HEADER_SIZE) {
                 result = Blk.S_IOERR;
@@ -157,6 +159,7 @@ public final class BlkDevice extends QueueDevice {
                         case Blk.T_IN -> {
                             result = read(chain, sector, statusAt);
                             if (result == Blk.S_OK) {
+                                filled = statusAt;
                                 reads.increment();
                                 bytesRead.add(statusAt);
                             }
@@ -180,7 +183,7 @@ public final class BlkDevice extends QueueDevice {
                             id.fill((byte) 0);
                             byte[] b = backend.id().getBytes(StandardCharsets.US_ASCII);
                             MemorySegment.copy(MemorySegment.ofArray(b), 0, id, 0, Math.min(b.length, Blk.ID_BYTES));
-                            chain.writeWritable(0, id.asSlice(0, n));
+                            filled = chain.writeWritable(0, id.asSlice(0, n));
                             result = Blk.S_OK;
                         }
                         case Blk.T_DISCARD -> result = discardOrZero(chain, true);
@@ -200,10 +203,15 @@ public final class BlkDevice extends QueueDevice {
             if (result != Blk.S_OK) {
                 errors.increment();
             }
+            // The status is the last writable byte, so the used length reaches it (as QEMU reports); and since
+            // a device writes at least `len` bytes (split-dev-10), whatever lies before it and holds no answer
+            // — a failed read's data, GET_ID's padding — is zeroed: the driver never sees stale or partial data.
+            for (long n; filled < statusAt; filled += n) {
+                n = Math.min(ZEROES.byteSize(), statusAt - filled);
+                chain.writeWritable(filled, ZEROES, 0, n);
+            }
             status.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) result);
             chain.writeWritable(statusAt, status);
-            // The status is the last writable byte, so the used length always reaches it (as QEMU reports):
-            // a driver trusts nothing beyond the length (§2.7.8), and the status is what it must read.
             return (int) (statusAt + 1);
         }
 

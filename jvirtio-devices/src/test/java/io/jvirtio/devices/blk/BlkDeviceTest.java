@@ -80,6 +80,7 @@ class BlkDeviceTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("blk-dev-6")
     void readOnlyDeviceFailsWritesWithoutWritingData() throws Exception {
         start(new MemoryBackend(1 << 20, true), ALL | Feature.BLK_RO.mask());
         long data = h.alloc.allocate(512, 512);
@@ -153,6 +154,7 @@ class BlkDeviceTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"blk-dev-7", "blk-dev-8"})
     void discardAndWriteZeroesFlagsAndRanges() throws Exception {
         start(new MemoryBackend(1 << 20, false), ALL);
         disk.contents().fill((byte) 9);
@@ -208,21 +210,25 @@ class BlkDeviceTest {
     }
 
     @Test
-    @io.jvirtio.core.spec.Conformance("split-dev-9")
-    void theUsedLengthAlwaysReachesTheStatusByte() throws Exception {
+    @io.jvirtio.core.spec.Conformance("split-dev-10")
+    void theUsedLengthReachesTheStatusByteAndEveryByteBeforeItIsWritten() throws Exception {
         start(new MemoryBackend(1 << 20, false), ALL);
         long buf = h.alloc.allocate(4096, 512);
+        h.memory.slice(buf, 4096).fill((byte) 0x5a); // stale bytes the driver left there
         // a failed read: the status is at offset 1024 of the writable part, so len must be 1025
         long sectors = (1 << 20) / 512;
         int len = h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_IN, sectors), 16).addWritable(buf, 1025));
         assertThat(h.memory.slice(buf + 1024, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0))
                 .isEqualTo((byte) Blk.S_IOERR);
         assertThat(len).isEqualTo(1025);
+        assertThat(h.memory.slice(buf, 1024).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE))
+                .as("a failed read's data area holds no stale bytes").containsOnly(0);
         // GET_ID into a 30-byte buffer: 20 bytes of id, the status at offset 30
         len = h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_GET_ID, 0), 16).addWritable(buf, 31));
         assertThat(h.memory.slice(buf + 30, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0))
                 .isEqualTo((byte) Blk.S_OK);
         assertThat(len).isEqualTo(31);
+        assertThat(h.memory.slice(buf + 20, 10).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)).containsOnly(0);
         // an unsupported request with a data buffer before the status
         len = h.roundTrip(0, new Scatterlist().addReadable(header(77, 0), 16).addWritable(buf, 513));
         assertThat(len).isEqualTo(513);

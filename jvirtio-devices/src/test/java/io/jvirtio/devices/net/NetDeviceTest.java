@@ -85,6 +85,7 @@ class NetDeviceTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-7", "net-dev-8"})
     void mergeableFrameSpansBuffersAndCountsThem() throws Exception {
         start(BASE | Feature.NET_MRG_RXBUF.mask());
         long bufs = h.alloc.allocate(4 * 512, 8);
@@ -136,6 +137,7 @@ class NetDeviceTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-7")
     void withoutMergeableBuffersAFrameTooBigIsDroppedNotTruncated() throws Exception {
         start(BASE);
         long bufs = h.alloc.allocate(2 * 2048, 8);

@@ -12,6 +12,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class RngDeviceTest {
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"rng-dev-1", "split-dev-2"})
     void fillsExactlyTheWritableBytesAndNothingElse() throws Exception {
         try (DeviceHarness h = new DeviceHarness(new RngDevice(new Random(3)), Feature.VERSION_1.mask())) {
             long buf = h.alloc.allocate(300, 8);
@@ -29,6 +30,7 @@ class RngDeviceTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("rng-dev-1")
     void hugeBufferIsServedInPart() throws Exception {
         try (DeviceHarness h = new DeviceHarness(new RngDevice(new Random(3)), Feature.VERSION_1.mask())) {
             long buf = h.alloc.allocate(1 << 20, 8);

@@ -59,6 +59,7 @@ class DriverQueueTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-3")
     void indirectChainTakesOneRingDescriptor() throws Exception {
         try (RingFixture f = new RingFixture(8, Feature.INDIRECT_DESC.mask(), 8)) {
             long b = f.buffer(256);
@@ -93,6 +94,7 @@ class DriverQueueTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-2")
     void readableAfterWritableIsRefusedByTheScatterlist() {
         assertThatThrownBy(() -> new Scatterlist().addWritable(0, 1).addReadable(0, 1))
                 .isInstanceOf(IllegalStateException.class).hasMessageContaining("2.7.4.2");

@@ -48,6 +48,7 @@ class MalformedChainTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-dev-1")
     void wellFormedChainIsAccepted() throws Exception {
         f.writeDesc(0, buf, 16, DESC_F_NEXT, 1);
         f.writeDesc(1, buf + 16, 32, DESC_F_WRITE, 0);
@@ -218,6 +219,7 @@ class MalformedChainTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-dev-6")
     void directDescriptorsFollowedByAnIndirectOneAreValid() throws Exception {
         // §2.7.5.3.2: the device MUST handle zero or more direct descriptors followed by one indirect,
         // and MUST ignore the WRITE flag of the descriptor that points to the table.

@@ -22,6 +22,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-17")
     void noNotifyFlagSuppressesKicksWithoutEventIdx() throws Exception {
         try (RingFixture f = new RingFixture(8, 0)) {
             long b = f.buffer(8);
@@ -38,6 +39,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-18")
     void availEventDecidesKicksWithEventIdx() throws Exception {
         try (RingFixture f = new RingFixture(8, EVENT_IDX)) {
             long b = f.buffer(8);
@@ -61,6 +63,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-dev-7")
     void noInterruptFlagSuppressesInterruptsWithoutEventIdx() throws Exception {
         try (RingFixture f = new RingFixture(8, 0)) {
             long b = f.buffer(8);
@@ -83,6 +86,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-dev-8")
     void usedEventDecidesInterruptsWithEventIdx() throws Exception {
         try (RingFixture f = new RingFixture(8, EVENT_IDX)) {
             long b = f.buffer(8);
@@ -106,6 +110,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-13")
     void disabledCallbacksWithEventIdxKeepFlagsZeroAndSuppressEverything() throws Exception {
         try (RingFixture f = new RingFixture(8, EVENT_IDX)) {
             long b = f.buffer(8);
@@ -150,6 +155,7 @@ class NotificationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-18")
     void noKickIsLostAcrossIndexWraparound() throws Exception {
         // 200k buffers through a queue of 4 crosses the 16-bit index wrap three times. Whenever the device
         // has gone to sleep (enableNotifications said "nothing more"), the driver's next kick must fire.

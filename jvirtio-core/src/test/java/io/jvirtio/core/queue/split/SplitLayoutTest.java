@@ -10,6 +10,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 class SplitLayoutTest {
 
     @Test
+    @io.jvirtio.core.spec.Conformance("split-drv-1")
     void modernLayoutPlacesEachPartAtItsAlignment() {
         SplitLayout l = SplitLayout.modern(256);
         assertThat(l.availOffset()).isEqualTo(16 * 256);
