@@ -33,6 +33,16 @@ class PciRulesTest {
             }
             throw new AssertionError("no capability of type " + cfgType);
         }
+
+        /** The config-space offset of the MSI-X capability. */
+        static int msix(PciFunction f) {
+            for (int at = f.configRead(Pci.CAPABILITY_LIST, 1); at != 0; at = f.configRead(at + 1, 1)) {
+                if (f.configRead(at, 1) == Pci.CAP_ID_MSIX) {
+                    return at;
+                }
+            }
+            throw new AssertionError("no MSI-X capability");
+        }
     }
 
     @Test

@@ -64,6 +64,7 @@ public final class DeviceQueue {
         this.nextAvail = state.nextAvail();
         this.shadowAvailIdx = state.nextAvail();
         this.nextUsed = state.nextUsed();
+        this.signalledUsed = nextUsed;
     }
 
     /**
@@ -165,6 +166,7 @@ public final class DeviceQueue {
         this.resubmit = heads;
         this.resubmitNext = 0;
         this.nextUsed = usedIdx;
+        this.signalledUsed = usedIdx;
         this.nextAvail = (usedIdx + heads.length) & 0xffff;
         this.shadowAvailIdx = nextAvail;
     }
@@ -229,13 +231,16 @@ public final class DeviceQueue {
         // The used.idx store must be visible before we read the driver's suppression fields, or both
         // sides could decide the other one will act (the lost-wakeup race of §2.7.7 / §2.7.10).
         VarHandle.fullFence();
-        if (!eventIdx) {
-            return (ring.avail.get(GuestMemory.U16, AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) == 0;
-        }
         int old = signalledUsed;
         boolean valid = signalledUsedValid;
         signalledUsed = nextUsed;
         signalledUsedValid = true;
+        if (old == nextUsed) {
+            return false; // nothing used since the last decision (or the start): an interrupt would be spurious
+        }
+        if (!eventIdx) {
+            return (ring.avail.get(GuestMemory.U16, AVAIL_FLAGS) & AVAIL_F_NO_INTERRUPT) == 0;
+        }
         if (!valid) {
             return true;
         }
