@@ -203,6 +203,15 @@ public final class GuestMemory implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Memory the caller owns and frees (for example from an automatic arena, for short-lived rings in
+         * tests): closing the {@code GuestMemory} does not free it.
+         */
+        public Builder segment(long base, MemorySegment memory) {
+            regions.add(new MemoryRegion(base, memory.byteSize(), memory, -1, 0));
+            return this;
+        }
+
         /** A fresh memfd of {@code size} bytes, mapped shared. */
         public Builder memfd(long base, long size) throws NativeException {
             int fd = Posix.memfdCreate("jvirtio-guest-ram");

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# jcstress tests of the split ring's notification handshakes (module jvirtio-jcstress), against the
+# production DriverQueue and DeviceQueue.
+#
+#   bench/jcstress.sh [mode]            run every test (mode: sanity|quick|default|tough; default quick)
+#   bench/jcstress.sh --mutate [mode]   for each of the four handshake fences: build a copy of the tree with
+#                                        that one fence removed and check that its jcstress test now FAILS
+#                                        (a forbidden outcome is observed); exits non-zero if one does not.
+# Needs 2 CPUs (the two actors run at once); run it alone on the machine.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$here/scripts/env.sh"
+
+run() { # tree mode filter logfile
+  (cd "$1" && mvn -B -q -o install -DskipTests -pl jvirtio-core,jvirtio-jcstress -am >/dev/null 2>&1 \
+     || mvn -B -q install -DskipTests -pl jvirtio-core,jvirtio-jcstress -am >/dev/null)
+  local out; out=$(mktemp -d)
+  (cd "$out" && java -jar "$1/jvirtio-jcstress/target/jcstress.jar" -m "$2" -t "$3" > "$4" 2>&1) || true
+  rm -rf "$out"
+}
+
+if [[ "${1:-}" != "--mutate" ]]; then
+  mode="${1:-quick}"
+  log=$(mktemp)
+  run "$here" "$mode" 'io.jvirtio.jcstress' "$log"
+  sed -n '/RUN RESULTS/,$p' "$log" | grep -v WARNING
+  grep -q "Failed tests: No matches" "$log"
+  exit
+fi
+
+mode="${2:-quick}"
+# file | method whose fullFence is removed | the jcstress test that must then fail
+experiments=(
+  "DriverQueue.java|kickPrepare|KickRace"
+  "DeviceQueue.java|enableNotifications|KickRace"
+  "DeviceQueue.java|needsNotification|InterruptRace"
+  "DriverQueue.java|poll|InterruptRace"
+)
+status=0
+for e in "${experiments[@]}"; do
+  IFS='|' read -r file method test <<<"$e"
+  tree=$(mktemp -d)
+  git -C "$here" archive HEAD | tar -x -C "$tree"
+  python3 - "$tree/jvirtio-core/src/main/java/io/jvirtio/core/queue/split/$file" "$method" <<'PY'
+import sys
+path, method = sys.argv[1], sys.argv[2]
+s = open(path).read()
+i = s.index(' ' + method + '(')
+j = s.index('VarHandle.fullFence();', i)
+open(path, 'w').write(s[:j] + '/* fence removed by bench/jcstress.sh --mutate */' + s[j + len('VarHandle.fullFence();'):])
+PY
+  log=$(mktemp)
+  run "$tree" "$mode" "io.jvirtio.jcstress.$test" "$log"
+  forbidden=$(grep -E '^\s+false, false\s+[0-9,]+\s' "$log" | grep Forbidden | awk '{s+=$3; gsub(",","",$3)} END{print NR}' || true)
+  if grep -q "\[FAILED\]" "$log"; then
+    echo "fence in $file $method() removed: $test FAILS as it must"
+    grep -E "FAILED|Forbidden" "$log" | grep -v "^\s*$" | sed 's/^/    /' | head -6
+  else
+    echo "fence in $file $method() removed: $test still passes — the test did not catch it"
+    status=1
+  fi
+  rm -rf "$tree" "$log"
+done
+exit $status
