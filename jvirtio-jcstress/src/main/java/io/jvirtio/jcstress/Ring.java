@@ -66,6 +66,7 @@ final class Ring {
      * really says "do not notify", and only the handshake's fences make the other side see the new one.
      */
     void oneRoundTrip() {
+        device.disableNotifications(); // serving: avail_event is left behind (§2.7.10), as a busy device does
         int head = offerAndTake(1);
         device.addUsed(head, 64);
         device.publishUsed();

@@ -8,8 +8,19 @@ import io.jvirtio.core.queue.split.DeviceQueue;
 import io.jvirtio.core.queue.split.QueueState;
 import io.jvirtio.core.spec.DeviceType;
 
-/** A real device model that offers fewer features than it would: {@code hidden} bits are never offered. */
-record MaskedModel(VirtioDeviceModel inner, long hidden) implements VirtioDeviceModel {
+/**
+ * A real device model that offers fewer features than it would ({@code hidden} bits are never offered);
+ * tests override a method to watch what the transport calls.
+ */
+class MaskedModel implements VirtioDeviceModel {
+    final VirtioDeviceModel inner;
+    final long hidden;
+
+    MaskedModel(VirtioDeviceModel inner, long hidden) {
+        this.inner = inner;
+        this.hidden = hidden;
+    }
+
     public DeviceType type() { return inner.type(); }
     public long deviceFeatures() { return inner.deviceFeatures() & ~hidden; }
     public int numQueues() { return inner.numQueues(); }

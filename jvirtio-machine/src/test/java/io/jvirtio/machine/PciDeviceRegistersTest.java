@@ -36,11 +36,21 @@ class PciDeviceRegistersTest {
     PciRulesTest.Cap device;
     final List<String> interrupts = new CopyOnWriteArrayList<>();
 
+    final java.util.concurrent.atomic.AtomicInteger notifications = new java.util.concurrent.atomic.AtomicInteger();
+
     @BeforeEach
     void plug() {
         mem = GuestMemory.allocate(BASE, 1 << 20);
         model = new BlkDevice(new MemoryBackend(1 << 20, false), 2);
-        dev = new VirtioPciDevice(model, mem, "00:05.0", VECTORS, false);
+        // the model as the transport sees it, counting the notifications the transport forwards
+        var counted = new MaskedModel(model, 0) {
+            @Override
+            public void queueNotify(int i) {
+                notifications.incrementAndGet();
+                model.queueNotify(i);
+            }
+        };
+        dev = new VirtioPciDevice(counted, mem, "00:05.0", VECTORS, false);
         dev.connect(new PciInterrupts() {
             public void msi(long address, int data) { interrupts.add("msi " + data); }
             public void intx(boolean asserted) { interrupts.add("intx " + asserted); }
@@ -229,5 +239,18 @@ class PciDeviceRegistersTest {
             long off = r(QUEUE_NOTIFY_OFF, 2);
             assertThat(notify.length()).as("queue %d's doorbell lies inside", q).isGreaterThanOrEqualTo(off * multiplier + 2);
         }
+    }
+
+    @Test
+    @Conformance("basic-dev-1")
+    void noNotificationReachesTheDeviceBeforeDriverOk() throws Exception {
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(QUEUE_SELECT, 2, 0);
+        long doorbell = notify.offset() + r(QUEUE_NOTIFY_OFF, 2) * (dev.configRead(notify.at() + NOTIFY_OFF_MULTIPLIER, 4) & 0xffffffffL);
+        dev.barWrite(notify.bar(), doorbell, 2, 0);
+        assertThat(notifications.get()).as("before FEATURES_OK").isZero();
+        bringUp();
+        dev.barWrite(notify.bar(), doorbell, 2, 0);
+        assertThat(notifications.get()).as("after DRIVER_OK").isEqualTo(1);
     }
 }
