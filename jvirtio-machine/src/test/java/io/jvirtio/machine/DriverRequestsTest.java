@@ -79,7 +79,7 @@ class DriverRequestsTest {
         try (Machine m = new Machine(64 << 20)) {
             m.plug(new Recorder(DeviceType.ENTROPY, Feature.VERSION_1.mask(), 1, new ConfigSpace(0), (q, chain) -> {
                 readable.add(chain.readableBytes());
-                byte[] b = new byte[16]; // fewer than asked: the driver must use just these
+                byte[] b = new byte[(int) Math.min(16, chain.writableBytes())]; // often fewer than asked
                 for (int i = 0; i < b.length; i++) {
                     b[i] = (byte) counter[0]++;
                 }
@@ -140,7 +140,7 @@ class DriverRequestsTest {
             try (Machine m = new Machine(64 << 20)) {
                 m.plug(new Recorder(DeviceType.NET, features, 2, cfg, (q, chain) -> {
                     if (q == 0) { // a receive buffer: note its size, give it back empty
-                        rxBuffers.add(chain.writableBytes() + 1000L * chain.readableBytes());
+                        rxBuffers.add(chain.readableBytes() == 0 ? chain.writableBytes() : -1);
                         return 0;
                     }
                     MemorySegment h = MemorySegment.ofArray(new byte[12]);
@@ -164,7 +164,7 @@ class DriverRequestsTest {
                 assertThat(headers).hasSize(1);
                 assertThat(headers.getFirst()).as("flags, gso, num_buffers: all zero").containsOnly(0);
                 assertThat(rxBuffers).as("receive buffers: writable only, each holding at least the header")
-                        .isNotEmpty().allMatch(n -> n >= 12 && n < 1000);
+                        .isNotEmpty().allMatch(n -> n >= 12);
                 headers.clear();
                 rxBuffers.clear();
             }
