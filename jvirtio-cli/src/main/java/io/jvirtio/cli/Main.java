@@ -5,7 +5,8 @@ import java.util.List;
 
 /** {@code jvirtio <command> [options]}. */
 public final class Main {
-    private static final List<Command> COMMANDS = List.of(new DemoCommand(), new ServeCommand(), new RingCommand());
+    private static final List<Command> COMMANDS = List.of(new DemoCommand(), new ServeCommand(), new RingCommand(),
+            new ConformCommand());
 
     private Main() {
     }

@@ -14,6 +14,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
 final class FrameRing {
     private final int mask;
     private final long slotSize;
+    private final Arena arena = Arena.ofShared();
     private final MemorySegment slots;
     private final int[] lengths;
     private final AtomicLongArray sequence;
@@ -26,7 +27,7 @@ final class FrameRing {
         }
         this.mask = capacity - 1;
         this.slotSize = slotSize;
-        this.slots = Arena.ofAuto().allocate((long) capacity * slotSize, 64);
+        this.slots = arena.allocate((long) capacity * slotSize, 64);
         this.lengths = new int[capacity];
         this.sequence = new AtomicLongArray(capacity);
         for (int i = 0; i < capacity; i++) {
@@ -89,5 +90,10 @@ final class FrameRing {
         while (!isEmpty()) {
             poll();
         }
+    }
+
+    /** Frees the slots; only once no producer or consumer can use the queue again. */
+    void close() {
+        arena.close();
     }
 }

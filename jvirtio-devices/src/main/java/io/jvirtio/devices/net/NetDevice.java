@@ -46,6 +46,9 @@ public final class NetDevice extends QueueDevice {
     private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
     private final Pair[] pairs;
     private volatile boolean active;
+    private volatile boolean closed;
+    /** Senders inside {@link #receive} now: close waits for them before it frees the frame queues. */
+    private final java.util.concurrent.atomic.AtomicInteger receiving = new java.util.concurrent.atomic.AtomicInteger();
     private volatile long features;
     private volatile int activePairs = 1;
     private volatile boolean promiscuous = true;
@@ -181,11 +184,24 @@ public final class NetDevice extends QueueDevice {
         features = 0;
     }
 
-    /** Stops the device and closes its backend (which it owns: a switch port leaves the switch). */
+    /**
+     * Stops the device, closes its backend (which it owns: a switch port leaves the switch) and frees the
+     * frame queues at once — megabytes of native memory a connection must not leave to the garbage collector.
+     */
     @Override
     public void close() {
+        closed = true;
         reset();
         backend.close();
+        long deadline = System.nanoTime() + 1_000_000_000L;
+        while (receiving.get() != 0 && System.nanoTime() < deadline) {
+            Thread.onSpinWait(); // a sender that read the port's receiver just before it was removed
+        }
+        if (receiving.get() == 0) {
+            for (Pair p : pairs) {
+                p.inbound.close();
+            }
+        }
     }
 
     /**
@@ -193,7 +209,16 @@ public final class NetDevice extends QueueDevice {
      * its receive worker. Runs on the sender's thread; allocates nothing.
      */
     private void receive(MemorySegment frame, long length) {
-        if (!active || length < ETH_HLEN || length > ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)) {
+        receiving.incrementAndGet();
+        try {
+            deliver(frame, length);
+        } finally {
+            receiving.decrementAndGet();
+        }
+    }
+
+    private void deliver(MemorySegment frame, long length) {
+        if (closed || !active || length < ETH_HLEN || length > ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)) {
             // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver
             rxDropped.incrementAndGet();
             return;
