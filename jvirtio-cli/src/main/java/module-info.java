@@ -6,4 +6,5 @@ module io.jvirtio.cli {
     requires io.jvirtio.drivers;
     requires io.jvirtio.vhostuser;
     exports io.jvirtio.cli;
+    exports io.jvirtio.cli.conform;
 }

@@ -31,24 +31,30 @@ class QemuStorageDaemonTest {
     static final long BASE = 0x1_0000_0000L;
     static final long RAM = 64L << 20;
 
+    /** qemu-storage-daemon exporting {@code image} as vhost-user-blk on {@code sock}, once it listens. */
+    static Process start(Path image, Path sock, Path log) throws Exception {
+        Process qsd = new ProcessBuilder("qemu-storage-daemon",
+                "--blockdev", "driver=file,node-name=file0,filename=" + image,
+                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,writable=on,addr.type=unix,addr.path=" + sock)
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (!Files.exists(sock) && System.nanoTime() < deadline) {
+            assertThat(qsd.isAlive()).as("qemu-storage-daemon running").isTrue();
+            Thread.sleep(50);
+        }
+        return qsd;
+    }
+
     @Test
     void ourDriverWritesThroughQemuStorageDaemon(@TempDir Path dir) throws Exception {
         QemuInteropTest.requireTools();
         Path image = dir.resolve("disk.raw");
         QemuInteropTest.run(List.of("qemu-img", "create", "-f", "raw", image.toString(), "32M"), 60);
         Path sock = dir.resolve("qsd.sock");
-        Process qsd = new ProcessBuilder("qemu-storage-daemon",
-                "--blockdev", "driver=file,node-name=file0,filename=" + image,
-                "--export", "type=vhost-user-blk,id=exp0,node-name=file0,writable=on,addr.type=unix,addr.path=" + sock)
-                .redirectErrorStream(true).start();
+        Process qsd = start(image, sock, dir.resolve("qsd.log"));
         byte[] data = new byte[2 << 20];
         new Random(11).nextBytes(data);
         try {
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-            while (!Files.exists(sock) && System.nanoTime() < deadline) {
-                assertThat(qsd.isAlive()).as("qemu-storage-daemon running").isTrue();
-                Thread.sleep(50);
-            }
             try (GuestMemory mem = GuestMemory.memfd(BASE, RAM);
                  VhostUserFrontend fe = VhostUserFrontend.connect(sock, mem, new GuestAllocator(mem, BASE, RAM))) {
                 VirtioBus bus = new VirtioBus();

@@ -58,11 +58,11 @@ class BlkDriverChecksTest {
         }
     }
 
-    /** A block device that completes every request with status OK but a used length of 1. */
-    static final class ShortLength extends QueueDevice {
+    /** A one-queue block device of 2048 sectors whose requests {@code handler} answers. */
+    abstract static class FakeBlk extends QueueDevice {
         final ConfigSpace config = new ConfigSpace(60);
 
-        ShortLength() {
+        FakeBlk() {
             config.store(0, 2048, 8);
         }
 
@@ -72,13 +72,21 @@ class BlkDriverChecksTest {
         public int maxQueueSize(int index) { return 64; }
         public ConfigSpace config() { return config; }
 
+        abstract int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context);
+
         @Override
         protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
-            MemorySegment ok = MemorySegment.ofArray(new byte[1]);
-            return requestWorker(index, queue, interrupt, chain -> {
-                chain.writeWritable(chain.writableBytes() - 1, ok);
-                return 1;
-            }, context);
+            return requestWorker(index, queue, interrupt, chain -> handle(chain, context), context);
+        }
+    }
+
+    /** A block device that completes every request with status OK but a used length of 1. */
+    static final class ShortLength extends FakeBlk {
+        final MemorySegment ok = MemorySegment.ofArray(new byte[1]);
+
+        int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context) {
+            chain.writeWritable(chain.writableBytes() - 1, ok);
+            return 1;
         }
     }
 
@@ -95,28 +103,14 @@ class BlkDriverChecksTest {
     }
 
     /** A block device that takes the first request, never completes it, and declares DEVICE_NEEDS_RESET. */
-    static final class Breaks extends QueueDevice {
-        final ConfigSpace config = new ConfigSpace(60);
+    static final class Breaks extends FakeBlk {
         final java.util.concurrent.CountDownLatch took = new java.util.concurrent.CountDownLatch(1);
 
-        Breaks() {
-            config.store(0, 2048, 8);
-        }
-
-        public DeviceType type() { return DeviceType.BLOCK; }
-        public long deviceFeatures() { return Feature.VERSION_1.mask(); }
-        public int numQueues() { return 1; }
-        public int maxQueueSize(int index) { return 64; }
-        public ConfigSpace config() { return config; }
-
-        @Override
-        protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
-            return requestWorker(index, queue, interrupt, chain -> {
-                took.countDown();
-                context.failure().needsReset("the test's device broke");
-                java.util.concurrent.locks.LockSupport.park(); // never completes; reset's stop unparks it
-                return 0;
-            }, context);
+        int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context) {
+            took.countDown();
+            context.failure().needsReset("the test's device broke");
+            java.util.concurrent.locks.LockSupport.park(); // never completes; reset's stop unparks it
+            return 0;
         }
     }
 

@@ -39,8 +39,19 @@ public final class VhostUserBackend implements AutoCloseable {
     public VhostUserBackend(Path socket, Supplier<VirtioDeviceModel> devices) throws IOException {
         this.socket = socket;
         this.devices = devices;
-        Files.deleteIfExists(socket);
-        this.listenFd = Posix.unixListen(socket.toString(), 4);
+        // Bind and listen under a temporary name, then rename: a front-end that sees the socket can connect
+        // (between bind and listen a connect would be refused).
+        Path pending = socket.resolveSibling(socket.getFileName() + ".new");
+        Files.deleteIfExists(pending);
+        this.listenFd = Posix.unixListen(pending.toString(), 4);
+        try {
+            Files.move(pending, socket, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
+                    java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } catch (IOException e) {
+            Channel.closeQuietly(listenFd);
+            Files.deleteIfExists(pending);
+            throw e;
+        }
         this.acceptor = Thread.ofPlatform().name("vhost-user-accept").daemon().start(this::acceptLoop);
         LOG.log(Level.INFO, "vhost-user backend listening on {0}", socket);
     }

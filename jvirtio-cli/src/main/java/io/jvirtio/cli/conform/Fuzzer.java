@@ -65,7 +65,10 @@ public final class Fuzzer {
                 problem = "fuzzer error " + e;
             }
             if (problem != null) {
-                Result r = Result.fail("fuzz-" + k, "seed " + s + ": " + problem + " (replay: --fuzz 1 --seed " + s + ")");
+                // The session alone replays with its own seed; a back-end that keeps state across
+                // connections may need the sessions before it as well.
+                Result r = Result.fail("fuzz-" + k, "seed " + s + ": " + problem + " (replay: --fuzz 1 --seed " + s
+                        + (k > 0 ? "; with the sessions before it: --fuzz " + (k + 1) + " --seed " + seed : "") + ")");
                 failures.add(r);
                 out.printf("%-4s %-26s %s%n", r.status(), r.id(), r.detail());
                 if (Grader.alive(socket) != null) {

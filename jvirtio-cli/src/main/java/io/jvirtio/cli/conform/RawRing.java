@@ -18,7 +18,7 @@ import java.nio.ByteOrder;
  * ring, the err eventfd. Layout: descriptor table at 0x1000, available ring at 0x1100, used ring at 0x1200.
  */
 final class RawRing implements AutoCloseable {
-    static final int SIZE = 8;
+    static final int SIZE = 16;
     static final long DESC = 0x1000, AVAIL = 0x1100, USED = 0x1200;
     static final int F_NEXT = 1, F_WRITE = 2;
 

@@ -39,8 +39,7 @@ final class RingChecks {
     private static Result ringBase(Target t, String id) throws Exception {
         try (RawRing r = new RawRing(t)) {
             for (int i = 0; i < 3; i++) {
-                r.desc(i, 0x8000 + 64L * i, 64, RawRing.F_WRITE, 0);
-                r.offer(i);
+                request(t, r, i);
             }
             r.start();
             if (!r.awaitUsed(3, 5000)) {
@@ -54,6 +53,27 @@ final class RingChecks {
             int base = m.body().getInt(4);
             return base == 3 ? Result.pass(id, "stopped at 3")
                     : Result.fail(id, "GET_VRING_BASE says " + base + " after 3 buffers were used");
+        }
+    }
+
+    /**
+     * A well-formed request at {@code head}, using descriptors 3·head…3·head+2: a block GET_ID (header,
+     * 20 bytes, status), or for entropy one 64-byte writable buffer.
+     */
+    static void request(Target t, RawRing r, int head) throws Exception {
+        long at = 0x8000 + 0x100L * head;
+        if (t.device() == DeviceType.BLOCK) {
+            r.mem.writeU32(at, 8); // VIRTIO_BLK_T_GET_ID
+            r.mem.writeU32(at + 4, 0);
+            r.mem.writeU64(at + 8, 0);
+            int d = 3 * head;
+            r.desc(d, at, 16, RawRing.F_NEXT, d + 1);
+            r.desc(d + 1, at + 0x20, 20, RawRing.F_NEXT | RawRing.F_WRITE, d + 2);
+            r.desc(d + 2, at + 0x40, 1, RawRing.F_WRITE, 0);
+            r.offer(d);
+        } else {
+            r.desc(3 * head, at, 64, RawRing.F_WRITE, 0);
+            r.offer(3 * head);
         }
     }
 
