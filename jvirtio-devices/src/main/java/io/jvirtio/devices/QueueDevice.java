@@ -14,6 +14,8 @@ import io.jvirtio.core.queue.split.QueueState;
  */
 public abstract class QueueDevice implements VirtioDeviceModel {
     private volatile QueueThread[] threads = new QueueThread[0];
+    /** Queues the vhost-user front-end disabled (copy-on-write; read on the data path). */
+    private volatile boolean[] disabled = new boolean[0];
     private volatile DeviceContext context;
 
     /**
@@ -100,6 +102,20 @@ public abstract class QueueDevice implements VirtioDeviceModel {
                 t.wake();
             }
         }
+    }
+
+    @Override
+    public final synchronized void enableQueue(int index, boolean enabled) {
+        boolean[] d = java.util.Arrays.copyOf(disabled, Math.max(disabled.length, index + 1));
+        d[index] = !enabled;
+        disabled = d;
+        wake(index); // a receive queue may have data to deliver now
+    }
+
+    /** False while the front-end has queue {@code index} disabled (see {@link #enableQueue}). */
+    protected final boolean queueEnabled(int index) {
+        boolean[] d = disabled;
+        return index >= d.length || !d[index];
     }
 
     /** True while queue {@code index} has a thread. */

@@ -251,7 +251,11 @@ final class BackendSession implements Runnable {
                 }
                 synchronized (this) {
                     r.enabled = on == 1;
-                    reconfigure();
+                    if (modelActive && r.queue != null) {
+                        model.enableQueue(r.index, r.enabled); // a running ring: its device state stays
+                    } else {
+                        reconfigure();
+                    }
                 }
                 yield null;
             }
@@ -612,6 +616,9 @@ final class BackendSession implements Runnable {
         }
         if (!any) {
             return;
+        }
+        for (Vring r : rings) {
+            model.enableQueue(r.index, r.enabled);
         }
         model.activate(new DeviceContext(memory, virtioFeatures, queues, irqs, this::failure));
         modelActive = true;

@@ -24,7 +24,11 @@ final class Vring {
         this.index = index;
     }
 
+    /**
+     * Started (it has a kick), addressed and sized: the back-end processes it — even while disabled, when
+     * it must do so without talking to the peer (vhost-user.rst "Ring states").
+     */
     boolean ready() {
-        return started && enabled && addressed && num > 0;
+        return started && addressed && num > 0;
     }
 }

@@ -129,6 +129,7 @@ class BackendRobustnessTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-6")
     void aRefusedMemoryTableLeavesNothingMapped(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("mt.sock"), RngDevice::new);
              GuestMemory third = GuestMemory.memfd(0, 1 << 20)) {
@@ -200,6 +201,7 @@ class BackendRobustnessTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-2")
     void aFailedRequestWithReplyAckGetsANonZeroAckAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("ack.sock"), RngDevice::new);
              Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
@@ -214,6 +216,7 @@ class BackendRobustnessTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-3")
     void getConfigOutOfRangeAnswersAnEmptyPayloadAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("cfg.sock"),
                 () -> new io.jvirtio.devices.console.ConsoleDevice(new io.jvirtio.devices.console.EchoBackend(), 80, 25));
@@ -229,6 +232,65 @@ class BackendRobustnessTest {
             assertThat(cfg.size()).isEqualTo(16);
             assertThat(cfg.body().getShort(12)).as("cols").isEqualTo((short) 80);
             assertThat(cfg.body().getShort(14)).as("rows").isEqualTo((short) 25);
+        }
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest(name = "after RESET_OWNER: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    @io.jvirtio.core.spec.Conformance({"vu-be-1", "vu-be-8"})
+    void aStartedButDisabledTransmitRingIsConsumedAndItsFramesDiscarded(boolean afterReset, @TempDir Path dir)
+            throws Exception {
+        VirtualSwitch sw = new VirtualSwitch();
+        java.util.concurrent.atomic.AtomicInteger seen = new java.util.concurrent.atomic.AtomicInteger();
+        var wire = sw.port();
+        wire.connect((frame, length) -> seen.incrementAndGet());
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("tx.sock"),
+                () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, 1}, 1));
+             GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
+             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            long user = mem.region(0).segment().address();
+            ch.write(Message.of(VhostUser.SET_MEM_TABLE, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
+                    .putInt(1).putInt(0).putLong(0).putLong(1 << 20).putLong(user).putLong(0).array(), mem.region(0).fd()));
+            ch.write(Message.u64(VhostUser.SET_FEATURES, VhostUser.F_PROTOCOL_FEATURES | Feature.VERSION_1.mask()));
+            if (afterReset) {
+                // vu-be-8: the reset keeps the acknowledged features, so the ring still starts disabled
+                ch.write(Message.of(VhostUser.RESET_OWNER, new byte[0]));
+            }
+            ch.write(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(1, 8)));
+            ch.write(Message.of(VhostUser.SET_VRING_ADDR, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
+                    .putInt(1).putInt(0).putLong(user + 0x1000).putLong(user + 0x1200).putLong(user + 0x1100)
+                    .putLong(0).array()));
+            int kick = Posix.eventfd();
+            try (var a = java.lang.foreign.Arena.ofConfined()) {
+                ch.write(Message.u64(VhostUser.SET_VRING_CALL, 1 | VhostUser.VRING_NOFD));
+                ch.write(Message.u64(VhostUser.SET_VRING_KICK, 1, kick)); // started; with PROTOCOL_FEATURES: disabled
+                for (int i = 0; i < 2; i++) {
+                    long buf = 0x8000 + 0x100L * i;
+                    mem.writeU64(buf + 12, 0xffff_ffff_ffffL); // broadcast destination, after the 12-byte header
+                    mem.writeU64(0x1000 + 16L * i, buf);
+                    mem.writeU32(0x1000 + 16L * i + 8, 12 + 60);
+                    mem.writeU16(0x1100 + 4 + 2L * i, (short) i);
+                }
+                mem.writeU16(0x1102, (short) 1);
+                Posix.eventfdSignal(kick, a.allocate(8), Posix.callState(a));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+                while ((mem.readU16(0x1202) & 0xffff) < 1 && System.nanoTime() < deadline) {
+                    Thread.sleep(2);
+                }
+                assertThat(mem.readU16(0x1202)).as("the disabled ring was processed").isEqualTo((short) 1);
+                assertThat(seen.get()).as("its frame was discarded, not sent to the switch").isZero();
+
+                ch.write(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(1, 1)));
+                mem.writeU16(0x1102, (short) 2);
+                Posix.eventfdSignal(kick, a.allocate(8), Posix.callState(a));
+                deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+                while (seen.get() == 0 && System.nanoTime() < deadline) {
+                    Thread.sleep(2);
+                }
+                assertThat(seen.get()).as("once enabled, frames go out").isEqualTo(1);
+            } finally {
+                Channel.closeQuietly(kick);
+            }
         }
     }
 }

@@ -268,6 +268,7 @@ class VhostUserTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-5")
     void kickWithoutDescriptorMeansTheBackendPolls(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("p.sock"), RngDevice::new);
              RawRing ring = new RawRing(backend)) {
@@ -331,6 +332,7 @@ class VhostUserTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-4")
     void getVringBaseStopsTheRingAndReportsWhereItGot(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("base.sock"), RngDevice::new);
              RawRing ring = new RawRing(backend)) {

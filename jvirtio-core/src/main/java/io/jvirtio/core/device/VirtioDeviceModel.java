@@ -55,6 +55,15 @@ public interface VirtioDeviceModel extends AutoCloseable {
      */
     QueueState stopQueue(int index);
 
+    /**
+     * vhost-user ring enable (SET_VRING_ENABLE): a disabled ring that is started is still processed, but
+     * without talking to the peer — a NIC discards what the driver transmits and delivers nothing into its
+     * receive ring (vhost-user.rst "Ring states"). May come before or after {@link #activate}; it outlives
+     * ring restarts and is cleared by nothing but another call. Devices without a peer ignore it.
+     */
+    default void enableQueue(int index, boolean enabled) {
+    }
+
     /** The driver notified queue {@code index} (§2.9). Called on the notifying thread; must not block. */
     void queueNotify(int index);
 

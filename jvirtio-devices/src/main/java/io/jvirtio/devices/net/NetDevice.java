@@ -166,8 +166,8 @@ public final class NetDevice extends QueueDevice {
         if (pair >= (Feature.NET_MQ.isSet(features) ? maxPairs : 1)) {
             return null; // a queue the negotiated features do not give the device
         }
-        return index % 2 == 0 ? receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair]), ctx)
-                : requestWorker(index, queue, interrupt, new Transmitter(), ctx);
+        return index % 2 == 0 ? receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair], index), ctx)
+                : requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
     }
 
     @Override
@@ -250,11 +250,17 @@ public final class NetDevice extends QueueDevice {
     /** A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. */
     private final class Transmitter implements io.jvirtio.devices.QueueHandler {
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536, 64);
+        private final int queue;
+
+        Transmitter(int queue) {
+            this.queue = queue;
+        }
 
         @Override
         public int handle(DescriptorChain chain) {
             long len = chain.readableBytes() - Net.HDR_SIZE;
-            if (len < 14 || len > scratch.byteSize()) {
+            if (!queueEnabled(queue) || len < 14 || len > scratch.byteSize()) {
+                // a disabled ring is consumed, its frames discarded (vhost-user "Ring states")
                 txDropped.incrementAndGet();
                 return 0;
             }
@@ -360,8 +366,11 @@ public final class NetDevice extends QueueDevice {
         private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
         private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
 
-        FrameSource(Pair pair) {
+        private final int queue;
+
+        FrameSource(Pair pair, int queue) {
             this.pair = pair;
+            this.queue = queue;
             for (int i = 0; i < extra.length; i++) {
                 extra[i] = new DescriptorChain();
             }
@@ -369,7 +378,7 @@ public final class NetDevice extends QueueDevice {
 
         @Override
         public boolean hasPending() {
-            return !pair.inbound.isEmpty();
+            return queueEnabled(queue) && !pair.inbound.isEmpty(); // disabled: nothing new reaches the driver
         }
 
         @Override
