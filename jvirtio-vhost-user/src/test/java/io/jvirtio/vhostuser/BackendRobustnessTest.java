@@ -281,6 +281,9 @@ class BackendRobustnessTest {
                 assertThat(seen.get()).as("its frame was discarded, not sent to the switch").isZero();
 
                 ch.write(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(1, 1)));
+                ch.write(Message.of(VhostUser.GET_FEATURES, new byte[0]));
+                assertThat(ch.read().request()).as("messages are handled in order: the ring is enabled now")
+                        .isEqualTo(VhostUser.GET_FEATURES);
                 mem.writeU16(0x1102, (short) 2);
                 Posix.eventfdSignal(kick, a.allocate(8), Posix.callState(a));
                 deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);

@@ -66,7 +66,12 @@ public final class NetDevice extends QueueDevice {
     /** Frames waiting for one queue pair's receive buffers. */
     private static final class Pair {
         final FrameRing inbound = new FrameRing(INBOUND_LIMIT, MAX_INBOUND_FRAME);
+        /** The last change of the active pairs this pair's receive thread has acted on. */
+        volatile long seenPairsChange;
     }
+
+    /** Counts VQ_PAIRS_SET changes, for the handshake with the receive threads. */
+    private volatile long pairsChange;
 
     /**
      * @param backend where frames go and come from; the device owns it and closes it in {@link #close()}
@@ -321,11 +326,31 @@ public final class NetDevice extends QueueDevice {
                 if (want < 1 || want > maxPairs) {
                     return Net.ERR;
                 }
-                activePairs = want;
+                shrinkTo(want);
                 return Net.OK;
             }
             default -> {
                 return Net.ERR;
+            }
+        }
+    }
+
+    /**
+     * §5.1.6.5.5 (net-dev-16): once the ack of VQ_PAIRS_SET is in the used ring, no frame may reach a receive
+     * queue beyond the new count. New frames are steered by the new count at once; frames already waiting
+     * for a removed pair are dropped by that pair's own receive thread (the one consumer of its queue), and
+     * the command is acknowledged only after each running one has done so.
+     */
+    private void shrinkTo(int want) {
+        // activePairs first: a receive thread that reads the new change number then reads the new count
+        activePairs = want;
+        long change = pairsChange + 1;
+        pairsChange = change;
+        long deadline = System.nanoTime() + 1_000_000_000L;
+        for (int p = want; p < maxPairs; p++) {
+            wake(2 * p);
+            while (serving(2 * p) && pairs[p].seenPairsChange < change && System.nanoTime() < deadline) {
+                Thread.onSpinWait();
             }
         }
     }
@@ -378,6 +403,19 @@ public final class NetDevice extends QueueDevice {
 
         @Override
         public boolean hasPending() {
+            long change = pairsChange;
+            if (queue / 2 >= activePairs) {
+                // a pair VQ_PAIRS_SET removed: what waits for it is dropped, here, by its only consumer
+                while (!pair.inbound.isEmpty()) {
+                    pair.inbound.poll();
+                    rxDropped.incrementAndGet();
+                }
+                pair.seenPairsChange = change;
+                return false;
+            }
+            if (pair.seenPairsChange != change) {
+                pair.seenPairsChange = change; // a store only when the pairs changed: none per frame
+            }
             return queueEnabled(queue) && !pair.inbound.isEmpty(); // disabled: nothing new reaches the driver
         }
 

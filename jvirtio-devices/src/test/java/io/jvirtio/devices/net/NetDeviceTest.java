@@ -194,4 +194,35 @@ class NetDeviceTest {
             assertThat(ack[0]).as("VQ_PAIRS_SET %d", c[0]).isEqualTo((byte) c[1]);
         }
     }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-16")
+    void framesWaitingForAPairThatVqPairsSetRemovesAreDroppedBeforeTheAck() throws Exception {
+        dev = new NetDevice(wire, MAC, 2);
+        h = new DeviceHarness(dev, BASE | Feature.NET_MQ.mask());
+        long cmd = h.alloc.allocate(8, 8);
+        h.memory.write(cmd, new byte[] {4, 0, 2, 0}, 0, 4);
+        h.roundTrip(4, new Scatterlist().addReadable(cmd, 4).addWritable(cmd + 4, 1)); // two pairs
+        // frames for pair 1 (no receive buffers posted there: they wait in its queue)
+        int waiting = 0;
+        for (int src = 0; src < 64 && waiting < 5; src++) {
+            byte[] f = frame(60);
+            f[11] = (byte) src;
+            long dst = 0x5254_0001_0203L;
+            long s = 0x5254_0001_0200L | src;
+            if (Math.floorMod(dst * 31 + s, 2L) == 1) {
+                f[6] = 0x52; f[7] = 0x54; f[8] = 0; f[9] = 1; f[10] = 2;
+                wire.toGuest.accept(f);
+                waiting++;
+            }
+        }
+        assertThat(waiting).isEqualTo(5);
+        assertThat(dev.rxDropped.get()).isZero();
+        h.memory.write(cmd, new byte[] {4, 0, 1, 0}, 0, 4);
+        h.roundTrip(4, new Scatterlist().addReadable(cmd, 4).addWritable(cmd + 4, 1)); // back to one pair
+        byte[] ack = new byte[1];
+        h.memory.read(cmd + 4, ack, 0, 1);
+        assertThat(ack[0]).isEqualTo((byte) Net.OK);
+        assertThat(dev.rxDropped.get()).as("dropped by pair 1's own thread before the ack was used").isEqualTo(5);
+    }
 }
