@@ -20,7 +20,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 /** What every device model offers: VERSION_1, and no feature without the features it requires. */
 class OfferedFeaturesTest {
     @Test
-    @Conformance({"basic-dev-3", "basic-dev-10"})
+    @Conformance({"basic-dev-3", "basic-dev-10", "blk-dev-1"})
     void everyModelOffersVersion1AndNoFeatureWithoutItsRequirement() {
         VirtualSwitch sw = new VirtualSwitch();
         List<VirtioDeviceModel> models = List.of(new BlkDevice(new MemoryBackend(1 << 20, false)),
@@ -29,6 +29,9 @@ class OfferedFeaturesTest {
         for (VirtioDeviceModel m : models) {
             assertThat(Feature.VERSION_1.isSet(m.deviceFeatures())).as("%s offers VERSION_1", m.type()).isTrue();
             assertThat(FeatureDependencies.violation(m.type(), m.deviceFeatures())).as("%s", m.type()).isNull();
+            if (m.type() == io.jvirtio.core.spec.DeviceType.BLOCK) {
+                assertThat(Feature.BLK_FLUSH.isSet(m.deviceFeatures())).as("blk offers FLUSH").isTrue();
+            }
         }
     }
 }

@@ -128,4 +128,22 @@ class BlkDriverChecksTest {
             assertThatThrownBy(() -> disk.write(0, buf).get(5, TimeUnit.SECONDS)).isInstanceOf(ExecutionException.class);
         }
     }
+
+    @Test
+    @Conformance("blk-drv-4")
+    void aCapacityChangeReachesTheDriverThroughTheConfigInterrupt() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            BlkDevice dev = new BlkDevice(new MemoryBackend(1 << 20, false));
+            VirtioBlock disk = disk(m, dev);
+            assertThat(disk.capacitySectors()).isEqualTo(2048);
+            dev.config().update(0, 1024, 8); // the device shrinks (as a resize would)
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (disk.capacitySectors() != 1024 && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertThat(disk.capacitySectors()).isEqualTo(1024);
+            assertThatThrownBy(() -> disk.read(1024, disk.allocateBuffer(512)).get(5, TimeUnit.SECONDS))
+                    .hasCauseInstanceOf(IllegalArgumentException.class);
+        }
+    }
 }

@@ -100,17 +100,22 @@ class DriverRequestsTest {
     }
 
     @Test
-    @Conformance({"blk-drv-7", "blk-drv-8", "blk-drv-10"})
+    @Conformance({"blk-drv-7", "blk-drv-8", "blk-drv-9", "blk-drv-10"})
     void blockRequestsHaveTheShapesTheSpecAsks() throws Exception {
         List<BlkRequest> seen = new CopyOnWriteArrayList<>();
+        List<long[]> discard = new CopyOnWriteArrayList<>();
         ConfigSpace cfg = new ConfigSpace(60);
         cfg.store(0, 2048, 8);
         try (Machine m = new Machine(64 << 20)) {
-            m.plug(new Recorder(DeviceType.BLOCK, Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH), 1, cfg, (q, chain) -> {
-                MemorySegment hdr = MemorySegment.ofArray(new byte[16]);
+            m.plug(new Recorder(DeviceType.BLOCK, Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH, Feature.BLK_DISCARD),
+                    1, cfg, (q, chain) -> {
+                MemorySegment hdr = MemorySegment.ofArray(new byte[32]);
                 chain.readReadable(0, hdr);
                 ByteBuffer h = hdr.asByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
                 seen.add(new BlkRequest(h.getInt(0), h.getLong(8), chain.readableBytes(), chain.writableBytes()));
+                if (h.getInt(0) == 11) { // DISCARD: one segment {sector, num_sectors, flags}
+                    discard.add(new long[] {h.getLong(16), Integer.toUnsignedLong(h.getInt(24)), h.getInt(28)});
+                }
                 chain.writeWritable(chain.writableBytes() - 1, MemorySegment.ofArray(new byte[1]));
                 return (int) chain.writableBytes();
             }));
@@ -118,12 +123,16 @@ class DriverRequestsTest {
             disk.flush().get(5, TimeUnit.SECONDS);
             disk.read(8, disk.allocateBuffer(1024)).get(5, TimeUnit.SECONDS);
             disk.id().get(5, TimeUnit.SECONDS);
+            disk.discard(64, 8).get(5, TimeUnit.SECONDS);
             assertThatThrownBy(() -> disk.read(0, disk.allocateBuffer(1000)).get(5, TimeUnit.SECONDS))
                     .hasCauseInstanceOf(IllegalArgumentException.class);
             assertThat(seen).containsExactly(
                     new BlkRequest(4, 0, 16, 1),        // FLUSH: sector 0, no data
                     new BlkRequest(0, 8, 16, 1025),     // IN: 1024 bytes of data + status
-                    new BlkRequest(8, 0, 16, 21));      // GET_ID: 20 bytes + status
+                    new BlkRequest(8, 0, 16, 21),       // GET_ID: 20 bytes + status
+                    new BlkRequest(11, 0, 32, 1));      // DISCARD: header + one 16-byte segment
+            assertThat(discard).hasSize(1);
+            assertThat(discard.getFirst()).as("sector 64, 8 sectors, unmap flag 0").containsExactly(64, 8, 0);
         }
     }
 

@@ -119,7 +119,7 @@ class NetTest {
     }
 
     @Test
-    @io.jvirtio.core.spec.Conformance({"net-dev-10", "net-dev-12", "net-dev-14"})
+    @io.jvirtio.core.spec.Conformance({"net-dev-10", "net-dev-12", "net-dev-14", "net-drv-13"})
     void controlQueueFiltersAndRefusesBadCommands() throws Exception {
         boot(1);
         byte[] other = {0x52, 0x54, 0, 0x12, 0x34, 0x77};
@@ -228,7 +228,7 @@ class NetTest {
     }
 
     @Test
-    @io.jvirtio.core.spec.Conformance({"net-dev-3", "net-dev-4", "net-drv-5", "net-drv-6"})
+    @io.jvirtio.core.spec.Conformance({"net-dev-3", "net-dev-4", "net-drv-4", "net-drv-5", "net-drv-6"})
     void theNegotiatedMtuBoundsWhatIsSentAndWhatIsDelivered() throws Exception {
         boot(1, 9000);
         // a jumbo link: the largest frame crosses whole, one byte more is refused by the driver

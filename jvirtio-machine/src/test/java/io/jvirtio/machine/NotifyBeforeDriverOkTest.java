@@ -37,6 +37,7 @@ class NotifyBeforeDriverOkTest {
         final VirtioPciDevice inner;
         final List<Integer> statusAtNotify = new CopyOnWriteArrayList<>();
         final List<String> deviceCfgReads = new CopyOnWriteArrayList<>();
+        final List<String> deviceCfgWrites = new CopyOnWriteArrayList<>();
         int notifyBar = -1;
         long notifyOffset;
         long notifyLength;
@@ -65,6 +66,9 @@ class NotifyBeforeDriverOkTest {
         }
 
         public void barWrite(int bar, long offset, int size, long value) {
+            if (bar == cfgBar && offset >= cfgOffset && offset < cfgOffset + cfgLength) {
+                deviceCfgWrites.add((offset - cfgOffset) + "/" + size);
+            }
             if (bar == notifyBar && offset >= notifyOffset && offset < notifyOffset + notifyLength) {
                 statusAtNotify.add(inner.status());
             }

@@ -107,4 +107,43 @@ class PciCapabilityTest {
             assertThat(back.mismatch(buf)).isEqualTo(-1);
         }
     }
+
+    /** The function with some config-space bytes replaced: an id, a revision, a capability's length fields. */
+    static WithForeignCaps overlaid(VirtioPciDevice dev, int[][] bytes) {
+        WithForeignCaps f = new WithForeignCaps(dev, new int[0][]);
+        f.present[Pci.CAPABILITY_LIST] = false; // the device's own list, unchanged
+        for (int[] b : bytes) {
+            f.overlay[b[0]] = (byte) b[1];
+            f.present[b[0]] = true;
+        }
+        return f;
+    }
+
+    @Test
+    @Conformance({"pci-drv-1", "pci-drv-2", "pci-drv-6", "pci-drv-8"})
+    void anyRevisionLargerCapLenAndLengthAreAcceptedAndOnlyVirtioIdsAreMatched() throws Exception {
+        try (Machine machine = new Machine(64 << 20)) {
+            VirtioPciDevice dev = new VirtioPciDevice(new BlkDevice(new MemoryBackend(1 << 20, false)), machine.memory(),
+                    "00:05.0", 2, false);
+            PciRulesTest.Cap common = PciRulesTest.Cap.find(dev, VirtioPciCap.COMMON_CFG);
+            PciRulesTest.Cap device = PciRulesTest.Cap.find(dev, VirtioPciCap.DEVICE_CFG);
+            machine.plug(5, overlaid(dev, new int[][] {
+                    {Pci.REVISION_ID, 0x37},                              // any revision
+                    {common.at() + VirtioPciCap.CAP_LEN, 0x20},           // a longer cap_len
+                    {device.at() + VirtioPciCap.LENGTH + 1, 0x08},        // a device cfg of 2 KiB+: larger than needed
+            }));
+            VirtioPciDevice other = new VirtioPciDevice(new BlkDevice(new MemoryBackend(1 << 20, false)), machine.memory(),
+                    "00:06.0", 2, false);
+            machine.plug(6, overlaid(other, new int[][] {{Pci.DEVICE_ID, 0x80}, {Pci.DEVICE_ID + 1, 0x10}})); // 0x1080
+            VirtioBus bus = new VirtioBus();
+            BlkDriver blk = new BlkDriver();
+            bus.registerDriver(blk);
+            var probed = new VirtioPciDriver(machine, bus).scan();
+            assertThat(probed).extracting(VirtioPciDriver.Probed::slot).as("0x1080 is not a virtio id").containsExactly(5);
+            assertThat(probed.getFirst().revision()).isEqualTo(0x37);
+            VirtioBlock disk = blk.disks().getFirst();
+            MemorySegment buf = disk.allocateBuffer(512);
+            disk.read(0, buf).get(10, TimeUnit.SECONDS);
+        }
+    }
 }

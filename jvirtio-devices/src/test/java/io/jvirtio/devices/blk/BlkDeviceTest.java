@@ -234,6 +234,28 @@ class BlkDeviceTest {
         assertThat(len).isEqualTo(513);
     }
 
+    @Test
+    @io.jvirtio.core.spec.Conformance({"blk-dev-3", "blk-dev-9"})
+    void unusedConfigurationBytesAreZeroAndWriteZeroesDoesNotClaimToUnmap() {
+        BlkDevice d = new BlkDevice(new MemoryBackend(1 << 20, false), 2);
+        assertThat(d.config().load(33, 1)).as("unused0").isZero();
+        assertThat(d.config().load(57, 3)).as("unused1[3]").isZero();
+        assertThat(d.config().load(56, 1)).as("write_zeroes_may_unmap: zeroes are written, never deallocated").isZero();
+        assertThat(d.config().load(34, 2)).as("num_queues").isEqualTo(2);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("blk-dev-13")
+    void zonedRequestsWithoutZonedAreUnsupported() throws Exception {
+        start(new MemoryBackend(1 << 20, false), ALL);
+        long data = h.alloc.allocate(4096, 512);
+        for (int type : new int[] {15, 16, 18, 20, 22, 24, 26}) { // ZONE_APPEND … ZONE_RESET_ALL
+            long st = statusByte();
+            h.roundTrip(0, new Scatterlist().addReadable(header(type, 0), 16).addWritable(data, 4096).addWritable(st, 1));
+            assertThat(status(st)).as("request type %d", type).isEqualTo(Blk.S_UNSUPP);
+        }
+    }
+
     /** A real image file whose backend logs each write and flush, in order, as the device calls them. */
     static final class Journal implements BlockBackend {
         final FileBackend file;

@@ -225,4 +225,92 @@ class NetDeviceTest {
         assertThat(ack[0]).isEqualTo((byte) Net.OK);
         assertThat(dev.rxDropped.get()).as("dropped by pair 1's own thread before the ack was used").isEqualTo(5);
     }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-1", "net-dev-2"})
+    void configurationFieldsHoldTheirLimits() {
+        NetDevice four = new NetDevice(wire, MAC, 4, 9000);
+        assertThat(four.config().load(Net.CFG_MAX_VIRTQUEUE_PAIRS, 2)).isEqualTo(4);
+        assertThat(four.config().load(Net.CFG_MTU, 2)).isEqualTo(9000);
+        assertThat(Feature.NET_MQ.isSet(four.deviceFeatures())).isTrue();
+        NetDevice one = new NetDevice(wire, MAC, 1);
+        assertThat(Feature.NET_MQ.isSet(one.deviceFeatures())).as("MQ only with more than one pair").isFalse();
+        assertThat(one.config().load(Net.CFG_MTU, 2)).isEqualTo(1500);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> new NetDevice(wire, MAC, 1, 67))
+                .isInstanceOf(IllegalArgumentException.class);
+        org.assertj.core.api.Assertions.assertThatThrownBy(() -> new NetDevice(wire, MAC, 65, 1500))
+                .isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-6", "net-dev-9"})
+    void headersAreZeroOnReceiveAndIgnoredOnTransmit() throws Exception {
+        start(BASE);
+        long buf = h.alloc.allocate(12 + 100, 8);
+        h.memory.write(buf, new byte[] {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1}, 0, 12); // flags, gso, hdr_len...
+        byte[] f = frame(100);
+        h.memory.write(buf + 12, f, 0, 100);
+        h.roundTrip(1, new Scatterlist().addReadable(buf, 112));
+        assertThat(wire.fromGuest).hasSize(1);
+        assertThat(wire.fromGuest.getFirst()).as("sent whole whatever the header said").isEqualTo(f);
+
+        long rx = h.alloc.allocate(2048, 8);
+        h.memory.slice(rx, 12).fill((byte) 0x77);
+        h.queues.get(0).addInBuf(rx, 2048, "rx");
+        h.queues.get(0).kick();
+        wire.toGuest.accept(frame(80));
+        assertThat(nextRx()).isEqualTo(92);
+        byte[] hdr = new byte[10];
+        h.memory.read(rx, hdr, 0, 10);
+        assertThat(hdr).as("flags 0, gso_type NONE, no hdr_len/gso_size/csum fields").containsOnly(0);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-11", "net-dev-15"})
+    void resetEmptiesTheFilterTableAndReturnsToOnePair() throws Exception {
+        dev = new NetDevice(wire, MAC, 2);
+        long features = BASE | Feature.NET_MQ.mask();
+        h = new DeviceHarness(dev, features);
+        long cmd = h.alloc.allocate(32, 8);
+        // two pairs; promiscuous off; a filter table with one unicast address
+        for (byte[] c : new byte[][] {{4, 0, 2, 0}, {0, 0, 0}, {1, 0, 1, 0, 0, 0, 0x52, 0x54, 9, 9, 9, 9, 0, 0, 0, 0}}) {
+            h.memory.write(cmd, c, 0, c.length);
+            h.roundTrip(4, new Scatterlist().addReadable(cmd, c.length).addWritable(cmd + 31, 1));
+        }
+        h.close();
+        h = new DeviceHarness(dev, features); // after the reset, active again
+        h.memory.write(cmd, new byte[] {0, 0, 0}, 0, 3);
+        h.roundTrip(4, new Scatterlist().addReadable(cmd, 3).addWritable(cmd + 31, 1)); // promiscuous off again
+        byte[] toFiltered = frame(60);
+        System.arraycopy(new byte[] {0x52, 0x54, 9, 9, 9, 9}, 0, toFiltered, 0, 6);
+        wire.toGuest.accept(toFiltered);
+        assertThat(dev.rxFiltered.get()).as("the table was emptied by the reset").isEqualTo(1);
+        // every frame goes to receiveq1 (pair 0), whatever its addresses
+        for (int i = 0; i < 8; i++) {
+            h.queues.get(0).addInBuf(h.alloc.allocate(2048, 8), 2048, "q0-" + i);
+        }
+        h.queues.get(2).addInBuf(h.alloc.allocate(2048, 8), 2048, "q2");
+        h.queues.get(0).kick();
+        h.queues.get(2).kick();
+        for (int src = 0; src < 8; src++) {
+            byte[] f = frame(60);
+            f[11] = (byte) src; // different sources: with two pairs these would spread over both
+            wire.toGuest.accept(f);
+        }
+        for (int i = 0; i < 8; i++) {
+            assertThat(nextRx()).as("frame %d arrives on receiveq1", i).isEqualTo(72);
+        }
+        assertThat(h.queues.get(2).getBuf()).as("pair 1 gets nothing after reset").isNull();
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-13")
+    void macAddrSetUpdatesTheConfigMacBeforeItIsAcknowledged() throws Exception {
+        start(BASE | Feature.NET_CTRL_MAC_ADDR.mask());
+        byte[] mac = {0x52, 0x54, 0, 7, 7, 7};
+        assertThat(control(new byte[] {1, 1, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]})).isEqualTo(Net.OK);
+        byte[] cfg = new byte[6];
+        dev.config().read(Net.CFG_MAC, cfg, 0, 6);
+        assertThat(cfg).isEqualTo(mac);
+    }
 }
