@@ -118,6 +118,7 @@ class ModelLayoutTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("basic-dev-4")
     void networkFeatureSetsWithoutTheControlQueueAreRefused() {
         NetDevice n = new NetDevice(NOWHERE, new byte[6], 2);
         long base = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);

@@ -114,6 +114,7 @@ class MmioTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("basic-dev-6")
     void unbindResetsAndFreesThenRebindWorks() throws Exception {
         try (Machine m = new Machine(32 << 20)) {
             Machine.MmioSlot s = m.plugMmio(new BlkDevice(new MemoryBackend(1 << 20, false)));

@@ -1,0 +1,124 @@
+package io.jvirtio.machine;
+
+import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.spec.Conformance;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.VirtualSwitch;
+import io.jvirtio.drivers.net.NetDriver;
+import io.jvirtio.transport.pci.PciFunction;
+import io.jvirtio.transport.pci.PciInterrupts;
+import io.jvirtio.transport.pci.VirtioPciDevice;
+import io.jvirtio.transport.pci.VirtioPciDriver;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import static io.jvirtio.transport.pci.VirtioPciCap.*;
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * What the virtio-pci driver does to the common configuration, access by access, over a whole life —
+ * probe of a NIC with MSI-X, traffic, removal — checked against the driver rules of §4.1.4.3.
+ */
+class PciDriverDisciplineTest {
+
+    /** A virtio-pci function that logs every access to its common configuration structure. */
+    static final class Logged implements PciFunction {
+        record Access(boolean write, int offset, int size, long value) {
+        }
+
+        final VirtioPciDevice inner;
+        final PciRulesTest.Cap common;
+        final List<Access> log = new CopyOnWriteArrayList<>();
+
+        Logged(VirtioPciDevice inner) {
+            this.inner = inner;
+            this.common = PciRulesTest.Cap.find(inner, COMMON_CFG);
+        }
+
+        private boolean isCommon(int bar, long offset) {
+            return bar == common.bar() && offset >= common.offset() && offset < common.offset() + common.length();
+        }
+
+        public long barRead(int bar, long offset, int size) {
+            long v = inner.barRead(bar, offset, size);
+            if (isCommon(bar, offset)) {
+                log.add(new Access(false, (int) (offset - common.offset()), size, v));
+            }
+            return v;
+        }
+
+        public void barWrite(int bar, long offset, int size, long value) {
+            if (isCommon(bar, offset)) {
+                log.add(new Access(true, (int) (offset - common.offset()), size, value));
+            }
+            inner.barWrite(bar, offset, size, value);
+        }
+
+        public int configRead(int offset, int size) { return inner.configRead(offset, size); }
+        public void configWrite(int offset, int size, int value) { inner.configWrite(offset, size, value); }
+        public long barAddress(int bar) { return inner.barAddress(bar); }
+        public long barSize(int bar) { return inner.barSize(bar); }
+        public boolean barIsIo(int bar) { return inner.barIsIo(bar); }
+        public void connect(PciInterrupts interrupts) { inner.connect(interrupts); }
+    }
+
+    @Test
+    @Conformance({"pci-drv-12", "pci-drv-13", "pci-drv-14", "pci-drv-16", "pci-drv-19", "pci-drv-20"})
+    void theDriverWritesOnlyWhatItMayInTheOrderItMust() throws Exception {
+        int vectors = 4;
+        try (Machine m = new Machine(64 << 20)) {
+            NetDevice nic = new NetDevice(new VirtualSwitch().port(), new byte[] {0x52, 0x54, 0, 0, 0, 9}, 1);
+            Logged f = new Logged(new VirtioPciDevice(nic, m.memory(), "00:05.0", vectors, false));
+            m.plug(5, f);
+            VirtioBus bus = new VirtioBus();
+            NetDriver net = new NetDriver();
+            bus.registerDriver(net);
+            new VirtioPciDriver(m, bus).scan();
+            net.nics().getFirst().send(new byte[60]);
+            bus.unregisterDevice(bus.devices().getFirst());
+
+            List<Logged.Access> writes = f.log.stream().filter(Logged.Access::write).toList();
+            assertThat(writes).as("read-only fields").noneMatch(a -> a.offset() == DEVICE_FEATURE
+                    || a.offset() == NUM_QUEUES || a.offset() == CONFIG_GENERATION || a.offset() == QUEUE_NOTIFY_OFF);
+            assertThat(writes).filteredOn(a -> a.offset() == QUEUE_SIZE).as("queue sizes").isNotEmpty()
+                    .allMatch(a -> Long.bitCount(a.value()) == 1);
+            assertThat(writes).filteredOn(a -> a.offset() == QUEUE_ENABLE).as("queue_enable").isNotEmpty()
+                    .allMatch(a -> a.value() == 1);
+            // each queue: size and the three addresses are programmed before it is enabled
+            int selected = -1;
+            java.util.Map<Integer, List<Integer>> programmed = new java.util.HashMap<>();
+            for (Logged.Access a : writes) {
+                switch (a.offset()) {
+                    case QUEUE_SELECT -> selected = (int) a.value();
+                    case QUEUE_SIZE, QUEUE_DESC, QUEUE_DRIVER, QUEUE_DEVICE ->
+                            programmed.computeIfAbsent(selected, k -> new ArrayList<>()).add(a.offset());
+                    case QUEUE_ENABLE -> assertThat(programmed.getOrDefault(selected, List.of()))
+                            .as("queue %d before enable", selected)
+                            .contains(QUEUE_SIZE, QUEUE_DESC, QUEUE_DRIVER, QUEUE_DEVICE);
+                    case DEVICE_STATUS -> {
+                        if (a.value() == 0) {
+                            programmed.clear(); // reset: a queue must be programmed again
+                        }
+                    }
+                    default -> { }
+                }
+            }
+            // every vector mapped is inside the table, and read back right after it is written
+            List<Logged.Access> all = f.log;
+            for (int i = 0; i < all.size(); i++) {
+                Logged.Access a = all.get(i);
+                if (a.write() && (a.offset() == CONFIG_MSIX_VECTOR || a.offset() == QUEUE_MSIX_VECTOR)) {
+                    assertThat(a.value() < vectors || a.value() == NO_VECTOR).as("vector %d", a.value()).isTrue();
+                    if (a.value() != NO_VECTOR) { // a mapping (not an unmapping) is verified before anything else
+                        Logged.Access next = all.get(i + 1);
+                        assertThat(next).as("access after mapping vector %d at %d", a.value(), a.offset())
+                                .isEqualTo(new Logged.Access(false, a.offset(), 2, a.value()));
+                    }
+                }
+            }
+        }
+    }
+}
