@@ -31,11 +31,18 @@ class PciDriverDisciplineTest {
 
         final VirtioPciDevice inner;
         final PciRulesTest.Cap common;
+        final PciRulesTest.Cap isr;
+        final PciRulesTest.Cap notify;
         final List<Access> log = new CopyOnWriteArrayList<>();
+        final List<Access> notifications = new CopyOnWriteArrayList<>();
+        final List<Integer> configWrites = new CopyOnWriteArrayList<>();
+        final java.util.concurrent.atomic.AtomicInteger isrReads = new java.util.concurrent.atomic.AtomicInteger();
 
         Logged(VirtioPciDevice inner) {
             this.inner = inner;
             this.common = PciRulesTest.Cap.find(inner, COMMON_CFG);
+            this.isr = PciRulesTest.Cap.find(inner, ISR_CFG);
+            this.notify = PciRulesTest.Cap.find(inner, NOTIFY_CFG);
         }
 
         private boolean isCommon(int bar, long offset) {
@@ -43,6 +50,9 @@ class PciDriverDisciplineTest {
         }
 
         public long barRead(int bar, long offset, int size) {
+            if (bar == isr.bar() && offset == isr.offset()) {
+                isrReads.incrementAndGet();
+            }
             long v = inner.barRead(bar, offset, size);
             if (isCommon(bar, offset)) {
                 log.add(new Access(false, (int) (offset - common.offset()), size, v));
@@ -51,6 +61,9 @@ class PciDriverDisciplineTest {
         }
 
         public void barWrite(int bar, long offset, int size, long value) {
+            if (bar == notify.bar() && offset >= notify.offset() && offset < notify.offset() + notify.length()) {
+                notifications.add(new Access(true, (int) (offset - notify.offset()), size, value));
+            }
             if (isCommon(bar, offset)) {
                 log.add(new Access(true, (int) (offset - common.offset()), size, value));
             }
@@ -58,7 +71,10 @@ class PciDriverDisciplineTest {
         }
 
         public int configRead(int offset, int size) { return inner.configRead(offset, size); }
-        public void configWrite(int offset, int size, int value) { inner.configWrite(offset, size, value); }
+        public void configWrite(int offset, int size, int value) {
+            configWrites.add(offset);
+            inner.configWrite(offset, size, value);
+        }
         public long barAddress(int bar) { return inner.barAddress(bar); }
         public long barSize(int bar) { return inner.barSize(bar); }
         public boolean barIsIo(int bar) { return inner.barIsIo(bar); }
@@ -119,6 +135,76 @@ class PciDriverDisciplineTest {
                     }
                 }
             }
+        }
+    }
+
+    @Test
+    @Conformance({"pci-drv-9", "pci-drv-21", "pci-drv-22"})
+    void capabilitiesAreNeverWrittenNotificationsCarryTheQueueAndMsixQueueInterruptsSkipTheIsr() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            NetDevice nic = new NetDevice(new VirtualSwitch().port(), new byte[] {0x52, 0x54, 0, 0, 0, 9}, 1);
+            Logged f = new Logged(new VirtioPciDevice(nic, m.memory(), "00:05.0", 4, false));
+            m.plug(5, f);
+            VirtioBus bus = new VirtioBus();
+            NetDriver net = new NetDriver();
+            bus.registerDriver(net);
+            new VirtioPciDriver(m, bus).scan();
+            int isrBefore = f.isrReads.get();
+            long interruptsBefore = m.interruptsDelivered();
+            for (int i = 0; i < 20; i++) {
+                net.nics().getFirst().send(new byte[60]);
+            }
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while ((nic.txFrames.get() < 20 || m.interruptsDelivered() == interruptsBefore) && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertThat(m.interruptsDelivered()).as("transmit interrupts were delivered").isGreaterThan(interruptsBefore);
+            assertThat(f.isrReads.get()).as("no ISR read for MSI-X queue interrupts").isEqualTo(isrBefore);
+            // the virtio capabilities (all but the PCI configuration access one) are never written
+            for (int type : new int[] {COMMON_CFG, NOTIFY_CFG, ISR_CFG, DEVICE_CFG}) {
+                PciRulesTest.Cap cap = PciRulesTest.Cap.find(f, type);
+                int len = f.configRead(cap.at() + CAP_LEN, 1);
+                assertThat(f.configWrites).as("capability type %d", type)
+                        .noneMatch(o -> o >= cap.at() && o < cap.at() + len);
+            }
+            // each notification: a 16-bit write of the queue's index at the queue's own doorbell
+            long multiplier = f.configRead(f.notify.at() + NOTIFY_OFF_MULTIPLIER, 4) & 0xffffffffL;
+            assertThat(f.notifications).isNotEmpty().allSatisfy(a -> {
+                assertThat(a.size()).isEqualTo(2);
+                f.barWrite(f.common.bar(), f.common.offset() + QUEUE_SELECT, 2, a.value());
+                assertThat((long) a.offset()).as("doorbell of queue %d", a.value())
+                        .isEqualTo(f.barRead(f.common.bar(), f.common.offset() + QUEUE_NOTIFY_OFF, 2) * multiplier);
+            });
+        }
+    }
+
+    @Test
+    @Conformance("pci-drv-23")
+    void oneIntxInterruptCarryingAConfigChangeAndAUsedBufferServesBoth() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            io.jvirtio.devices.blk.BlkDevice blk = new io.jvirtio.devices.blk.BlkDevice(
+                    new io.jvirtio.devices.blk.MemoryBackend(1 << 20, false));
+            int slot = m.plug(blk, 0); // INTx: the ISR says what happened
+            VirtioBus bus = new VirtioBus();
+            io.jvirtio.drivers.blk.BlkDriver driver = new io.jvirtio.drivers.blk.BlkDriver();
+            bus.registerDriver(driver);
+            new VirtioPciDriver(m, bus).scan();
+            var disk = driver.disks().getFirst();
+            int cmd = m.configRead(slot, io.jvirtio.transport.pci.Pci.COMMAND, 2);
+            m.configWrite(slot, io.jvirtio.transport.pci.Pci.COMMAND, 2, cmd | io.jvirtio.transport.pci.Pci.COMMAND_INTX_DISABLE);
+            var read = disk.read(0, disk.allocateBuffer(512)); // completes while the line is held off
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while (blk.reads.sum() == 0 && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            blk.config().update(0, 1024, 8); // and the capacity changes
+            m.configWrite(slot, io.jvirtio.transport.pci.Pci.COMMAND, 2, cmd); // one interrupt, ISR = queue | config
+            read.get(5, java.util.concurrent.TimeUnit.SECONDS);
+            deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while (disk.capacitySectors() != 1024 && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertThat(disk.capacitySectors()).as("the config change was served too").isEqualTo(1024);
         }
     }
 }
