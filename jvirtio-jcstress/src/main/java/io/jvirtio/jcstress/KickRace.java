@@ -22,6 +22,7 @@ public final class KickRace {
     private KickRace() {
     }
 
+    @io.jvirtio.core.spec.Conformance("split-drv-20")
     static void driver(Ring ring, ZZ_Result r) {
         ring.driver.addOutBuf(ring.buffer, 64, 1);
         r.r1 = ring.driver.kickPrepare();

@@ -100,7 +100,7 @@ class DriverRequestsTest {
     }
 
     @Test
-    @Conformance({"blk-drv-7", "blk-drv-8", "blk-drv-9", "blk-drv-10"})
+    @Conformance({"blk-drv-1", "blk-drv-7", "blk-drv-8", "blk-drv-9", "blk-drv-10"})
     void blockRequestsHaveTheShapesTheSpecAsks() throws Exception {
         List<BlkRequest> seen = new CopyOnWriteArrayList<>();
         List<long[]> discard = new CopyOnWriteArrayList<>();

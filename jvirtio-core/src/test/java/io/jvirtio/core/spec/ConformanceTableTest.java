@@ -66,8 +66,10 @@ class ConformanceTableTest {
         Map<String, Set<String>> byId = new TreeMap<>();
         List<Path> sources;
         try (Stream<Path> s = Files.walk(repo, 12)) {
-            sources = s.filter(p -> p.toString().endsWith(".java") && p.toString().contains("/src/test/java/")
-                    && !p.toString().contains("/target/")).toList();
+            // tests, and the jcstress tests (which live in that module's main sources)
+            sources = s.filter(p -> p.toString().endsWith(".java") && !p.toString().contains("/target/")
+                    && (p.toString().contains("/src/test/java/") || p.toString().contains("/jvirtio-jcstress/src/main/java/")))
+                    .toList();
         }
         for (Path file : sources) {
             String text = Files.readString(file);
