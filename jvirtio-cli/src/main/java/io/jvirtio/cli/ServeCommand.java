@@ -129,7 +129,8 @@ final class ServeCommand implements Command {
                         ? "192.0.2.1" : o.value("--ip"));
             }
             case "console" -> {
-                devices = () -> new ConsoleDevice(StreamBackend.stdio(), 80, 25);
+                StreamBackend stdio = StreamBackend.stdio(); // one terminal: shared by every connection
+                devices = () -> new ConsoleDevice(stdio, 80, 25);
                 stats = () -> { };
                 out.printf("serving vhost-user console on %s (this terminal is the guest's console)%n", socket);
             }

@@ -19,6 +19,7 @@ public final class StreamBackend implements ConsoleBackend {
     private final OutputStream out;
     private final AutoCloseable resource;
     private Thread reader;
+    private volatile Consumer<byte[]> target;
 
     public StreamBackend(InputStream in, OutputStream out) {
         this(in, out, null);
@@ -44,8 +45,14 @@ public final class StreamBackend implements ConsoleBackend {
         return new StreamBackend(InputStream.nullInputStream(), o, o);
     }
 
+    /**
+     * Input goes to {@code input} from now on. One reader thread serves the backend for its whole life, so
+     * that a backend shared by successive devices (one per vhost-user connection to {@code serve console})
+     * costs one thread, and its input reaches the newest device.
+     */
     @Override
     public synchronized void start(Consumer<byte[]> input) {
+        target = input;
         if (reader != null) {
             return;
         }
@@ -54,7 +61,7 @@ public final class StreamBackend implements ConsoleBackend {
             try {
                 int n;
                 while ((n = in.read(buf)) > 0) {
-                    input.accept(Arrays.copyOf(buf, n));
+                    target.accept(Arrays.copyOf(buf, n));
                 }
             } catch (IOException e) {
                 // the stream closed: no more input
