@@ -54,18 +54,7 @@ class BackendRobustnessTest {
     }
 
     private static void rngSession(VhostUserBackend backend) throws Exception {
-        try (GuestMemory mem = GuestMemory.memfd(BASE, 8 << 20);
-             VhostUserFrontend fe = VhostUserFrontend.connect(backend.socket(), mem, new GuestAllocator(mem, BASE, 8 << 20))) {
-            VirtioBus bus = new VirtioBus();
-            RngDriver rng = new RngDriver();
-            bus.registerDriver(rng);
-            var dev = bus.registerDevice(DeviceType.ENTROPY.id(), fe);
-            byte[] b = new byte[256];
-            rng.devices().getFirst().read(b);
-            assertThat(b).as("entropy arrived").isNotEqualTo(new byte[256]);
-            bus.unregisterDevice(dev);
-        }
-        awaitNoSessions(backend);
+        VhostUserTest.runRngSession(backend);
     }
 
     @Test
