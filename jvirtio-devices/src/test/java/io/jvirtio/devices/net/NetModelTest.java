@@ -49,7 +49,7 @@ class NetModelTest {
     }
 
     /** A backend the test drives, remembering whether the device closed it. */
-    static final class Wire implements NetBackend {
+    static class Wire implements NetBackend {
         volatile Receiver receiver;
         final AtomicBoolean closed = new AtomicBoolean();
         final Consumer<byte[]> toGuest = f -> receiver.receive(MemorySegment.ofArray(f), f.length);
@@ -185,5 +185,139 @@ class NetModelTest {
             assertThat(h.queues.get(2).getBuf()).isNull();
             assertThat(h.queues.get(4).getBuf()).isNull();
         }
+    }
+
+    /** A backend that records what the guest transmits. */
+    static final class Recorder extends Wire {
+        final java.util.List<Long> sent = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+        @Override
+        public void transmit(MemorySegment buffer, long length) {
+            sent.add(length);
+        }
+    }
+
+    @Test
+    void framesAtEveryEdgeOfTheirSize() throws Exception {
+        Recorder wire = new Recorder();
+        NetDevice dev = new NetDevice(wire, MAC, 1, 1500);
+        try (DeviceHarness h = new DeviceHarness(dev, FEATURES | Feature.NET_MTU.mask())) {
+            // transmit: 14..65536 bytes of frame after the header go out; 13 and 65537 do not
+            long tx = h.alloc.allocate(12 + 65537, 8);
+            for (int len : new int[] {13, 14, 65536, 65537}) {
+                h.roundTrip(1, new Scatterlist().addReadable(tx, 12 + len));
+            }
+            assertThat(wire.sent).containsExactly(14L, 65536L);
+            // receive with MTU 1500 negotiated: 14..1514 bytes pass, 13 and 1515 are dropped
+            for (int len : new int[] {13, 14, 1514, 1515}) {
+                byte[] f = new byte[len];
+                if (len >= 6) {
+                    System.arraycopy(MAC, 0, f, 0, 6);
+                }
+                wire.toGuest.accept(f);
+            }
+            assertThat(dev.rxDropped.get()).isEqualTo(2);
+            // a receive buffer exactly header + frame holds it; one byte less and the frame is dropped
+            DriverQueue<Object> rx = h.queues.get(0);
+            long exact = h.alloc.allocate(12 + 14, 8);
+            rx.addInBuf(exact, 12 + 14, "first of the two");
+            rx.kick();
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            Object got = null;
+            while (got == null && System.nanoTime() < deadline) {
+                got = rx.getBuf();
+            }
+            assertThat(got).isEqualTo("first of the two");
+            assertThat(rx.lastLength()).isEqualTo(26);
+            rx.addInBuf(h.alloc.allocate(12 + 1513, 8), 12 + 1513, "too small for 1514");
+            rx.kick();
+            deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (dev.rxDropped.get() < 3 && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertThat(dev.rxDropped.get()).as("1514 bytes do not fit 1513").isEqualTo(3);
+        }
+    }
+
+    @Test
+    void aMergeableBufferOfExactlyTheHeaderIsAcceptable() throws Exception {
+        Wire wire = new Wire();
+        NetDevice dev = new NetDevice(wire, MAC, 1);
+        try (DeviceHarness h = new DeviceHarness(dev, FEATURES | Feature.NET_MRG_RXBUF.mask())) {
+            DriverQueue<Object> rx = h.queues.get(0);
+            long a = h.alloc.allocate(12, 8);
+            long b = h.alloc.allocate(100, 8);
+            rx.addInBuf(a, 12, "header only");
+            rx.addInBuf(b, 100, "frame");
+            rx.kick();
+            wire.toGuest.accept(frameTo(MAC));
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            Object first = null;
+            while (first == null && System.nanoTime() < deadline) {
+                first = rx.getBuf();
+            }
+            assertThat(first).isEqualTo("header only");
+            assertThat(rx.lastLength()).isEqualTo(12);
+            assertThat(h.memory.readU16(a + 10)).as("num_buffers").isEqualTo((short) 2);
+            assertThat(h.needsReset.get()).isNull();
+        }
+    }
+
+    @Test
+    void controlCommandsWithoutAnAckByteOrLongerThanAnyCommandAreRefused() throws Exception {
+        Wire wire = new Wire();
+        NetDevice dev = new NetDevice(wire, MAC, 1);
+        try (DeviceHarness h = new DeviceHarness(dev, FEATURES)) {
+            long buf = h.alloc.allocate(1024, 8);
+            h.memory.write(buf, new byte[] {0, 0, 1}, 0, 3);
+            assertThat(h.roundTrip(2, new Scatterlist().addReadable(buf, 3))).as("no ack byte: nothing written").isZero();
+            assertThat(h.roundTrip(2, new Scatterlist().addReadable(buf, 3).addWritable(buf + 512, 1))).isEqualTo(1);
+            h.memory.write(buf, new byte[] {1, 0}, 0, 2);
+            h.roundTrip(2, new Scatterlist().addReadable(buf, 900).addWritable(buf + 1000, 1));
+            assertThat(h.memory.slice(buf + 1000, 1).get(ValueLayout.JAVA_BYTE, 0)).as("longer than any MAC table")
+                    .isEqualTo((byte) Net.ERR);
+        }
+    }
+
+    @Test
+    void withTwoPairsTheSecondPairsFramesReachItsOwnQueue() throws Exception {
+        Wire wire = new Wire();
+        NetDevice dev = new NetDevice(wire, MAC, 2);
+        try (DeviceHarness h = new DeviceHarness(dev, FEATURES | Feature.NET_MQ.mask())) {
+            long cmd = h.alloc.allocate(8, 8);
+            h.memory.write(cmd, new byte[] {4, 0, 2, 0}, 0, 4);
+            h.roundTrip(4, new Scatterlist().addReadable(cmd, 4).addWritable(cmd + 4, 1));
+            DriverQueue<Object> rx1 = h.queues.get(2);
+            rx1.addInBuf(h.alloc.allocate(2048, 8), 2048, "pair 1");
+            rx1.kick();
+            long dst = 0x5254_0001_0203L;
+            for (int src = 0; src < 64; src++) {
+                byte[] f = frameTo(MAC);
+                f[6] = 0x52;
+                f[7] = 0x54;
+                f[8] = 0;
+                f[9] = 1;
+                f[10] = 2;
+                f[11] = (byte) src;
+                if (Math.floorMod(dst * 31 + (0x5254_0001_0200L | src), 2L) == 1) {
+                    wire.toGuest.accept(f);
+                    break;
+                }
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            Object got = null;
+            while (got == null && System.nanoTime() < deadline) {
+                got = rx1.getBuf();
+            }
+            assertThat(got).isEqualTo("pair 1");
+        }
+    }
+
+    @Test
+    void aClosedFrameQueueCanNoLongerBeTouched() {
+        FrameRing ring = new FrameRing(2, 64);
+        MemorySegment slots = ring.slots();
+        ring.close();
+        assertThatThrownBy(() -> slots.get(ValueLayout.JAVA_BYTE, 0)).isInstanceOf(IllegalStateException.class);
     }
 }
