@@ -10,6 +10,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.List;
 import java.util.function.Consumer;
 
 import static org.assertj.core.api.Assertions.assertThat;
@@ -319,5 +320,38 @@ class NetModelTest {
         MemorySegment slots = ring.slots();
         ring.close();
         assertThatThrownBy(() -> slots.get(ValueLayout.JAVA_BYTE, 0)).isInstanceOf(IllegalStateException.class);
+    }
+
+    @Test
+    void closingWhileSendersDeliverFramesFreesTheQueuesWithoutFailingAnySender() throws Exception {
+        for (int round = 0; round < 20; round++) {
+            Wire wire = new Wire();
+            NetDevice dev = new NetDevice(wire, MAC, 1);
+            DeviceHarness h = new DeviceHarness(dev, FEATURES);
+            java.util.concurrent.atomic.AtomicReference<Throwable> failed = new java.util.concurrent.atomic.AtomicReference<>();
+            java.util.concurrent.CountDownLatch started = new java.util.concurrent.CountDownLatch(2);
+            var receiver = wire.receiver; // what a sender holds after the port has gone
+            List<Thread> senders = new java.util.ArrayList<>();
+            for (int t = 0; t < 2; t++) {
+                senders.add(Thread.ofPlatform().start(() -> {
+                    MemorySegment f = MemorySegment.ofArray(frameTo(MAC));
+                    started.countDown();
+                    try {
+                        for (int i = 0; i < 20_000; i++) {
+                            receiver.receive(f, 60);
+                        }
+                    } catch (Throwable e) {
+                        failed.set(e);
+                    }
+                }));
+            }
+            started.await();
+            dev.close(); // while active: some senders are inside the frame queue when it is freed
+            for (Thread t : senders) {
+                t.join(10_000);
+            }
+            h.close();
+            assertThat(failed.get()).as("round %d", round).isNull();
+        }
     }
 }
