@@ -70,8 +70,8 @@ public class BlkBenchmark {
         machine = new Machine(512L << 20);
         if (backend.equals("file")) {
             image = Files.createTempFile("jvirtio-bench-", ".img");
-            store = FileBackend.create(image, DISK);
-            ((FileBackend) store).writeZeroes(0, DISK); // allocate it, so reads hit the page cache, not holes
+            BenchImages.allocate(image, DISK); // allocated, so reads hit the page cache, not holes
+            store = new FileBackend(image, false);
         } else {
             store = new NullBackend(DISK);
         }

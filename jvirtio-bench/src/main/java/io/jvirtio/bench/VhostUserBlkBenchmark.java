@@ -70,9 +70,7 @@ public class VhostUserBlkBenchmark {
     public void setUp() throws Exception {
         dir = Files.createTempDirectory("jvirtio-vub");
         image = dir.resolve("disk.raw");
-        try (FileBackend f = FileBackend.create(image, DISK)) {
-            f.writeZeroes(0, DISK); // allocated, so both back-ends read the page cache, not holes
-        }
+        BenchImages.allocate(image, DISK); // allocated, so both back-ends read the page cache, not holes
         Path sock = dir.resolve("blk.sock");
         if (backend.equals("qsd")) {
             qsd = new ProcessBuilder("qemu-storage-daemon",

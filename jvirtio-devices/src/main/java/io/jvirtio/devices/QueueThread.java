@@ -13,9 +13,10 @@ import java.util.concurrent.locks.LockSupport;
  * The thread that owns one device queue: it sleeps (parked, no polling) until {@link #wake()}, then
  * runs {@link #serve}. A ring error breaks only this queue and becomes DEVICE_NEEDS_RESET; nothing
  * escapes the thread. {@link QueueWorker} serves driver-to-device queues, {@link RxWorker}
- * device-to-driver ones.
+ * device-to-driver ones, {@link AsyncWorker} request queues with many requests in flight (it sleeps in its
+ * engine rather than parked, to wake on completions too).
  */
-public abstract sealed class QueueThread permits QueueWorker, RxWorker {
+public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWorker {
     /** Used elements published per batch before checking whether to interrupt. */
     static final int BATCH = 64;
 
@@ -43,8 +44,31 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
     /** A notification (new buffers) or new data: run {@link #serve} again. Allocation-free, never blocks. */
     public final void wake() {
         if (!woken.getAndSet(true)) {
-            LockSupport.unpark(thread);
+            signal();
         }
+    }
+
+    /** Ends {@link #await()}; any thread, never blocks. */
+    void signal() {
+        LockSupport.unpark(thread);
+    }
+
+    /** Sleeps until {@link #signal()} (or spuriously). */
+    void await() {
+        LockSupport.park(this);
+    }
+
+    /** Work that arrived without a {@link #wake()} (completions). */
+    boolean pendingWork() {
+        return false;
+    }
+
+    /** On the thread, before serving: acquire what the thread owns. */
+    void begin() throws Exception {
+    }
+
+    /** On the thread, after serving (stopped, or the queue broke): release it. */
+    void end(boolean broken) {
     }
 
     /**
@@ -54,7 +78,7 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
      */
     public final void stop() {
         running = false;
-        LockSupport.unpark(thread);
+        signal();
         if (Thread.currentThread() != thread) {
             try {
                 thread.join(STOP_TIMEOUT_MS);
@@ -70,6 +94,10 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
 
     static final long STOP_TIMEOUT_MS = 10_000;
 
+    final boolean woken() {
+        return woken.get();
+    }
+
     final boolean running() {
         return running;
     }
@@ -84,20 +112,25 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker {
 
     private void run() {
         DescriptorChain chain = new DescriptorChain();
+        boolean broken = true;
         try {
+            begin();
             while (running) {
-                if (!woken.getAndSet(false)) {
-                    LockSupport.park(this);
+                if (!woken.getAndSet(false) && !pendingWork()) {
+                    await();
                     continue;
                 }
                 serve(chain);
             }
+            broken = false;
         } catch (VirtqueueException e) {
             failure.needsReset(e.getMessage());
         } catch (Throwable e) {
             // Anything else — a bug, a memory fault turned InternalError, an exhausted heap — still stops
             // only this queue, and loudly: NEEDS_RESET, never a silently dead queue.
             failure.needsReset("queue " + queue.index() + " failed: " + e);
+        } finally {
+            end(broken);
         }
     }
 }

@@ -44,6 +44,7 @@ public final class DeviceHarness implements AutoCloseable {
             dqs.add(DeviceQueue.create(memory, i, model.maxQueueSize(i), q.addresses(), features, QueueState.INITIAL));
             irqs.add(interrupts::release);
         }
+        model.acceptFeatures(features); // FEATURES_OK, as a transport does
         model.activate(new DeviceContext(memory, features, dqs, irqs, needsReset::set));
     }
 

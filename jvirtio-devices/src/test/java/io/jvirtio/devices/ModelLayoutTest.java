@@ -130,7 +130,7 @@ class ModelLayoutTest {
     }
 
     /** A memory disk that logs flushes and discards. */
-    static final class Logged implements io.jvirtio.devices.blk.BlockBackend {
+    static final class Logged implements io.jvirtio.devices.blk.SyncBlockBackend {
         final MemoryBackend mem;
         final java.util.List<String> log = new java.util.concurrent.CopyOnWriteArrayList<>();
 
@@ -141,7 +141,7 @@ class ModelLayoutTest {
         public void read(long offset, MemorySegment dst) { mem.read(offset, dst); }
         public void write(long offset, MemorySegment src) { mem.write(offset, src); }
         public void flush() { log.add("flush"); }
-        public void writeZeroes(long offset, long length) { log.add("zeroes " + offset + "+" + length); }
+        public void writeZeroes(long offset, long length, boolean unmap) { log.add("zeroes " + offset + "+" + length); }
         public void discard(long offset, long length) { log.add("discard " + offset + "+" + length); }
     }
 
@@ -173,7 +173,7 @@ class ModelLayoutTest {
     void discardAndFlushReachTheBackendWithByteOffsetsAndBadSegmentsAreRefused() throws Exception {
         Logged disk = new Logged(new MemoryBackend(1 << 20, false));
         long features = Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH, Feature.BLK_DISCARD, Feature.BLK_WRITE_ZEROES);
-        try (DeviceHarness h = new DeviceHarness(new BlkDevice(disk), features)) {
+        try (DeviceHarness h = new DeviceHarness(new BlkDevice(io.jvirtio.devices.blk.BlockBackends.inline(disk)), features)) {
             assertThat(request(h, Blk.T_DISCARD, 0, dwz(h, 16, 8, 0), 16)).isEqualTo(Blk.S_OK);
             assertThat(request(h, Blk.T_WRITE_ZEROES, 0, dwz(h, 2040, 8, 1), 16)).as("the last 8 sectors").isEqualTo(Blk.S_OK);
             assertThat(request(h, Blk.T_FLUSH, 0, 0, 0)).isEqualTo(Blk.S_OK);
@@ -186,7 +186,7 @@ class ModelLayoutTest {
             assertThat(disk.log).hasSize(3);
         }
         Logged ro = new Logged(new MemoryBackend(1 << 20, true));
-        try (DeviceHarness h = new DeviceHarness(new BlkDevice(ro), features)) {
+        try (DeviceHarness h = new DeviceHarness(new BlkDevice(io.jvirtio.devices.blk.BlockBackends.inline(ro)), features)) {
             assertThat(request(h, Blk.T_DISCARD, 0, dwz(h, 16, 8, 0), 16)).as("read-only").isEqualTo(Blk.S_IOERR);
         }
         try (DeviceHarness h = new DeviceHarness(new BlkDevice(new MemoryBackend(1 << 20, false)), Feature.VERSION_1.mask())) {

@@ -131,7 +131,12 @@ final class BackendSession implements Runnable {
     }
 
     private synchronized void end() {
-        stopModel();
+        // Whatever a device does wrong while stopping, the session's descriptors and mappings are still freed.
+        try {
+            stopModel();
+        } catch (RuntimeException e) {
+            LOG.log(Level.WARNING, "{0}: stopping the device failed: {1}", name, e);
+        }
         try {
             model.close();
         } catch (RuntimeException e) {

@@ -27,12 +27,12 @@ public final class Posix {
     public static final int O_CREAT = 0x40;
     public static final int O_CLOEXEC = 0x80000;
 
-    private static final Linker LINKER = Linker.nativeLinker();
-    private static final SymbolLookup LIBC = LINKER.defaultLookup();
-    private static final StructLayout CAPTURE = Linker.Option.captureStateLayout();
+    static final Linker LINKER = Linker.nativeLinker();
+    static final SymbolLookup LIBC = LINKER.defaultLookup();
+    static final StructLayout CAPTURE = Linker.Option.captureStateLayout();
     private static final VarHandle ERRNO =
             CAPTURE.varHandle(MemoryLayout.PathElement.groupElement("errno"));
-    private static final Linker.Option CCS = Linker.Option.captureCallState("errno");
+    static final Linker.Option CCS = Linker.Option.captureCallState("errno");
 
     private static final MethodHandle MEMFD_CREATE = bind("memfd_create", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle OPEN = bind("open", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT));
@@ -66,7 +66,7 @@ public final class Posix {
     private Posix() {
     }
 
-    private static MethodHandle bind(String name, FunctionDescriptor fd) {
+    static MethodHandle bind(String name, FunctionDescriptor fd) {
         return LINKER.downcallHandle(LIBC.find(name).orElseThrow(
                 () -> new UnsatisfiedLinkError("libc has no " + name)), fd, CCS);
     }
@@ -160,12 +160,12 @@ public final class Posix {
     public static final int MAX_FDS = 16;
 
     @FunctionalInterface
-    private interface Call {
+    interface Call {
         long invoke(MemorySegment state, Arena arena) throws Throwable;
     }
 
     /** Runs a call that returns -1 on error; turns that into a NativeException naming {@code name}. */
-    private static long check(String name, String detail, Call call) throws NativeException {
+    static long check(String name, String detail, Call call) throws NativeException {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment st = a.allocate(CAPTURE);
             long rc = call.invoke(st, a);
@@ -495,11 +495,11 @@ public final class Posix {
         }
     }
 
-    private static int errno(MemorySegment state) {
+    static int errno(MemorySegment state) {
         return (int) ERRNO.get(state, 0L);
     }
 
-    private static NativeException fail(String call, MemorySegment state, String detail) {
+    static NativeException fail(String call, MemorySegment state, String detail) {
         return new NativeException(call, errno(state), detail);
     }
 

@@ -2,40 +2,30 @@ package io.jvirtio.devices.blk;
 
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.queue.split.DescriptorChain;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
-import io.jvirtio.devices.QueueHandler;
+import io.jvirtio.devices.AsyncWorker;
 import io.jvirtio.devices.QueueThread;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.split.DeviceQueue;
 
-import java.io.IOException;
-import java.lang.System.Logger;
-import java.lang.System.Logger.Level;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.nio.charset.StandardCharsets;
 
-import static io.jvirtio.core.memory.GuestMemory.U32;
-import static io.jvirtio.core.memory.GuestMemory.U64;
 
 /**
  * The block device (VIRTIO 1.2 §5.2) over a {@link BlockBackend}. Requests IN, OUT, FLUSH, GET_ID,
- * DISCARD and WRITE_ZEROES; features SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, RO (for a read-only backend),
- * MQ (more than one queue), DISCARD and WRITE_ZEROES. Every request is checked before the backend is
- * touched: header size, data length a multiple of 512, sector range inside the disk (overflow-safe),
- * and the status byte present — a bad request completes with IOERR or UNSUPP and never reads or writes
- * outside the disk.
+ * DISCARD and WRITE_ZEROES; features SIZE_MAX, SEG_MAX, BLK_SIZE, FLUSH, TOPOLOGY, CONFIG_WCE, RO (for a
+ * read-only backend), MQ (more than one queue), DISCARD and WRITE_ZEROES. Each queue keeps up to its size
+ * of requests in flight in the back-end ({@link BlkRequests} on an {@link AsyncWorker}). Every request is
+ * checked before the backend is touched: header size, data length a multiple of 512, sector range inside
+ * the disk (overflow-safe), and the status byte present — a bad request completes with IOERR or UNSUPP
+ * and never reads or writes outside the disk.
  */
 public final class BlkDevice extends QueueDevice {
     static final int QUEUE_SIZE = 256;
     /** Discard/write-zeroes: one segment per request, up to 4 GiB - 512 of sectors. */
     static final int MAX_DWZ_SECTORS = 0x7fffff;
 
-    private static final Logger LOG = System.getLogger(BlkDevice.class.getName());
-    private static final MemorySegment ZEROES = Arena.global().allocate(4096);
 
     private final BlockBackend backend;
     private final int queues;
@@ -46,7 +36,10 @@ public final class BlkDevice extends QueueDevice {
     public final java.util.concurrent.atomic.LongAdder bytesRead = new java.util.concurrent.atomic.LongAdder();
     public final java.util.concurrent.atomic.LongAdder bytesWritten = new java.util.concurrent.atomic.LongAdder();
     public final java.util.concurrent.atomic.LongAdder errors = new java.util.concurrent.atomic.LongAdder();
-    private final ConfigSpace config = new ConfigSpace(Blk.CONFIG_SIZE);
+    private final ConfigSpace config = new ConfigSpace(Blk.CONFIG_SIZE, this::configWrite);
+    private final long pollNanos;
+    private volatile long negotiated;
+    private volatile boolean writeCache;
 
     /** Largest single data segment a driver should use by default (VIRTIO_BLK_F_SIZE_MAX). */
     public static final int DEFAULT_SIZE_MAX = 1 << 20;
@@ -64,6 +57,18 @@ public final class BlkDevice extends QueueDevice {
      * to keep each data segment within {@code sizeMax} bytes (§5.2.4 {@code size_max}).
      */
     public BlkDevice(BlockBackend backend, int queues, int sizeMax) {
+        this(backend, queues, sizeMax, 0);
+    }
+
+    /**
+     * ... and whose queue threads busy-poll for kicks and completions for up to {@code pollNanos} before they
+     * sleep (0: sleep at once), for the lowest latency at queue depth 1 at the price of a busy core.
+     */
+    public BlkDevice(BlockBackend backend, int queues, int sizeMax, long pollNanos) {
+        if (pollNanos < 0) {
+            throw new IllegalArgumentException("poll time " + pollNanos + " ns is negative");
+        }
+        this.pollNanos = pollNanos;
         if (queues < 1 || queues > 64) {
             throw new IllegalArgumentException("queues " + queues + " not in 1..64");
         }
@@ -82,6 +87,7 @@ public final class BlkDevice extends QueueDevice {
         config.store(Blk.CFG_DISCARD_SECTOR_ALIGNMENT, 8, 4);
         config.store(Blk.CFG_MAX_WRITE_ZEROES_SECTORS, MAX_DWZ_SECTORS, 4);
         config.store(Blk.CFG_MAX_WRITE_ZEROES_SEG, 1, 4);
+        setWriteCache(backend.writeCache());
     }
 
     public BlockBackend backend() {
@@ -96,7 +102,7 @@ public final class BlkDevice extends QueueDevice {
     @Override
     public long deviceFeatures() {
         long f = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX,
-                Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY, Feature.BLK_DISCARD,
+                Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY, Feature.BLK_CONFIG_WCE, Feature.BLK_DISCARD,
                 Feature.BLK_WRITE_ZEROES);
         if (backend.readOnly()) {
             f |= Feature.BLK_RO.mask();
@@ -124,187 +130,46 @@ public final class BlkDevice extends QueueDevice {
 
     @Override
     protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
-        return requestWorker(index, queue, interrupt, new RequestHandler(context.features()), context);
+        return new AsyncWorker("jvirtio-block-q" + index, queue, interrupt,
+                new BlkRequests(this, index, queue.size(), context.features()), pollNanos, context.failure());
     }
 
-    /** One queue's request processing; owned by that queue's worker thread. */
-    private final class RequestHandler implements QueueHandler {
-        private final long features;
-        private final MemorySegment scratch = Arena.ofAuto().allocate(Blk.ID_BYTES + Blk.HEADER_SIZE, 8);
-        private final MemorySegment header = scratch.asSlice(0, Blk.HEADER_SIZE);
-        private final MemorySegment status = Arena.ofAuto().allocate(1);
+    /**
+     * FEATURES_OK. §5.2.6.1 (blk-dev-2): with CONFIG_WCE but without FLUSH the driver cannot empty a write
+     * cache, so {@code writeback} starts at 0 (writethrough); otherwise the cache starts as the back-end's
+     * mode has it (off for {@code cache=writethrough}).
+     */
+    @Override
+    public boolean acceptFeatures(long features) {
+        negotiated = features;
+        setWriteCache(Feature.BLK_FLUSH.isSet(features) && backend.writeCache());
+        return true;
+    }
 
-        RequestHandler(long features) {
-            this.features = features;
-        }
+    @Override
+    protected void onReset() {
+        negotiated = 0;
+        setWriteCache(backend.writeCache());
+    }
 
-        @Override
-        public int handle(DescriptorChain chain) {
-            if (chain.writableBytes() < 1) {
-                // No status byte: nothing can be reported. Complete it empty, as QEMU does after its error.
-                LOG.log(Level.WARNING, "virtio-blk: request at head {0} has no status byte", chain.head());
-                return 0;
-            }
-            long statusAt = chain.writableBytes() - 1;
-            long filled = 0; // bytes of the writable part, from its start, that hold the answer
-            int result;
-            if (chain.readableBytes() < Blk.HEADER_SIZE) {
-                result = Blk.S_IOERR;
-            } else {
-                chain.readReadable(0, header);
-                int type = header.get(U32, 0);
-                long sector = header.get(U64, 8);
-                try {
-                    switch (type) {
-                        case Blk.T_IN -> {
-                            result = read(chain, sector, statusAt);
-                            if (result == Blk.S_OK) {
-                                filled = statusAt;
-                                reads.increment();
-                                bytesRead.add(statusAt);
-                            }
-                        }
-                        case Blk.T_OUT -> {
-                            result = write(chain, sector);
-                            if (result == Blk.S_OK) {
-                                writethrough();
-                                writes.increment();
-                                bytesWritten.add(chain.readableBytes() - Blk.HEADER_SIZE);
-                            }
-                        }
-                        case Blk.T_FLUSH -> {
-                            backend.flush();
-                            flushes.increment();
-                            result = Blk.S_OK;
-                        }
-                        case Blk.T_GET_ID -> {
-                            int n = (int) Math.min(Blk.ID_BYTES, statusAt);
-                            MemorySegment id = scratch.asSlice(Blk.HEADER_SIZE, Blk.ID_BYTES);
-                            id.fill((byte) 0);
-                            byte[] b = backend.id().getBytes(StandardCharsets.US_ASCII);
-                            MemorySegment.copy(MemorySegment.ofArray(b), 0, id, 0, Math.min(b.length, Blk.ID_BYTES));
-                            filled = chain.writeWritable(0, id.asSlice(0, n));
-                            result = Blk.S_OK;
-                        }
-                        case Blk.T_DISCARD -> result = discardOrZero(chain, true);
-                        case Blk.T_WRITE_ZEROES -> {
-                            result = discardOrZero(chain, false);
-                            if (result == Blk.S_OK) {
-                                writethrough();
-                            }
-                        }
-                        default -> result = Blk.S_UNSUPP;
-                    }
-                } catch (IOException e) {
-                    LOG.log(Level.WARNING, "virtio-blk: backend failed: " + e.getMessage());
-                    result = Blk.S_IOERR;
-                }
-            }
-            if (result != Blk.S_OK) {
-                errors.increment();
-            }
-            // The status is the last writable byte, so the used length reaches it (as QEMU reports); and since
-            // a device writes at least `len` bytes (split-dev-10), whatever lies before it and holds no answer
-            // — a failed read's data, GET_ID's padding — is zeroed: the driver never sees stale or partial data.
-            for (long n; filled < statusAt; filled += n) {
-                n = Math.min(ZEROES.byteSize(), statusAt - filled);
-                chain.writeWritable(filled, ZEROES, 0, n);
-            }
-            status.set(java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (byte) result);
-            chain.writeWritable(statusAt, status);
-            return (int) (statusAt + 1);
-        }
+    private void setWriteCache(boolean on) {
+        writeCache = on;
+        config.store(Blk.CFG_WRITEBACK, on ? 1 : 0, 1);
+    }
 
-        /**
-         * §5.2.6.1 (blk-dev-10): a driver that did not negotiate VIRTIO_BLK_F_FLUSH cannot ask for durability,
-         * so every write it sees completed must already be stable (writethrough).
-         */
-        private void writethrough() throws IOException {
-            if (!Feature.BLK_FLUSH.isSet(features)) {
-                backend.flush();
-            }
+    /**
+     * The driver's write to {@code writeback} (VIRTIO_BLK_F_CONFIG_WCE, §5.2.4): 0 turns the write cache
+     * off — from then on every write is stable before it completes — and 1 on. Other fields are read-only.
+     */
+    private void configWrite(ConfigSpace space, int offset, byte[] data) {
+        if (offset == Blk.CFG_WRITEBACK && data.length == 1 && Feature.BLK_CONFIG_WCE.isSet(negotiated)
+                && Feature.BLK_FLUSH.isSet(negotiated) && (data[0] == 0 || data[0] == 1)) {
+            setWriteCache(data[0] == 1);
         }
+    }
 
-        /** Bytes {@code [sector*512, +length)} inside the disk, computed without overflow. */
-        private boolean inRange(long sector, long length) {
-            long cap = backend.capacity();
-            return Long.compareUnsigned(sector, cap / Blk.SECTOR_SIZE) <= 0
-                    && length <= cap - sector * Blk.SECTOR_SIZE;
-        }
-
-        private int read(DescriptorChain chain, long sector, long length) throws IOException {
-            if (length % Blk.SECTOR_SIZE != 0 || !inRange(sector, length)) {
-                return Blk.S_IOERR;
-            }
-            long disk = sector * Blk.SECTOR_SIZE;
-            long done = 0;
-            for (int i = chain.readableCount(); i < chain.count() && done < length; i++) {
-                MemorySegment s = chain.segment(i);
-                long n = Math.min(s.byteSize(), length - done);
-                backend.read(disk + done, s.asSlice(0, n));
-                done += n;
-            }
-            return Blk.S_OK;
-        }
-
-        private int write(DescriptorChain chain, long sector) throws IOException {
-            // §5.2.6.1: with VIRTIO_BLK_F_RO, a write fails with IOERR and writes nothing.
-            if (backend.readOnly() || Feature.BLK_RO.isSet(features)) {
-                return Blk.S_IOERR;
-            }
-            long length = chain.readableBytes() - Blk.HEADER_SIZE;
-            if (length % Blk.SECTOR_SIZE != 0 || !inRange(sector, length)) {
-                return Blk.S_IOERR;
-            }
-            long disk = sector * Blk.SECTOR_SIZE;
-            long skip = Blk.HEADER_SIZE;
-            long done = 0;
-            for (int i = 0; i < chain.readableCount(); i++) {
-                MemorySegment s = chain.segment(i);
-                if (skip >= s.byteSize()) {
-                    skip -= s.byteSize();
-                    continue;
-                }
-                MemorySegment data = s.asSlice(skip);
-                skip = 0;
-                backend.write(disk + done, data);
-                done += data.byteSize();
-            }
-            return Blk.S_OK;
-        }
-
-        /** §5.2.6: DISCARD and WRITE_ZEROES carry struct virtio_blk_discard_write_zeroes segments. */
-        private int discardOrZero(DescriptorChain chain, boolean discard) throws IOException {
-            Feature f = discard ? Feature.BLK_DISCARD : Feature.BLK_WRITE_ZEROES;
-            if (!f.isSet(features)) {
-                return Blk.S_UNSUPP;
-            }
-            if (backend.readOnly()) {
-                return Blk.S_IOERR;
-            }
-            long payload = chain.readableBytes() - Blk.HEADER_SIZE;
-            if (payload != Blk.DWZ_SEGMENT_SIZE) {
-                // max_discard_seg / max_write_zeroes_seg is 1; anything else is malformed.
-                return payload % Blk.DWZ_SEGMENT_SIZE == 0 && payload > 0 ? Blk.S_UNSUPP : Blk.S_IOERR;
-            }
-            MemorySegment seg = header;
-            chain.readReadable(Blk.HEADER_SIZE, seg);
-            long sector = seg.get(U64, 0);
-            long sectors = Integer.toUnsignedLong(seg.get(U32, 8));
-            int flags = seg.get(U32, 12);
-            // §5.2.6.1: unknown flags → UNSUPP; a discard with the unmap flag → UNSUPP.
-            if ((flags & ~Blk.DWZ_FLAG_UNMAP) != 0 || (discard && flags != 0)) {
-                return Blk.S_UNSUPP;
-            }
-            if (sectors > MAX_DWZ_SECTORS || !inRange(sector, sectors * Blk.SECTOR_SIZE)) {
-                return Blk.S_IOERR;
-            }
-            if (discard) {
-                backend.discard(sector * Blk.SECTOR_SIZE, sectors * Blk.SECTOR_SIZE);
-            } else {
-                backend.writeZeroes(sector * Blk.SECTOR_SIZE, sectors * Blk.SECTOR_SIZE);
-            }
-            return Blk.S_OK;
-        }
+    /** Whether completed writes may sit in a volatile cache until FLUSH (the {@code writeback} field). */
+    public boolean writeCacheEnabled() {
+        return writeCache;
     }
 }

@@ -1,12 +1,17 @@
 package io.jvirtio.devices.blk;
 
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 
 /**
- * Where a block device's bytes live. Offsets and lengths are in bytes and always inside
- * {@link #capacity()} (the device checks before calling). Implementations may be called from several
- * queue threads at once.
+ * Where a block device's bytes live, as an asynchronous engine: each virtqueue opens its own
+ * {@link BlockQueue}, starts requests on it in batches and gets their completions back in batches, so a
+ * queue keeps many requests in flight on one thread. io_uring files ({@link FileBackend}), a thread pool
+ * ({@link BlockBackends#pooled}), memory and null disks all implement it; a synchronous implementation
+ * ({@link SyncBlockBackend}) runs through {@link BlockBackends#pooled} or, when it never blocks,
+ * {@link BlockBackends#inline}.
+ *
+ * <p>Offsets and lengths the device passes are always inside {@link #capacity()} and multiples of 512 — the
+ * device checks every request before it reaches the backend.
  */
 public interface BlockBackend extends AutoCloseable {
     /** Size in bytes, a multiple of 512. */
@@ -17,18 +22,24 @@ public interface BlockBackend extends AutoCloseable {
     /** Up to 20 bytes of serial for GET_ID. */
     String id();
 
-    void read(long offset, MemorySegment dst) throws IOException;
+    /**
+     * Opens the request path of virtqueue {@code queueIndex}, which keeps at most {@code depth} requests
+     * in flight (their tags are below {@code depth}) and takes completions through {@code completion}.
+     * Called on the virtqueue's thread, which then owns the queue.
+     */
+    BlockQueue open(int queueIndex, int depth, BlockCompletion completion) throws IOException;
 
-    void write(long offset, MemorySegment src) throws IOException;
+    /**
+     * Whether writes are cached (QEMU's writeback and none modes) rather than stable at completion; the
+     * device's write cache starts in this state (VIRTIO_BLK_F_CONFIG_WCE's {@code writeback}).
+     */
+    default boolean writeCache() {
+        return true;
+    }
 
-    /** Makes every completed write durable (FLUSH). */
-    void flush() throws IOException;
-
-    /** The range reads back as zeroes afterwards. */
-    void writeZeroes(long offset, long length) throws IOException;
-
-    /** The range's contents are no longer needed (they may read back as anything). */
-    default void discard(long offset, long length) throws IOException {
+    /** What the back-end is, for the start-up line: engine, cache mode, alignment. */
+    default String describe() {
+        return getClass().getSimpleName();
     }
 
     @Override

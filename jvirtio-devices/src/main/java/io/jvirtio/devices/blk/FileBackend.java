@@ -1,34 +1,53 @@
 package io.jvirtio.devices.blk;
 
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 
 /**
- * A raw image file: positional reads and writes straight between guest memory and the file (no copy
- * through the heap), {@code fdatasync} on FLUSH. The capacity is the file size rounded down to 512.
+ * A raw image — a regular file or a block device — served with asynchronous I/O straight between guest
+ * memory and the disk: io_uring where the kernel allows it, else a pool of threads per queue
+ * ({@link AioEngine}); with the page cache or without it ({@link CacheMode}, QEMU's {@code cache=}).
+ * DISCARD punches holes, WRITE_ZEROES zeroes ranges with {@code fallocate} (block devices too), falling
+ * back to writing zeroes where the file system refuses. The capacity is the size rounded down to 512.
  */
 public final class FileBackend implements BlockBackend {
-    private static final ByteBuffer ZEROES = ByteBuffer.allocateDirect(64 * 1024);
+    /** Threads per queue of the {@code threads} engine, unless told otherwise. */
+    public static final int DEFAULT_THREADS = 16;
 
-    private final FileChannel channel;
-    private final long capacity;
-    private final boolean readOnly;
-    private final String id;
+    private final FileImage image;
+    private final AioEngine engine;
+    private final int threads;
+    private final int sqEntries;
 
+    /** An image opened with {@code cache=writeback} on the best engine here. */
     public FileBackend(Path image, boolean readOnly) throws IOException {
-        this.channel = readOnly ? FileChannel.open(image, StandardOpenOption.READ)
-                : FileChannel.open(image, StandardOpenOption.READ, StandardOpenOption.WRITE);
-        this.capacity = channel.size() & ~(Blk.SECTOR_SIZE - 1L);
-        this.readOnly = readOnly;
-        String name = image.getFileName().toString();
-        this.id = name.length() > Blk.ID_BYTES ? name.substring(0, Blk.ID_BYTES) : name;
+        this(image, readOnly, CacheMode.WRITEBACK, AioEngine.AUTO);
     }
 
-    /** Creates (or truncates to) an image of {@code bytes} bytes, sparse. */
+    public FileBackend(Path image, boolean readOnly, CacheMode cache, AioEngine engine) throws IOException {
+        this(image, readOnly, cache, engine, DEFAULT_THREADS, 0);
+    }
+
+    /**
+     * @param threads   threads per queue for the {@code threads} engine
+     * @param sqEntries io_uring submission entries per queue, 0 for the queue's depth (tests use fewer to
+     *                  exercise a full submission ring)
+     */
+    public FileBackend(Path image, boolean readOnly, CacheMode cache, AioEngine engine, int threads, int sqEntries)
+            throws IOException {
+        if (threads < 1 || threads > 1024) {
+            throw new IllegalArgumentException("threads " + threads + " not in 1..1024");
+        }
+        this.image = FileImage.open(image, readOnly, cache);
+        this.engine = engine.resolve();
+        this.threads = threads;
+        this.sqEntries = sqEntries;
+    }
+
+    /** Creates (or truncates to) an image of {@code bytes} bytes, sparse, and opens it writeback. */
     public static FileBackend create(Path image, long bytes) throws IOException {
         try (FileChannel c = FileChannel.open(image, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.READ)) {
@@ -40,61 +59,54 @@ public final class FileBackend implements BlockBackend {
         return new FileBackend(image, false);
     }
 
+    public AioEngine engine() {
+        return engine;
+    }
+
+    public CacheMode cache() {
+        return image.cache();
+    }
+
     @Override
     public long capacity() {
-        return capacity;
+        return image.capacity();
     }
 
     @Override
     public boolean readOnly() {
-        return readOnly;
+        return image.readOnly();
     }
 
     @Override
     public String id() {
-        return id;
+        return image.id();
     }
 
     @Override
-    public void read(long offset, MemorySegment dst) throws IOException {
-        ByteBuffer b = dst.asByteBuffer();
-        while (b.hasRemaining()) {
-            int n = channel.read(b, offset + b.position());
-            if (n < 0) {
-                // past the end of a file shorter than its capacity: holes read as zeroes
-                dst.asSlice(b.position()).fill((byte) 0);
-                return;
-            }
-        }
+    public boolean writeCache() {
+        return image.writeCache();
     }
 
     @Override
-    public void write(long offset, MemorySegment src) throws IOException {
-        ByteBuffer b = src.asByteBuffer();
-        while (b.hasRemaining()) {
-            channel.write(b, offset + b.position());
-        }
+    public BlockQueue open(int queueIndex, int depth, BlockCompletion completion) throws IOException {
+        return switch (engine) {
+            case IO_URING -> new IoUringQueue(image, depth, sqEntries > 0 ? sqEntries : depth + 1, completion);
+            case THREADS, AUTO -> new PooledQueue(image, queueIndex, depth, threads, completion);
+        };
     }
 
-    @Override
+    /** fdatasync: every completed write is on stable storage when this returns (used at shutdown). */
     public void flush() throws IOException {
-        channel.force(false);
+        image.flush();
     }
 
     @Override
-    public void writeZeroes(long offset, long length) throws IOException {
-        long done = 0;
-        while (done < length) {
-            ByteBuffer z = ZEROES.duplicate();
-            z.limit((int) Math.min(z.capacity(), length - done));
-            while (z.hasRemaining()) {
-                done += channel.write(z, offset + done);
-            }
-        }
+    public String describe() {
+        return image.describe() + ", aio " + engine.label() + (engine == AioEngine.THREADS ? " (" + threads + " per queue)" : "");
     }
 
     @Override
-    public void close() throws IOException {
-        channel.close();
+    public void close() {
+        image.close();
     }
 }

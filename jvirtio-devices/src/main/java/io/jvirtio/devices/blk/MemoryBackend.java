@@ -4,7 +4,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 
 /** A disk in off-heap memory, for tests and benchmarks; gone when closed. */
-public final class MemoryBackend implements BlockBackend {
+public final class MemoryBackend implements BlockBackend, SyncBlockBackend {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment disk;
     private final boolean readOnly;
@@ -16,6 +16,18 @@ public final class MemoryBackend implements BlockBackend {
 
     public MemorySegment contents() {
         return disk;
+    }
+
+    /** Requests run on the queue's thread: memory never blocks. */
+    @Override
+    public BlockQueue open(int queueIndex, int depth, BlockCompletion completion) {
+        return new InlineQueue(this, depth, completion);
+    }
+
+    /** Writes reach the store at once; FLUSH has nothing to do, like a disk with its write cache on. */
+    @Override
+    public boolean writeCache() {
+        return true;
     }
 
     @Override
@@ -48,13 +60,13 @@ public final class MemoryBackend implements BlockBackend {
     }
 
     @Override
-    public void writeZeroes(long offset, long length) {
+    public void writeZeroes(long offset, long length, boolean unmap) {
         disk.asSlice(offset, length).fill((byte) 0);
     }
 
     @Override
     public void discard(long offset, long length) {
-        writeZeroes(offset, length);
+        writeZeroes(offset, length, true);
     }
 
     @Override

@@ -257,11 +257,11 @@ class BlkDeviceTest {
     }
 
     /** A real image file whose backend logs each write and flush, in order, as the device calls them. */
-    static final class Journal implements BlockBackend {
-        final FileBackend file;
+    static final class Journal implements SyncBlockBackend {
+        final FileImage file;
         final java.util.List<String> log = java.util.Collections.synchronizedList(new java.util.ArrayList<>());
 
-        Journal(FileBackend file) { this.file = file; }
+        Journal(FileImage file) { this.file = file; }
         public long capacity() { return file.capacity(); }
         public boolean readOnly() { return false; }
         public String id() { return file.id(); }
@@ -274,8 +274,8 @@ class BlkDeviceTest {
             file.flush();
             log.add("flush");
         }
-        public void writeZeroes(long offset, long length) throws java.io.IOException {
-            file.writeZeroes(offset, length);
+        public void writeZeroes(long offset, long length, boolean unmap) throws java.io.IOException {
+            file.writeZeroes(offset, length, unmap);
             log.add("zeroes");
         }
     }
@@ -284,9 +284,10 @@ class BlkDeviceTest {
     @io.jvirtio.core.spec.Conformance("blk-dev-10")
     void withoutNegotiatedFlushEveryWriteIsStableBeforeItCompletes(@TempDir Path dir) throws Exception {
         for (boolean flushNegotiated : new boolean[] {false, true}) {
-            Journal j = new Journal(FileBackend.create(dir.resolve("wt" + flushNegotiated + ".img"), 1 << 20));
+            FileBackend.create(dir.resolve("wt" + flushNegotiated + ".img"), 1 << 20).close();
+            Journal j = new Journal(FileImage.open(dir.resolve("wt" + flushNegotiated + ".img"), false, CacheMode.WRITEBACK));
             long features = flushNegotiated ? ALL : ALL & ~Feature.BLK_FLUSH.mask();
-            h = new DeviceHarness(new BlkDevice(j), features);
+            h = new DeviceHarness(new BlkDevice(BlockBackends.inline(j)), features);
             long data = h.alloc.allocate(4096, 512);
             long st = statusByte();
             h.roundTrip(0, new Scatterlist().addReadable(header(Blk.T_OUT, 8), 16).addReadable(data, 4096)

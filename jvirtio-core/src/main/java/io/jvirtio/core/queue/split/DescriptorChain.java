@@ -95,6 +95,19 @@ public final class DescriptorChain {
     }
 
     /**
+     * The guest-memory region holding buffer {@code i}; the buffer is {@link #length(int)} bytes at
+     * {@link #regionOffset(int)} in it. For engines that keep buffers without creating slices.
+     */
+    public MemorySegment regionSegment(int i) {
+        return memory.region(region[check(i)]).segment();
+    }
+
+    /** Where buffer {@code i} starts in {@link #regionSegment(int)}. */
+    public long regionOffset(int i) {
+        return address[check(i)] - memory.region(region[i]).guestAddress();
+    }
+
+    /**
      * Gathers the device-readable bytes starting {@code offset} bytes into the readable part into
      * {@code dst}, up to {@code dst}'s size. Returns the number of bytes copied.
      */

@@ -1,0 +1,40 @@
+package io.jvirtio.devices.blk;
+
+/**
+ * The request path of one virtqueue into a {@link BlockBackend}: many requests in flight, started in
+ * batches and completed in batches. One thread uses a queue — the virtqueue's — so an engine needs no lock
+ * between its queues; only {@link #wakeup()} is called from other threads.
+ *
+ * <p>The device's loop: {@link #start} each request popped from the ring, {@link #submit()} once per batch,
+ * then {@link #await()} until {@link #ready()}, and {@link #reap()} to have the completions delivered.
+ */
+public interface BlockQueue extends AutoCloseable {
+    /**
+     * Takes {@code request} (at most {@code depth} from {@link BlockBackend#open} are in flight at once). The
+     * engine may start it now or at {@link #submit()}, and completes it once, later, through {@link #reap()}.
+     * Must not block on I/O.
+     */
+    void start(BlockRequest request);
+
+    /** Ends a batch: everything started is on its way (one system call for io_uring). Never blocks on I/O. */
+    void submit();
+
+    /** True when {@link #reap()} has completions to deliver. */
+    boolean ready();
+
+    /** Delivers the finished requests to the queue's {@link BlockCompletion}, on this thread; returns how many. */
+    int reap();
+
+    /** Blocks until {@link #ready()} or {@link #wakeup()}; a wakeup that came first makes it return at once. */
+    void await();
+
+    /** Ends an {@link #await()}: new requests for the queue's thread. Any thread; never blocks. */
+    void wakeup();
+
+    /**
+     * Releases the queue. The device calls it only once nothing is in flight (it waits for every started
+     * request to complete first), on the queue's thread.
+     */
+    @Override
+    void close();
+}
