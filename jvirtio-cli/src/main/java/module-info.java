@@ -5,6 +5,8 @@ module io.jvirtio.cli {
     requires io.jvirtio.devices;
     requires io.jvirtio.drivers;
     requires io.jvirtio.vhostuser;
+    requires HdrHistogram;
     exports io.jvirtio.cli;
     exports io.jvirtio.cli.conform;
+    exports io.jvirtio.cli.bench;
 }

@@ -170,6 +170,22 @@ public final class VirtioBlock {
         return data(T_OUT, sector, buffer, false);
     }
 
+    /**
+     * {@link #read(long, MemorySegment)} on request queue {@code queue} (modulo {@link #queueCount()}), for
+     * callers that spread their I/O over the queues themselves (a load generator, one queue per thread).
+     */
+    public CompletableFuture<Void> read(int queue, long sector, MemorySegment buffer) {
+        return data(T_IN, sector, buffer, true, queue);
+    }
+
+    /** {@link #write(long, MemorySegment)} on request queue {@code queue}. */
+    public CompletableFuture<Void> write(int queue, long sector, MemorySegment buffer) {
+        if (readOnly) {
+            return CompletableFuture.failedFuture(new IOException(device + " is read-only (VIRTIO_BLK_F_RO)"));
+        }
+        return data(T_OUT, sector, buffer, false, queue);
+    }
+
     /** Makes every completed write durable. */
     public CompletableFuture<Void> flush() {
         return submit(new Request(T_FLUSH, 0, 0, 0, false, null, 0));
@@ -226,6 +242,11 @@ public final class VirtioBlock {
     }
 
     private CompletableFuture<Void> data(int type, long sector, MemorySegment buffer, boolean deviceWrites) {
+        return data(type, sector, buffer, deviceWrites, -1);
+    }
+
+    /** A data request on lane {@code queue}, or on the calling thread's lane when it is negative. */
+    private CompletableFuture<Void> data(int type, long sector, MemorySegment buffer, boolean deviceWrites, int queue) {
         long len = buffer.byteSize();
         if (len == 0 || len % SECTOR != 0 || len > Integer.MAX_VALUE) {
             return CompletableFuture.failedFuture(new IllegalArgumentException(
@@ -248,7 +269,8 @@ public final class VirtioBlock {
                 MemorySegment.copy(buffer, 0, slice(bounce, len), 0, len);
             }
         }
-        return submit(new Request(type, sector, addr, (int) len, deviceWrites, buffer, bounce));
+        Request r = new Request(type, sector, addr, (int) len, deviceWrites, buffer, bounce);
+        return queue < 0 ? submit(r) : submit(r, lanes[Math.floorMod(queue, lanes.length)]);
     }
 
     private long guestAddress(MemorySegment buffer) {
@@ -268,7 +290,10 @@ public final class VirtioBlock {
     }
 
     private CompletableFuture<Void> submit(Request r) {
-        Lane lane = lanes[(int) (Thread.currentThread().threadId() % lanes.length)];
+        return submit(r, lanes[(int) (Thread.currentThread().threadId() % lanes.length)]);
+    }
+
+    private CompletableFuture<Void> submit(Request r, Lane lane) {
         synchronized (lane) {
             if (lane.detached) {
                 r.future.completeExceptionally(new IOException(device + " was removed"));
