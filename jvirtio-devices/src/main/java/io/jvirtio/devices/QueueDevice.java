@@ -17,6 +17,8 @@ public abstract class QueueDevice implements VirtioDeviceModel {
     /** Queues the vhost-user front-end disabled (copy-on-write; read on the data path). */
     private volatile boolean[] disabled = new boolean[0];
     private volatile DeviceContext context;
+    /** Kick eventfds the queues wait on themselves (vhost-user), -1 where none; copy-on-write. */
+    private volatile int[] kickFds = new int[0];
 
     /**
      * The thread that serves queue {@code index} from now on, or null when the device does not use that
@@ -116,6 +118,32 @@ public abstract class QueueDevice implements VirtioDeviceModel {
     protected final boolean queueEnabled(int index) {
         boolean[] d = disabled;
         return index >= d.length || !d[index];
+    }
+
+    @Override
+    public final synchronized boolean watchKicks(int index, int kickFd) {
+        if (index < 0 || index >= numQueues()) {
+            return false;
+        }
+        boolean take = kickFd >= 0 && canWatchKicks(index);
+        int[] k = java.util.Arrays.copyOf(kickFds, Math.max(kickFds.length, numQueues()));
+        if (kickFds.length < k.length) {
+            java.util.Arrays.fill(k, kickFds.length, k.length, -1);
+        }
+        k[index] = take ? kickFd : -1;
+        kickFds = k;
+        return take;
+    }
+
+    /** Whether queue {@code index}'s thread can wait on a kick eventfd itself (see {@link #watchKicks}). */
+    protected boolean canWatchKicks(int index) {
+        return false;
+    }
+
+    /** The kick eventfd queue {@code index} should wait on itself, or -1. */
+    protected final int kickFd(int index) {
+        int[] k = kickFds;
+        return index < k.length ? k[index] : -1;
     }
 
     /** True while queue {@code index} has a thread. */

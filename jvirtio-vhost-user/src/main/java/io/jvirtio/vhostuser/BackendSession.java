@@ -622,14 +622,18 @@ final class BackendSession implements Runnable {
         if (!any) {
             return;
         }
+        int[] fds = new int[rings.length];
         for (Vring r : rings) {
             model.enableQueue(r.index, r.enabled);
+            boolean eventfd = r.queue != null && !r.kickPolling && r.kickFd >= 0;
+            // A device that waits on the kick eventfd itself saves a thread hand-off per kick.
+            boolean taken = model.watchKicks(r.index, eventfd ? r.kickFd : -1);
+            fds[r.index] = r.queue == null || taken ? -2 : r.kickPolling ? -1 : r.kickFd;
         }
         model.activate(new DeviceContext(memory, virtioFeatures, queues, irqs, this::failure));
         modelActive = true;
-        int[] fds = new int[rings.length];
-        for (Vring r : rings) {
-            fds[r.index] = r.queue == null ? -2 : r.kickPolling ? -1 : r.kickFd;
+        if (java.util.Arrays.stream(fds).allMatch(fd -> fd == -2)) {
+            return; // the device waits on every kick itself
         }
         try {
             kicks = new KickLoop(name + "-kicks", fds, model::queueNotify);

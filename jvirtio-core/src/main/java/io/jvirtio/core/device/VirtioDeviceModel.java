@@ -64,6 +64,16 @@ public interface VirtioDeviceModel extends AutoCloseable {
     default void enableQueue(int index, boolean enabled) {
     }
 
+    /**
+     * vhost-user offers queue {@code index}'s kick eventfd before the queue (re)starts ({@code -1}: it has none
+     * now). A device that returns true waits on the descriptor itself — one thread wake-up per kick instead of
+     * two — from its next start of that queue until it stops; the session then does not watch it. The
+     * descriptor stays the caller's: the device never closes it and stops using it at {@link #stopQueue}.
+     */
+    default boolean watchKicks(int index, int kickFd) {
+        return false;
+    }
+
     /** The driver notified queue {@code index} (§2.9). Called on the notifying thread; must not block. */
     void queueNotify(int index);
 

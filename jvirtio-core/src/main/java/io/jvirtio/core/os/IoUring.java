@@ -29,16 +29,26 @@ public final class IoUring implements AutoCloseable {
     public static final int OP_READV = 1;
     public static final int OP_WRITEV = 2;
     public static final int OP_FSYNC = 3;
+    public static final int OP_POLL_ADD = 6;
     public static final int OP_FALLOCATE = 17;
     public static final int OP_READ = 22;
     public static final int OP_WRITE = 23;
     public static final int FSYNC_DATASYNC = 1;
+    /** POLL_ADD's {@code len}: keep posting a completion at each wake-up of the file (5.13+). */
+    public static final int POLL_ADD_MULTI = 1;
+    public static final int POLLIN = 1;
+    /** A completion's flags: more completions will follow for the same request (multishot). */
+    public static final int CQE_F_MORE = 1 << 1;
 
     private static final int SYS_SETUP = 425;
     private static final int SYS_ENTER = 426;
     private static final int SETUP_CQSIZE = 1 << 3;
     private static final int SETUP_SUBMIT_ALL = 1 << 7;
     private static final int SETUP_COOP_TASKRUN = 1 << 8;
+    private static final int SETUP_TASKRUN_FLAG = 1 << 9;
+    private static final int SETUP_SINGLE_ISSUER = 1 << 12;
+    private static final int SETUP_DEFER_TASKRUN = 1 << 13;
+    private static final int SQ_TASKRUN = 1 << 1;
     private static final int FEAT_SINGLE_MMAP = 1;
     private static final int ENTER_GETEVENTS = 1;
     private static final long OFF_SQ_RING = 0;
@@ -54,10 +64,10 @@ public final class IoUring implements AutoCloseable {
             Linker.Option.firstVariadicArg(1), Posix.CCS);
     private static final VarHandle INT = JAVA_INT.varHandle();
 
-    /** What a completion handler is told: the request's user data and its result (bytes, or -errno). */
+    /** What a completion handler is told: the request's user data, its result (bytes, or -errno), CQE flags. */
     @FunctionalInterface
     public interface Completion {
-        void complete(long userData, int result);
+        void complete(long userData, int result, int flags);
     }
 
     private final Arena arena = Arena.ofShared();
@@ -68,6 +78,7 @@ public final class IoUring implements AutoCloseable {
     private final MemorySegment callState = arena.allocate(Posix.CAPTURE);
     private final long sqHeadOff;
     private final long sqTailOff;
+    private final long sqFlagsOff;
     private final int sqMask;
     private final int sqEntries;
     private final long cqHeadOff;
@@ -87,6 +98,7 @@ public final class IoUring implements AutoCloseable {
         long sqArray = Integer.toUnsignedLong(params.get(JAVA_INT, 64));
         this.sqHeadOff = params.get(JAVA_INT, 40);
         this.sqTailOff = params.get(JAVA_INT, 44);
+        this.sqFlagsOff = params.get(JAVA_INT, 56);
         long sqMaskOff = params.get(JAVA_INT, 48);
         this.cqHeadOff = params.get(JAVA_INT, 80);
         this.cqTailOff = params.get(JAVA_INT, 84);
@@ -118,8 +130,13 @@ public final class IoUring implements AutoCloseable {
      */
     public static IoUring create(int entries, int cqEntries) throws NativeException {
         NativeException last = null;
-        // COOP_TASKRUN (5.19) saves an inter-processor interrupt per completion; older kernels refuse it.
-        for (int flags : new int[] {SETUP_CQSIZE | SETUP_SUBMIT_ALL | SETUP_COOP_TASKRUN, SETUP_CQSIZE}) {
+        // COOP_TASKRUN (5.19) saves an inter-processor interrupt per completion: completions are posted when the
+        // thread next enters the kernel, and TASKRUN_FLAG tells a polling thread when to (see ready());
+        // older kernels refuse them.
+        for (int flags : new int[] {
+                SETUP_CQSIZE | SETUP_SUBMIT_ALL | SETUP_SINGLE_ISSUER | SETUP_DEFER_TASKRUN | SETUP_TASKRUN_FLAG,
+                SETUP_CQSIZE | SETUP_SUBMIT_ALL | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG,
+                SETUP_CQSIZE}) {
             Arena a = Arena.ofConfined();
             try (a) {
                 MemorySegment params = a.allocate(120, 8);
@@ -236,9 +253,35 @@ public final class IoUring implements AutoCloseable {
         }
     }
 
-    /** True when completions are waiting to be reaped. */
-    public boolean ready() {
-        return (int) INT.getAcquire(cq, cqTailOff) != cqHead;
+    /**
+     * True when completions are waiting to be reaped. Completions the kernel holds as task work (COOP_TASKRUN)
+     * are posted first, with a non-blocking {@code io_uring_enter}, only when the kernel flags some: a thread
+     * spinning on this sees completions as they happen, and one that is not pays no system call.
+     */
+    public boolean ready() throws NativeException {
+        if ((int) INT.getAcquire(cq, cqTailOff) != cqHead) {
+            return true;
+        }
+        if (((int) INT.getAcquire(sq, sqFlagsOff) & SQ_TASKRUN) != 0) {
+            getEvents();
+            return (int) INT.getAcquire(cq, cqTailOff) != cqHead;
+        }
+        return false;
+    }
+
+    /** {@code io_uring_enter(0, 0, GETEVENTS)}: runs pending task work, posting its completions; never waits. */
+    private void getEvents() throws NativeException {
+        try {
+            long rc = (long) SYSCALL.invokeExact(callState, (long) SYS_ENTER, (long) fd, 0L, 0L, (long) ENTER_GETEVENTS,
+                    0L, 0L);
+            if (rc < 0 && Posix.errno(callState) != FileIo.EINTR) {
+                throw new NativeException("io_uring_enter", Posix.errno(callState), "ring fd " + fd);
+            }
+        } catch (NativeException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw new AssertionError(t);
+        }
     }
 
     /** Delivers every ready completion to {@code handler}, then hands their slots back; returns how many. */
@@ -249,11 +292,12 @@ public final class IoUring implements AutoCloseable {
             long e = cqesOff + (long) (cqHead & cqMask) * CQE_SIZE;
             long userData = cq.get(JAVA_LONG, e);
             int res = cq.get(JAVA_INT, e + 8);
+            int flags = cq.get(JAVA_INT, e + 12);
             cqHead++;
             n++;
             // Free the slot before the handler runs: it may prepare (and so consume) more at once.
             INT.setRelease(cq, cqHeadOff, cqHead);
-            handler.complete(userData, res);
+            handler.complete(userData, res, flags);
         }
         return n;
     }

@@ -131,7 +131,13 @@ public final class BlkDevice extends QueueDevice {
     @Override
     protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
         return new AsyncWorker("jvirtio-block-q" + index, queue, interrupt,
-                new BlkRequests(this, index, queue.size(), context.features()), pollNanos, context.failure());
+                new BlkRequests(this, index, queue.size(), context.features(), kickFd(index)), pollNanos,
+                context.failure());
+    }
+
+    @Override
+    protected boolean canWatchKicks(int index) {
+        return backend.watchesFds();
     }
 
     /**

@@ -40,10 +40,13 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     private final MemorySegment scratch = Arena.ofAuto().allocate(Blk.ID_BYTES + Blk.HEADER_SIZE, 8);
     private final MemorySegment header = scratch.asSlice(0, Blk.HEADER_SIZE);
     private final MemorySegment status = Arena.ofAuto().allocate(1);
+    private final int kickFd;
     private volatile BlockQueue queue;
     private UsedSink sink;
 
-    BlkRequests(BlkDevice device, int queueIndex, int depth, long features) {
+    /** @param kickFd the vhost-user kick eventfd the queue waits on itself, or -1 */
+    BlkRequests(BlkDevice device, int queueIndex, int depth, long features, int kickFd) {
+        this.kickFd = kickFd;
         this.device = device;
         this.backend = device.backend();
         this.queueIndex = queueIndex;
@@ -62,7 +65,11 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
 
     @Override
     public void open() throws Exception {
-        queue = backend.open(queueIndex, chains.length, this);
+        BlockQueue q = backend.open(queueIndex, chains.length, this);
+        if (kickFd >= 0) {
+            q.watch(kickFd);
+        }
+        queue = q;
     }
 
     @Override

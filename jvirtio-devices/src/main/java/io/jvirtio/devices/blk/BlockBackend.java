@@ -37,6 +37,11 @@ public interface BlockBackend extends AutoCloseable {
         return true;
     }
 
+    /** Whether its queues can wait on a kick eventfd themselves ({@link BlockQueue#watch}). */
+    default boolean watchesFds() {
+        return false;
+    }
+
     /** What the back-end is, for the start-up line: engine, cache mode, alignment. */
     default String describe() {
         return getClass().getSimpleName();

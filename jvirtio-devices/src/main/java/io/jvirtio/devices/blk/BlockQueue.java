@@ -28,6 +28,14 @@ public interface BlockQueue extends AutoCloseable {
     /** Blocks until {@link #ready()} or {@link #wakeup()}; a wakeup that came first makes it return at once. */
     void await();
 
+    /**
+     * Also ends {@link #await()} (and makes {@link #ready()} true) each time eventfd {@code fd} is signalled —
+     * a vhost-user kick, waited on by the queue's own thread. Only where {@link BlockBackend#watchesFds()}.
+     */
+    default void watch(int fd) {
+        throw new UnsupportedOperationException("this queue cannot wait on descriptors");
+    }
+
     /** Ends an {@link #await()}: new requests for the queue's thread. Any thread; never blocks. */
     void wakeup();
 

@@ -88,6 +88,11 @@ public final class FileBackend implements BlockBackend {
     }
 
     @Override
+    public boolean watchesFds() {
+        return engine == AioEngine.IO_URING;
+    }
+
+    @Override
     public BlockQueue open(int queueIndex, int depth, BlockCompletion completion) throws IOException {
         return switch (engine) {
             case IO_URING -> new IoUringQueue(image, depth, sqEntries > 0 ? sqEntries : depth + 1, completion);
