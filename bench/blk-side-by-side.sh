@@ -33,7 +33,11 @@ if [[ ! -f "$image" || ! -f "$image.filled" ]]; then
     --iodepth=8 --refill_buffers --output=/dev/null
   touch "$image.filled"
 fi
-(cd "$here" && ./jvirtio --help >/dev/null)   # builds once
+# Build once, then run from a private copy of the jars: a rebuild meanwhile cannot change what is measured.
+(cd "$here" && mvn -B -q -pl jvirtio-cli -am install -DskipTests >&2)
+rm -rf "$work/jars" && mkdir -p "$work/jars"
+cp "$here"/jvirtio-cli/target/jvirtio-cli-*.jar "$here"/jvirtio-cli/target/modules/*.jar "$work/jars/"
+jv() { "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" -m io.jvirtio.cli/io.jvirtio.cli.Main "$@"; }
 
 workloads=("randread 4096 1" "randread 4096 32" "randwrite 4096 1" "randwrite 4096 32" "read 131072 32")
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -53,7 +57,7 @@ start_server() { # name
         >"$work/server.log" 2>&1 &
       server=$! ;;
     jvirtio-io_uring|jvirtio-threads)
-      "$here/jvirtio" serve blk --socket "$sock" --image "$image" --cache none --aio "${1#jvirtio-}" --stats 0 \
+      jv serve blk --socket "$sock" --image "$image" --cache none --aio "${1#jvirtio-}" --stats 0 \
         >"$work/server.log" 2>&1 &
       server=$! ;;
   esac
@@ -70,7 +74,7 @@ import json, sys
 j = json.load(sys.stdin)["jobs"][0]
 print(round(j["read"]["iops"] + j["write"]["iops"]))'
   else
-    "$here/jvirtio" bench blk --socket "$sock" --rw "$rw" --bs "$bs" --iodepth "$qd" --runtime "$secs" --json \
+    jv bench blk --socket "$sock" --rw "$rw" --bs "$bs" --iodepth "$qd" --runtime "$secs" --json \
       2>/dev/null | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["iops"]))'
   fi
 }

@@ -7,6 +7,7 @@ module io.jvirtio.devices {
     exports io.jvirtio.devices;
     exports io.jvirtio.devices.rng;
     exports io.jvirtio.devices.blk;
+    exports io.jvirtio.devices.blk.nbd;
     exports io.jvirtio.devices.console;
     exports io.jvirtio.devices.net;
 }

@@ -4,7 +4,10 @@ import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.os.IoUring;
 import io.jvirtio.devices.blk.AioEngine;
 import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.BlockBackend;
 import io.jvirtio.devices.blk.CacheMode;
+import io.jvirtio.devices.blk.nbd.NbdBackend;
+import io.jvirtio.devices.blk.nbd.NbdUri;
 import io.jvirtio.devices.blk.FileBackend;
 import io.jvirtio.devices.console.ConsoleDevice;
 import io.jvirtio.devices.console.StreamBackend;
@@ -54,7 +57,10 @@ final class ServeCommand implements Command {
                 SIGINT/SIGTERM stop it cleanly: devices stop, and for blk every completed write is
                 flushed to the image before exit.
 
-                blk:      --image FILE     raw disk image: a file or a block device (must exist)
+                blk:      --image FILE     raw disk image: a file or a block device (must exist), or an
+                                           NBD export: nbd://HOST[:PORT]/EXPORT or
+                                           nbd+unix:///EXPORT?socket=PATH (qemu-nbd for qcow2 and
+                                           every other format, nbdkit, rbd-nbd)
                           --readonly       offer VIRTIO_BLK_F_RO; writes fail with IOERR
                           --queues N       request queues, 1..16 (default 1), each with its own ring and
                                            I/O path
@@ -66,6 +72,9 @@ final class ServeCommand implements Command {
                           --threads N      threads per queue of the threads engine (default 16)
                           --poll-us N      busy-poll kicks and completions N µs before sleeping
                                            (default 0; lowest latency at depth 1, costs a core)
+                          --nbd-reconnect SEC  how long to wait for a lost NBD server, sending the
+                                           requests in flight again when it is back, before they
+                                           fail with IOERR (default 60)
                 net:      --ip A.B.C.D     a host on the switch answering ARP and ping (default 192.0.2.1);
                                            all connected guests share one switch
                 console:  the guest's console is this process's stdin/stdout
@@ -88,7 +97,7 @@ final class ServeCommand implements Command {
         }
         String type = args.getFirst();
         Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--image", "--queues", "--ip", "--stats",
-                        "--cache", "--aio", "--threads", "--poll-us"),
+                        "--cache", "--aio", "--threads", "--poll-us", "--nbd-reconnect"),
                 Set.of("--readonly"));
         if (o.help()) {
             out.print(usage());
@@ -108,13 +117,11 @@ final class ServeCommand implements Command {
                 if (img == null) {
                     throw new UsageException("serve blk needs --image FILE");
                 }
-                Path image = Path.of(img);
-                if (!Files.exists(image)) {
-                    throw new UsageException("--image " + img + ": no such file or device");
-                }
                 int queues = (int) o.number("--queues", 1, 1, 16);
                 int threads = (int) o.number("--threads", FileBackend.DEFAULT_THREADS, 1, 1024);
                 long pollNanos = o.number("--poll-us", 0, 0, 1_000_000) * 1000;
+                long reconnectMs = o.number("--nbd-reconnect", NbdBackend.DEFAULT_RECONNECT_TIMEOUT_MS / 1000, 1,
+                        86400) * 1000;
                 CacheMode cache;
                 AioEngine aio;
                 try {
@@ -123,13 +130,37 @@ final class ServeCommand implements Command {
                 } catch (IllegalArgumentException e) {
                     throw new UsageException(e.getMessage());
                 }
-                String noUring = aio == AioEngine.IO_URING ? IoUring.unavailableReason() : null;
-                if (noUring != null) {
-                    throw new UsageException("--aio io_uring: io_uring is not usable here: " + noUring);
+                BlockBackend file;
+                if (NbdUri.isNbd(img)) {
+                    NbdUri uri;
+                    try {
+                        uri = NbdUri.parse(img);
+                    } catch (IllegalArgumentException e) {
+                        throw new UsageException("--image " + e.getMessage());
+                    }
+                    try {
+                        file = new NbdBackend(uri, reconnectMs);
+                    } catch (java.io.IOException e) {
+                        throw new UsageException("--image " + img + ": " + e.getMessage());
+                    }
+                } else {
+                    Path image = Path.of(img);
+                    if (!Files.exists(image)) {
+                        throw new UsageException("--image " + img + ": no such file or device");
+                    }
+                    String noUring = aio == AioEngine.IO_URING ? IoUring.unavailableReason() : null;
+                    if (noUring != null) {
+                        throw new UsageException("--aio io_uring: io_uring is not usable here: " + noUring);
+                    }
+                    file = new FileBackend(image, o.flag("--readonly", false), cache, aio, threads, 0);
                 }
-                FileBackend file = new FileBackend(image, o.flag("--readonly", false), cache, aio, threads, 0);
+                if (o.flag("--readonly", false) && !file.readOnly()) {
+                    BlockBackend writable = file;
+                    file = readOnlyView(writable);
+                }
+                BlockBackend served = file;
                 BlkDevice[] last = new BlkDevice[1];
-                devices = () -> last[0] = new BlkDevice(file, queues, BlkDevice.DEFAULT_SIZE_MAX, pollNanos);
+                devices = () -> last[0] = new BlkDevice(served, queues, BlkDevice.DEFAULT_SIZE_MAX, pollNanos);
                 stats = () -> {
                     BlkDevice d = last[0];
                     if (d != null) {
@@ -139,11 +170,13 @@ final class ServeCommand implements Command {
                     }
                 };
                 resource = () -> {
-                    file.flush();
-                    file.close();
+                    if (served instanceof FileBackend f) {
+                        f.flush();
+                    }
+                    served.close();
                 };
-                out.printf("serving %s (%,d sectors%s) as vhost-user-blk on %s%n", image, file.capacity() / 512,
-                        o.flag("--readonly", false) ? ", read-only" : "", socket);
+                out.printf("serving %s (%,d sectors%s) as vhost-user-blk on %s%n", img, file.capacity() / 512,
+                        file.readOnly() ? ", read-only" : "", socket);
                 out.printf("  %s; %d queue(s)%s%n", file.describe(), queues,
                         pollNanos > 0 ? ", polling " + pollNanos / 1000 + " µs" : "");
             }
@@ -195,6 +228,44 @@ final class ServeCommand implements Command {
             }
         }
         return 0;
+    }
+
+    /** {@code --readonly} over a writable back-end: the device offers VIRTIO_BLK_F_RO and refuses writes. */
+    private static BlockBackend readOnlyView(BlockBackend b) {
+        return new BlockBackend() {
+            public long capacity() {
+                return b.capacity();
+            }
+
+            public boolean readOnly() {
+                return true;
+            }
+
+            public String id() {
+                return b.id();
+            }
+
+            public boolean writeCache() {
+                return b.writeCache();
+            }
+
+            public boolean watchesFds() {
+                return b.watchesFds();
+            }
+
+            public io.jvirtio.devices.blk.BlockQueue open(int q, int depth, io.jvirtio.devices.blk.BlockCompletion c)
+                    throws java.io.IOException {
+                return b.open(q, depth, c);
+            }
+
+            public String describe() {
+                return b.describe() + ", read-only";
+            }
+
+            public void close() throws java.io.IOException {
+                b.close();
+            }
+        };
     }
 
     static byte[] parseIp(String s) throws UsageException {
