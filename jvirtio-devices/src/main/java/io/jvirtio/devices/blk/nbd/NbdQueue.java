@@ -98,8 +98,7 @@ final class NbdQueue implements BlockQueue {
         }
         phase[tag] = 0;
         replyError[tag] = 0;
-        inflight.set(tag, r);
-        send(tag, queueSide);
+        send(tag, queueSide, r);
     }
 
     /** A request the export cannot take, answered at once (or MIN_VALUE: send it). */
@@ -114,12 +113,20 @@ final class NbdQueue implements BlockQueue {
         };
     }
 
-    /** Sends the tag's current command on the current connection, unless it was already sent there. */
-    private void send(int tag, Sender s) {
+    /**
+     * Sends the tag's current command on the current connection, unless it was already sent there. With
+     * {@code fresh}, the tag starts a new command first (in flight from now on, sent nowhere yet) — under the
+     * same lock, so a reconnect's resend and this send never both send it.
+     */
+    private void send(int tag, Sender s, BlockRequest fresh) {
         NbdConnection c = null;
         boolean failed = false;
         sendLock.lock();
         try {
+            if (fresh != null) {
+                sentOn[tag] = 0;
+                inflight.set(tag, fresh);
+            }
             c = conn;
             BlockRequest r = inflight.get(tag);
             if (c == null || r == null || sentOn[tag] == generation) {
@@ -354,14 +361,8 @@ final class NbdQueue implements BlockQueue {
         boolean write = r.op() == BlockRequest.Op.WRITE || r.op() == BlockRequest.Op.WRITE_ZEROES;
         if (result == 0 && write && phase[tag] == 0 && r.durable() && !backend.probe().has(Nbd.TFLAG_SEND_FUA)
                 && backend.probe().has(Nbd.TFLAG_SEND_FLUSH)) {
-            sendLock.lock();
-            try {
-                phase[tag] = 1;
-                sentOn[tag] = 0;
-            } finally {
-                sendLock.unlock();
-            }
-            send(tag, readerSide);
+            phase[tag] = 1;
+            send(tag, readerSide, r);
             return;
         }
         inflight.set(tag, null);
@@ -389,7 +390,7 @@ final class NbdQueue implements BlockQueue {
                 failing = false;
                 LOG.log(Level.INFO, "{0}: reconnected after {1} ms", name, (System.nanoTime() - start) / 1_000_000);
                 for (int tag = 0; tag < sentOn.length; tag++) {
-                    send(tag, readerSide);
+                    send(tag, readerSide, null);
                 }
                 return;
             } catch (IOException e) {
@@ -397,6 +398,9 @@ final class NbdQueue implements BlockQueue {
                     LOG.log(Level.ERROR, "{0}: no server for {1} s ({2}); failing requests until it is back", name,
                             backend.reconnectTimeoutMillis() / 1000, e.getMessage());
                     failing = true;
+                }
+                if (failing) {
+                    // every round: a request that started just as the queue began failing is failed too
                     for (int tag = 0; tag < sentOn.length; tag++) {
                         BlockRequest r = inflight.getAndSet(tag, null);
                         if (r != null) {

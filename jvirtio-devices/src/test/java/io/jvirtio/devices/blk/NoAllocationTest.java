@@ -1,0 +1,66 @@
+package io.jvirtio.devices.blk;
+
+import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.DeviceHarness;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The request path of a block queue allocates nothing: the queue's thread — popping, validating, starting
+ * on the engine, reaping, writing the status, publishing — allocates no more than a few bytes over tens of
+ * thousands of requests once compiled (what JMH's {@code -prof gc} would show, measured on the one thread
+ * that matters, not on the test's driver).
+ */
+@Timeout(120)
+class NoAllocationTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void theQueueThreadAllocatesNothingPerRequest() throws Exception {
+        // Through reflection: the module under test does not read java.management (and need not).
+        Object mx;
+        java.lang.reflect.Method allocated;
+        try {
+            mx = Class.forName("java.lang.management.ManagementFactory").getMethod("getThreadMXBean").invoke(null);
+            allocated = Class.forName("com.sun.management.ThreadMXBean").getMethod("getThreadAllocatedBytes", long.class);
+        } catch (ReflectiveOperationException e) {
+            assumeTrue(false, "SKIPPED: no per-thread allocation counters here: " + e);
+            return;
+        }
+        for (AioEngine engine : FileBackendTest.engines()) {
+            FileBackend.create(dir.resolve(engine + ".img"), 4 << 20).close();
+            try (FileBackend file = new FileBackend(dir.resolve(engine + ".img"), false, CacheMode.WRITEBACK, engine, 2, 0);
+                 DeviceHarness h = new DeviceHarness(new BlkDevice(file),
+                         Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH, Feature.EVENT_IDX))) {
+                long hdr = h.alloc.allocate(16, 8);
+                long data = h.alloc.allocate(4096, 4096);
+                long st = h.alloc.allocate(1, 1);
+                Scatterlist sg = new Scatterlist().addReadable(hdr, 16).addWritable(data, 4096).addWritable(st, 1);
+                h.memory.writeU32(hdr, Blk.T_IN);
+                for (int i = 0; i < 30_000; i++) { // warm-up: the JIT compiles the path
+                    h.memory.writeU64(hdr + 8, (i % 1000) * 8L);
+                    h.roundTrip(0, sg);
+                }
+                Thread q = Thread.getAllStackTraces().keySet().stream()
+                        .filter(t -> t.getName().equals("jvirtio-block-q0")).findFirst().orElseThrow();
+                long before = (long) allocated.invoke(mx, q.threadId());
+                int n = 20_000;
+                for (int i = 0; i < n; i++) {
+                    h.memory.writeU64(hdr + 8, (i % 1000) * 8L);
+                    h.roundTrip(0, sg);
+                }
+                long bytes = (long) allocated.invoke(mx, q.threadId()) - before;
+                assertThat(bytes / (double) n).as("%s: bytes allocated per request by the queue's thread (%d in all)",
+                        engine, bytes).isLessThan(1.0);
+            }
+        }
+    }
+}
