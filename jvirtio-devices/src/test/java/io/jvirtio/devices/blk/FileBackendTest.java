@@ -283,6 +283,35 @@ class FileBackendTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("engines")
+    void eachRequestQueueOfADeviceHasItsOwnEngineQueue(AioEngine engine) throws Exception {
+        Path img = image(dir, "mq.img", MiB, 10);
+        byte[] expect = fileBytes(img);
+        try (FileBackend file = new FileBackend(img, false, CacheMode.NONE, engine, 2, 0);
+             io.jvirtio.devices.DeviceHarness h = new io.jvirtio.devices.DeviceHarness(new BlkDevice(file, 2),
+                     io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.VERSION_1,
+                             io.jvirtio.core.spec.Feature.BLK_MQ))) {
+            for (int q = 0; q < 2; q++) {
+                long hdr = h.alloc.allocate(16, 8);
+                h.memory.writeU32(hdr, Blk.T_IN);
+                h.memory.writeU64(hdr + 8, 8L * (q + 1));
+                long data = h.alloc.allocate(4096, 4096);
+                long st = h.alloc.allocate(1, 1);
+                int len = h.roundTrip(q, new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16)
+                        .addWritable(data, 4096).addWritable(st, 1));
+                assertThat(len).isEqualTo(4097);
+                byte[] got = new byte[4096];
+                h.memory.read(data, got, 0, 4096);
+                assertThat(got).as("queue %d", q)
+                        .isEqualTo(java.util.Arrays.copyOfRange(expect, 4096 * (q + 1), 4096 * (q + 2)));
+            }
+            long rings = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().startsWith("jvirtio-block-q")).count();
+            assertThat(rings).as("a thread per request queue").isEqualTo(2);
+        }
+    }
+
     @Test
     void enginesAndCacheModesParseTheirNamesAndNameTheBadValue() {
         assertThat(AioEngine.parse("io_uring")).isEqualTo(AioEngine.IO_URING);
