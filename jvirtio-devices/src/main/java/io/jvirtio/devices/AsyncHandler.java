@@ -32,6 +32,11 @@ public interface AsyncHandler {
     /** True when {@link #reap} has finished chains to hand back. */
     boolean ready();
 
+    /** {@link #ready()} for a busy-polling thread (may cost a system call). */
+    default boolean poll() {
+        return ready();
+    }
+
     /** Hands every finished chain to {@code sink}; returns how many. */
     int reap(UsedSink sink);
 

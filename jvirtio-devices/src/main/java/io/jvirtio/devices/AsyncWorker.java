@@ -98,7 +98,7 @@ public final class AsyncWorker extends QueueThread implements AsyncHandler.UsedS
         if (pollNanos > 0) {
             long until = System.nanoTime() + pollNanos;
             do {
-                if (woken() || handler.ready() || !running()) {
+                if (woken() || handler.poll() || !running()) {
                     return;
                 }
                 Thread.onSpinWait();

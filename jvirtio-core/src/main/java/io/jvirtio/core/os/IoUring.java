@@ -269,6 +269,18 @@ public final class IoUring implements AutoCloseable {
         return false;
     }
 
+    /**
+     * For a thread that busy-polls: posts every completion the kernel holds (a deferred-task-work ring posts
+     * them only inside {@code io_uring_enter}, and does not flag them), then says whether any are ready.
+     */
+    public boolean poll() throws NativeException {
+        if ((int) INT.getAcquire(cq, cqTailOff) != cqHead) {
+            return true;
+        }
+        getEvents();
+        return (int) INT.getAcquire(cq, cqTailOff) != cqHead;
+    }
+
     /** {@code io_uring_enter(0, 0, GETEVENTS)}: runs pending task work, posting its completions; never waits. */
     private void getEvents() throws NativeException {
         try {

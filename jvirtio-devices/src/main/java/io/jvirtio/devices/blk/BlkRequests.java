@@ -267,6 +267,11 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     }
 
     @Override
+    public boolean poll() {
+        return queue.poll();
+    }
+
+    @Override
     public int reap(UsedSink to) {
         this.sink = to;
         return queue.reap();

@@ -22,6 +22,14 @@ public interface BlockQueue extends AutoCloseable {
     /** True when {@link #reap()} has completions to deliver. */
     boolean ready();
 
+    /**
+     * {@link #ready()} for a thread that busy-polls: may do a cheap system call to collect completions the
+     * engine holds back until asked (io_uring's deferred task work).
+     */
+    default boolean poll() {
+        return ready();
+    }
+
     /** Delivers the finished requests to the queue's {@link BlockCompletion}, on this thread; returns how many. */
     int reap();
 

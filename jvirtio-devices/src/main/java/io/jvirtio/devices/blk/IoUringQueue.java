@@ -155,6 +155,15 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
     }
 
     @Override
+    public boolean poll() {
+        try {
+            return ring.poll();
+        } catch (NativeException e) {
+            throw new IllegalStateException("io_uring failed: " + e.getMessage(), e);
+        }
+    }
+
+    @Override
     public boolean ready() {
         try {
             return ring.ready();

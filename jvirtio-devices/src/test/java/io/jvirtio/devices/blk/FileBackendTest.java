@@ -312,6 +312,32 @@ class FileBackendTest {
         }
     }
 
+    @ParameterizedTest
+    @MethodSource("engines")
+    void aPollingQueueServesRequestsLikeASleepingOne(AioEngine engine) throws Exception {
+        Path img = image(dir, "poll.img", MiB, 11);
+        byte[] expect = fileBytes(img);
+        try (FileBackend file = new FileBackend(img, false, CacheMode.WRITEBACK, engine, 2, 0);
+             io.jvirtio.devices.DeviceHarness h = new io.jvirtio.devices.DeviceHarness(
+                     new BlkDevice(file, 1, BlkDevice.DEFAULT_SIZE_MAX, 200_000),
+                     io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.VERSION_1,
+                             io.jvirtio.core.spec.Feature.EVENT_IDX))) {
+            long hdr = h.alloc.allocate(16, 8);
+            long data = h.alloc.allocate(4096, 4096);
+            long st = h.alloc.allocate(1, 1);
+            h.memory.writeU32(hdr, Blk.T_IN);
+            for (int i = 0; i < 200; i++) {
+                h.memory.writeU64(hdr + 8, 8L * (i % 64));
+                assertThat(h.roundTrip(0, new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16)
+                        .addWritable(data, 4096).addWritable(st, 1))).isEqualTo(4097);
+                byte[] got = new byte[4096];
+                h.memory.read(data, got, 0, 4096);
+                int at = 4096 * (i % 64);
+                assertThat(got).isEqualTo(java.util.Arrays.copyOfRange(expect, at, at + 4096));
+            }
+        }
+    }
+
     @Test
     void enginesAndCacheModesParseTheirNamesAndNameTheBadValue() {
         assertThat(AioEngine.parse("io_uring")).isEqualTo(AioEngine.IO_URING);
