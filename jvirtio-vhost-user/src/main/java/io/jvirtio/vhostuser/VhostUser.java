@@ -27,6 +27,8 @@ public final class VhostUser {
     public static final int SET_INFLIGHT_FD = 32;
     public static final int RESET_DEVICE = 34;
     public static final int GET_MAX_MEM_SLOTS = 36;
+    public static final int SET_STATUS = 39;
+    public static final int GET_STATUS = 40;
 
     /** Header: u32 request, u32 flags, u32 size. */
     public static final int HEADER_SIZE = 12;
@@ -49,6 +51,7 @@ public final class VhostUser {
     public static final int PROTOCOL_F_CONFIG = 9;
     public static final int PROTOCOL_F_INFLIGHT_SHMFD = 12;
     public static final int PROTOCOL_F_RESET_DEVICE = 13;
+    public static final int PROTOCOL_F_STATUS = 16;
 
     /** SET_VRING_KICK/CALL/ERR payload: bits 0–7 index, bit 8 "no descriptor" (polling). */
     public static final long VRING_IDX_MASK = 0xff;
@@ -64,7 +67,7 @@ public final class VhostUser {
     public static boolean hasReply(int request) {
         return switch (request) {
             case GET_FEATURES, GET_PROTOCOL_FEATURES, GET_VRING_BASE, GET_QUEUE_NUM, GET_CONFIG, GET_INFLIGHT_FD,
-                 GET_MAX_MEM_SLOTS, SET_LOG_BASE -> true;
+                 GET_MAX_MEM_SLOTS, SET_LOG_BASE, GET_STATUS -> true;
             default -> false;
         };
     }
@@ -95,6 +98,8 @@ public final class VhostUser {
             case SET_INFLIGHT_FD -> "SET_INFLIGHT_FD";
             case RESET_DEVICE -> "RESET_DEVICE";
             case GET_MAX_MEM_SLOTS -> "GET_MAX_MEM_SLOTS";
+            case SET_STATUS -> "SET_STATUS";
+            case GET_STATUS -> "GET_STATUS";
             default -> "request " + request;
         };
     }

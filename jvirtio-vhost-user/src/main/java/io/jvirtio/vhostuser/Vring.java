@@ -13,9 +13,12 @@ final class Vring {
     int base;
     int kickFd = -1;
     boolean kickPolling;
+    /** The device waits on {@link #kickFd} itself (see {@code VirtioDeviceModel.watchKicks}). */
+    boolean kickTaken;
     /** Guarded by this object: interrupts read it while the session may replace it. */
     int callFd = -1;
-    int errFd = -1;
+    /** Read by queue threads reporting a broken ring. */
+    volatile int errFd = -1;
     boolean enabled;
     boolean started;
     DeviceQueue queue;

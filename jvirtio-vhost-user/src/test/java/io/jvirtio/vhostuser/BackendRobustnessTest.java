@@ -210,6 +210,10 @@ class BackendRobustnessTest {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("cfg.sock"),
                 () -> new io.jvirtio.devices.console.ConsoleDevice(new io.jvirtio.devices.console.EchoBackend(), 80, 25));
              Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            ByteBuffer early = ByteBuffer.allocate(12 + 4).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(4).putInt(0);
+            ch.write(Message.of(VhostUser.GET_CONFIG, early.array()));
+            assertThat(ch.read().size()).as("GET_CONFIG before PROTOCOL_F_CONFIG was negotiated: failed").isZero();
+            ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, 1L << VhostUser.PROTOCOL_F_CONFIG));
             ByteBuffer out = ByteBuffer.allocate(12 + 8).order(ByteOrder.LITTLE_ENDIAN).putInt(0x2000).putInt(8).putInt(0);
             ch.write(Message.of(VhostUser.GET_CONFIG, out.array()));
             Message refused = ch.read();

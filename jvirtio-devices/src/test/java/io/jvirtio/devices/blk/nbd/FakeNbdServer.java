@@ -1,0 +1,128 @@
+package io.jvirtio.devices.blk.nbd;
+
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * A scripted NBD server on a Unix socket, for what no real server does: its handshake and export are
+ * proper (fixed newstyle, structured replies, a 1 MiB export of zeroes with flush and FUA), and each request
+ * is answered by a {@link Script} that may lie. Connections are served one after another.
+ */
+final class FakeNbdServer implements AutoCloseable {
+    static final long SIZE = 1 << 20;
+
+    /** Answers one request on connection number {@code connection} (from 1). */
+    interface Script {
+        void answer(int connection, Request r, SocketChannel ch) throws IOException;
+    }
+
+    record Request(int flags, int type, long cookie, long offset, int length) {
+    }
+
+    private final ServerSocketChannel server;
+    private final Thread thread;
+    final AtomicInteger connections = new AtomicInteger();
+    volatile Script script;
+    /** Override the option replies' length field with this (hostile handshake), or -1. */
+    volatile int optionReplyLength = -1;
+
+    FakeNbdServer(Path socket, Script script) throws IOException {
+        Files.deleteIfExists(socket);
+        this.script = script;
+        this.server = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        server.bind(UnixDomainSocketAddress.of(socket));
+        this.thread = Thread.ofPlatform().daemon().start(this::serve);
+    }
+
+    private void serve() {
+        while (server.isOpen()) {
+            try (SocketChannel ch = server.accept()) {
+                int n = connections.incrementAndGet();
+                handshake(ch);
+                for (;;) {
+                    ByteBuffer h = read(ch, 28);
+                    Request r = new Request(h.getShort(4) & 0xffff, h.getShort(6) & 0xffff, h.getLong(8), h.getLong(16),
+                            h.getInt(24));
+                    if (r.type() == Nbd.CMD_WRITE) {
+                        read(ch, r.length());
+                    }
+                    if (r.type() == Nbd.CMD_DISC) {
+                        break;
+                    }
+                    script.answer(n, r, ch);
+                }
+            } catch (IOException e) {
+                // the client went away (or the test closed us): take the next connection
+            }
+        }
+    }
+
+    private void handshake(SocketChannel ch) throws IOException {
+        write(ch, ByteBuffer.allocate(18).putLong(Nbd.NBDMAGIC).putLong(Nbd.IHAVEOPT)
+                .putShort((short) (Nbd.FLAG_FIXED_NEWSTYLE | Nbd.FLAG_NO_ZEROES)).flip());
+        read(ch, 4);
+        for (;;) {
+            ByteBuffer o = read(ch, 16);
+            int option = o.getInt(8);
+            read(ch, o.getInt(12));
+            if (option == Nbd.OPT_GO) {
+                ByteBuffer info = ByteBuffer.allocate(12).putShort((short) Nbd.INFO_EXPORT).putLong(SIZE)
+                        .putShort((short) (Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA)).flip();
+                optionReply(ch, option, Nbd.REP_INFO, info);
+                optionReply(ch, option, Nbd.REP_ACK, ByteBuffer.allocate(0));
+                return;
+            }
+            optionReply(ch, option, Nbd.REP_ACK, ByteBuffer.allocate(0));
+        }
+    }
+
+    private void optionReply(SocketChannel ch, int option, int type, ByteBuffer data) throws IOException {
+        int len = optionReplyLength >= 0 ? optionReplyLength : data.remaining();
+        write(ch, ByteBuffer.allocate(20).putLong(Nbd.OPTION_REPLY_MAGIC).putInt(option).putInt(type).putInt(len).flip());
+        write(ch, data);
+    }
+
+    /** A simple reply; for a successful read, {@code data} follows. */
+    static void simple(SocketChannel ch, long cookie, int error, byte[] data) throws IOException {
+        write(ch, ByteBuffer.allocate(16).putInt(Nbd.SIMPLE_REPLY_MAGIC).putInt(error).putLong(cookie).flip());
+        if (data != null) {
+            write(ch, ByteBuffer.wrap(data));
+        }
+    }
+
+    /** A structured reply chunk with its payload. */
+    static void chunk(SocketChannel ch, long cookie, int flags, int type, ByteBuffer payload) throws IOException {
+        write(ch, ByteBuffer.allocate(20).putInt(Nbd.STRUCTURED_REPLY_MAGIC).putShort((short) flags)
+                .putShort((short) type).putLong(cookie).putInt(payload.remaining()).flip());
+        write(ch, payload);
+    }
+
+    static ByteBuffer read(SocketChannel ch, int n) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(n);
+        while (b.hasRemaining()) {
+            if (ch.read(b) < 0) {
+                throw new IOException("closed");
+            }
+        }
+        return b.flip();
+    }
+
+    static void write(SocketChannel ch, ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            ch.write(b);
+        }
+    }
+
+    @Override
+    public void close() throws IOException {
+        server.close();
+        thread.interrupt();
+    }
+}
