@@ -31,6 +31,11 @@ public final class DeviceHarness implements AutoCloseable {
     private final Semaphore interrupts = new Semaphore(0);
 
     public DeviceHarness(VirtioDeviceModel model, long features) throws Exception {
+        this(model, features, 0);
+    }
+
+    /** With {@code indirectMax} > 1 and INDIRECT_DESC in {@code features}, chains go in indirect tables. */
+    public DeviceHarness(VirtioDeviceModel model, long features, int indirectMax) throws Exception {
         this.model = model;
         memory = GuestMemory.allocate(BASE, 16 << 20);
         alloc = new GuestAllocator(memory, BASE, 16 << 20);
@@ -39,7 +44,7 @@ public final class DeviceHarness implements AutoCloseable {
         for (int i = 0; i < model.numQueues(); i++) {
             int qi = i;
             DriverQueue<Object> q = DriverQueue.allocate(alloc, i, SplitLayout.modern(model.maxQueueSize(i)), features,
-                    0, () -> model.queueNotify(qi));
+                    indirectMax, () -> model.queueNotify(qi));
             queues.add(q);
             dqs.add(DeviceQueue.create(memory, i, model.maxQueueSize(i), q.addresses(), features, QueueState.INITIAL));
             irqs.add(interrupts::release);

@@ -117,7 +117,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         throw new IllegalArgumentException("guest address 0x" + Long.toHexString(guest) + " outside memory");
     }
 
-    private void sendMemTable() throws IOException, ProtocolException {
+    void sendMemTable() throws IOException, ProtocolException {
         List<MemoryRegion> rs = memory.regions();
         ByteBuffer b = ByteBuffer.allocate(8 + 32 * rs.size()).order(ByteOrder.LITTLE_ENDIAN);
         b.putInt(rs.size()).putInt(0);
@@ -135,7 +135,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     }
 
     /** Sends a request without a reply of its own; with REPLY_ACK waits for the back-end's verdict. */
-    private synchronized void request(Message m) throws IOException, ProtocolException {
+    synchronized void request(Message m) throws IOException, ProtocolException {
         boolean ack = replyAck() && m.request() != VhostUser.SET_OWNER;
         channel.write(ack ? new Message(m.request(), m.flags() | VhostUser.FLAG_NEED_REPLY, m.payload(), m.fds()) : m);
         if (ack) {
@@ -147,7 +147,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     }
 
     /** Sends a request that has a reply and returns the reply. */
-    private synchronized Message call(Message m) throws IOException, ProtocolException {
+    synchronized Message call(Message m) throws IOException, ProtocolException {
         channel.write(m);
         return expectReply(m.request());
     }
