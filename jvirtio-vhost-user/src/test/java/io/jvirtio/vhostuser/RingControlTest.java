@@ -45,6 +45,7 @@ class RingControlTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-9")
     void theReceiveFilterSurvivesRingMessagesAndOnlyAResetDropsIt(@TempDir Path dir) throws Exception {
         VirtualSwitch sw = new VirtualSwitch();
         NetBackend wire = sw.port();
