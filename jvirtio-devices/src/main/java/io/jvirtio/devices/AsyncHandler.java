@@ -11,7 +11,7 @@ public interface AsyncHandler {
     /** Takes a finished chain back: the device wrote {@code len} bytes into its writable buffers. */
     @FunctionalInterface
     interface UsedSink {
-        void used(int head, int len);
+        void used(DescriptorChain chain, int len);
     }
 
     /** On the queue's thread, before the first chain: open the engine. */

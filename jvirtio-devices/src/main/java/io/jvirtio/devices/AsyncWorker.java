@@ -52,7 +52,7 @@ public final class AsyncWorker extends QueueThread implements AsyncHandler.UsedS
             while (running() && (c = handler.nextChain()) != null && queue.pop(c)) {
                 int len = handler.start(c);
                 if (len >= 0) {
-                    used(c.head(), len);
+                    used(c, len);
                 }
                 if (++started % BATCH == 0) {
                     handler.submit();
@@ -77,8 +77,8 @@ public final class AsyncWorker extends QueueThread implements AsyncHandler.UsedS
     }
 
     @Override
-    public void used(int head, int len) {
-        queue.addUsed(head, len);
+    public void used(DescriptorChain chain, int len) {
+        queue.addUsed(chain, len);
         if (++staged % BATCH == 0) {
             flush();
         }

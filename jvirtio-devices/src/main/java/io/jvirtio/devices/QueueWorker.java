@@ -26,7 +26,7 @@ public final class QueueWorker extends QueueThread {
             queue.disableNotifications();
             int n = 0;
             while (running() && queue.pop(chain)) {
-                queue.addUsed(chain.head(), handler.handle(chain));
+                queue.addUsed(chain, handler.handle(chain));
                 if (++n % BATCH == 0) {
                     flush();
                 }

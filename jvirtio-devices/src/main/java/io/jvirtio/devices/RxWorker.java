@@ -42,7 +42,7 @@ public final class RxWorker extends QueueThread {
             while (running() && source.hasPending() && queue.pop(chain)) {
                 int written = source.fill(chain, queue);
                 if (written >= 0) {
-                    queue.addUsed(chain.head(), written);
+                    queue.addUsed(chain, written);
                 }
                 if (++n % BATCH == 0) {
                     flush();

@@ -23,7 +23,10 @@ final class BackendSession implements Runnable {
     private static final Logger LOG = System.getLogger(BackendSession.class.getName());
     static final long PROTOCOL_FEATURES = (1L << VhostUser.PROTOCOL_F_MQ) | (1L << VhostUser.PROTOCOL_F_REPLY_ACK)
             | (1L << VhostUser.PROTOCOL_F_CONFIG) | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE)
-            | (1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD) | (1L << VhostUser.PROTOCOL_F_STATUS);
+            | (1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD) | (1L << VhostUser.PROTOCOL_F_STATUS)
+            | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD);
+    /** The vhost-user feature bits (not virtio's) the back-end offers with the device's. */
+    static final long VHOST_FEATURES = VhostUser.F_PROTOCOL_FEATURES | VhostUser.F_LOG_ALL;
     /** A handler that wrote its own reply (one carrying a descriptor). */
     private static final byte[] REPLIED = new byte[0];
 
@@ -120,7 +123,7 @@ final class BackendSession implements Runnable {
         byte[] reply = switch (m.request()) {
             case VhostUser.GET_FEATURES -> {
                 m.expectSize(0);
-                yield u64(model.deviceFeatures() | VhostUser.F_PROTOCOL_FEATURES);
+                yield u64(model.deviceFeatures() | VHOST_FEATURES);
             }
             case VhostUser.SET_FEATURES -> {
                 setFeatures(m.u64());
@@ -169,11 +172,17 @@ final class BackendSession implements Runnable {
             }
             case VhostUser.SET_VRING_ADDR -> {
                 Payloads.VringAddr a = Payloads.VringAddr.decode(m);
-                if ((a.flags() & Payloads.VRING_F_LOG) != 0) {
-                    throw new ProtocolException("SET_VRING_ADDR asks for used-ring logging, and no logging was negotiated");
-                }
                 rings.setAddr(rings.ring(a.index()), a);
                 yield null;
+            }
+            case VhostUser.SET_LOG_BASE -> {
+                requireProtocolFeature(m, VhostUser.PROTOCOL_F_LOG_SHMFD);
+                setLogBase(m);
+                yield u64(0); // LOG_SHMFD: the log is mapped
+            }
+            case VhostUser.SET_LOG_FD -> {
+                m.expectSize(0);
+                yield null; // the log-full eventfd of kernel vhost: a shared-memory log never fills
             }
             case VhostUser.SET_VRING_BASE -> {
                 Payloads.VringState s = Payloads.VringState.decode(m);
@@ -249,16 +258,30 @@ final class BackendSession implements Runnable {
      * device can see the features (FEATURES_OK), so a combination it cannot operate fails the request.
      */
     private void setFeatures(long f) throws ProtocolException {
-        long offered = model.deviceFeatures() | VhostUser.F_PROTOCOL_FEATURES;
+        long offered = model.deviceFeatures() | VHOST_FEATURES;
         if ((f & ~offered) != 0) {
             throw new ProtocolException(String.format("SET_FEATURES 0x%x has bits never offered (0x%x)", f, f & ~offered));
         }
-        long virtio = f & ~VhostUser.F_PROTOCOL_FEATURES;
+        long virtio = f & ~VHOST_FEATURES;
         if (!negotiated(VhostUser.PROTOCOL_F_STATUS) && !model.acceptFeatures(virtio)) {
             throw new ProtocolException(String.format("SET_FEATURES 0x%x: the device cannot operate with these", f));
         }
         features = f;
         rings.setFeatures(virtio);
+        rings.setLogging((f & VhostUser.F_LOG_ALL) != 0);
+    }
+
+    /** SET_LOG_BASE: the dirty-page bitmap QEMU reads during migration, mapped from its descriptor. */
+    private void setLogBase(Message m) throws ProtocolException {
+        Payloads.LogBase l = Payloads.LogBase.decode(m);
+        java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofShared();
+        try {
+            rings.setLog(new io.jvirtio.core.memory.DirtyLog(Posix.mmapPeerFd(m.fds()[0], l.offset(), l.size(), arena)),
+                    arena);
+        } catch (NativeException e) {
+            arena.close();
+            throw new ProtocolException("SET_LOG_BASE: cannot map the log: " + e.getMessage(), e);
+        }
     }
 
     /**
@@ -277,7 +300,7 @@ final class BackendSession implements Runnable {
             return;
         }
         if ((next & DeviceStatus.FEATURES_OK) != 0 && (status & DeviceStatus.FEATURES_OK) == 0
-                && !model.acceptFeatures(features & ~VhostUser.F_PROTOCOL_FEATURES)) {
+                && !model.acceptFeatures(features & ~VHOST_FEATURES)) {
             LOG.log(Level.WARNING, "{0}: FEATURES_OK refused for features 0x{1}", name, Long.toHexString(features));
             next &= ~DeviceStatus.FEATURES_OK;
         }
@@ -361,7 +384,7 @@ final class BackendSession implements Runnable {
     }
 
     long featuresAcked() {
-        return features & ~VhostUser.F_PROTOCOL_FEATURES;
+        return features & ~VHOST_FEATURES;
     }
 
     boolean hasFeature(Feature f) {

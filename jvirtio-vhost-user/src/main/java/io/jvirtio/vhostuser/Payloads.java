@@ -103,6 +103,23 @@ final class Payloads {
         }
     }
 
+    /** SET_LOG_BASE with LOG_SHMFD: u64 mmap_size, u64 mmap_offset, and the log's descriptor. */
+    record LogBase(long size, long offset) {
+        /** The largest log taken: one bit per 4 KiB page of 1 PiB of guest memory. */
+        static final long MAX_SIZE = 1L << 35;
+
+        static LogBase decode(Message m) throws ProtocolException {
+            m.expectSize(16);
+            m.expectFds(1);
+            ByteBuffer b = m.body();
+            LogBase l = new LogBase(b.getLong(0), b.getLong(8));
+            if (l.size <= 0 || l.size > MAX_SIZE || (l.size & 7) != 0 || l.offset < 0 || (l.offset & 4095) != 0) {
+                throw new ProtocolException("SET_LOG_BASE: " + l.size + " bytes at offset " + l.offset);
+            }
+            return l;
+        }
+    }
+
     /** {@code struct VhostUserInflight}: u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size. */
     record Inflight(long mmapSize, long mmapOffset, int queues, int queueSize) {
         static Inflight decode(Message m, int rings) throws ProtocolException {

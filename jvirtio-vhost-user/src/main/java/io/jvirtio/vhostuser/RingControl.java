@@ -38,6 +38,10 @@ final class RingControl {
     private long features;
     private boolean active;
     private KickLoop kicks;
+    /** The dirty log (SET_LOG_BASE) and its mapping; written to while {@link #logging} (VHOST_F_LOG_ALL). */
+    private io.jvirtio.core.memory.DirtyLog log;
+    private Arena logArena;
+    private boolean logging;
 
     RingControl(VirtioDeviceModel model, String name) {
         this.model = model;
@@ -101,6 +105,34 @@ final class RingControl {
         start(running);
     }
 
+    /**
+     * A new dirty log (SET_LOG_BASE): running rings stop (keeping position and device state), so that no
+     * queue thread still marks the old mapping when it is unmapped, then restart on the new one.
+     */
+    void setLog(io.jvirtio.core.memory.DirtyLog newLog, Arena arena) {
+        List<Vring> running = stopAll();
+        if (logArena != null) {
+            logArena.close();
+        }
+        log = newLog;
+        logArena = arena;
+        start(running);
+    }
+
+    /** VHOST_F_LOG_ALL on or off: running queues log from their next used element on. */
+    void setLogging(boolean on) {
+        logging = on;
+        for (Vring r : rings) {
+            if (r.queue != null) {
+                applyLog(r);
+            }
+        }
+    }
+
+    private void applyLog(Vring r) {
+        r.queue.logTo(logging ? log : null, r.logUsed);
+    }
+
     void setNum(Vring r, int num) {
         r.num = num;
     }
@@ -109,7 +141,11 @@ final class RingControl {
         r.descUser = a.desc();
         r.usedUser = a.used();
         r.availUser = a.avail();
+        r.logUsed = (a.flags() & Payloads.VRING_F_LOG) != 0;
         r.addressed = true;
+        if (r.queue != null) {
+            applyLog(r);
+        }
     }
 
     void setBase(Vring r, int base) {
@@ -215,6 +251,11 @@ final class RingControl {
             inflight.close();
             inflight = null;
         }
+        if (logArena != null) {
+            logArena.close();
+            logArena = null;
+            log = null;
+        }
     }
 
     private static void dropFds(Vring r) {
@@ -310,6 +351,7 @@ final class RingControl {
         for (int i = 0; i < rings.length; i++) {
             if (queues[i] != null) {
                 rings[i].queue = queues[i];
+                applyLog(rings[i]);
             }
         }
         rebuildKicks();

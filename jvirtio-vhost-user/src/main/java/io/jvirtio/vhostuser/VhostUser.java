@@ -44,9 +44,12 @@ public final class VhostUser {
 
     /** Virtio feature bit 30: the backend speaks the protocol-feature extension. */
     public static final long F_PROTOCOL_FEATURES = 1L << 30;
+    /** VHOST_F_LOG_ALL: log every write to guest memory (live migration). */
+    public static final long F_LOG_ALL = 1L << 26;
 
     // Protocol features
     public static final int PROTOCOL_F_MQ = 0;
+    public static final int PROTOCOL_F_LOG_SHMFD = 1;
     public static final int PROTOCOL_F_REPLY_ACK = 3;
     public static final int PROTOCOL_F_CONFIG = 9;
     public static final int PROTOCOL_F_INFLIGHT_SHMFD = 12;

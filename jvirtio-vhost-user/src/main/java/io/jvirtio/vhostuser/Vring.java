@@ -10,6 +10,8 @@ final class Vring {
     long usedUser;
     long availUser;
     boolean addressed;
+    /** SET_VRING_ADDR asked for the used ring's writes to be logged (VHOST_VRING_F_LOG). */
+    boolean logUsed;
     int base;
     int kickFd = -1;
     boolean kickPolling;

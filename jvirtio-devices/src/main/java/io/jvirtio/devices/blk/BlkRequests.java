@@ -231,7 +231,7 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
                 }
             }
         }
-        sink.used(chains[slot].head(), finishNow(slot, st, filled));
+        sink.used(chains[slot], finishNow(slot, st, filled));
     }
 
     /**

@@ -447,11 +447,11 @@ public final class NetDevice extends QueueDevice {
             long at = ring.headOffset();
             long first = chain.writeWritable(0, header);
             first += chain.writeWritable(Net.HDR_SIZE, slots, at, length);
-            queue.addUsed(chain.head(), (int) first);
+            queue.addUsed(chain, (int) first);
             long done = first - Net.HDR_SIZE;
             for (int i = 0; i < used; i++) {
                 long n = extra[i].writeWritable(0, slots, at + done, length - done);
-                queue.addUsed(extra[i].head(), (int) n);
+                queue.addUsed(extra[i], (int) n);
                 done += n;
             }
             ring.poll();

@@ -52,8 +52,14 @@ public final class DeviceQueue {
     private InflightRegion inflight;
     private int[] resubmit = new int[0];
     private int resubmitNext;
+    /** The dirty log while live migration logs (null otherwise): read on every used element, hence volatile. */
+    private volatile io.jvirtio.core.memory.DirtyLog log;
+    /** Whether the used ring's own writes are logged too (vhost-user VHOST_VRING_F_LOG). */
+    private volatile boolean logUsedRing;
+    private final long usedGpa;
 
-    private DeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state) {
+    private DeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state, long usedGpa) {
+        this.usedGpa = usedGpa;
         this.memory = memory;
         this.index = index;
         this.ring = ring;
@@ -76,7 +82,8 @@ public final class DeviceQueue {
      */
     public static DeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses,
                                      long features, QueueState state) throws VirtqueueException {
-        return new DeviceQueue(memory, queueIndex, SplitRing.map(memory, queueIndex, size, addresses), features, state);
+        return new DeviceQueue(memory, queueIndex, SplitRing.map(memory, queueIndex, size, addresses), features, state,
+                addresses.usedRing());
     }
 
     public int index() {
@@ -85,6 +92,24 @@ public final class DeviceQueue {
 
     public int size() {
         return size;
+    }
+
+    /**
+     * Logs every byte this queue writes into guest memory from now on (live migration), or stops when
+     * {@code log} is null: the data of each used chain's writable buffers, up to its used length, and — with
+     * {@code usedRing} — the used ring's element, index and {@code avail_event}/flags, each after its write.
+     * Any thread; takes effect at the next used element.
+     */
+    public void logTo(io.jvirtio.core.memory.DirtyLog log, boolean usedRing) {
+        this.logUsedRing = usedRing;
+        this.log = log;
+    }
+
+    private void logUsed(long offset, int length) {
+        io.jvirtio.core.memory.DirtyLog l = log;
+        if (l != null && logUsedRing) {
+            l.mark(usedGpa + offset, length);
+        }
     }
 
     /** The current ring position, for GET_VRING_BASE or migration. */
@@ -145,6 +170,7 @@ public final class DeviceQueue {
         if (eventIdx && notificationsEnabled) {
             // §2.7.10: with notifications on, ask to be told about the entry after the one just taken.
             ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
+            logUsed(Virtq.availEvent(size), 2);
         }
         return true;
     }
@@ -205,10 +231,28 @@ public final class DeviceQueue {
         long at = Virtq.usedRing(nextUsed & mask);
         ring.used.set(GuestMemory.U32, at, head);
         ring.used.set(GuestMemory.U32, at + 4, len);
+        logUsed(at, 8);
         nextUsed = (nextUsed + 1) & 0xffff;
         if (inflight != null) {
             inflight.batchAdd(head);
         }
+    }
+
+    /**
+     * {@link #addUsed(int, int)} for {@code chain}, whose writable buffers the device filled with {@code len}
+     * bytes from their start: while logging, their pages are marked dirty first (they were written before).
+     */
+    public void addUsed(DescriptorChain chain, int len) {
+        io.jvirtio.core.memory.DirtyLog l = log;
+        if (l != null) {
+            long left = Integer.toUnsignedLong(len);
+            for (int i = chain.readableCount(); i < chain.count() && left > 0; i++) {
+                long n = Math.min(Integer.toUnsignedLong(chain.length(i)), left);
+                l.mark(chain.address(i), n);
+                left -= n;
+            }
+        }
+        addUsed(chain.head(), len);
     }
 
     /**
@@ -217,6 +261,8 @@ public final class DeviceQueue {
      */
     public void publishUsed() {
         GuestMemory.setU16Release(ring.used, USED_IDX, nextUsed);
+        logUsed(USED_IDX, 2); // the index last: the front-end sees the elements' pages no later than it
+
         if (inflight != null) {
             inflight.batchPublished(nextUsed);
         }
@@ -256,6 +302,7 @@ public final class DeviceQueue {
         notificationsEnabled = false;
         if (!eventIdx) {
             ring.used.set(GuestMemory.U16, USED_FLAGS, (short) USED_F_NO_NOTIFY);
+            logUsed(USED_FLAGS, 2);
         }
     }
 
@@ -268,8 +315,10 @@ public final class DeviceQueue {
         notificationsEnabled = true;
         if (eventIdx) {
             ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
+            logUsed(Virtq.availEvent(size), 2);
         } else {
             ring.used.set(GuestMemory.U16, USED_FLAGS, (short) 0);
+            logUsed(USED_FLAGS, 2);
         }
         VarHandle.fullFence();
         return available() != 0;
