@@ -1,0 +1,164 @@
+package io.jvirtio.interop;
+
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.vhostuser.VhostUserBackend;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Live migration with jvirtio back-ends: a Linux guest on a vhost-user-blk disk served by one jvirtio back-end
+ * moves, while writing and checking numbered blocks with O_DIRECT, to a second QEMU (-incoming) whose disk is
+ * served by a second back-end on the same image. QEMU can migrate only because the back-end logs its writes to
+ * guest memory (LOG_SHMFD, VHOST_F_LOG_ALL); the guest finishes on the destination and every block verifies,
+ * in the guest and in the image.
+ */
+@Timeout(600)
+class MigrationTest {
+    @TempDir
+    Path dir;
+    final List<Process> processes = new ArrayList<>();
+
+    @AfterEach
+    void stop() throws Exception {
+        for (Process p : processes) {
+            p.destroyForcibly().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** Starts QEMU, its console copied into {@code console} line by line. */
+    Process start(List<String> cmd, StringBuffer console) throws IOException {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        processes.add(p);
+        Thread.ofPlatform().daemon().start(() -> {
+            try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+                for (String line; (line = in.readLine()) != null; ) {
+                    console.append(line).append('\n');
+                }
+            } catch (IOException e) {
+                console.append("[console: ").append(e).append("]\n");
+            }
+        });
+        return p;
+    }
+
+    /** One HMP command on a QEMU monitor socket; returns what the monitor printed until its next prompt. */
+    static String hmp(Path monitor, String command) throws Exception {
+        try (SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            ch.connect(UnixDomainSocketAddress.of(monitor));
+            readUntilPrompt(ch);
+            ch.write(ByteBuffer.wrap((command + "\n").getBytes(StandardCharsets.UTF_8)));
+            return readUntilPrompt(ch);
+        }
+    }
+
+    static String readUntilPrompt(SocketChannel ch) throws IOException {
+        StringBuilder out = new StringBuilder();
+        ByteBuffer b = ByteBuffer.allocate(4096);
+        while (!out.toString().endsWith("(qemu) ")) {
+            b.clear();
+            if (ch.read(b) < 0) {
+                break;
+            }
+            out.append(new String(b.array(), 0, b.position(), StandardCharsets.UTF_8));
+        }
+        return out.toString();
+    }
+
+    static void await(StringBuffer console, String text, long seconds) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
+        while (!console.toString().contains(text) && System.nanoTime() < deadline) {
+            Thread.sleep(50);
+        }
+        assertThat(console.toString()).as("waiting for '%s'", text).contains(text);
+    }
+
+    @Test
+    void aGuestWritingItsDiskMigratesToAnotherBackEndAndEveryBlockVerifies() throws Exception {
+        QemuInteropTest.requireTools();
+        int blocks = 400;
+        Path image = dir.resolve("disk.img");
+        FileBackend.create(image, 64L << 20).close();
+        Path guest = dir.resolve("test.sh");
+        Files.writeString(guest, """
+                i=0
+                while [ $i -lt %d ]; do
+                  yes "BLOCK $i" | head -c 4096 > /tmp/b
+                  dd if=/tmp/b of=/dev/vda bs=4096 seek=$i count=1 oflag=direct 2>/dev/null || echo "WRITE FAILED $i"
+                  dd if=/dev/vda of=/tmp/r bs=4096 skip=$i count=1 iflag=direct 2>/dev/null
+                  cmp -s /tmp/b /tmp/r || echo "MISMATCH $i"
+                  [ $((i %% 25)) -eq 0 ] && echo "PROGRESS $i"
+                  i=$((i + 1))
+                done
+                bad=0
+                i=0
+                while [ $i -lt %d ]; do
+                  yes "BLOCK $i" | head -c 4096 > /tmp/b
+                  dd if=/dev/vda of=/tmp/r bs=4096 skip=$i count=1 iflag=direct 2>/dev/null
+                  cmp -s /tmp/b /tmp/r || bad=$((bad + 1))
+                  i=$((i + 1))
+                done
+                echo "VERIFIED $i BAD $bad"
+                """.formatted(blocks, blocks));
+        Path initrd = dir.resolve("initrd.cpio.gz");
+        QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
+                guest.toString(), initrd.toString()), 120);
+        Path monitor = dir.resolve("src.mon");
+        Path incoming = dir.resolve("migrate.sock");
+        StringBuffer source = new StringBuffer();
+        StringBuffer destination = new StringBuffer();
+        try (FileBackend fileA = new FileBackend(image, false);
+             FileBackend fileB = new FileBackend(image, false);
+             VhostUserBackend a = new VhostUserBackend(dir.resolve("a.sock"), () -> new BlkDevice(fileA));
+             VhostUserBackend b = new VhostUserBackend(dir.resolve("b.sock"), () -> new BlkDevice(fileB))) {
+            List<String> src = new ArrayList<>(QemuInteropTest.qemu(initrd, "-chardev", "socket,id=vblk,path=" + a.socket(),
+                    "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1",
+                    "-monitor", "unix:" + monitor + ",server=on,wait=off"));
+            List<String> dst = new ArrayList<>(QemuInteropTest.qemu(initrd, "-chardev", "socket,id=vblk,path=" + b.socket(),
+                    "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1", "-incoming", "unix:" + incoming));
+            start(dst, destination);
+            Process s = start(src, source);
+            await(source, "PROGRESS 50", 120);
+            String reply = hmp(monitor, "migrate -d unix:" + incoming);
+            assertThat(reply).as("migrate accepted: %s", reply).doesNotContain("rror").doesNotContain("isabled");
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+            String info;
+            do {
+                Thread.sleep(200);
+                info = hmp(monitor, "info migrate");
+            } while (!info.contains("Migration status: completed") && !info.contains("failed")
+                    && System.nanoTime() < deadline);
+            assertThat(info).as("source: %s%nguest so far:%n%s", info, source).contains("Migration status: completed");
+            hmp(monitor, "quit");
+            s.waitFor(30, TimeUnit.SECONDS);
+            await(destination, "JVIRTIO-GUEST-END", 300);
+        }
+        String out = source + "\n--- destination ---\n" + destination;
+        assertThat(destination.toString()).as(out).contains("VERIFIED " + blocks + " BAD 0").contains("JVIRTIO-GUEST-END rc=0");
+        assertThat(out).as(out).doesNotContain("MISMATCH").doesNotContain("WRITE FAILED");
+        byte[] disk = Files.readAllBytes(image);
+        for (int i = 0; i < blocks; i++) {
+            byte[] want = ("BLOCK " + i + "\n").repeat(4096).substring(0, 4096).getBytes(StandardCharsets.US_ASCII);
+            assertThat(java.util.Arrays.copyOfRange(disk, i * 4096, (i + 1) * 4096)).as("block %d in the image", i)
+                    .isEqualTo(want);
+        }
+    }
+}
