@@ -92,6 +92,7 @@ class MigrationTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-7")
     void aGuestWritingItsDiskMigratesToAnotherBackEndAndEveryBlockVerifies() throws Exception {
         QemuInteropTest.requireTools();
         int blocks = 400;

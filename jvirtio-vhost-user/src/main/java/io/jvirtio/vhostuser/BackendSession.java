@@ -142,11 +142,11 @@ final class BackendSession implements Runnable {
             }
             case VhostUser.GET_PROTOCOL_FEATURES -> {
                 m.expectSize(0);
-                yield u64(PROTOCOL_FEATURES);
+                yield u64(protocolFeaturesOffered());
             }
             case VhostUser.SET_PROTOCOL_FEATURES -> {
                 long f = m.u64();
-                if ((f & ~PROTOCOL_FEATURES) != 0) {
+                if ((f & ~protocolFeaturesOffered()) != 0) {
                     throw new ProtocolException(String.format("SET_PROTOCOL_FEATURES 0x%x has bits never offered", f));
                 }
                 protocolFeatures = f;
@@ -225,6 +225,13 @@ final class BackendSession implements Runnable {
                 setInflight(m);
                 yield null;
             }
+            case VhostUser.SEND_RARP -> {
+                requireProtocolFeature(m, VhostUser.PROTOCOL_F_RARP);
+                byte[] mac = java.util.Arrays.copyOf(m.payload(), 6);
+                m.u64();
+                model.announce(mac);
+                yield null;
+            }
             case VhostUser.SET_STATUS -> {
                 requireProtocolFeature(m, VhostUser.PROTOCOL_F_STATUS);
                 setStatus(m.u64());
@@ -245,6 +252,12 @@ final class BackendSession implements Runnable {
         } else if (m.needReply() && negotiated(VhostUser.PROTOCOL_F_REPLY_ACK)) {
             channel.write(Message.reply(m, u64(0)));
         }
+    }
+
+    /** What GET_PROTOCOL_FEATURES offers: RARP only for a device with a network to announce to. */
+    private long protocolFeaturesOffered() {
+        return PROTOCOL_FEATURES
+                | (model.type() == io.jvirtio.core.spec.DeviceType.NET ? 1L << VhostUser.PROTOCOL_F_RARP : 0);
     }
 
     private void requireProtocolFeature(Message m, int feature) throws ProtocolException {

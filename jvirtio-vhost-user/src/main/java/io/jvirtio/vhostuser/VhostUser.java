@@ -21,6 +21,7 @@ public final class VhostUser {
     public static final int SET_PROTOCOL_FEATURES = 16;
     public static final int GET_QUEUE_NUM = 17;
     public static final int SET_VRING_ENABLE = 18;
+    public static final int SEND_RARP = 19;
     public static final int GET_CONFIG = 24;
     public static final int SET_CONFIG = 25;
     public static final int GET_INFLIGHT_FD = 31;
@@ -50,6 +51,7 @@ public final class VhostUser {
     // Protocol features
     public static final int PROTOCOL_F_MQ = 0;
     public static final int PROTOCOL_F_LOG_SHMFD = 1;
+    public static final int PROTOCOL_F_RARP = 2;
     public static final int PROTOCOL_F_REPLY_ACK = 3;
     public static final int PROTOCOL_F_CONFIG = 9;
     public static final int PROTOCOL_F_INFLIGHT_SHMFD = 12;
@@ -95,6 +97,7 @@ public final class VhostUser {
             case SET_PROTOCOL_FEATURES -> "SET_PROTOCOL_FEATURES";
             case GET_QUEUE_NUM -> "GET_QUEUE_NUM";
             case SET_VRING_ENABLE -> "SET_VRING_ENABLE";
+            case SEND_RARP -> "SEND_RARP";
             case GET_CONFIG -> "GET_CONFIG";
             case SET_CONFIG -> "SET_CONFIG";
             case GET_INFLIGHT_FD -> "GET_INFLIGHT_FD";

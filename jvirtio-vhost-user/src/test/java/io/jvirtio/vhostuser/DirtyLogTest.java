@@ -46,6 +46,7 @@ class DirtyLogTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-7")
     void whileLoggingTheDataAndTheUsedRingAreMarkedAndOtherwiseNothing(@TempDir Path dir) throws Exception {
         try (VhostUserBackend rng = new VhostUserBackend(dir.resolve("rng.sock"), RngDevice::new);
              GuestMemory mem = GuestMemory.memfd(0, 1 << 20);

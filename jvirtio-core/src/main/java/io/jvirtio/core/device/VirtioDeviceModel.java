@@ -74,6 +74,15 @@ public interface VirtioDeviceModel extends AutoCloseable {
         return false;
     }
 
+    /**
+     * After live migration (vhost-user SEND_RARP): make the network learn that {@code mac} now lives here —
+     * a NIC broadcasts a RARP from it, as QEMU's self-announcement does. Returns false for a device with no
+     * network to tell.
+     */
+    default boolean announce(byte[] mac) {
+        return false;
+    }
+
     /** The driver notified queue {@code index} (§2.9). Called on the notifying thread; must not block. */
     void queueNotify(int index);
 

@@ -193,6 +193,31 @@ public final class NetDevice extends QueueDevice {
      * A sender that took the port's receiver just before the port closed may still be offering a frame: the
      * queues' shared arena makes that access fail rather than touch freed memory, and {@link #receive} drops it.
      */
+    /**
+     * SEND_RARP: a RARP request from {@code mac} to everyone (ethertype 0x8035, the frame QEMU's
+     * self-announcement sends), so switches learn the migrated guest's port at once.
+     */
+    @Override
+    public boolean announce(byte[] mac) {
+        if (mac.length != 6) {
+            return false;
+        }
+        byte[] f = new byte[60];
+        java.util.Arrays.fill(f, 0, 6, (byte) 0xff);
+        System.arraycopy(mac, 0, f, 6, 6);
+        f[12] = (byte) 0x80;
+        f[13] = 0x35;
+        f[15] = 1;                 // htype: Ethernet
+        f[16] = 0x08;              // ptype: IPv4
+        f[18] = 6;                 // hlen
+        f[19] = 4;                 // plen
+        f[21] = 3;                 // op: reverse request
+        System.arraycopy(mac, 0, f, 22, 6); // sender hardware address
+        System.arraycopy(mac, 0, f, 32, 6); // target hardware address
+        backend.transmit(java.lang.foreign.MemorySegment.ofArray(f), f.length);
+        return true;
+    }
+
     @Override
     public void close() {
         closed = true;
