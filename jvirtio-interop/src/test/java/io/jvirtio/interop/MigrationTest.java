@@ -2,6 +2,10 @@ package io.jvirtio.interop;
 
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.net.NetBackend;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.Responder;
+import io.jvirtio.devices.net.VirtualSwitch;
 import io.jvirtio.vhostuser.VhostUserBackend;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -161,5 +165,77 @@ class MigrationTest {
             assertThat(java.util.Arrays.copyOfRange(disk, i * 4096, (i + 1) * 4096)).as("block %d in the image", i)
                     .isEqualTo(want);
         }
+    }
+
+    /** Source and destination QEMU with a migration between them once {@code ready} shows on the console. */
+    void migrate(StringBuffer source, StringBuffer destination, List<String> src, List<String> dst, String ready)
+            throws Exception {
+        start(dst, destination);
+        Process s = start(src, source);
+        await(source, ready, 120);
+        Path monitor = Path.of(src.get(src.indexOf("-monitor") + 1).substring(5).replace(",server=on,wait=off", ""));
+        String reply = hmp(monitor, "migrate -d unix:" + dir.resolve("migrate.sock"));
+        assertThat(reply).as("migrate accepted: %s", reply).doesNotContain("rror").doesNotContain("isabled");
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        String info;
+        do {
+            Thread.sleep(200);
+            info = hmp(monitor, "info migrate");
+        } while (!info.contains("Migration status: completed") && !info.contains("failed") && System.nanoTime() < deadline);
+        assertThat(info).as("source: %s%nguest so far:%n%s", info, source).contains("Migration status: completed");
+        hmp(monitor, "quit");
+        s.waitFor(30, TimeUnit.SECONDS);
+    }
+
+    @Test
+    void aGuestPingingAcrossMigrationLosesAtMostAFewRepliesAndItsMacIsAnnounced() throws Exception {
+        QemuInteropTest.requireTools();
+        Path guest = dir.resolve("test.sh");
+        Files.writeString(guest, """
+                ip link set lo up
+                ip link set eth0 up
+                ip addr add 192.0.2.2/24 dev eth0
+                echo PINGING
+                ping -c 60 -i 0.1 -W 1 192.0.2.1 | tail -3
+                """);
+        Path initrd = dir.resolve("initrd.cpio.gz");
+        QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
+                guest.toString(), initrd.toString()), 120);
+        byte[] guestMac = {0x52, 0x54, 0, 0x4a, 0x56, 2};
+        VirtualSwitch sw = new VirtualSwitch();
+        Responder host = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, new byte[] {(byte) 192, 0, 2, 1});
+        java.util.concurrent.atomic.AtomicInteger rarps = new java.util.concurrent.atomic.AtomicInteger();
+        NetBackend observer = sw.port();
+        observer.connect((frame, length) -> {
+            if (length >= 14 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) == (byte) 0x80
+                    && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13) == 0x35
+                    && frame.asSlice(6, 6).mismatch(java.lang.foreign.MemorySegment.ofArray(guestMac)) == -1) {
+                rarps.incrementAndGet();
+            }
+        });
+        StringBuffer source = new StringBuffer();
+        StringBuffer destination = new StringBuffer();
+        String nic = "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0";
+        try (VhostUserBackend a = new VhostUserBackend(dir.resolve("a.sock"), () -> new NetDevice(sw.port(), guestMac, 1));
+             VhostUserBackend b = new VhostUserBackend(dir.resolve("b.sock"), () -> new NetDevice(sw.port(), guestMac, 1))) {
+            List<String> src = new ArrayList<>(QemuInteropTest.qemu(initrd, "-chardev", "socket,id=vnet,path=" + a.socket(),
+                    "-netdev", "vhost-user,id=net0,chardev=vnet", "-device", nic,
+                    "-monitor", "unix:" + dir.resolve("src.mon") + ",server=on,wait=off"));
+            List<String> dst = new ArrayList<>(QemuInteropTest.qemu(initrd, "-chardev", "socket,id=vnet,path=" + b.socket(),
+                    "-netdev", "vhost-user,id=net0,chardev=vnet", "-device", nic,
+                    "-incoming", "unix:" + dir.resolve("migrate.sock")));
+            migrate(source, destination, src, dst, "PINGING");
+            await(destination, "JVIRTIO-GUEST-END", 300);
+        }
+        String out = source + "\n--- destination ---\n" + destination;
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+) packets transmitted, (\\d+) packets received")
+                .matcher(out);
+        assertThat(m.find()).as(out).isTrue();
+        int sent = Integer.parseInt(m.group(1));
+        int received = Integer.parseInt(m.group(2));
+        assertThat(sent).isEqualTo(60);
+        assertThat(sent - received).as("replies lost across the migration:%n%s", out).isLessThanOrEqualTo(5);
+        assertThat(host.echoReplies.get()).isGreaterThanOrEqualTo(55);
+        assertThat(rarps.get()).as("the destination announced the guest's MAC (SEND_RARP)").isPositive();
     }
 }
