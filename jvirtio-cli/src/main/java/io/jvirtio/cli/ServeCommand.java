@@ -42,7 +42,7 @@ final class ServeCommand implements Command {
     @Override
     public String usage() {
         return """
-                Usage: jvirtio serve blk     --socket PATH --image FILE [--readonly] [--queues N] [--cache MODE]
+                Usage: jvirtio serve blk     (--socket PATH | --connect PATH) --image FILE [--readonly] [--queues N] [--cache MODE]
                                              [--aio ENGINE] [--poll-us N] [options]
                        jvirtio serve net     --socket PATH [--ip A.B.C.D] [options]
                        jvirtio serve console --socket PATH [options]
@@ -54,6 +54,10 @@ final class ServeCommand implements Command {
                   -chardev socket,id=c0,path=PATH -device vhost-user-blk-pci,chardev=c0
                   (net: -netdev vhost-user,id=n0,chardev=c0 -device virtio-net-pci,netdev=n0)
                 A front-end that breaks the protocol loses its connection; the server keeps serving.
+                With --connect PATH instead of --socket, the back-end connects to QEMU, which listens:
+                  -chardev socket,id=c0,path=PATH,server=on,wait=off
+                and connects again whenever the session ends: restart a crashed or upgraded back-end
+                and the guest carries on (its requests in flight are redone from QEMU's in-flight buffer).
                 SIGINT/SIGTERM stop it cleanly: devices stop, and for blk every completed write is
                 flushed to the image before exit.
 
@@ -96,7 +100,7 @@ final class ServeCommand implements Command {
             throw new UsageException("which device? blk, net, console or rng");
         }
         String type = args.getFirst();
-        Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--image", "--queues", "--ip", "--stats",
+        Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--connect", "--image", "--queues", "--ip", "--stats",
                         "--cache", "--aio", "--threads", "--poll-us", "--nbd-reconnect"),
                 Set.of("--readonly"));
         if (o.help()) {
@@ -104,8 +108,12 @@ final class ServeCommand implements Command {
             return 0;
         }
         String socket = o.value("--socket");
+        String connect = o.value("--connect");
+        if ((socket == null) == (connect == null)) {
+            throw new UsageException("give --socket PATH (listen) or --connect PATH (connect to QEMU), one of them");
+        }
         if (socket == null) {
-            throw new UsageException("--socket PATH is required");
+            socket = connect;
         }
         long statsEvery = o.number("--stats", 10, 0, 86400);
         Supplier<VirtioDeviceModel> devices;
@@ -206,7 +214,8 @@ final class ServeCommand implements Command {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         AutoCloseable toClose = resource;
-        try (VhostUserBackend backend = new VhostUserBackend(Path.of(socket), devices)) {
+        try (VhostUserBackend backend = connect != null ? VhostUserBackend.connect(Path.of(connect), devices)
+                : new VhostUserBackend(Path.of(socket), devices)) {
             Thread hook = new Thread(() -> {
                 backend.close();
                 try {

@@ -40,8 +40,22 @@ class QemuRestartTest {
         return p;
     }
 
-    @Test
-    void backendKilledUnderGuestIoLosesNoAcknowledgedWrite(@TempDir Path dir) throws Exception {
+    /** {@code jvirtio serve blk --connect socket}: the back-end connects to QEMU, which listens. */
+    static Process serveConnecting(Path socket, Path image) throws Exception {
+        String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        return new ProcessBuilder(javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
+                System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "blk",
+                "--connect", socket.toString(), "--image", image.toString(), "--stats", "0")
+                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+    }
+
+    /**
+     * Whether the back-end listens (QEMU connects, {@code reconnect=1}) or connects ({@code serve --connect},
+     * QEMU listens with {@code server=on}): either way a back-end killed under I/O and started again loses nothing.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "back-end connects: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void backendKilledUnderGuestIoLosesNoAcknowledgedWrite(boolean connecting, @TempDir Path dir) throws Exception {
         QemuInteropTest.requireTools();
         Path image = dir.resolve("disk.img");
         try (var f = new java.io.RandomAccessFile(image.toFile(), "rw")) {
@@ -62,11 +76,15 @@ class QemuRestartTest {
         QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
                 guest.toString(), initrd.toString()), 120);
         Path socket = dir.resolve("blk.sock");
-        Process first = serve(socket, image);
+        Process first = connecting ? null : serve(socket, image);
         Process second = null;
         Process qemu = new ProcessBuilder(QemuInteropTest.qemu(initrd, "-chardev",
-                "socket,id=vblk,path=" + socket + ",reconnect=1", "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1"))
+                "socket,id=vblk,path=" + socket + (connecting ? ",server=on,wait=off" : ",reconnect=1"),
+                "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1"))
                 .redirectErrorStream(true).start();
+        if (connecting) {
+            first = serveConnecting(socket, image); // QEMU's realize waits for it
+        }
         StringBuilder console = new StringBuilder();
         CountDownLatch writing = new CountDownLatch(1);
         Thread reader = Thread.ofPlatform().daemon().start(() -> {
@@ -88,9 +106,13 @@ class QemuRestartTest {
             assertThat(writing.await(120, TimeUnit.SECONDS)).as("guest started writing:\n%s", console).isTrue();
             Thread.sleep(150);
             first.destroyForcibly().waitFor(10, TimeUnit.SECONDS);   // SIGKILL under guest I/O
-            Files.deleteIfExists(socket);
             Thread.sleep(300);
-            second = serve(socket, image);
+            if (connecting) {
+                second = serveConnecting(socket, image);
+            } else {
+                Files.deleteIfExists(socket);
+                second = serve(socket, image);
+            }
             assertThat(qemu.waitFor(240, TimeUnit.SECONDS)).as("guest finished:\n%s", console).isTrue();
             reader.join(5000);
         } finally {

@@ -19,12 +19,15 @@ import java.util.function.Supplier;
  * connects (QEMU's {@code -chardev socket} + {@code vhost-user-*-pci}, or jvirtio's
  * {@link VhostUserFrontend}). Each connection gets the device from {@code devices} and its own session
  * thread; a frontend that breaks the protocol loses its connection, and the server keeps accepting.
+ * {@link #connect} is the other way round: the back-end connects to a front-end that listens (QEMU's
+ * {@code -chardev socket,server=on}), and connects again whenever the session ends.
  */
 public final class VhostUserBackend implements AutoCloseable {
     private static final Logger LOG = System.getLogger(VhostUserBackend.class.getName());
 
     private final Path socket;
     private final Supplier<VirtioDeviceModel> devices;
+    /** The listening socket, or -1 for a back-end that connects ({@link #connect}). */
     private final int listenFd;
     private final Thread acceptor;
     private final List<BackendSession> sessions = new CopyOnWriteArrayList<>();
@@ -54,6 +57,72 @@ public final class VhostUserBackend implements AutoCloseable {
         }
         this.acceptor = Thread.ofPlatform().name("vhost-user-accept").daemon().start(this::acceptLoop);
         LOG.log(Level.INFO, "vhost-user backend listening on {0}", socket);
+    }
+
+    private VhostUserBackend(Path frontend, Supplier<VirtioDeviceModel> devices, boolean connecting) {
+        this.socket = frontend;
+        this.devices = devices;
+        this.listenFd = -1;
+        this.acceptor = Thread.ofPlatform().name("vhost-user-connect").daemon().start(this::connectLoop);
+    }
+
+    /**
+     * A back-end that connects to the front-end listening on {@code frontend} and serves it; when the session
+     * ends (the front-end restarted, the connection broke) or nobody listens yet, it connects again — every
+     * 100 ms at first, backing off to once a second — until closed. A back-end restarted this way (after a
+     * crash, an upgrade) finds its guest's requests in the in-flight buffer QEMU hands it back.
+     */
+    public static VhostUserBackend connect(Path frontend, Supplier<VirtioDeviceModel> devices) {
+        LOG.log(Level.INFO, "vhost-user backend connecting to {0}", frontend);
+        return new VhostUserBackend(frontend, devices, true);
+    }
+
+    private void connectLoop() {
+        long delay = 100;
+        boolean waiting = false;
+        while (open) {
+            int fd;
+            try {
+                fd = Posix.unixConnect(socket.toString());
+            } catch (NativeException e) {
+                if (!waiting) {
+                    LOG.log(Level.INFO, "no front-end at {0} yet ({1}); trying again", socket, e.getMessage());
+                    waiting = true;
+                }
+                sleep(delay);
+                delay = Math.min(delay * 2, 1000);
+                continue;
+            }
+            waiting = false;
+            delay = 100;
+            long n = connections.incrementAndGet();
+            BackendSession s;
+            try {
+                s = new BackendSession(fd, devices.get(), "vhost-user#" + n);
+            } catch (Throwable e) {
+                LOG.log(Level.ERROR, "vhost-user#{0}: cannot serve this connection: {1}", n, e);
+                Channel.closeQuietly(fd);
+                sleep(1000);
+                continue;
+            }
+            sessions.add(s);
+            try {
+                s.run();
+            } finally {
+                sessions.remove(s);
+            }
+            if (open) {
+                LOG.log(Level.INFO, "{0}: session over; connecting to {1} again", s.name(), socket);
+            }
+        }
+    }
+
+    private static void sleep(long ms) {
+        try {
+            Thread.sleep(ms);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
     }
 
     public Path socket() {
@@ -120,17 +189,28 @@ public final class VhostUserBackend implements AutoCloseable {
         }
     }
 
-    /** Stops accepting, ends every session (devices stopped, memory unmapped) and removes the socket. */
+    /**
+     * Stops accepting (or connecting), ends every session (devices stopped, memory unmapped) and removes the
+     * socket it listened on.
+     */
     @Override
     public void close() {
         open = false;
-        Posix.shutdown(listenFd);
+        if (listenFd >= 0) {
+            Posix.shutdown(listenFd);
+        }
+        for (BackendSession s : sessions) {
+            s.close();
+        }
+        acceptor.interrupt();
         try {
-            acceptor.join(2000);
+            acceptor.join(listenFd >= 0 ? 2000 : 10_000);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }
-        Channel.closeQuietly(listenFd);
+        if (listenFd >= 0) {
+            Channel.closeQuietly(listenFd);
+        }
         for (BackendSession s : sessions) {
             s.close();
         }
@@ -138,6 +218,9 @@ public final class VhostUserBackend implements AutoCloseable {
         while (!sessions.isEmpty() && System.nanoTime() < deadline) {
             Thread.onSpinWait();
             Thread.yield();
+        }
+        if (listenFd < 0) {
+            return; // the front-end's socket: not ours to remove
         }
         try {
             Files.deleteIfExists(socket);
