@@ -72,7 +72,10 @@ class MainTest {
         assertThat(err()).contains("--ip '300.1.1.1' is not an IPv4 address");
         err.reset();
         assertThat(run("serve", "rng")).isEqualTo(2);
-        assertThat(err()).contains("--socket PATH is required");
+        assertThat(err()).contains("give --socket PATH (listen) or --connect PATH");
+        err.reset();
+        assertThat(run("serve", "rng", "--socket", "/tmp/a", "--connect", "/tmp/b")).isEqualTo(2);
+        assertThat(err()).contains("one of them");
     }
 
     @Test

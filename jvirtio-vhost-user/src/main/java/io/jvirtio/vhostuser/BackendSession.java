@@ -24,7 +24,7 @@ final class BackendSession implements Runnable {
     static final long PROTOCOL_FEATURES = (1L << VhostUser.PROTOCOL_F_MQ) | (1L << VhostUser.PROTOCOL_F_REPLY_ACK)
             | (1L << VhostUser.PROTOCOL_F_CONFIG) | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE)
             | (1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD) | (1L << VhostUser.PROTOCOL_F_STATUS)
-            | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD);
+            | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD) | (1L << VhostUser.PROTOCOL_F_BACKEND_REQ);
     /** The vhost-user feature bits (not virtio's) the back-end offers with the device's. */
     static final long VHOST_FEATURES = VhostUser.F_PROTOCOL_FEATURES | VhostUser.F_LOG_ALL;
     /** A handler that wrote its own reply (one carrying a descriptor). */
@@ -38,6 +38,8 @@ final class BackendSession implements Runnable {
     private long protocolFeatures;
     /** The device status the front-end set (PROTOCOL_F_STATUS), as the back-end accepted it. */
     private int status;
+    /** The back-end channel (SET_BACKEND_REQ_FD): where the back-end tells the front-end things. */
+    private volatile Channel backendChannel;
     private volatile boolean closing;
     private volatile String endReason = "frontend disconnected";
     final java.util.concurrent.atomic.AtomicLong messages = new java.util.concurrent.atomic.AtomicLong();
@@ -47,6 +49,27 @@ final class BackendSession implements Runnable {
         this.model = model;
         this.name = name;
         this.rings = new RingControl(model, name);
+        model.config().onChange(this::configChanged);
+    }
+
+    /**
+     * The device changed its configuration (a disk was resized): CONFIG_CHANGE_MSG on the back-end channel, so
+     * the front-end reads it again and raises the guest's configuration interrupt. Without the channel the
+     * guest learns it only at its next look.
+     */
+    private void configChanged() {
+        Channel c = backendChannel;
+        if (c == null) {
+            LOG.log(Level.INFO, "{0}: configuration changed; no back-end channel to say so", name);
+            return;
+        }
+        try {
+            synchronized (c) {
+                c.write(Message.of(VhostUser.BACKEND_CONFIG_CHANGE_MSG, new byte[0]));
+            }
+        } catch (IOException e) {
+            LOG.log(Level.WARNING, "{0}: cannot send CONFIG_CHANGE_MSG: {1}", name, e.getMessage());
+        }
     }
 
     String name() {
@@ -114,6 +137,12 @@ final class BackendSession implements Runnable {
     }
 
     private synchronized void end() {
+        model.config().onChange(() -> { });
+        Channel c = backendChannel;
+        backendChannel = null;
+        if (c != null) {
+            c.close();
+        }
         rings.close(); // whatever the device does wrong while stopping, descriptors and mappings are freed
         channel.close();
         LOG.log(Level.INFO, "{0}: session ended ({1})", name, endReason);
@@ -223,6 +252,18 @@ final class BackendSession implements Runnable {
             }
             case VhostUser.SET_INFLIGHT_FD -> {
                 setInflight(m);
+                yield null;
+            }
+            case VhostUser.SET_BACKEND_REQ_FD -> {
+                requireProtocolFeature(m, VhostUser.PROTOCOL_F_BACKEND_REQ);
+                m.expectSize(0);
+                m.expectFds(1);
+                Channel old = backendChannel;
+                backendChannel = new Channel(m.fds()[0]);
+                m.fds()[0] = -1; // kept
+                if (old != null) {
+                    old.close();
+                }
                 yield null;
             }
             case VhostUser.SEND_RARP -> {

@@ -22,6 +22,9 @@ public final class VhostUser {
     public static final int GET_QUEUE_NUM = 17;
     public static final int SET_VRING_ENABLE = 18;
     public static final int SEND_RARP = 19;
+    public static final int SET_BACKEND_REQ_FD = 21;
+    /** Back-end requests, on the back-end channel. */
+    public static final int BACKEND_CONFIG_CHANGE_MSG = 2;
     public static final int GET_CONFIG = 24;
     public static final int SET_CONFIG = 25;
     public static final int GET_INFLIGHT_FD = 31;
@@ -52,6 +55,8 @@ public final class VhostUser {
     public static final int PROTOCOL_F_MQ = 0;
     public static final int PROTOCOL_F_LOG_SHMFD = 1;
     public static final int PROTOCOL_F_RARP = 2;
+    /** The back-end's request channel (QEMU 7.2: "slave channel"). */
+    public static final int PROTOCOL_F_BACKEND_REQ = 5;
     public static final int PROTOCOL_F_REPLY_ACK = 3;
     public static final int PROTOCOL_F_CONFIG = 9;
     public static final int PROTOCOL_F_INFLIGHT_SHMFD = 12;
@@ -98,6 +103,7 @@ public final class VhostUser {
             case GET_QUEUE_NUM -> "GET_QUEUE_NUM";
             case SET_VRING_ENABLE -> "SET_VRING_ENABLE";
             case SEND_RARP -> "SEND_RARP";
+            case SET_BACKEND_REQ_FD -> "SET_BACKEND_REQ_FD";
             case GET_CONFIG -> "GET_CONFIG";
             case SET_CONFIG -> "SET_CONFIG";
             case GET_INFLIGHT_FD -> "GET_INFLIGHT_FD";

@@ -1,6 +1,7 @@
 package io.jvirtio.devices.blk;
 
 import io.jvirtio.core.device.ConfigSpace;
+import java.io.IOException;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
@@ -172,6 +173,25 @@ public final class BlkDevice extends QueueDevice {
                 && Feature.BLK_FLUSH.isSet(negotiated) && (data[0] == 0 || data[0] == 1)) {
             setWriteCache(data[0] == 1);
         }
+    }
+
+    /**
+     * Online resize: the back-end takes the new size, then {@code capacity} changes in the configuration
+     * space, which bumps its generation and sends a configuration change notification (§5.2.4, blk-dev-5;
+     * vhost-user: CONFIG_CHANGE_MSG on the back-end channel) — Linux re-reads the capacity at once. Shrinking
+     * cuts off the tail of the disk: only with {@code allowShrink}, when the guest is known not to use it.
+     *
+     * @return the new capacity in bytes
+     */
+    public long resize(long bytes, boolean allowShrink) throws IOException {
+        long now = backend.capacity();
+        if (bytes < now && !allowShrink) {
+            throw new IllegalArgumentException("shrinking from " + now + " to " + bytes
+                    + " bytes would cut off data the guest may use; allow shrinking explicitly");
+        }
+        long size = backend.resize(bytes);
+        config.update(Blk.CFG_CAPACITY, size / Blk.SECTOR_SIZE, 8);
+        return size;
     }
 
     /** Whether completed writes may sit in a volatile cache until FLUSH (the {@code writeback} field). */

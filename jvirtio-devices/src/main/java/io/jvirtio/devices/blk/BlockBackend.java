@@ -37,6 +37,14 @@ public interface BlockBackend extends AutoCloseable {
         return true;
     }
 
+    /**
+     * Changes the capacity to {@code bytes} (a positive multiple of 512) and returns it; later requests are
+     * checked against it. Back-ends that cannot resize throw {@link UnsupportedOperationException}.
+     */
+    default long resize(long bytes) throws IOException {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " cannot be resized");
+    }
+
     /** Whether its queues can wait on a kick eventfd themselves ({@link BlockQueue#watch}). */
     default boolean watchesFds() {
         return false;

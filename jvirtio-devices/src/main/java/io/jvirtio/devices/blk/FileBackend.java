@@ -100,6 +100,11 @@ public final class FileBackend implements BlockBackend {
         };
     }
 
+    @Override
+    public long resize(long bytes) throws IOException {
+        return image.resize(bytes);
+    }
+
     /** fdatasync: every completed write is on stable storage when this returns (used at shutdown). */
     public void flush() throws IOException {
         image.flush();

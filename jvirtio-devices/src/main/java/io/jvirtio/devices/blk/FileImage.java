@@ -37,7 +37,7 @@ final class FileImage implements SyncBlockBackend {
     final int memAlign;
     /** File offset and length alignment O_DIRECT needs (1 when not direct). */
     final int offsetAlign;
-    private final long capacity;
+    private volatile long capacity;
     private final boolean readOnly;
     private final CacheMode cache;
     private final String id;
@@ -114,6 +114,30 @@ final class FileImage implements SyncBlockBackend {
     @Override
     public long capacity() {
         return capacity;
+    }
+
+    /**
+     * Online resize: a regular file is truncated to {@code bytes} (grown sparse, or shrunk — the caller
+     * decides whether shrinking is allowed); a block device cannot be resized from here, but its new size
+     * (after the volume grew) is taken when {@code bytes} equals it. Returns the new capacity.
+     */
+    synchronized long resize(long bytes) throws IOException {
+        if (bytes <= 0 || bytes % Blk.SECTOR_SIZE != 0) {
+            throw new IllegalArgumentException("size " + bytes + " is not a positive multiple of 512");
+        }
+        if (readOnly) {
+            throw new IOException(path + " is read-only");
+        }
+        if (blockDevice) {
+            long now = FileIo.info(fd).size() & ~(Blk.SECTOR_SIZE - 1L);
+            if (now != bytes) {
+                throw new IOException(path + " is a block device of " + now + " bytes; resize the device itself");
+            }
+        } else {
+            Posix.ftruncate(fd, bytes);
+        }
+        capacity = bytes;
+        return bytes;
     }
 
     @Override
