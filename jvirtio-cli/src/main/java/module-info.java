@@ -6,6 +6,7 @@ module io.jvirtio.cli {
     requires io.jvirtio.drivers;
     requires io.jvirtio.vhostuser;
     requires HdrHistogram;
+    requires java.logging;
     exports io.jvirtio.cli;
     exports io.jvirtio.cli.conform;
     exports io.jvirtio.cli.bench;

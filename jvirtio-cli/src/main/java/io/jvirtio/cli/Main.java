@@ -6,7 +6,7 @@ import java.util.List;
 /** {@code jvirtio <command> [options]}. */
 public final class Main {
     private static final List<Command> COMMANDS = List.of(new DemoCommand(), new ServeCommand(), new RingCommand(),
-            new ConformCommand(), new BenchCommand());
+            new ConformCommand(), new BenchCommand(), new CtlCommand());
 
     private Main() {
     }

@@ -83,6 +83,8 @@ final class ServeCommand implements Command {
                                            all connected guests share one switch
                 console:  the guest's console is this process's stdin/stdout
                 Options:  --stats SECONDS  print a statistics line every SECONDS (default 10, 0: never)
+                          --control PATH   a control socket: jvirtio ctl PATH stats|connections|resize|
+                                           drain|log-level (docs/operations.md)
                           -h, --help       this text
 
                 Example:
@@ -100,7 +102,7 @@ final class ServeCommand implements Command {
             throw new UsageException("which device? blk, net, console or rng");
         }
         String type = args.getFirst();
-        Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--connect", "--image", "--queues", "--ip", "--stats",
+        Options o = new Options(args.subList(1, args.size()), Set.of("--socket", "--connect", "--control", "--image", "--queues", "--ip", "--stats",
                         "--cache", "--aio", "--threads", "--poll-us", "--nbd-reconnect"),
                 Set.of("--readonly"));
         if (o.help()) {
@@ -117,6 +119,8 @@ final class ServeCommand implements Command {
         }
         long statsEvery = o.number("--stats", 10, 0, 86400);
         Supplier<VirtioDeviceModel> devices;
+        List<BlkDevice> liveDisks = new java.util.concurrent.CopyOnWriteArrayList<>();
+        BlockBackend disk = null;
         Runnable stats;
         AutoCloseable resource = () -> { };
         switch (type) {
@@ -168,7 +172,13 @@ final class ServeCommand implements Command {
                 }
                 BlockBackend served = file;
                 BlkDevice[] last = new BlkDevice[1];
-                devices = () -> last[0] = new BlkDevice(served, queues, BlkDevice.DEFAULT_SIZE_MAX, pollNanos);
+                devices = () -> {
+                    BlkDevice d = new BlkDevice(served, queues, BlkDevice.DEFAULT_SIZE_MAX, pollNanos);
+                    liveDisks.removeIf(BlkDevice::isClosed);
+                    liveDisks.add(d);
+                    return last[0] = d;
+                };
+                disk = served;
                 stats = () -> {
                     BlkDevice d = last[0];
                     if (d != null) {
@@ -214,9 +224,14 @@ final class ServeCommand implements Command {
         }
         CountDownLatch stopped = new CountDownLatch(1);
         AutoCloseable toClose = resource;
+        java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+        String control = o.value("--control");
         try (VhostUserBackend backend = connect != null ? VhostUserBackend.connect(Path.of(connect), devices)
                 : new VhostUserBackend(Path.of(socket), devices)) {
-            Thread hook = new Thread(() -> {
+            Runnable shutdown = () -> {
+                if (!done.compareAndSet(false, true)) {
+                    return;
+                }
                 backend.close();
                 try {
                     toClose.close();
@@ -226,14 +241,22 @@ final class ServeCommand implements Command {
                 err.printf("jvirtio serve: stopped after %,d connection(s)%n", backend.connections());
                 stats.run();
                 stopped.countDown();
-            });
-            Runtime.getRuntime().addShutdownHook(hook);
+            };
+            Runtime.getRuntime().addShutdownHook(new Thread(shutdown));
+            ControlSocket controlSocket = control == null ? null : new ControlSocket(Path.of(control),
+                    new ServeControl(type, backend, liveDisks, disk, () -> Thread.ofPlatform().start(shutdown)));
+            if (controlSocket != null) {
+                out.printf("control socket on %s%n", control);
+            }
             while (!stopped.await(statsEvery == 0 ? 3600 : statsEvery, TimeUnit.SECONDS)) {
                 if (statsEvery > 0) {
                     err.printf("connections: %,d (%d open), messages: %,d%n", backend.connections(),
                             backend.activeSessions(), backend.messages());
                     stats.run();
                 }
+            }
+            if (controlSocket != null) {
+                controlSocket.close();
             }
         }
         return 0;

@@ -33,6 +33,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private final List<BackendSession> sessions = new CopyOnWriteArrayList<>();
     private final AtomicLong connections = new AtomicLong();
     private volatile boolean open = true;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     /**
      * Starts serving on {@code socket} (a stale socket file there is replaced).
@@ -195,6 +196,9 @@ public final class VhostUserBackend implements AutoCloseable {
      */
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return; // once: a descriptor number closed twice may by then be somebody else's
+        }
         open = false;
         if (listenFd >= 0) {
             Posix.shutdown(listenFd);

@@ -41,6 +41,7 @@ public final class BlkDevice extends QueueDevice {
     private final long pollNanos;
     private volatile long negotiated;
     private volatile boolean writeCache;
+    private volatile boolean closed;
 
     /** Largest single data segment a driver should use by default (VIRTIO_BLK_F_SIZE_MAX). */
     public static final int DEFAULT_SIZE_MAX = 1 << 20;
@@ -192,6 +193,28 @@ public final class BlkDevice extends QueueDevice {
         long size = backend.resize(bytes);
         config.update(Blk.CFG_CAPACITY, size / Blk.SECTOR_SIZE, 8);
         return size;
+    }
+
+    /**
+     * The back-end's capacity changed under this device (another device over the same back-end resized it):
+     * publish it, with a configuration change notification.
+     */
+    public void capacityChanged() {
+        long sectors = backend.capacity() / Blk.SECTOR_SIZE;
+        if (config.load(Blk.CFG_CAPACITY, 8) != sectors) {
+            config.update(Blk.CFG_CAPACITY, sectors, 8);
+        }
+    }
+
+    /** True once the device was closed (its connection ended). */
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
+    public void close() {
+        closed = true;
+        reset();
     }
 
     /** Whether completed writes may sit in a volatile cache until FLUSH (the {@code writeback} field). */
