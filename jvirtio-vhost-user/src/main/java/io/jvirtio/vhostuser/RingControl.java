@@ -178,6 +178,21 @@ final class RingControl {
         synchronized (r) {
             Channel.closeQuietly(r.callFd);
             r.callFd = fd;
+            if (fd >= 0 && r.missedCall) {
+                // QEMU sets a ring's call fd after its kick, so the ring may already have used buffers and
+                // wanted to say so: say it now. A lost interrupt can stall a driver for ever (a NIC's full
+                // transmit ring waits for one); a spurious one costs a look (split-drv-14).
+                r.missedCall = false;
+                signal(fd);
+            }
+        }
+    }
+
+    private void signal(int fd) {
+        try (Arena a = Arena.ofConfined()) {
+            Posix.eventfdSignal(fd, a.allocate(8), Posix.callState(a));
+        } catch (NativeException e) {
+            LOG.log(Level.DEBUG, "{0}: call: {1}", name, e.getMessage());
         }
     }
 
@@ -412,6 +427,7 @@ final class RingControl {
         return () -> {
             synchronized (r) {
                 if (r.callFd < 0) {
+                    r.missedCall = true;
                     return;
                 }
                 try {

@@ -19,6 +19,8 @@ final class Vring {
     boolean kickTaken;
     /** Guarded by this object: interrupts read it while the session may replace it. */
     int callFd = -1;
+    /** Guarded by this object: an interrupt was due while there was no call fd to send it on. */
+    boolean missedCall;
     /** Read by queue threads reporting a broken ring. */
     volatile int errFd = -1;
     boolean enabled;

@@ -137,15 +137,17 @@ public final class BlockRequest {
         transfer(from, src, srcAt, n, true);
     }
 
-    /** Zeroes the buffers from {@code from} bytes in to their end. */
-    public void zeroFrom(long from) {
+    /** Zeroes {@code n} bytes of the buffers starting {@code from} bytes in (a hole in a read's answer). */
+    public void zero(long from, long n) {
         long skip = from;
-        for (int i = 0; i < count; i++) {
+        for (int i = 0; i < count && n > 0; i++) {
             if (skip >= size[i]) {
                 skip -= size[i];
                 continue;
             }
-            base[i].asSlice(start[i] + skip, size[i] - skip).fill((byte) 0);
+            long k = Math.min(size[i] - skip, n);
+            base[i].asSlice(start[i] + skip, k).fill((byte) 0);
+            n -= k;
             skip = 0;
         }
     }

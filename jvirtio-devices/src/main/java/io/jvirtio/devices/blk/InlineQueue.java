@@ -1,44 +1,17 @@
 package io.jvirtio.devices.blk;
 
 /** Runs each request on the queue's thread as it starts ({@link BlockBackends#inline}). */
-final class InlineQueue implements BlockQueue {
+final class InlineQueue extends PostingQueue {
     private final SyncBlockBackend store;
-    private final CompletionQueue done;
-    private final BlockCompletion completion;
 
     InlineQueue(SyncBlockBackend store, int depth, BlockCompletion completion) {
+        super(depth, completion);
         this.store = store;
-        this.done = new CompletionQueue(depth);
-        this.completion = completion;
     }
 
     @Override
     public void start(BlockRequest request) {
-        done.post(request, BlockBackends.run(store, request));
-    }
-
-    @Override
-    public void submit() {
-    }
-
-    @Override
-    public boolean ready() {
-        return done.ready();
-    }
-
-    @Override
-    public int reap() {
-        return done.reap(completion);
-    }
-
-    @Override
-    public void await() {
-        done.await();
-    }
-
-    @Override
-    public void wakeup() {
-        done.wakeup();
+        post(request, BlockBackends.run(store, request));
     }
 
     @Override

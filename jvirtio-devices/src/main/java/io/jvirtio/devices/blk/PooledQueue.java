@@ -8,20 +8,17 @@ import java.util.concurrent.ArrayBlockingQueue;
  * the pool posts completions back. The hand-over queue is bounded by the depth and preallocated, so no
  * request allocates.
  */
-final class PooledQueue implements BlockQueue {
+final class PooledQueue extends PostingQueue {
     private static final BlockRequest STOP = new BlockRequest(-1);
 
     private final SyncBlockBackend store;
     private final ArrayBlockingQueue<BlockRequest> work;
-    private final CompletionQueue done;
-    private final BlockCompletion completion;
     private final Thread[] pool;
 
     PooledQueue(SyncBlockBackend store, int queueIndex, int depth, int threads, BlockCompletion completion) {
+        super(depth, completion);
         this.store = store;
         this.work = new ArrayBlockingQueue<>(depth + threads);
-        this.done = new CompletionQueue(depth);
-        this.completion = completion;
         this.pool = new Thread[threads];
         for (int i = 0; i < threads; i++) {
             pool[i] = Thread.ofPlatform().name("jvirtio-blk-q" + queueIndex + "-io" + i).daemon().start(this::serve);
@@ -31,7 +28,7 @@ final class PooledQueue implements BlockQueue {
     private void serve() {
         try {
             for (BlockRequest r = work.take(); r != STOP; r = work.take()) {
-                done.post(r, BlockBackends.run(store, r));
+                post(r, BlockBackends.run(store, r));
             }
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
@@ -43,30 +40,6 @@ final class PooledQueue implements BlockQueue {
         if (!work.offer(request)) {
             throw new IllegalStateException("more requests in flight than the queue's depth: " + request);
         }
-    }
-
-    @Override
-    public void submit() {
-    }
-
-    @Override
-    public boolean ready() {
-        return done.ready();
-    }
-
-    @Override
-    public int reap() {
-        return done.reap(completion);
-    }
-
-    @Override
-    public void await() {
-        done.await();
-    }
-
-    @Override
-    public void wakeup() {
-        done.wakeup();
     }
 
     @Override

@@ -3,9 +3,8 @@ package io.jvirtio.devices.blk.nbd;
 import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.Posix;
 import io.jvirtio.devices.blk.BlockCompletion;
-import io.jvirtio.devices.blk.BlockQueue;
 import io.jvirtio.devices.blk.BlockRequest;
-import io.jvirtio.devices.blk.CompletionQueue;
+import io.jvirtio.devices.blk.PostingQueue;
 
 import java.io.IOException;
 import java.lang.System.Logger;
@@ -32,13 +31,11 @@ import static io.jvirtio.devices.blk.nbd.NbdConnection.BE64;
  * {@link NbdBackend#reconnectTimeoutMillis()} without a server do requests fail, with EIO. A durable write
  * to a server without FUA is followed by a FLUSH before it completes.
  */
-final class NbdQueue implements BlockQueue {
+final class NbdQueue extends PostingQueue {
     private static final Logger LOG = System.getLogger(NbdQueue.class.getName());
 
     private final NbdBackend backend;
     private final String name;
-    private final BlockCompletion completion;
-    private final CompletionQueue done;
     private final AtomicReferenceArray<BlockRequest> inflight;
     /** Per tag: the connection generation it was last sent on (guarded by {@link #sendLock}). */
     private final long[] sentOn;
@@ -71,12 +68,11 @@ final class NbdQueue implements BlockQueue {
 
     NbdQueue(NbdBackend backend, NbdConnection conn, int index, int depth, BlockCompletion completion)
             throws IOException {
+        super(depth, completion);
         this.wakeFd = Posix.eventfd();
         this.backend = backend;
         this.conn = conn;
         this.name = backend.uri() + " q" + index;
-        this.completion = completion;
-        this.done = new CompletionQueue(depth);
         this.inflight = new AtomicReferenceArray<>(depth);
         this.sentOn = new long[depth];
         this.phase = new int[depth];
@@ -89,11 +85,11 @@ final class NbdQueue implements BlockQueue {
         int tag = r.tag();
         int unsupported = check(r);
         if (unsupported != Integer.MIN_VALUE) {
-            done.post(r, unsupported);
+            post(r, unsupported);
             return;
         }
         if (failing) {
-            done.post(r, -FileIo.EIO);
+            post(r, -FileIo.EIO);
             return;
         }
         phase[tag] = 0;
@@ -320,7 +316,7 @@ final class NbdQueue implements BlockQueue {
         if (type == Nbd.REPLY_TYPE_OFFSET_DATA) {
             readInto(c, r, offset - r.offset(), n);
         } else {
-            zero(r, offset - r.offset(), n);
+            r.zero(offset - r.offset(), n);
         }
     }
 
@@ -340,21 +336,6 @@ final class NbdQueue implements BlockQueue {
         }
     }
 
-    private static void zero(BlockRequest r, long from, long n) {
-        long skip = from;
-        for (int i = 0; i < r.bufferCount() && n > 0; i++) {
-            long len = r.bufferLength(i);
-            if (skip >= len) {
-                skip -= len;
-                continue;
-            }
-            long k = Math.min(len - skip, n);
-            r.buffer(i).asSlice(skip, k).fill((byte) 0);
-            n -= k;
-            skip = 0;
-        }
-    }
-
     /** A command of the tag finished: complete it, or send the FLUSH that makes a durable write stable. */
     private void finish(BlockRequest r, int result) {
         int tag = r.tag();
@@ -366,7 +347,7 @@ final class NbdQueue implements BlockQueue {
             return;
         }
         inflight.set(tag, null);
-        done.post(r, result);
+        post(r, result);
     }
 
     /** Connects again, with backoff; then sends every request in flight once more. */
@@ -404,7 +385,7 @@ final class NbdQueue implements BlockQueue {
                     for (int tag = 0; tag < sentOn.length; tag++) {
                         BlockRequest r = inflight.getAndSet(tag, null);
                         if (r != null) {
-                            done.post(r, -FileIo.EIO);
+                            post(r, -FileIo.EIO);
                         }
                     }
                 }
@@ -416,30 +397,6 @@ final class NbdQueue implements BlockQueue {
                 delay = Math.min(delay * 2, 1000);
             }
         }
-    }
-
-    @Override
-    public void submit() {
-    }
-
-    @Override
-    public boolean ready() {
-        return done.ready();
-    }
-
-    @Override
-    public int reap() {
-        return done.reap(completion);
-    }
-
-    @Override
-    public void await() {
-        done.await();
-    }
-
-    @Override
-    public void wakeup() {
-        done.wakeup();
     }
 
     @Override
