@@ -11,7 +11,18 @@ public final class Main {
     private Main() {
     }
 
+    /**
+     * One line per log record — time, level, message (which names its export or connection, e.g.
+     * {@code vhost-user#3:}) — instead of java.util.logging's two-line default; a logging configuration
+     * of the operator's own ({@code -Djava.util.logging.config.file}) wins.
+     */
+    static final String LOG_FORMAT = "%1$tF %1$tT.%1$tL %4$-7s %5$s%6$s%n";
+
     public static void main(String[] args) {
+        if (System.getProperty("java.util.logging.config.file") == null
+                && System.getProperty("java.util.logging.SimpleFormatter.format") == null) {
+            System.setProperty("java.util.logging.SimpleFormatter.format", LOG_FORMAT);
+        }
         System.exit(run(List.of(args), System.out, System.err));
     }
 

@@ -60,6 +60,9 @@ class ServeProcessTest {
         String out = Files.readString(log);
         assertThat(out).contains("serving " + image).contains("blk: 0 reads").contains("1 writes (1 MiB)")
                 .contains("jvirtio serve: stopped after 1 connection(s)");
+        assertThat(out).as("one line per log record: time, level, message")
+                .containsPattern("\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d\\.\\d{3} INFO    vhost-user backend listening on ")
+                .doesNotContain("io.jvirtio.vhostuser.VhostUserBackend <init>");
         assertThat(Files.exists(socket)).as("socket removed").isFalse();
         byte[] onDisk = Files.readAllBytes(image);
         assertThat(java.util.Arrays.copyOfRange(onDisk, 100 * 512, 100 * 512 + data.length)).isEqualTo(data);
