@@ -36,10 +36,15 @@ final class CtlCommand implements Command {
                 "key: value" lines; --json prints the JSON line itself).
 
                 Commands:
-                  stats                         connections, messages; blk: capacity, back-end, and per
-                                                device reads, writes, flushes, bytes, errors, write cache
+                  stats                         per export: connections, messages; blk: capacity, back-end,
+                                                and per device reads, writes, flushes, bytes, errors, write
+                                                cache
                   connections                   connections so far and open now
-                  resize size=SIZE [shrink=true] blk: grow the disk (SIZE in bytes or with k, m, g, t); each
+                  export-add spec=TYPE,socket=PATH[,KEY=VALUE...]
+                                                serve one more device (the keys of serve --export)
+                  export-del socket=PATH        stop serving one (its guests' sessions end)
+                  resize size=SIZE [socket=PATH] [shrink=true]
+                                                blk: grow the disk (SIZE in bytes or with k, m, g, t); each
                                                 guest sees the new capacity at once. Shrinking cuts off the
                                                 disk's tail and needs shrink=true: only when no guest uses it
                   drain                         stop accepting, finish what is in flight, flush, exit

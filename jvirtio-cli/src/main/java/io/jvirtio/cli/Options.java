@@ -12,6 +12,7 @@ import java.util.Set;
  */
 final class Options {
     private final Map<String, String> values = new HashMap<>();
+    private final Map<String, List<String>> all = new HashMap<>();
     private final Set<String> flags = new HashSet<>();
     private final boolean help;
 
@@ -42,6 +43,7 @@ final class Options {
                     value = args.get(++i);
                 }
                 values.put(name, value);
+                all.computeIfAbsent(name, k -> new java.util.ArrayList<>()).add(value);
             } else if (known.contains(name) && value == null) {
                 flags.add(name);
             } else if (name.startsWith("--no-") && known.contains("--" + name.substring(5)) && value == null) {
@@ -66,6 +68,11 @@ final class Options {
             return false;
         }
         return dflt;
+    }
+
+    /** Every value given for a repeatable option, in order. */
+    List<String> values(String name) {
+        return all.getOrDefault(name, List.of());
     }
 
     /** The raw value of {@code name}, or null. */

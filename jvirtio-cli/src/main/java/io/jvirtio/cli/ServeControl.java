@@ -1,9 +1,5 @@
 package io.jvirtio.cli;
 
-import io.jvirtio.devices.blk.BlkDevice;
-import io.jvirtio.devices.blk.BlockBackend;
-import io.jvirtio.vhostuser.VhostUserBackend;
-
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -12,20 +8,17 @@ import java.util.Map;
 
 /**
  * What {@code jvirtio serve}'s control socket answers: {@code stats}, {@code connections}, {@code resize}
- * (blk), {@code drain} and {@code log-level}.
+ * (blk), {@code export-add}, {@code export-del}, {@code drain} and {@code log-level}.
  */
 final class ServeControl implements ControlSocket.Handler {
-    private final String type;
-    private final VhostUserBackend backend;
-    private final List<BlkDevice> disks;
-    private final BlockBackend disk;
+    private final Map<String, Export> exports;
+    private final Shared shared;
     private final Runnable drain;
 
-    ServeControl(String type, VhostUserBackend backend, List<BlkDevice> disks, BlockBackend disk, Runnable drain) {
-        this.type = type;
-        this.backend = backend;
-        this.disks = disks;
-        this.disk = disk;
+    /** @param exports the process's exports by socket path; guarded by itself */
+    ServeControl(Map<String, Export> exports, Shared shared, Runnable drain) {
+        this.exports = exports;
+        this.shared = shared;
         this.drain = drain;
     }
 
@@ -38,58 +31,59 @@ final class ServeControl implements ControlSocket.Handler {
         Map<String, Object> out = new LinkedHashMap<>();
         switch (command) {
             case "connections" -> {
-                out.put("connections", backend.connections());
-                out.put("open", backend.activeSessions());
+                synchronized (exports) {
+                    out.put("connections", exports.values().stream().mapToLong(e -> e.backend.connections()).sum());
+                    out.put("open", exports.values().stream().mapToInt(e -> e.backend.activeSessions()).sum());
+                }
             }
             case "stats" -> {
-                out.put("type", type);
-                out.put("connections", backend.connections());
-                out.put("open", backend.activeSessions());
-                out.put("messages", backend.messages());
-                if (disk != null) {
-                    out.put("capacity", disk.capacity());
-                    out.put("backend", disk.describe());
-                    List<Object> devices = new ArrayList<>();
-                    for (BlkDevice d : disks) {
-                        if (d.isClosed()) {
-                            continue;
-                        }
-                        Map<String, Object> m = new LinkedHashMap<>();
-                        m.put("reads", d.reads.sum());
-                        m.put("writes", d.writes.sum());
-                        m.put("flushes", d.flushes.sum());
-                        m.put("bytes_read", d.bytesRead.sum());
-                        m.put("bytes_written", d.bytesWritten.sum());
-                        m.put("errors", d.errors.sum());
-                        m.put("write_cache", d.writeCacheEnabled());
-                        devices.add(m);
+                List<Object> list = new ArrayList<>();
+                synchronized (exports) {
+                    for (Export e : exports.values()) {
+                        list.add(e.stats());
                     }
-                    out.put("devices", devices);
                 }
+                out.put("exports", list);
             }
             case "resize" -> {
-                if (disk == null) {
-                    throw new IllegalArgumentException("resize: this process serves " + type + ", not blk");
-                }
                 String size = request.get("size");
                 if (size == null) {
                     throw new IllegalArgumentException("resize needs \"size\" (bytes, or with k, m, g, t)");
                 }
-                long bytes = parseSize(size);
-                boolean shrink = Boolean.parseBoolean(request.getOrDefault("shrink", "false"));
-                long now = disk.capacity();
-                if (bytes < now && !shrink) {
-                    throw new IllegalArgumentException("resize from " + now + " to " + bytes
-                            + " bytes shrinks the disk and cuts off data the guest may use; add shrink=true if it does not");
+                out.putAll(export(request.get("socket"), "blk").resize(parseSize(size),
+                        Boolean.parseBoolean(request.getOrDefault("shrink", "false"))));
+            }
+            case "export-add" -> {
+                String spec = request.get("spec");
+                if (spec == null) {
+                    throw new IllegalArgumentException("export-add needs \"spec\": TYPE,socket=PATH[,key=value...]");
                 }
-                long size2 = disk.resize(bytes);
-                for (BlkDevice d : disks) {
-                    if (!d.isClosed()) {
-                        d.capacityChanged(); // each connected guest gets a configuration change
+                Map<String, String> parsed = Export.parse(spec);
+                synchronized (exports) {
+                    String path = parsed.getOrDefault("socket", parsed.get("connect"));
+                    if (path != null && exports.containsKey(path)) {
+                        throw new IllegalArgumentException("an export on " + path + " exists already");
                     }
+                    Export e = Export.open(parsed, shared);
+                    exports.put(e.socket, e);
+                    out.put("socket", e.socket);
+                    out.put("serving", e.describe());
                 }
-                out.put("capacity", size2);
-                out.put("previous", now);
+            }
+            case "export-del" -> {
+                String socket = request.get("socket");
+                if (socket == null) {
+                    throw new IllegalArgumentException("export-del needs \"socket\"");
+                }
+                Export e;
+                synchronized (exports) {
+                    e = exports.remove(socket);
+                }
+                if (e == null) {
+                    throw new IllegalArgumentException("no export on " + socket);
+                }
+                e.close(); // its guests' sessions end; their requests in flight finish first
+                out.put("removed", socket);
             }
             case "drain" -> {
                 out.put("draining", true);
@@ -115,9 +109,27 @@ final class ServeControl implements ControlSocket.Handler {
                 out.put("level", level.toLowerCase(Locale.ROOT));
             }
             default -> throw new IllegalArgumentException("unknown command '" + command
-                    + "' (stats, connections, resize, drain, log-level)");
+                    + "' (stats, connections, resize, export-add, export-del, drain, log-level)");
         }
         return out;
+    }
+
+    /** The export on {@code socket}, or the only one of {@code type} when no socket is named. */
+    private Export export(String socket, String type) {
+        synchronized (exports) {
+            if (socket != null) {
+                Export e = exports.get(socket);
+                if (e == null) {
+                    throw new IllegalArgumentException("no export on " + socket);
+                }
+                return e;
+            }
+            List<Export> of = exports.values().stream().filter(e -> e.type.equals(type)).toList();
+            if (of.size() != 1) {
+                throw new IllegalArgumentException("name the export: socket=PATH (" + of.size() + " " + type + " exports)");
+            }
+            return of.getFirst();
+        }
     }
 
     /** Bytes, or with a k/m/g/t suffix (powers of 1024); a multiple of 512. */

@@ -26,6 +26,9 @@ class CtlCommandTest {
     record Run(int rc, String out, String err) {
     }
 
+    /** Long-running commands each on a thread of their own (the common pool may have a single thread here). */
+    static final java.util.concurrent.Executor THREADS = r -> Thread.ofPlatform().daemon().start(r);
+
     static Run run(String... args) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
@@ -42,7 +45,7 @@ class CtlCommandTest {
         Path ctl = dir.resolve("blk.ctl");
         CompletableFuture<Run> serve = CompletableFuture.supplyAsync(() -> run("serve", "blk", "--socket",
                 dir.resolve("blk.sock").toString(), "--image", image.toString(), "--control", ctl.toString(),
-                "--stats", "0"));
+                "--stats", "0"), THREADS);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
         while (!Files.exists(ctl) && System.nanoTime() < deadline) {
             Thread.sleep(20);
@@ -56,7 +59,7 @@ class CtlCommandTest {
         assertThat(stats.out()).contains("ok: true").contains("type: blk").contains("connections: 1")
                 .contains("capacity: " + (64L << 20));
         Run json = run("ctl", ctl.toString(), "stats", "--json");
-        assertThat(json.out().strip()).startsWith("{\"ok\":true,\"type\":\"blk\"").endsWith("}");
+        assertThat(json.out().strip()).startsWith("{\"ok\":true,\"exports\":[{\"type\":\"blk\"").endsWith("}");
 
         Run grow = run("ctl", ctl.toString(), "resize", "size=128m");
         assertThat(grow.rc()).as(grow.out()).isZero();
@@ -90,6 +93,52 @@ class CtlCommandTest {
         assertThat(served.err()).contains("stopped after 1 connection(s)");
         assertThat(Files.exists(ctl)).as("the control socket is removed").isFalse();
         assertThat(run("ctl", ctl.toString(), "stats").err()).contains("blk.ctl");
+    }
+
+    @Test
+    void exportsAreAddedAndRemovedWhileAGuestWorksOnAnother(@TempDir Path dir) throws Exception {
+        for (String name : new String[] {"a.img", "c.img"}) {
+            try (RandomAccessFile f = new RandomAccessFile(dir.resolve(name).toFile(), "rw")) {
+                f.setLength(16L << 20);
+            }
+        }
+        Path ctl = dir.resolve("serve.ctl");
+        String a = dir.resolve("a.sock").toString();
+        String c = dir.resolve("c.sock").toString();
+        CompletableFuture<Run> serve = CompletableFuture.supplyAsync(() -> run("serve",
+                "--export", "blk,socket=" + a + ",image=" + dir.resolve("a.img") + ",cache=none",
+                "--export", "rng,socket=" + dir.resolve("r.sock"),
+                "--control", ctl.toString(), "--stats", "0"), THREADS);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!Files.exists(ctl) && System.nanoTime() < deadline) {
+            Thread.sleep(20);
+        }
+        // a guest on export a, writing and reading the whole time
+        CompletableFuture<Run> guest = CompletableFuture.supplyAsync(() -> run("bench", "blk", "--socket", a, "--rw",
+                "randrw", "--iodepth", "4", "--runtime", "4"), THREADS);
+        Thread.sleep(500);
+        Run add = run("ctl", ctl.toString(), "export-add", "spec=blk,socket=" + c + ",image=" + dir.resolve("c.img"));
+        assertThat(add.rc()).as(add.out()).isZero();
+        assertThat(add.out()).contains("socket: " + c);
+        assertThat(run("ctl", ctl.toString(), "export-add", "spec=blk,socket=" + c + ",image=" + dir.resolve("c.img")).out())
+                .contains("exists already");
+        assertThat(run("ctl", ctl.toString(), "export-add", "spec=blk,socket=" + dir.resolve("x.sock")).out())
+                .contains("needs image=FILE");
+        Run onC = run("bench", "blk", "--socket", c, "--rw", "write", "--runtime", "1", "--size", "1m");
+        assertThat(onC.rc()).as("the added export serves: %s", onC.err()).isZero();
+        assertThat(run("ctl", ctl.toString(), "export-del", "socket=" + dir.resolve("r.sock")).out())
+                .contains("removed: " + dir.resolve("r.sock"));
+        assertThat(run("ctl", ctl.toString(), "export-del", "socket=" + c).rc()).isZero();
+        assertThat(Files.exists(Path.of(c))).as("its socket is gone").isFalse();
+        assertThat(run("ctl", ctl.toString(), "resize", "size=32m").out()).as("the only blk export left is a")
+                .contains("capacity: " + (32L << 20));
+        Run g = guest.get(30, TimeUnit.SECONDS);
+        assertThat(g.rc()).as("the guest on a never noticed: %s", g.err()).isZero();
+        assertThat(g.out()).contains("randrw bs=4096 iodepth=4");
+        Run stats = run("ctl", ctl.toString(), "stats");
+        assertThat(stats.out()).contains("socket: " + a).doesNotContain("socket: " + c).doesNotContain("r.sock");
+        run("ctl", ctl.toString(), "drain");
+        assertThat(serve.get(30, TimeUnit.SECONDS).rc()).isZero();
     }
 
     @Test

@@ -63,13 +63,13 @@ class MainTest {
         assertThat(err()).contains("serve blk needs --image FILE");
         err.reset();
         assertThat(run("serve", "blk", "--socket", "/tmp/jvirtio-test.sock", "--image", "/nonexistent.img")).isEqualTo(2);
-        assertThat(err()).contains("--image /nonexistent.img: no such file");
+        assertThat(err()).contains("image /nonexistent.img: no such file");
         err.reset();
         assertThat(run("serve", "scsi", "--socket", "/tmp/jvirtio-test.sock")).isEqualTo(2);
         assertThat(err()).contains("unknown device type 'scsi'");
         err.reset();
         assertThat(run("serve", "net", "--socket", "/tmp/s", "--ip", "300.1.1.1")).isEqualTo(2);
-        assertThat(err()).contains("--ip '300.1.1.1' is not an IPv4 address");
+        assertThat(err()).contains("ip '300.1.1.1' is not an IPv4 address");
         err.reset();
         assertThat(run("serve", "rng")).isEqualTo(2);
         assertThat(err()).contains("give --socket PATH (listen) or --connect PATH");

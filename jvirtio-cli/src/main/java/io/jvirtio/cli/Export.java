@@ -1,0 +1,307 @@
+package io.jvirtio.cli;
+
+import io.jvirtio.core.device.VirtioDeviceModel;
+import io.jvirtio.core.os.IoUring;
+import io.jvirtio.devices.blk.AioEngine;
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.BlockBackend;
+import io.jvirtio.devices.blk.BlockCompletion;
+import io.jvirtio.devices.blk.BlockQueue;
+import io.jvirtio.devices.blk.CacheMode;
+import io.jvirtio.devices.blk.FileBackend;
+import io.jvirtio.devices.blk.nbd.NbdBackend;
+import io.jvirtio.devices.blk.nbd.NbdUri;
+import io.jvirtio.devices.console.ConsoleDevice;
+import io.jvirtio.devices.rng.RngDevice;
+import io.jvirtio.vhostuser.VhostUserBackend;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Supplier;
+
+/**
+ * One device served on one socket: {@code TYPE,socket=PATH[,key=value…]} (or {@code connect=PATH}), as given
+ * to {@code serve --export} or the control socket's {@code export-add}. Owns its vhost-user back-end and, for
+ * blk, its disk; closing it ends its sessions and flushes and closes the disk.
+ */
+final class Export implements AutoCloseable {
+    static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
+            "threads", "poll-us", "nbd-reconnect");
+    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip");
+    static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
+
+    final String type;
+    final String socket;
+    final VhostUserBackend backend;
+    /** blk: the disk and the devices currently serving it (one per connection). */
+    final BlockBackend disk;
+    final List<BlkDevice> disks;
+    private final String description;
+
+    private Export(String type, String socket, boolean connecting, Supplier<VirtioDeviceModel> devices, BlockBackend disk,
+                   List<BlkDevice> disks, String description) throws IOException {
+        this.disks = disks;
+        this.type = type;
+        this.socket = socket;
+        this.disk = disk;
+        this.description = description;
+        this.backend = connecting ? VhostUserBackend.connect(Path.of(socket), devices)
+                : new VhostUserBackend(Path.of(socket), devices);
+    }
+
+    /** Parses {@code TYPE,key=value,…}; the message names the bad part. */
+    static Map<String, String> parse(String spec) {
+        String[] parts = spec.split(",");
+        Map<String, String> m = new LinkedHashMap<>();
+        m.put("type", parts[0].trim());
+        for (int i = 1; i < parts.length; i++) {
+            int eq = parts[i].indexOf('=');
+            String key = (eq < 0 ? parts[i] : parts[i].substring(0, eq)).trim();
+            String value = eq < 0 ? "true" : parts[i].substring(eq + 1).trim();
+            if (key.isEmpty() || m.containsKey(key)) {
+                throw new IllegalArgumentException("export '" + spec + "': bad or repeated key '" + parts[i] + "'");
+            }
+            m.put(key, value);
+        }
+        return m;
+    }
+
+    /** Opens the export {@code spec} describes; {@code shared} holds what exports of a process share. */
+    static Export open(Map<String, String> spec, Shared shared) throws IOException {
+        String type = spec.get("type");
+        Set<String> keys = switch (type) {
+            case "blk" -> BLK_KEYS;
+            case "net" -> NET_KEYS;
+            case "console", "rng" -> OTHER_KEYS;
+            default -> throw new IllegalArgumentException("unknown device type '" + type + "' (blk, net, console, rng)");
+        };
+        for (String k : spec.keySet()) {
+            if (!k.equals("type") && !keys.contains(k)) {
+                throw new IllegalArgumentException(type + " export: unknown key '" + k + "' (" + String.join(", ", keys) + ")");
+            }
+        }
+        String socket = spec.get("socket");
+        String connect = spec.get("connect");
+        if ((socket == null) == (connect == null)) {
+            throw new IllegalArgumentException(type + " export: give socket=PATH (listen) or connect=PATH (connect to QEMU), one of them");
+        }
+        String path = socket != null ? socket : connect;
+        return switch (type) {
+            case "blk" -> blk(spec, path, connect != null);
+            case "net" -> {
+                Shared.Net net = shared.net(spec.get("ip"));
+                yield new Export(type, path, connect != null, net::device, null, List.of(),
+                        "vhost-user-net on " + path + "; " + net.ip() + " answers ARP and ping");
+            }
+            case "console" -> new Export(type, path, connect != null, () -> new ConsoleDevice(shared.stdio(), 80, 25), null,
+                    List.of(),
+                    "vhost-user console on " + path + " (this terminal is the guest's console)");
+            default -> new Export(type, path, connect != null, RngDevice::new, null, List.of(),
+                    "vhost-user entropy on " + path);
+        };
+    }
+
+    private static Export blk(Map<String, String> spec, String path, boolean connecting) throws IOException {
+        String img = spec.get("image");
+        if (img == null) {
+            throw new IllegalArgumentException("blk export needs image=FILE");
+        }
+        int queues = (int) number(spec, "queues", 1, 1, 16);
+        int threads = (int) number(spec, "threads", FileBackend.DEFAULT_THREADS, 1, 1024);
+        long pollNanos = number(spec, "poll-us", 0, 0, 1_000_000) * 1000;
+        long reconnectMs = number(spec, "nbd-reconnect", NbdBackend.DEFAULT_RECONNECT_TIMEOUT_MS / 1000, 1, 86400) * 1000;
+        boolean readOnly = Boolean.parseBoolean(spec.getOrDefault("readonly", "false"));
+        CacheMode cache = CacheMode.parse(spec.getOrDefault("cache", "writeback"));
+        AioEngine aio = AioEngine.parse(spec.getOrDefault("aio", "auto"));
+        BlockBackend file;
+        if (NbdUri.isNbd(img)) {
+            NbdUri uri = NbdUri.parse(img);
+            try {
+                file = new NbdBackend(uri, reconnectMs);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("image " + img + ": " + e.getMessage(), e);
+            }
+        } else {
+            Path image = Path.of(img);
+            if (!Files.exists(image)) {
+                throw new IllegalArgumentException("image " + img + ": no such file or device");
+            }
+            String noUring = aio == AioEngine.IO_URING ? IoUring.unavailableReason() : null;
+            if (noUring != null) {
+                throw new IllegalArgumentException("aio io_uring: io_uring is not usable here: " + noUring);
+            }
+            file = new FileBackend(image, readOnly, cache, aio, threads, 0);
+        }
+        BlockBackend disk = readOnly && !file.readOnly() ? readOnlyView(file) : file;
+        List<BlkDevice> live = new CopyOnWriteArrayList<>();
+        Supplier<VirtioDeviceModel> devices = () -> {
+            BlkDevice d = new BlkDevice(disk, queues, BlkDevice.DEFAULT_SIZE_MAX, pollNanos);
+            live.removeIf(BlkDevice::isClosed);
+            live.add(d);
+            return d;
+        };
+        String description = String.format("%s (%,d sectors%s) as vhost-user-blk on %s%n  %s; %d queue(s)%s", img,
+                disk.capacity() / 512, disk.readOnly() ? ", read-only" : "", path, disk.describe(), queues,
+                pollNanos > 0 ? ", polling " + pollNanos / 1000 + " µs" : "");
+        try {
+            return new Export("blk", path, connecting, devices, disk, live, description);
+        } catch (IOException | RuntimeException e) {
+            disk.close();
+            throw e;
+        }
+    }
+
+    private static long number(Map<String, String> spec, String key, long dflt, long min, long max) {
+        String v = spec.get(key);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            long n = Long.parseLong(v);
+            if (n < min || n > max) {
+                throw new IllegalArgumentException(key + " " + v + " is out of range " + min + ".." + max);
+            }
+            return n;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(key + " '" + v + "' is not a number");
+        }
+    }
+
+    /** What it serves, for the start-up lines. */
+    String describe() {
+        return description;
+    }
+
+    /** The counters of this export's live devices (blk), and its connections. */
+    Map<String, Object> stats() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("type", type);
+        m.put("socket", socket);
+        m.put("connections", backend.connections());
+        m.put("open", backend.activeSessions());
+        m.put("messages", backend.messages());
+        if (disk != null) {
+            m.put("capacity", disk.capacity());
+            m.put("backend", disk.describe());
+            List<Object> devices = new java.util.ArrayList<>();
+            for (BlkDevice d : disks) {
+                if (d.isClosed()) {
+                    continue;
+                }
+                Map<String, Object> c = new LinkedHashMap<>();
+                c.put("reads", d.reads.sum());
+                c.put("writes", d.writes.sum());
+                c.put("flushes", d.flushes.sum());
+                c.put("bytes_read", d.bytesRead.sum());
+                c.put("bytes_written", d.bytesWritten.sum());
+                c.put("errors", d.errors.sum());
+                c.put("write_cache", d.writeCacheEnabled());
+                devices.add(c);
+            }
+            m.put("devices", devices);
+        }
+        return m;
+    }
+
+    /** The statistics line printed every {@code --stats} seconds. */
+    String line() {
+        StringBuilder b = new StringBuilder(type + " " + socket + ": " + backend.connections() + " connection(s), "
+                + backend.activeSessions() + " open");
+        long reads = 0;
+        long writes = 0;
+        long flushes = 0;
+        long errors = 0;
+        long bytesRead = 0;
+        long bytesWritten = 0;
+        for (BlkDevice d : disks) {
+            reads += d.reads.sum();
+            writes += d.writes.sum();
+            flushes += d.flushes.sum();
+            errors += d.errors.sum();
+            bytesRead += d.bytesRead.sum();
+            bytesWritten += d.bytesWritten.sum();
+        }
+        if (disk != null) {
+            b.append(String.format("; blk: %,d reads (%,d MiB), %,d writes (%,d MiB), %,d flushes, %,d errors", reads,
+                    bytesRead >> 20, writes, bytesWritten >> 20, flushes, errors));
+        }
+        return b.toString();
+    }
+
+    /** Resizes a blk export's disk; every connected guest sees the new capacity. */
+    Map<String, Object> resize(long bytes, boolean shrink) throws IOException {
+        if (disk == null) {
+            throw new IllegalArgumentException("resize: " + socket + " serves " + type + ", not blk");
+        }
+        long now = disk.capacity();
+        if (bytes < now && !shrink) {
+            throw new IllegalArgumentException("resize from " + now + " to " + bytes
+                    + " bytes shrinks the disk and cuts off data the guest may use; add shrink=true if it does not");
+        }
+        long size = disk.resize(bytes);
+        for (BlkDevice d : disks) {
+            if (!d.isClosed()) {
+                d.capacityChanged();
+            }
+        }
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("capacity", size);
+        m.put("previous", now);
+        return m;
+    }
+
+    /** Ends its sessions (devices stop after their requests in flight), flushes and closes the disk. */
+    @Override
+    public void close() throws IOException {
+        backend.close();
+        if (disk instanceof FileBackend f) {
+            f.flush();
+        }
+        if (disk != null) {
+            disk.close();
+        }
+    }
+
+    /** {@code readonly=true} over a writable back-end: the device offers VIRTIO_BLK_F_RO and refuses writes. */
+    private static BlockBackend readOnlyView(BlockBackend b) {
+        return new BlockBackend() {
+            public long capacity() {
+                return b.capacity();
+            }
+
+            public boolean readOnly() {
+                return true;
+            }
+
+            public String id() {
+                return b.id();
+            }
+
+            public boolean writeCache() {
+                return b.writeCache();
+            }
+
+            public boolean watchesFds() {
+                return b.watchesFds();
+            }
+
+            public BlockQueue open(int q, int depth, BlockCompletion c) throws IOException {
+                return b.open(q, depth, c);
+            }
+
+            public String describe() {
+                return b.describe() + ", read-only";
+            }
+
+            public void close() throws IOException {
+                b.close();
+            }
+        };
+    }
+}

@@ -1,0 +1,76 @@
+package io.jvirtio.cli;
+
+import io.jvirtio.devices.console.StreamBackend;
+import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.Responder;
+import io.jvirtio.devices.net.VirtualSwitch;
+
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * What the exports of one {@code jvirtio serve} process share: one virtual switch for every net export (with
+ * one host answering ARP and ping on it), and one terminal for console exports.
+ */
+final class Shared {
+    private Net net;
+    private StreamBackend stdio;
+
+    /** The process's switch; the first net export decides the responder's address. */
+    record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs) {
+        NetDevice device() {
+            return new NetDevice(sw.port(), connectionMac(macs.incrementAndGet()), 1);
+        }
+    }
+
+    synchronized Net net(String ip) {
+        if (net == null) {
+            String address = ip == null ? "192.0.2.1" : ip;
+            VirtualSwitch sw = new VirtualSwitch();
+            Responder responder = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, parseIp(address));
+            net = new Net(sw, responder, address, new AtomicInteger(1)); // 52:54:00:4a:56:01 is the responder
+        } else if (ip != null && !ip.equals(net.ip())) {
+            throw new IllegalArgumentException("ip=" + ip + ": the net exports of a process share one switch, whose host is "
+                    + net.ip());
+        }
+        return net;
+    }
+
+    synchronized StreamBackend stdio() {
+        if (stdio == null) {
+            stdio = StreamBackend.stdio(); // one terminal: shared by every connection
+        }
+        return stdio;
+    }
+
+    synchronized Net netIfAny() {
+        return net;
+    }
+
+    static byte[] parseIp(String s) {
+        String[] parts = s.split("\\.");
+        if (parts.length != 4) {
+            throw new IllegalArgumentException("ip '" + s + "' is not an IPv4 address");
+        }
+        byte[] ip = new byte[4];
+        for (int i = 0; i < 4; i++) {
+            try {
+                int v = Integer.parseInt(parts[i]);
+                if (v < 0 || v > 255) {
+                    throw new NumberFormatException();
+                }
+                ip[i] = (byte) v;
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("ip '" + s + "' is not an IPv4 address");
+            }
+        }
+        return ip;
+    }
+
+    /**
+     * The MAC of the NIC of connection {@code n}: locally administered 52:54:01 (the responder is 52:54:00:…)
+     * and 24 bits of connection number, so addresses repeat only after 16 million connections, not 254.
+     */
+    static byte[] connectionMac(int n) {
+        return new byte[] {0x52, 0x54, 0x01, (byte) (n >>> 16), (byte) (n >>> 8), (byte) n};
+    }
+}
