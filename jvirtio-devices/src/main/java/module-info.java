@@ -4,6 +4,7 @@
  */
 module io.jvirtio.devices {
     requires transitive io.jvirtio.core;
+    requires jdk.jfr;
     exports io.jvirtio.devices;
     exports io.jvirtio.devices.rng;
     exports io.jvirtio.devices.blk;

@@ -6,5 +6,6 @@
 module io.jvirtio.vhostuser {
     requires transitive io.jvirtio.core;
     requires transitive io.jvirtio.bus;
+    requires jdk.jfr;
     exports io.jvirtio.vhostuser;
 }

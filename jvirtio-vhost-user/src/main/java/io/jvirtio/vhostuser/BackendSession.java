@@ -82,6 +82,8 @@ final class BackendSession implements Runnable {
 
     @Override
     public void run() {
+        Events.Session event = new Events.Session();
+        event.begin();
         try {
             Message m;
             while (!closing && (m = channel.read()) != null) {
@@ -109,6 +111,10 @@ final class BackendSession implements Runnable {
             }
         } finally {
             end();
+            event.name = name;
+            event.endReason = endReason;
+            event.messages = messages.get();
+            event.commit();
         }
     }
 

@@ -121,6 +121,12 @@ final class RingControl {
 
     /** VHOST_F_LOG_ALL on or off: running queues log from their next used element on. */
     void setLogging(boolean on) {
+        if (on != logging) {
+            Events.DirtyLog event = new Events.DirtyLog();
+            event.session = name;
+            event.on = on;
+            event.commit();
+        }
         logging = on;
         for (Vring r : rings) {
             if (r.queue != null) {
@@ -442,6 +448,10 @@ final class RingControl {
     /** The device model found the driver's ring unusable: log it and tell the front-end (SET_VRING_ERR fds). */
     void failure(String reason) {
         LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
+        Events.RingError event = new Events.RingError();
+        event.session = name;
+        event.reason = reason;
+        event.commit();
         try (Arena a = Arena.ofConfined()) {
             MemorySegment one = a.allocate(8);
             MemorySegment state = Posix.callState(a);

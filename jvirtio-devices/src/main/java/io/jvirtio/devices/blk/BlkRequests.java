@@ -35,6 +35,8 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     private final BlockRequest[] requests;
     /** Per slot: where the status byte is, in the chain's writable part. */
     private final long[] statusAt;
+    /** Per slot: when the request was started (System.nanoTime), for the slow-request event. */
+    private final long[] startedAt;
     private final int[] free;
     private int freeCount;
     private final MemorySegment scratch = Arena.ofAuto().allocate(Blk.ID_BYTES + Blk.HEADER_SIZE, 8);
@@ -54,6 +56,7 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
         this.chains = new DescriptorChain[depth];
         this.requests = new BlockRequest[depth];
         this.statusAt = new long[depth];
+        this.startedAt = new long[depth];
         this.free = new int[depth];
         for (int i = 0; i < depth; i++) {
             chains[i] = new DescriptorChain();
@@ -117,6 +120,7 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
         if (result >= 0) {
             return finishNow(slot, result, 0);
         }
+        startedAt[slot] = System.nanoTime();
         queue.start(r);
         return -1;
     }
@@ -213,6 +217,10 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     @Override
     public void complete(BlockRequest r, int result) {
         int slot = r.tag();
+        long took = System.nanoTime() - startedAt[slot];
+        if (took >= SlowRequestEvent.THRESHOLD_NANOS) {
+            SlowRequestEvent.report(queueIndex, r, took, result);
+        }
         int st = result == OK ? Blk.S_OK : result == -FileIo.EOPNOTSUPP ? Blk.S_UNSUPP : Blk.S_IOERR;
         long filled = 0;
         if (st == Blk.S_OK) {

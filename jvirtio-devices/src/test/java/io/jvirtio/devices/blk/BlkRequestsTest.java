@@ -222,4 +222,40 @@ class BlkRequestsTest {
                     .isEqualTo(Blk.S_IOERR);
         }
     }
+
+    @Test
+    void aSlowRequestIsRecordedForFlightRecorderAndAFastOneIsNot(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path jfr = dir.resolve("blk.jfr");
+        Holding disk = new Holding(1 << 20);
+        try (jdk.jfr.Recording recording = new jdk.jfr.Recording()) {
+            recording.enable("io.jvirtio.blk.SlowRequest");
+            recording.start();
+            try (DeviceHarness h = new DeviceHarness(new BlkDevice(disk), FEATURES)) {
+                disk.release = true;
+                assertThat(request(h, Blk.T_FLUSH, 0, 0, 0)).as("fast").isEqualTo(Blk.S_OK);
+                disk.release = false;
+                Thread releaser = Thread.ofPlatform().start(() -> {
+                    try {
+                        Thread.sleep(SlowRequestEvent.THRESHOLD_NANOS / 1_000_000 + 40);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    disk.release = true;
+                });
+                assertThat(request(h, Blk.T_WRITE_ZEROES, 0, segment(h, 40, 8, 0), 0)).as("slow").isEqualTo(Blk.S_OK);
+                releaser.join();
+            }
+            recording.stop();
+            recording.dump(jfr);
+        }
+        List<jdk.jfr.consumer.RecordedEvent> events = jdk.jfr.consumer.RecordingFile.readAllEvents(jfr);
+        assertThat(events).hasSize(1);
+        jdk.jfr.consumer.RecordedEvent e = events.getFirst();
+        assertThat(e.getString("op")).isEqualTo("WRITE_ZEROES");
+        assertThat(e.getLong("offset")).isEqualTo(40 * 512);
+        assertThat(e.getLong("length")).isEqualTo(8 * 512);
+        assertThat(e.getLong("took")).isGreaterThanOrEqualTo(SlowRequestEvent.THRESHOLD_NANOS);
+        assertThat(e.getInt("result")).isZero();
+    }
 }
