@@ -131,7 +131,7 @@ final class CtlCommand implements Command {
                     token.setLength(0);
                 }
                 case '{', '[' -> {
-                    if (depth > 0) {
+                    if (depth > 0 && !b.isEmpty() && b.charAt(b.length() - 1) != '\n') {
                         b.append('\n');
                     }
                     depth++;

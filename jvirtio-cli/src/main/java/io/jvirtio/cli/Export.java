@@ -202,6 +202,23 @@ final class Export implements AutoCloseable {
                 c.put("bytes_written", d.bytesWritten.sum());
                 c.put("errors", d.errors.sum());
                 c.put("write_cache", d.writeCacheEnabled());
+                Map<String, Object> latency = new LinkedHashMap<>();
+                latency.put("requests", d.latency.count());
+                latency.put("p50_us", d.latency.percentile(50) / 1000.0);
+                latency.put("p99_us", d.latency.percentile(99) / 1000.0);
+                latency.put("p99_9_us", d.latency.percentile(99.9) / 1000.0);
+                c.put("latency", latency);
+                List<Object> queues = new java.util.ArrayList<>();
+                for (io.jvirtio.devices.QueueThread.Stats q : d.queueStats()) {
+                    Map<String, Object> qm = new LinkedHashMap<>();
+                    qm.put("queue", q.index());
+                    qm.put("in_flight", q.inFlight());
+                    qm.put("wakeups", q.wakeups());
+                    qm.put("interrupts", q.interrupts());
+                    qm.put("interrupts_suppressed", q.suppressed());
+                    queues.add(qm);
+                }
+                c.put("queues", queues);
                 devices.add(c);
             }
             m.put("devices", devices);

@@ -85,6 +85,11 @@ public final class AsyncWorker extends QueueThread implements AsyncHandler.UsedS
     }
 
     @Override
+    int inFlight() {
+        return opened ? handler.inFlight() : 0;
+    }
+
+    @Override
     boolean pendingWork() {
         return opened && handler.ready();
     }

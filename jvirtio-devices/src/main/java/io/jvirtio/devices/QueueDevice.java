@@ -146,6 +146,17 @@ public abstract class QueueDevice implements VirtioDeviceModel {
         return index < k.length ? k[index] : -1;
     }
 
+    /** The statistics of each running queue. */
+    public final java.util.List<QueueThread.Stats> queueStats() {
+        java.util.List<QueueThread.Stats> out = new java.util.ArrayList<>();
+        for (QueueThread t : threads) {
+            if (t != null) {
+                out.add(t.stats());
+            }
+        }
+        return out;
+    }
+
     /** True while queue {@code index} has a thread. */
     protected final boolean serving(int index) {
         QueueThread[] ts = threads;

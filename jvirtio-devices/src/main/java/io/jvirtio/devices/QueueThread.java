@@ -26,6 +26,11 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
     private final AtomicBoolean woken = new AtomicBoolean(true);
     private final Thread thread;
     private volatile boolean running = true;
+    /** Used-buffer notifications sent, and decided against (EVENT_IDX, NO_INTERRUPT): for statistics. */
+    private final java.util.concurrent.atomic.AtomicLong interrupts = new java.util.concurrent.atomic.AtomicLong();
+    private final java.util.concurrent.atomic.AtomicLong suppressed = new java.util.concurrent.atomic.AtomicLong();
+    /** Wake-ups asked of this queue (kicks through the session, new data): for statistics. */
+    private final java.util.concurrent.atomic.AtomicLong wakeups = new java.util.concurrent.atomic.AtomicLong();
 
     QueueThread(String name, DeviceQueue queue, Interrupt interrupt, DeviceContext.NeedsReset failure) {
         this.queue = queue;
@@ -43,6 +48,7 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
 
     /** A notification (new buffers) or new data: run {@link #serve} again. Allocation-free, never blocks. */
     public final void wake() {
+        wakeups.lazySet(wakeups.get() + 1); // a statistic: a lost count under a race is harmless
         if (!woken.getAndSet(true)) {
             signal();
         }
@@ -107,7 +113,23 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         queue.publishUsed();
         if (queue.needsNotification()) {
             interrupt.raise();
+            interrupts.lazySet(interrupts.get() + 1); // only this thread writes it
+        } else {
+            suppressed.lazySet(suppressed.get() + 1);
         }
+    }
+
+    /** What this queue did so far, for statistics. */
+    public record Stats(int index, long wakeups, long interrupts, long suppressed, int inFlight) {
+    }
+
+    public final Stats stats() {
+        return new Stats(queue.index(), wakeups.get(), interrupts.get(), suppressed.get(), inFlight());
+    }
+
+    /** Requests taken and not yet answered. */
+    int inFlight() {
+        return 0;
     }
 
     private void run() {

@@ -37,6 +37,8 @@ public final class BlkDevice extends QueueDevice {
     public final java.util.concurrent.atomic.LongAdder bytesRead = new java.util.concurrent.atomic.LongAdder();
     public final java.util.concurrent.atomic.LongAdder bytesWritten = new java.util.concurrent.atomic.LongAdder();
     public final java.util.concurrent.atomic.LongAdder errors = new java.util.concurrent.atomic.LongAdder();
+    /** Latency of the requests that reached the back-end, from the ring to their completion. */
+    public final LatencyHistogram latency = new LatencyHistogram();
     private final ConfigSpace config = new ConfigSpace(Blk.CONFIG_SIZE, this::configWrite);
     private final long pollNanos;
     private volatile long negotiated;

@@ -218,6 +218,7 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     public void complete(BlockRequest r, int result) {
         int slot = r.tag();
         long took = System.nanoTime() - startedAt[slot];
+        device.latency.record(took);
         if (took >= SlowRequestEvent.THRESHOLD_NANOS) {
             SlowRequestEvent.report(queueIndex, r, took, result);
         }
