@@ -186,6 +186,7 @@ final class Export implements AutoCloseable {
         m.put("connections", backend.connections());
         m.put("open", backend.activeSessions());
         m.put("messages", backend.messages());
+        m.put("ring_errors", backend.ringErrors());
         if (disk != null) {
             m.put("capacity", disk.capacity());
             m.put("backend", disk.describe());
@@ -213,7 +214,7 @@ final class Export implements AutoCloseable {
                     Map<String, Object> qm = new LinkedHashMap<>();
                     qm.put("queue", q.index());
                     qm.put("in_flight", q.inFlight());
-                    qm.put("wakeups", q.wakeups());
+                    qm.put("kicks", q.kicks());
                     qm.put("interrupts", q.interrupts());
                     qm.put("interrupts_suppressed", q.suppressed());
                     queues.add(qm);

@@ -40,6 +40,11 @@ public interface AsyncHandler {
     /** Hands every finished chain to {@code sink}; returns how many. */
     int reap(UsedSink sink);
 
+    /** Kicks the engine saw itself (a watched kick eventfd), for statistics. */
+    default long kicks() {
+        return 0;
+    }
+
     /** Chains started and not yet reaped. */
     int inFlight();
 

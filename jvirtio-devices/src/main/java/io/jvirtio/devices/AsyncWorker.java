@@ -85,6 +85,11 @@ public final class AsyncWorker extends QueueThread implements AsyncHandler.UsedS
     }
 
     @Override
+    long engineKicks() {
+        return opened ? handler.kicks() : 0;
+    }
+
+    @Override
     int inFlight() {
         return opened ? handler.inFlight() : 0;
     }

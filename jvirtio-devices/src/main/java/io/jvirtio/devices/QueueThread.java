@@ -119,12 +119,20 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         }
     }
 
-    /** What this queue did so far, for statistics. */
-    public record Stats(int index, long wakeups, long interrupts, long suppressed, int inFlight) {
+    /**
+     * What this queue did so far, for statistics: kicks (notifications from the driver, whether they came
+     * through {@link #wake()} or to the engine directly), interrupts sent and decided against, requests in flight.
+     */
+    public record Stats(int index, long kicks, long interrupts, long suppressed, int inFlight) {
     }
 
     public final Stats stats() {
-        return new Stats(queue.index(), wakeups.get(), interrupts.get(), suppressed.get(), inFlight());
+        return new Stats(queue.index(), wakeups.get() + engineKicks(), interrupts.get(), suppressed.get(), inFlight());
+    }
+
+    /** Kicks the queue's engine saw without a {@link #wake()}. */
+    long engineKicks() {
+        return 0;
     }
 
     /** Requests taken and not yet answered. */

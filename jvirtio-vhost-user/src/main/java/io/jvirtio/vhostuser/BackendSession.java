@@ -45,10 +45,15 @@ final class BackendSession implements Runnable {
     final java.util.concurrent.atomic.AtomicLong messages = new java.util.concurrent.atomic.AtomicLong();
 
     BackendSession(int fd, VirtioDeviceModel model, String name) {
+        this(fd, model, name, () -> { });
+    }
+
+    /** @param onRingError called whenever the device finds one of the session's rings broken */
+    BackendSession(int fd, VirtioDeviceModel model, String name, Runnable onRingError) {
         this.channel = new Channel(fd);
         this.model = model;
         this.name = name;
-        this.rings = new RingControl(model, name);
+        this.rings = new RingControl(model, name, onRingError);
         model.config().onChange(this::configChanged);
     }
 

@@ -32,6 +32,7 @@ final class RingControl {
     private final VirtioDeviceModel model;
     private final Vring[] rings;
     private final String name;
+    private final Runnable onRingError;
     private MemoryTable memory;
     private InflightBuffer inflight;
     /** The virtio features the model runs with (no vhost-user bits). */
@@ -43,9 +44,10 @@ final class RingControl {
     private Arena logArena;
     private boolean logging;
 
-    RingControl(VirtioDeviceModel model, String name) {
+    RingControl(VirtioDeviceModel model, String name, Runnable onRingError) {
         this.model = model;
         this.name = name;
+        this.onRingError = onRingError;
         this.rings = new Vring[model.numQueues()];
         for (int i = 0; i < rings.length; i++) {
             rings[i] = new Vring(i);
@@ -448,6 +450,7 @@ final class RingControl {
     /** The device model found the driver's ring unusable: log it and tell the front-end (SET_VRING_ERR fds). */
     void failure(String reason) {
         LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
+        onRingError.run();
         Events.RingError event = new Events.RingError();
         event.session = name;
         event.reason = reason;

@@ -32,6 +32,7 @@ public final class VhostUserBackend implements AutoCloseable {
     private final Thread acceptor;
     private final List<BackendSession> sessions = new CopyOnWriteArrayList<>();
     private final AtomicLong connections = new AtomicLong();
+    private final AtomicLong ringErrors = new AtomicLong();
     private volatile boolean open = true;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
@@ -99,7 +100,7 @@ public final class VhostUserBackend implements AutoCloseable {
             long n = connections.incrementAndGet();
             BackendSession s;
             try {
-                s = new BackendSession(fd, devices.get(), "vhost-user#" + n);
+                s = new BackendSession(fd, devices.get(), "vhost-user#" + n, ringErrors::incrementAndGet);
             } catch (Throwable e) {
                 LOG.log(Level.ERROR, "vhost-user#{0}: cannot serve this connection: {1}", n, e);
                 Channel.closeQuietly(fd);
@@ -135,6 +136,11 @@ public final class VhostUserBackend implements AutoCloseable {
         return connections.get();
     }
 
+    /** Rings the devices found broken (DEVICE_NEEDS_RESET), over every session so far. */
+    public long ringErrors() {
+        return ringErrors.get();
+    }
+
     /** Sessions currently open. */
     public int activeSessions() {
         return (int) sessions.stream().count();
@@ -164,7 +170,7 @@ public final class VhostUserBackend implements AutoCloseable {
             }
             long n = connections.incrementAndGet();
             try {
-                BackendSession s = new BackendSession(fd, devices.get(), "vhost-user#" + n);
+                BackendSession s = new BackendSession(fd, devices.get(), "vhost-user#" + n, ringErrors::incrementAndGet);
                 sessions.add(s);
                 Thread.ofPlatform().name("vhost-user-session-" + n).daemon().start(() -> {
                     try {

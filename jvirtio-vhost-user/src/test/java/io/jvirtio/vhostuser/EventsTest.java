@@ -55,6 +55,7 @@ class EventsTest {
                 while (rng.activeSessions() > 0 && System.nanoTime() < deadline) {
                     Thread.sleep(10);
                 }
+                assertThat(rng.ringErrors()).as("counted for the control socket's stats").isEqualTo(1);
             }
             recording.stop();
             recording.dump(jfr);

@@ -287,6 +287,12 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
     }
 
     @Override
+    public long kicks() {
+        BlockQueue q = queue;
+        return q == null ? 0 : q.kicks();
+    }
+
+    @Override
     public int inFlight() {
         return chains.length - freeCount;
     }

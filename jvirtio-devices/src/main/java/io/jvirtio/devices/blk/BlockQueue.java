@@ -44,6 +44,11 @@ public interface BlockQueue extends AutoCloseable {
         throw new UnsupportedOperationException("this queue cannot wait on descriptors");
     }
 
+    /** Kicks seen on the descriptor given to {@link #watch}, for statistics. */
+    default long kicks() {
+        return 0;
+    }
+
     /** Ends an {@link #await()}: new requests for the queue's thread. Any thread; never blocks. */
     void wakeup();
 

@@ -50,6 +50,8 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
     /** The kick eventfd watched with a multishot poll, or -1; re-armed when the kernel ends the poll. */
     private int kickFd = -1;
     private boolean kickArmed;
+    /** Kick completions seen; written by the queue's thread only, read for statistics. */
+    private volatile long kicks;
     /** Guarded by this: {@link #wakeup()} never touches a closed eventfd or arena. */
     private boolean closed;
 
@@ -139,6 +141,11 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
     }
 
     @Override
+    public long kicks() {
+        return kicks;
+    }
+
+    @Override
     public void watch(int fd) {
         kickFd = fd;
         armKick();
@@ -188,6 +195,7 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
             return;
         }
         if (userData == KICK) {
+            kicks++;
             // A kick: the caller serves the ring after this reap. Re-arm if the kernel ended the poll.
             if ((flags & IoUring.CQE_F_MORE) == 0) {
                 kickArmed = false;

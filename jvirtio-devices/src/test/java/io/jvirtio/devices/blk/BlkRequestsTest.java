@@ -194,6 +194,25 @@ class BlkRequestsTest {
     }
 
     @Test
+    void queueStatisticsCountKicksInterruptsAndLatency() throws Exception {
+        MemoryBackend disk = new MemoryBackend(1 << 20, false);
+        BlkDevice device = new BlkDevice(disk);
+        try (DeviceHarness h = new DeviceHarness(device, FEATURES)) {
+            for (int i = 0; i < 5; i++) {
+                assertThat(request(h, Blk.T_FLUSH, 0, 0, 0)).isEqualTo(Blk.S_OK);
+            }
+            io.jvirtio.devices.QueueThread.Stats q = device.queueStats().getFirst();
+            assertThat(q.index()).isZero();
+            assertThat(q.kicks()).as("one kick per request here").isGreaterThanOrEqualTo(5);
+            assertThat(q.interrupts() + q.suppressed()).isGreaterThanOrEqualTo(5);
+            assertThat(q.interrupts()).as("no EVENT_IDX, interrupts on: each batch interrupts").isGreaterThanOrEqualTo(5);
+            assertThat(q.inFlight()).isZero();
+            assertThat(device.latency.count()).isEqualTo(5);
+            assertThat(device.latency.percentile(50)).isPositive();
+        }
+    }
+
+    @Test
     void aWriteWhoseHeaderSharesItsDescriptorWithTheDataWritesTheData() throws Exception {
         MemoryBackend disk = new MemoryBackend(1 << 20, false);
         try (DeviceHarness h = new DeviceHarness(new BlkDevice(disk), FEATURES)) {
