@@ -203,9 +203,10 @@ class BlkRequestsTest {
             }
             io.jvirtio.devices.QueueThread.Stats q = device.queueStats().getFirst();
             assertThat(q.index()).isZero();
-            assertThat(q.kicks()).as("one kick per request here").isGreaterThanOrEqualTo(5);
-            assertThat(q.interrupts() + q.suppressed()).isGreaterThanOrEqualTo(5);
-            assertThat(q.interrupts()).as("no EVENT_IDX, interrupts on: each batch interrupts").isGreaterThanOrEqualTo(5);
+            // the driver kicks only while the device asks for kicks, so a request may ride on an earlier one
+            assertThat(q.kicks()).as("kicks").isBetween(1L, 5L);
+            assertThat(q.interrupts()).as("no EVENT_IDX, interrupts on: each answered request interrupts")
+                    .isGreaterThanOrEqualTo(5);
             assertThat(q.inFlight()).isZero();
             assertThat(device.latency.count()).isEqualTo(5);
             assertThat(device.latency.percentile(50)).isPositive();
