@@ -83,4 +83,34 @@ public final class DeviceHarness implements AutoCloseable {
         model.reset();
         memory.close();
     }
+
+    /**
+     * A virtio-blk request on queue 0: header ({@code type}, {@code sector}), {@code segmentBytes} of readable
+     * payload at {@code segment} (none when 0), writable buffers of the given sizes, the status byte; returns
+     * the status the device wrote.
+     */
+    public int blkRequest(int type, long sector, long segment, int segmentBytes, int... writable) throws Exception {
+        long hdr = alloc.allocate(16, 8);
+        memory.writeU32(hdr, type);
+        memory.writeU64(hdr + 8, sector);
+        io.jvirtio.core.queue.split.Scatterlist sg = new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16);
+        if (segmentBytes > 0) {
+            sg.addReadable(segment, segmentBytes);
+        }
+        for (int w : writable) {
+            sg.addWritable(alloc.allocate(w, 8), w);
+        }
+        long st = alloc.allocate(1, 1);
+        roundTrip(0, sg.addWritable(st, 1));
+        return memory.slice(st, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
+    }
+
+    /** A {@code struct virtio_blk_discard_write_zeroes} segment in guest memory; returns its address. */
+    public long dwzSegment(long sector, long sectors, int flags) throws Exception {
+        long seg = alloc.allocate(16, 8);
+        memory.writeU64(seg, sector);
+        memory.writeU32(seg + 8, (int) sectors);
+        memory.writeU32(seg + 12, flags);
+        return seg;
+    }
 }

@@ -145,28 +145,13 @@ class ModelLayoutTest {
         public void discard(long offset, long length) { log.add("discard " + offset + "+" + length); }
     }
 
-    int request(DeviceHarness h, int type, long sector, long segment, int segmentBytes, int... writable) throws Exception {
-        long hdr = h.alloc.allocate(16, 8);
-        h.memory.writeU32(hdr, type);
-        h.memory.writeU64(hdr + 8, sector);
-        Scatterlist sg = new Scatterlist().addReadable(hdr, 16);
-        if (segmentBytes > 0) {
-            sg.addReadable(segment, segmentBytes);
-        }
-        for (int w : writable) {
-            sg.addWritable(h.alloc.allocate(w, 8), w);
-        }
-        long st = h.alloc.allocate(1, 1);
-        h.roundTrip(0, sg.addWritable(st, 1));
-        return h.memory.slice(st, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
+    static int request(DeviceHarness h, int type, long sector, long segment, int segmentBytes, int... writable)
+            throws Exception {
+        return h.blkRequest(type, sector, segment, segmentBytes, writable);
     }
 
-    long dwz(DeviceHarness h, long sector, long sectors, int flags) throws Exception {
-        long seg = h.alloc.allocate(16, 8);
-        h.memory.writeU64(seg, sector);
-        h.memory.writeU32(seg + 8, (int) sectors);
-        h.memory.writeU32(seg + 12, flags);
-        return seg;
+    static long dwz(DeviceHarness h, long sector, long sectors, int flags) throws Exception {
+        return h.dwzSegment(sector, sectors, flags);
     }
 
     @Test

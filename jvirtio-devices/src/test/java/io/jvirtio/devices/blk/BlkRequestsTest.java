@@ -150,25 +150,12 @@ class BlkRequestsTest {
         assertThat(disk.closed.get()).as("the engine queue closed with the device").isEqualTo(1);
     }
 
-    int request(DeviceHarness h, int type, long sector, long segment, int flags) throws Exception {
-        long hdr = h.alloc.allocate(16, 8);
-        h.memory.writeU32(hdr, type);
-        h.memory.writeU64(hdr + 8, sector);
-        Scatterlist sg = new Scatterlist().addReadable(hdr, 16);
-        if (segment != 0) {
-            sg.addReadable(segment, 16);
-        }
-        long st = h.alloc.allocate(1, 1);
-        h.roundTrip(0, sg.addWritable(st, 1));
-        return h.memory.slice(st, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
+    static int request(DeviceHarness h, int type, long sector, long segment, int flags) throws Exception {
+        return h.blkRequest(type, sector, segment, segment == 0 ? 0 : 16);
     }
 
-    long segment(DeviceHarness h, long sector, long sectors, int flags) throws Exception {
-        long seg = h.alloc.allocate(16, 8);
-        h.memory.writeU64(seg, sector);
-        h.memory.writeU32(seg + 8, (int) sectors);
-        h.memory.writeU32(seg + 12, flags);
-        return seg;
+    static long segment(DeviceHarness h, long sector, long sectors, int flags) throws Exception {
+        return h.dwzSegment(sector, sectors, flags);
     }
 
     @Test
