@@ -90,9 +90,9 @@ final class BenchCommand implements Command {
         }
         BlkLoad.Pattern pattern;
         try {
-            pattern = BlkLoad.Pattern.valueOf((o.value("--rw") == null ? "randread" : o.value("--rw")).toUpperCase(Locale.ROOT));
+            pattern = BlkLoad.Pattern.parse(o.value("--rw") == null ? "randread" : o.value("--rw"));
         } catch (IllegalArgumentException e) {
-            throw new UsageException("--rw '" + o.value("--rw") + "' is not randread, randwrite, read, write or randrw");
+            throw new UsageException(e.getMessage());
         }
         int bs = (int) bytes(o, "--bs", 4096, 512, 64L << 20);
         int depth = (int) o.number("--iodepth", 1, 1, 1024);
@@ -142,26 +142,21 @@ final class BenchCommand implements Command {
         }
     }
 
-    /** A byte count with an optional k/m/g suffix (powers of 1024). */
+    /** {@code --name} as a byte count ({@link ServeControl#parseBytes}), within {@code [min, max]}. */
     static long bytes(Options o, String name, long dflt, long min, long max) throws UsageException {
         String v = o.value(name);
         if (v == null) {
             return dflt;
         }
-        String s = v.trim().toLowerCase(Locale.ROOT);
-        long unit = 1;
-        if (!s.isEmpty() && "kmg".indexOf(s.charAt(s.length() - 1)) >= 0) {
-            unit = 1L << (10 * ("kmg".indexOf(s.charAt(s.length() - 1)) + 1));
-            s = s.substring(0, s.length() - 1);
-        }
+        long n;
         try {
-            long n = Math.multiplyExact(Long.parseLong(s), unit);
-            if (n < min || n > max) {
-                throw new UsageException(name + " " + v + " is not in " + min + ".." + max);
-            }
-            return n;
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new UsageException(name + " '" + v + "' is not a byte count (like 4096, 4k, 1m, 8g)");
+            n = ServeControl.parseBytes(v);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(name + " " + e.getMessage());
         }
+        if (n < min || n > max) {
+            throw new UsageException(name + " " + v + " is not in " + min + ".." + max);
+        }
+        return n;
     }
 }

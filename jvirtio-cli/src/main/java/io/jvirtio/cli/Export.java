@@ -258,11 +258,7 @@ final class Export implements AutoCloseable {
             throw new IllegalArgumentException("resize: " + socket + " serves " + type + ", not blk");
         }
         long now = disk.capacity();
-        if (bytes < now && !shrink) {
-            throw new IllegalArgumentException("resize from " + now + " to " + bytes
-                    + " bytes shrinks the disk and cuts off data the guest may use; add shrink=true if it does not");
-        }
-        long size = disk.resize(bytes);
+        long size = BlkDevice.resize(disk, bytes, shrink);
         for (BlkDevice d : disks) {
             if (!d.isClosed()) {
                 d.capacityChanged();

@@ -132,8 +132,8 @@ final class ServeControl implements ControlSocket.Handler {
         }
     }
 
-    /** Bytes, or with a k/m/g/t suffix (powers of 1024); a multiple of 512. */
-    static long parseSize(String s) {
+    /** A byte count: a number, or with a k, m, g or t suffix (powers of 1024). */
+    static long parseBytes(String s) {
         String t = s.trim().toLowerCase(Locale.ROOT);
         long unit = 1;
         int i = "kmgt".indexOf(t.isEmpty() ? ' ' : t.charAt(t.length() - 1));
@@ -141,11 +141,20 @@ final class ServeControl implements ControlSocket.Handler {
             unit = 1L << (10 * (i + 1));
             t = t.substring(0, t.length() - 1);
         }
+        try {
+            return Math.multiplyExact(Long.parseLong(t), unit);
+        } catch (NumberFormatException | ArithmeticException e) {
+            throw new IllegalArgumentException("'" + s + "' is not a byte count (like 4096, 4k, 512m, 20g)");
+        }
+    }
+
+    /** A disk size: {@link #parseBytes}, positive and a multiple of 512. */
+    static long parseSize(String s) {
         long n;
         try {
-            n = Math.multiplyExact(Long.parseLong(t), unit);
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new IllegalArgumentException("size '" + s + "' is not a byte count (like 1073741824, 512m, 20g)");
+            n = parseBytes(s);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("size " + e.getMessage());
         }
         if (n <= 0 || n % 512 != 0) {
             throw new IllegalArgumentException("size '" + s + "' is not a positive multiple of 512 bytes");

@@ -24,7 +24,7 @@ public final class BlkLoad {
     public enum Pattern {
         RANDREAD, RANDWRITE, READ, WRITE, RANDRW;
 
-        static Pattern parse(String s) {
+        public static Pattern parse(String s) {
             try {
                 return valueOf(s.toUpperCase(Locale.ROOT));
             } catch (IllegalArgumentException e) {

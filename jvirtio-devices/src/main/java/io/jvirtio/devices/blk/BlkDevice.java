@@ -187,14 +187,22 @@ public final class BlkDevice extends QueueDevice {
      * @return the new capacity in bytes
      */
     public long resize(long bytes, boolean allowShrink) throws IOException {
-        long now = backend.capacity();
-        if (bytes < now && !allowShrink) {
-            throw new IllegalArgumentException("shrinking from " + now + " to " + bytes
-                    + " bytes would cut off data the guest may use; allow shrinking explicitly");
-        }
-        long size = backend.resize(bytes);
+        long size = resize(backend, bytes, allowShrink);
         config.update(Blk.CFG_CAPACITY, size / Blk.SECTOR_SIZE, 8);
         return size;
+    }
+
+    /**
+     * Resizes {@code backend} for every device over it (each then calls {@link #capacityChanged()}); refuses to
+     * shrink it unless {@code allowShrink}, since shrinking cuts off data a guest may use.
+     */
+    public static long resize(BlockBackend backend, long bytes, boolean allowShrink) throws IOException {
+        long now = backend.capacity();
+        if (bytes < now && !allowShrink) {
+            throw new IllegalArgumentException("resize from " + now + " to " + bytes
+                    + " bytes shrinks the disk and cuts off data the guest may use; add shrink=true if it does not");
+        }
+        return backend.resize(bytes);
     }
 
     /**

@@ -127,16 +127,6 @@ public final class BlockRequest {
         return size[check(i)];
     }
 
-    /** Copies {@code n} bytes starting {@code from} bytes into the buffers into {@code dst} at {@code dstAt}. */
-    public void copyOut(long from, MemorySegment dst, long dstAt, long n) {
-        transfer(from, dst, dstAt, n, false);
-    }
-
-    /** Copies {@code n} bytes of {@code src} at {@code srcAt} into the buffers, starting {@code from} bytes in. */
-    public void copyIn(long from, MemorySegment src, long srcAt, long n) {
-        transfer(from, src, srcAt, n, true);
-    }
-
     /** Zeroes {@code n} bytes of the buffers starting {@code from} bytes in (a hole in a read's answer). */
     public void zero(long from, long n) {
         long skip = from;
@@ -148,25 +138,6 @@ public final class BlockRequest {
             long k = Math.min(size[i] - skip, n);
             base[i].asSlice(start[i] + skip, k).fill((byte) 0);
             n -= k;
-            skip = 0;
-        }
-    }
-
-    private void transfer(long from, MemorySegment other, long otherAt, long n, boolean intoBuffers) {
-        long skip = from;
-        long done = 0;
-        for (int i = 0; i < count && done < n; i++) {
-            if (skip >= size[i]) {
-                skip -= size[i];
-                continue;
-            }
-            long k = Math.min(size[i] - skip, n - done);
-            if (intoBuffers) {
-                MemorySegment.copy(other, otherAt + done, base[i], start[i] + skip, k);
-            } else {
-                MemorySegment.copy(base[i], start[i] + skip, other, otherAt + done, k);
-            }
-            done += k;
             skip = 0;
         }
     }

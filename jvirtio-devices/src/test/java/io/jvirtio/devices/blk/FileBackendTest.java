@@ -13,7 +13,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -346,15 +345,5 @@ class FileBackendTest {
                 .hasMessageContaining("'unsafe'");
         org.assertj.core.api.Assertions.assertThatThrownBy(() -> AioEngine.parse("native"))
                 .hasMessageContaining("'native'");
-    }
-
-    static void allocate(Path p, long bytes) throws IOException {
-        try (FileChannel c = FileChannel.open(p, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
-            ByteBuffer z = ByteBuffer.allocate(MiB);
-            for (long at = 0; at < bytes; at += MiB) {
-                z.clear();
-                c.write(z, at);
-            }
-        }
     }
 }
