@@ -3,9 +3,12 @@
 # production DriverQueue and DeviceQueue.
 #
 #   bench/jcstress.sh [mode]            run every test (mode: sanity|quick|default|tough; default quick)
-#   bench/jcstress.sh --mutate [mode]   for each of the four handshake fences: build a copy of the tree with
+#   bench/jcstress.sh --mutate [mode] [only]
+#                                      for each of the four handshake fences: build a copy of the tree with
 #                                        that one fence removed and check that its jcstress test now FAILS
-#                                        (a forbidden outcome is observed); exits non-zero if one does not.
+#                                        (a forbidden outcome is observed); then the same for the two index
+#                                        publications, with the index stored before what it covers;
+#                                        exits non-zero if a mutant is not caught.
 # Needs 2 CPUs (the two actors run at once); run it alone on the machine.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -36,10 +39,13 @@ experiments=(
   "DeviceQueue.java|enableNotifications|KickRace"
   "DeviceQueue.java|needsNotification|InterruptRace"
   "DriverQueue.java|poll|InterruptRace"
+  "DriverQueue.java|addBuf|PublishRace.Available"
+  "DeviceQueue.java|addUsed|PublishRace.Used"
 )
 status=0
 for e in "${experiments[@]}"; do
   IFS='|' read -r file method test <<<"$e"
+  [[ -z "${3:-}" || "$e" == *"$3"* ]] || continue # only the experiments naming $3
   tree=$(mktemp -d)
   git -C "$here" archive HEAD | tar -x -C "$tree"
   python3 - "$tree/jvirtio-core/src/main/java/io/jvirtio/core/queue/split/$file" "$method" <<'PY'
@@ -47,17 +53,25 @@ import sys
 path, method = sys.argv[1], sys.argv[2]
 s = open(path).read()
 i = s.index(' ' + method + '(')
-j = s.index('VarHandle.fullFence();', i)
-open(path, 'w').write(s[:j] + '/* fence removed by bench/jcstress.sh --mutate */' + s[j + len('VarHandle.fullFence();'):])
+if method == 'addBuf':    # avail.idx stored before the descriptors and the ring entry it covers
+    j = s.index('int head = freeHead;', i) + len('int head = freeHead;')
+    s = s[:j] + ' GuestMemory.setU16Release(ring.avail, AVAIL_IDX, (availIdxShadow + 1) & 0xffff);' + s[j:]
+elif method == 'addUsed': # used.idx stored before the element it covers
+    j = s.index('long at = ', i)
+    s = s[:j] + 'GuestMemory.setU16Release(ring.used, USED_IDX, (nextUsed + 1) & 0xffff); ' + s[j:]
+else:                     # the handshake's full fence removed
+    j = s.index('VarHandle.fullFence();', i)
+    s = s[:j] + '/* fence removed by bench/jcstress.sh --mutate */' + s[j + len('VarHandle.fullFence();'):]
+open(path, 'w').write(s)
 PY
   log=$(mktemp)
   run "$tree" "$mode" "io.jvirtio.jcstress.$test" "$log"
   if grep -q "\[FAILED\]" "$log"; then
-    echo "fence in $file $method() removed: $test FAILS as it must"
+    echo "mutant of $file $method(): $test FAILS as it must"
     grep -E "FAILED|Forbidden" "$log" | sed -n 's/^/    /; 1,8p'
 
   else
-    echo "fence in $file $method() removed: $test still passes — the test did not catch it"
+    echo "mutant of $file $method(): $test still passes — the test did not catch it"
     status=1
   fi
   rm -rf "$tree" "$log"

@@ -34,4 +34,49 @@ class OfferedFeaturesTest {
             }
         }
     }
+
+    /**
+     * The transport features jvirtio implements (§6); every other one — RING_PACKED, IN_ORDER, ACCESS_PLATFORM,
+     * NOTIFICATION_DATA, RING_RESET … — would change how the driver lays out or drives the rings.
+     */
+    static final long TRANSPORT_IMPLEMENTED = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX);
+
+    @Test
+    @Conformance("basic-dev-5")
+    void noModelOffersAFeatureItDoesNotImplement() {
+        VirtualSwitch sw = new VirtualSwitch();
+        List<VirtioDeviceModel> models = List.of(new BlkDevice(new MemoryBackend(1 << 20, false)),
+                new BlkDevice(new MemoryBackend(1 << 20, true), 4), new NetDevice(sw.port(), new byte[6], 1),
+                new NetDevice(sw.port(), new byte[6], 4), new ConsoleDevice(new EchoBackend(), 80, 25), new RngDevice());
+        for (VirtioDeviceModel m : models) {
+            long offered = m.deviceFeatures();
+            for (int bit = 0; bit < 64; bit++) {
+                if ((offered & (1L << bit)) == 0) {
+                    continue;
+                }
+                Feature f = known(m.type(), bit);
+                assertThat(f).as("%s offers bit %d, which is no feature of its type", m.type(), bit).isNotNull();
+                assertThat(f.legacyOnly()).as("%s offers legacy-only %s", m.type(), f).isFalse();
+                if (f.deviceType() == null) {
+                    assertThat(TRANSPORT_IMPLEMENTED & f.mask()).as("%s offers %s, not implemented", m.type(), f)
+                            .isNotZero();
+                }
+            }
+            // and it takes everything it offers: a driver accepting it all is not refused at FEATURES_OK
+            assertThat(m.acceptFeatures(offered)).as("%s accepts what it offers", m.type()).isTrue();
+            m.reset();
+        }
+        // RO is offered exactly when the store refuses writes
+        assertThat(Feature.BLK_RO.isSet(models.get(0).deviceFeatures())).isFalse();
+        assertThat(Feature.BLK_RO.isSet(models.get(1).deviceFeatures())).isTrue();
+    }
+
+    private static Feature known(io.jvirtio.core.spec.DeviceType type, int bit) {
+        for (Feature f : Feature.values()) {
+            if (f.bit() == bit && (f.deviceType() == null || f.deviceType() == type)) {
+                return f;
+            }
+        }
+        return null;
+    }
 }

@@ -56,6 +56,8 @@ public final class VirtioNet {
     private final int maxFrame;
     private final int rxBuffer;
     private final int txBuffer;
+    /** VIRTIO_NET_F_MRG_RXBUF negotiated: only then does {@code num_buffers} mean anything (§5.1.6.4). */
+    private final boolean mergeable;
     public final AtomicLong rxFrames = new AtomicLong();
     public final AtomicLong txFrames = new AtomicLong();
     public final AtomicLong rxDropped = new AtomicLong();
@@ -100,7 +102,8 @@ public final class VirtioNet {
         this.maxFrame = mtu + ETH_HLEN;
         int whole = (HDR + maxFrame + 63) & ~63;
         this.txBuffer = Math.max(BUFFER, whole);
-        this.rxBuffer = device.hasFeature(Feature.NET_MRG_RXBUF) ? BUFFER : Math.max(BUFFER, whole);
+        this.mergeable = device.hasFeature(Feature.NET_MRG_RXBUF);
+        this.rxBuffer = mergeable ? BUFFER : Math.max(BUFFER, whole);
         this.lanes = new Lane[pairs];
         for (int p = 0; p < pairs; p++) {
             lanes[p] = new Lane(queues.get(2 * p), queues.get(2 * p + 1), dma, rxBuffer, txBuffer);
@@ -261,7 +264,10 @@ public final class VirtioNet {
                     int slot = (Integer) t;
                     int len = Math.min(l.rx.lastLength(), rxBuffer);
                     long at = l.rxMemory + (long) slot * rxBuffer;
-                    int numBuffers = len >= HDR ? Short.toUnsignedInt(slice(at, HDR).get(GuestMemory.U16, 10)) : 0;
+                    // §5.1.6.4.1 net-drv-10: of the header only num_buffers is used, and only with MRG_RXBUF;
+                    // flags, gso and checksum fields a device sets (or leaves as junk) change nothing here.
+                    int numBuffers = mergeable && len >= HDR
+                            ? Short.toUnsignedInt(slice(at, HDR).get(GuestMemory.U16, 10)) : 1;
                     if (numBuffers <= 1) {
                         if (len >= HDR + 14) {
                             rxFrames.incrementAndGet();

@@ -51,6 +51,10 @@ public final class VirtioPciDriver {
     public List<Probed> scan() {
         List<Probed> found = new ArrayList<>();
         for (int slot = 0; slot < 32; slot++) {
+            int s = slot;
+            if (probed.stream().anyMatch(p -> p.slot() == s)) {
+                continue; // a rescan (after a hot-plug) leaves the functions it already drives alone
+            }
             int vendor = host.configRead(slot, Pci.VENDOR_ID, 2);
             if (vendor == 0xffff || vendor == -1 || vendor == 0) {
                 continue;

@@ -153,4 +153,82 @@ class RingRulesTest {
             assertThat(f.driver.getBuf()).isEqualTo(7);
         }
     }
+
+    int availIdx(RingFixture f) throws Exception {
+        return f.memory.readU16(f.driver.addresses().availRing() + 2) & 0xffff;
+    }
+
+    @Test
+    @Conformance("split-drv-11")
+    void availIdxOnlyEverMovesForwardAcrossWraps() throws Exception {
+        try (RingFixture f = new RingFixture(8, 0)) {
+            long b = f.buffer(64);
+            java.util.Random rnd = new java.util.Random(11);
+            DescriptorChain c = new DescriptorChain();
+            int prev = availIdx(f);
+            long added = 0;
+            while (added < 3 * 65536L) { // the 16-bit index wraps three times
+                int n = 1 + rnd.nextInt(10); // sometimes more than fit: a refused add must not move it
+                for (int k = 0; k < n; k++) {
+                    boolean ok = f.driver.addOutBuf(b, 8, k);
+                    int now = availIdx(f);
+                    assertThat((now - prev) & 0xffff).as("avail.idx step after add %d", added).isEqualTo(ok ? 1 : 0);
+                    prev = now;
+                    added += ok ? 1 : 0;
+                }
+                f.driver.kick();
+                while (f.device.pop(c)) {
+                    f.device.addUsed(c.head(), 0);
+                }
+                f.device.publishUsed();
+                while (f.driver.getBuf() != null) {
+                    assertThat(availIdx(f)).as("taking used buffers back").isEqualTo(prev);
+                }
+            }
+        }
+    }
+
+    @Test
+    @Conformance("split-dev-9")
+    void eachUsedElementIsWrittenBeforeUsedIdxCoversIt() throws Exception {
+        try (RingFixture f = new RingFixture(8, 0)) {
+            long b = f.buffer(64);
+            for (int k = 0; k < 3; k++) {
+                f.driver.addInBuf(b, 64, k);
+            }
+            long used = f.driver.addresses().usedRing();
+            DescriptorChain c = new DescriptorChain();
+            for (int k = 0; k < 3; k++) {
+                assertThat(f.device.pop(c)).isTrue();
+                f.device.addUsed(c.head(), 10 + k);
+                assertThat(f.memory.readU32(used + 4 + 8L * k)).as("id of element %d", k).isEqualTo(c.head());
+                assertThat(f.memory.readU32(used + 8 + 8L * k)).as("len of element %d", k).isEqualTo(10 + k);
+                assertThat(f.memory.readU16(used + 2)).as("used.idx while element %d is staged", k).isZero();
+            }
+            f.device.publishUsed();
+            assertThat(f.memory.readU16(used + 2)).isEqualTo((short) 3);
+            for (int k = 0; k < 3; k++) {
+                assertThat(f.driver.getBuf()).isEqualTo(k);
+                assertThat(f.driver.lastLength()).isEqualTo(10 + k);
+            }
+        }
+    }
+
+    @Test
+    @Conformance("split-dev-3")
+    void theDeviceGathersOnlyTheReadablePartOfAChain() throws Exception {
+        try (RingFixture f = new RingFixture(8, Feature.INDIRECT_DESC.mask(), 8)) {
+            long b = f.buffer(64);
+            f.memory.slice(b, 16).fill((byte) 'r');
+            f.memory.slice(b + 16, 48).fill((byte) 'w');
+            f.driver.addBuf(new Scatterlist().addReadable(b, 8).addReadable(b + 8, 8).addWritable(b + 16, 48), 1);
+            DescriptorChain c = new DescriptorChain();
+            assertThat(f.device.pop(c)).isTrue();
+            MemorySegment dst = MemorySegment.ofArray(new byte[64]);
+            assertThat(c.readReadable(0, dst)).as("bytes gathered").isEqualTo(16);
+            assertThat(dst.asSlice(0, 16).toArray(ValueLayout.JAVA_BYTE)).containsOnly('r');
+            assertThat(dst.asSlice(16, 48).toArray(ValueLayout.JAVA_BYTE)).as("nothing of the writable part").containsOnly(0);
+            assertThat(c.readReadable(12, dst)).as("from an offset, still only the readable part").isEqualTo(4);
+        }
+    }
 }
