@@ -347,6 +347,9 @@ final class RingControl {
                 continue;
             }
             irqs[r.index] = caller(r);
+            // the dirty log before the queue's thread exists: its first used element is logged too
+            r.queue = queues[r.index];
+            applyLog(r);
             boolean eventfd = !r.kickPolling && r.kickFd >= 0;
             // A device that waits on the kick eventfd itself saves a thread hand-off per kick.
             r.kickTaken = model.watchKicks(r.index, eventfd ? r.kickFd : -1);
@@ -369,12 +372,6 @@ final class RingControl {
                 if (queues[i] != null) {
                     model.startQueue(i, queues[i], irqs[i]);
                 }
-            }
-        }
-        for (int i = 0; i < rings.length; i++) {
-            if (queues[i] != null) {
-                rings[i].queue = queues[i];
-                applyLog(rings[i]);
             }
         }
         rebuildKicks();
