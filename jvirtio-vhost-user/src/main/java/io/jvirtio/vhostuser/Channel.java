@@ -63,7 +63,7 @@ public final class Channel implements AutoCloseable {
         List<Integer> fds = new ArrayList<>();
         byte[] header = new byte[VhostUser.HEADER_SIZE];
         try {
-            if (!readFully(header, fds, true)) {
+            if (!readFully(header, fds, true, "header")) {
                 return null;
             }
             ByteBuffer h = ByteBuffer.wrap(header).order(ByteOrder.LITTLE_ENDIAN);
@@ -79,9 +79,7 @@ public final class Channel implements AutoCloseable {
                         + " bytes (at most " + VhostUser.MAX_PAYLOAD + ")");
             }
             byte[] payload = new byte[size];
-            if (!readFully(payload, fds, false)) {
-                throw new ProtocolException(VhostUser.name(request) + ": connection closed inside the payload");
-            }
+            readFully(payload, fds, false, VhostUser.name(request) + " payload");
             Message m = new Message(request, flags, payload, fds.stream().mapToInt(Integer::intValue).toArray());
             fds.clear();
             return m;
@@ -90,7 +88,8 @@ public final class Channel implements AutoCloseable {
         }
     }
 
-    private boolean readFully(byte[] dst, List<Integer> fds, boolean eofOk) throws IOException, ProtocolException {
+    /** Fills {@code dst}; false at the end of the stream before its first byte if {@code eofOk}, else an error. */
+    private boolean readFully(byte[] dst, List<Integer> fds, boolean eofOk, String what) throws IOException, ProtocolException {
         int at = 0;
         while (at < dst.length) {
             int n = Posix.recvWithFds(fd, dst, at, dst.length - at, fds);
@@ -98,7 +97,7 @@ public final class Channel implements AutoCloseable {
                 if (at == 0 && eofOk) {
                     return false;
                 }
-                throw new ProtocolException("connection closed after " + at + " of " + dst.length + " bytes");
+                throw new ProtocolException(what + ": connection closed after " + at + " of " + dst.length + " bytes");
             }
             at += n;
         }

@@ -68,8 +68,10 @@ final class Payloads {
         for (int i = 0; i < n; i++) {
             int at = 8 + 32 * i;
             r[i] = new MemRegion(b.getLong(at), b.getLong(at + 8), b.getLong(at + 16), b.getLong(at + 24));
-            if (r[i].size <= 0 || r[i].offset < 0 || (r[i].offset & 4095) != 0 || r[i].user + r[i].size - 1 < r[i].user
-                    || r[i].guest + r[i].size - 1 < r[i].guest) {
+            // addresses are unsigned 64-bit: a region may end at 2^64 - 1 but not wrap past it
+            if (r[i].size <= 0 || r[i].offset < 0 || (r[i].offset & 4095) != 0
+                    || Long.compareUnsigned(r[i].user + r[i].size - 1, r[i].user) < 0
+                    || Long.compareUnsigned(r[i].guest + r[i].size - 1, r[i].guest) < 0) {
                 throw new ProtocolException(String.format("region %d: guest 0x%x size 0x%x user 0x%x offset 0x%x", i,
                         r[i].guest, r[i].size, r[i].user, r[i].offset));
             }
