@@ -149,4 +149,52 @@ class ChannelTest {
         assertThat(channel.read().request()).isEqualTo(VhostUser.GET_FEATURES);
         assertThat(channel.await(0)).isFalse();
     }
+
+    @Test
+    void awaitWaitsForWhatComesLater() throws Exception {
+        Thread later = Thread.ofPlatform().start(() -> {
+            try {
+                Thread.sleep(200);
+                Posix.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        assertThat(channel.await(10_000)).isTrue();
+        later.join();
+    }
+
+    @Test
+    void aMessageSentInPiecesIsReadWhole() throws Exception {
+        byte[] whole = join(header(VhostUser.SET_VRING_NUM, VhostUser.VERSION, 8), Message.vringState(1, 256));
+        Thread writer = Thread.ofPlatform().start(() -> {
+            try {
+                for (int[] piece : new int[][] {{0, 5}, {5, 12}, {12, 15}, {15, 20}}) {
+                    Posix.sendWithFds(peer, java.util.Arrays.copyOfRange(whole, piece[0], piece[1]), new int[0]);
+                    Thread.sleep(20);
+                }
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        Message m = channel.read();
+        writer.join();
+        assertThat(Payloads.VringState.decode(m)).isEqualTo(new Payloads.VringState(1, 256));
+    }
+
+    @Test
+    void shutdownEndsABlockedRead() throws Exception {
+        java.util.concurrent.CompletableFuture<Message> read = new java.util.concurrent.CompletableFuture<>();
+        Thread reader = Thread.ofPlatform().start(() -> {
+            try {
+                read.complete(channel.read());
+            } catch (Exception e) {
+                read.completeExceptionally(e);
+            }
+        });
+        Thread.sleep(100); // the reader is in recvmsg
+        channel.shutdown();
+        assertThat(read.get(10, java.util.concurrent.TimeUnit.SECONDS)).as("end of stream").isNull();
+        reader.join();
+    }
 }
