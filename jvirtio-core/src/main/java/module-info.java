@@ -8,5 +8,6 @@ module io.jvirtio.core {
     exports io.jvirtio.core.os;
     exports io.jvirtio.core.queue;
     exports io.jvirtio.core.queue.split;
+    exports io.jvirtio.core.queue.packed;
     exports io.jvirtio.core.device;
 }

@@ -2,12 +2,12 @@ package io.jvirtio.bench;
 
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.split.DescriptorChain;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.QueueState;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.split.SplitLayout;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;

@@ -1,7 +1,7 @@
 package io.jvirtio.bus;
 
 import io.jvirtio.core.memory.GuestAllocator;
-import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.DriverQueue;
 
 import java.util.List;
 

@@ -1,6 +1,6 @@
 package io.jvirtio.bus;
 
-import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;

@@ -2,13 +2,13 @@ package io.jvirtio.cli;
 
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.split.DescriptorChain;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.queue.split.SplitLayout;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
 import java.lang.foreign.MemorySegment;

@@ -1,6 +1,6 @@
 package io.jvirtio.devices;
 
-import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.DescriptorChain;
 
 /**
  * Serves a driver-to-device queue whose requests complete later, many at a time ({@link AsyncWorker}):

@@ -2,9 +2,9 @@ package io.jvirtio.devices;
 
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DescriptorChain;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.VirtqueueException;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;

@@ -3,8 +3,8 @@ package io.jvirtio.devices;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.QueueState;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.QueueState;
 
 /**
  * What every device model shares: one {@link QueueThread} per running queue, started at activation or

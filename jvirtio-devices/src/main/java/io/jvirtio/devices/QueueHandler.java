@@ -1,6 +1,6 @@
 package io.jvirtio.devices;
 
-import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.DescriptorChain;
 
 /** Serves one descriptor chain of one queue; owned by that queue's worker thread. */
 @FunctionalInterface

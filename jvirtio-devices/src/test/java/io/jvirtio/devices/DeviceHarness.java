@@ -5,10 +5,10 @@ import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.queue.split.SplitLayout;
 
 import java.util.ArrayList;
@@ -93,7 +93,7 @@ public final class DeviceHarness implements AutoCloseable {
         long hdr = alloc.allocate(16, 8);
         memory.writeU32(hdr, type);
         memory.writeU64(hdr + 8, sector);
-        io.jvirtio.core.queue.split.Scatterlist sg = new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16);
+        io.jvirtio.core.queue.Scatterlist sg = new io.jvirtio.core.queue.Scatterlist().addReadable(hdr, 16);
         if (segmentBytes > 0) {
             sg.addReadable(segment, segmentBytes);
         }

@@ -1,6 +1,6 @@
 package io.jvirtio.devices;
 
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.blk.Blk;
 import io.jvirtio.devices.blk.BlkDevice;

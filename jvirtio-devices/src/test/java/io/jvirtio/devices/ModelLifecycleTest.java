@@ -1,7 +1,7 @@
 package io.jvirtio.devices;
 
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.blk.Blk;
 import io.jvirtio.devices.blk.BlkDevice;

@@ -1,6 +1,6 @@
 package io.jvirtio.devices;
 
-import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.rng.RngDevice;
 import org.junit.jupiter.api.Test;
@@ -44,7 +44,7 @@ class QueueWorkerTest {
         public io.jvirtio.core.device.ConfigSpace config() { return new io.jvirtio.core.device.ConfigSpace(0); }
 
         @Override
-        protected QueueThread worker(int index, io.jvirtio.core.queue.split.DeviceQueue queue,
+        protected QueueThread worker(int index, io.jvirtio.core.queue.DeviceQueue queue,
                                      io.jvirtio.core.queue.Interrupt interrupt, io.jvirtio.core.device.DeviceContext c) {
             return requestWorker(index, queue, interrupt, chain -> {
                 throw new InternalError("a fault occurred in an unsafe memory access operation");

@@ -1,6 +1,6 @@
 package io.jvirtio.jcstress;
 
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.VirtqueueException;
 import org.openjdk.jcstress.annotations.Actor;
 import org.openjdk.jcstress.annotations.Expect;
 import org.openjdk.jcstress.annotations.JCStressTest;

@@ -1,8 +1,8 @@
 package io.jvirtio.jcstress;
 
-import io.jvirtio.core.queue.split.DescriptorChain;
-import io.jvirtio.core.queue.split.Scatterlist;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.VirtqueueException;
 import org.openjdk.jcstress.annotations.Actor;
 import org.openjdk.jcstress.annotations.Expect;
 import org.openjdk.jcstress.annotations.JCStressTest;

@@ -4,7 +4,7 @@ import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.spec.Conformance;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
@@ -72,7 +72,7 @@ class BlkDriverChecksTest {
         public int maxQueueSize(int index) { return 64; }
         public ConfigSpace config() { return config; }
 
-        abstract int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context);
+        abstract int handle(io.jvirtio.core.queue.DescriptorChain chain, DeviceContext context);
 
         @Override
         protected QueueThread worker(int index, DeviceQueue queue, Interrupt interrupt, DeviceContext context) {
@@ -84,7 +84,7 @@ class BlkDriverChecksTest {
     static final class ShortLength extends FakeBlk {
         final MemorySegment ok = MemorySegment.ofArray(new byte[1]);
 
-        int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context) {
+        int handle(io.jvirtio.core.queue.DescriptorChain chain, DeviceContext context) {
             chain.writeWritable(chain.writableBytes() - 1, ok);
             return 1;
         }
@@ -106,7 +106,7 @@ class BlkDriverChecksTest {
     static final class Breaks extends FakeBlk {
         final java.util.concurrent.CountDownLatch took = new java.util.concurrent.CountDownLatch(1);
 
-        int handle(io.jvirtio.core.queue.split.DescriptorChain chain, DeviceContext context) {
+        int handle(io.jvirtio.core.queue.DescriptorChain chain, DeviceContext context) {
             took.countDown();
             context.failure().needsReset("the test's device broke");
             java.util.concurrent.locks.LockSupport.park(); // never completes; reset's stop unparks it

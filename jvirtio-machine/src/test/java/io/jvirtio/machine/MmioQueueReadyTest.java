@@ -1,7 +1,7 @@
 package io.jvirtio.machine;
 
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.spec.Conformance;
 import io.jvirtio.core.spec.DeviceStatus;

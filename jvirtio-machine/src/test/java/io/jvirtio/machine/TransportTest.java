@@ -83,8 +83,8 @@ class TransportTest {
         public ConfigSpace config() { return new ConfigSpace(60); }
         public boolean acceptFeatures(long features) { return false; }
         public void activate(DeviceContext context) { activated.set(true); }
-        public void startQueue(int index, io.jvirtio.core.queue.split.DeviceQueue q, io.jvirtio.core.queue.Interrupt i) { }
-        public io.jvirtio.core.queue.split.QueueState stopQueue(int index) { return null; }
+        public void startQueue(int index, io.jvirtio.core.queue.DeviceQueue q, io.jvirtio.core.queue.Interrupt i) { }
+        public io.jvirtio.core.queue.QueueState stopQueue(int index) { return null; }
         public void queueNotify(int index) { }
         public void reset() { }
     }

@@ -5,11 +5,11 @@ import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.split.InflightRegion;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.RingAddresses;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.VirtqueueException;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;

@@ -8,8 +8,8 @@ import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.MemoryRegion;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.spec.DeviceStatus;
 

@@ -1,6 +1,6 @@
 package io.jvirtio.vhostuser;
 
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 
 /** What a backend session knows about one ring (§ "Ring states" of vhost-user.rst). */
 final class Vring {

@@ -51,8 +51,8 @@ class DirtyLogTest {
      */
     static final class EagerRng implements io.jvirtio.core.device.VirtioDeviceModel {
         private final io.jvirtio.core.device.ConfigSpace config = new io.jvirtio.core.device.ConfigSpace(0);
-        private final io.jvirtio.core.queue.split.DescriptorChain chain = new io.jvirtio.core.queue.split.DescriptorChain();
-        private io.jvirtio.core.queue.split.DeviceQueue queue;
+        private final io.jvirtio.core.queue.DescriptorChain chain = new io.jvirtio.core.queue.DescriptorChain();
+        private io.jvirtio.core.queue.DeviceQueue queue;
 
         public io.jvirtio.core.spec.DeviceType type() { return io.jvirtio.core.spec.DeviceType.ENTROPY; }
         public long deviceFeatures() { return Feature.VERSION_1.mask(); }
@@ -62,12 +62,12 @@ class DirtyLogTest {
         public void activate(io.jvirtio.core.device.DeviceContext c) {
             startQueue(0, c.queues().get(0), c.interrupts().get(0));
         }
-        public synchronized void startQueue(int i, io.jvirtio.core.queue.split.DeviceQueue q, io.jvirtio.core.queue.Interrupt irq) {
+        public synchronized void startQueue(int i, io.jvirtio.core.queue.DeviceQueue q, io.jvirtio.core.queue.Interrupt irq) {
             queue = q;
             serve();
         }
-        public synchronized io.jvirtio.core.queue.split.QueueState stopQueue(int i) {
-            io.jvirtio.core.queue.split.DeviceQueue q = queue;
+        public synchronized io.jvirtio.core.queue.QueueState stopQueue(int i) {
+            io.jvirtio.core.queue.DeviceQueue q = queue;
             queue = null;
             return q == null ? null : q.state();
         }
@@ -83,7 +83,7 @@ class DirtyLogTest {
                     chain.writeWritable(0, MemorySegment.ofArray(new byte[64]));
                     queue.addUsed(chain, 64);
                 }
-            } catch (io.jvirtio.core.queue.split.VirtqueueException e) {
+            } catch (io.jvirtio.core.queue.VirtqueueException e) {
                 throw new AssertionError(e);
             }
             queue.publishUsed();

@@ -2,7 +2,7 @@ package io.jvirtio.core.device;
 
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 
 import java.util.List;
 

@@ -9,7 +9,7 @@ import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.AsyncWorker;
 import io.jvirtio.devices.QueueThread;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 
 
 

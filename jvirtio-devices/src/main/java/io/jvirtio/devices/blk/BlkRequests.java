@@ -1,7 +1,7 @@
 package io.jvirtio.devices.blk;
 
 import io.jvirtio.core.os.FileIo;
-import io.jvirtio.core.queue.split.DescriptorChain;
+import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.AsyncHandler;
 

@@ -4,9 +4,9 @@ import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.split.DescriptorChain;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
@@ -491,7 +491,7 @@ public final class NetDevice extends QueueDevice {
          */
         private static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
             if (chain.writableBytes() < Net.HDR_SIZE) {
-                throw new VirtqueueException(queue.index(), new io.jvirtio.core.queue.split.RingError.BufferTooSmall(
+                throw new VirtqueueException(queue.index(), new io.jvirtio.core.queue.RingError.BufferTooSmall(
                         chain.head(), chain.writableBytes(), Net.HDR_SIZE, "VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3.1)"));
             }
         }

@@ -1,7 +1,7 @@
 package io.jvirtio.devices.blk;
 
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.DeviceHarness;
 import org.junit.jupiter.api.Test;

@@ -297,7 +297,7 @@ class FileBackendTest {
                 h.memory.writeU64(hdr + 8, 8L * (q + 1));
                 long data = h.alloc.allocate(4096, 4096);
                 long st = h.alloc.allocate(1, 1);
-                int len = h.roundTrip(q, new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16)
+                int len = h.roundTrip(q, new io.jvirtio.core.queue.Scatterlist().addReadable(hdr, 16)
                         .addWritable(data, 4096).addWritable(st, 1));
                 assertThat(len).isEqualTo(4097);
                 byte[] got = new byte[4096];
@@ -327,7 +327,7 @@ class FileBackendTest {
             h.memory.writeU32(hdr, Blk.T_IN);
             for (int i = 0; i < 200; i++) {
                 h.memory.writeU64(hdr + 8, 8L * (i % 64));
-                assertThat(h.roundTrip(0, new io.jvirtio.core.queue.split.Scatterlist().addReadable(hdr, 16)
+                assertThat(h.roundTrip(0, new io.jvirtio.core.queue.Scatterlist().addReadable(hdr, 16)
                         .addWritable(data, 4096).addWritable(st, 1))).isEqualTo(4097);
                 byte[] got = new byte[4096];
                 h.memory.read(data, got, 0, 4096);

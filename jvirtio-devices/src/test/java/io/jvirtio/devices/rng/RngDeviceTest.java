@@ -1,6 +1,6 @@
 package io.jvirtio.devices.rng;
 
-import io.jvirtio.core.queue.split.Scatterlist;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.DeviceHarness;
 import org.junit.jupiter.api.Test;

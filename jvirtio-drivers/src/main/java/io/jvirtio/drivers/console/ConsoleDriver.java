@@ -3,7 +3,7 @@ package io.jvirtio.drivers.console;
 import io.jvirtio.bus.QueueSpec;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.bus.VirtioDriver;
-import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 

@@ -4,8 +4,8 @@ import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemoryException;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
 import java.io.IOException;

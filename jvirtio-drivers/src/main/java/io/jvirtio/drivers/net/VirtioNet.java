@@ -5,9 +5,9 @@ import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.Scatterlist;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
 import java.io.IOException;

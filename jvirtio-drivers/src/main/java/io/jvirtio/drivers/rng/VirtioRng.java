@@ -3,8 +3,8 @@ package io.jvirtio.drivers.rng;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemoryException;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.VirtqueueException;
 
 import java.io.IOException;
 import java.util.concurrent.CompletableFuture;

@@ -2,10 +2,10 @@ package io.jvirtio.transport.common;
 
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.split.DeviceQueue;
-import io.jvirtio.core.queue.split.QueueState;
-import io.jvirtio.core.queue.split.RingAddresses;
-import io.jvirtio.core.queue.split.VirtqueueException;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.FeatureNegotiation;
 
@@ -69,7 +69,7 @@ public final class QueueRegisters {
     public DeviceQueue create(GuestMemory memory, int i, long features) {
         try {
             return DeviceQueue.create(memory, i, size[i], new RingAddresses(desc[i], driver[i], device[i]), features,
-                    QueueState.INITIAL);
+                    QueueState.initial(features));
         } catch (VirtqueueException | IllegalArgumentException e) {
             throw new IllegalArgumentException("queue " + i + ": " + e.getMessage(), e);
         }

@@ -6,8 +6,8 @@ import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
-import io.jvirtio.core.queue.split.DriverQueue;
-import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
 
 import java.util.ArrayList;

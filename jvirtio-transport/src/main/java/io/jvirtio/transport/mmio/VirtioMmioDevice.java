@@ -4,7 +4,7 @@ import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.split.DeviceQueue;
+import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;

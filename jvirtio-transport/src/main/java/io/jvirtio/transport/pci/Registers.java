@@ -2,7 +2,7 @@ package io.jvirtio.transport.pci;
 
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.core.queue.Doorbell;
-import io.jvirtio.core.queue.split.RingAddresses;
+import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
 
 /**

@@ -6,7 +6,7 @@ import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
-import io.jvirtio.core.queue.split.DriverQueue;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.spec.DeviceStatus;
 
 import java.util.ArrayList;

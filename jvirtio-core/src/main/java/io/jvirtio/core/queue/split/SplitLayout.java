@@ -1,5 +1,6 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.RingAddresses;
 /**
  * Where the three parts of a split virtqueue of {@code size} entries sit when placed in one allocation.
  *

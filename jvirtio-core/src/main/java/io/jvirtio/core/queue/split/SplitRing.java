@@ -1,5 +1,9 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.RingPart;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
 
@@ -35,26 +39,9 @@ public final class SplitRing {
             throws VirtqueueException {
         SplitLayout.checkSize(size);
         return new SplitRing(size, addresses,
-                part(memory, queueIndex, "descriptor table", addresses.descTable(), SplitLayout.descTableBytes(size), 16),
-                part(memory, queueIndex, "available ring", addresses.availRing(), SplitLayout.availRingBytes(size), 2),
-                part(memory, queueIndex, "used ring", addresses.usedRing(), SplitLayout.usedRingBytes(size), 4));
-    }
-
-    private static MemorySegment part(GuestMemory memory, int queueIndex, String name, long address, long length,
-                                      int alignment) throws VirtqueueException {
-        if ((address & (alignment - 1)) != 0) {
-            throw new VirtqueueException(queueIndex, new RingError.RingMisaligned(name, address, alignment));
-        }
-        try {
-            MemorySegment s = memory.slice(address, length);
-            if ((s.address() & (alignment - 1)) != 0) {
-                // Guest alignment is what the spec demands; host alignment is what atomic access needs.
-                throw new VirtqueueException(queueIndex, new RingError.RingMisaligned(name + " (host)", s.address(), alignment));
-            }
-            return s;
-        } catch (GuestMemoryException e) {
-            throw new VirtqueueException(queueIndex, new RingError.RingOutsideMemory(name, address, length));
-        }
+                RingPart.map(memory, queueIndex, "descriptor table", addresses.descTable(), SplitLayout.descTableBytes(size), 16),
+                RingPart.map(memory, queueIndex, "available ring", addresses.availRing(), SplitLayout.availRingBytes(size), 2),
+                RingPart.map(memory, queueIndex, "used ring", addresses.usedRing(), SplitLayout.usedRingBytes(size), 4));
     }
 
     public int size() {

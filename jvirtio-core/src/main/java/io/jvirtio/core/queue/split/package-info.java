@@ -4,10 +4,10 @@
  * <ul>
  *   <li>{@link io.jvirtio.core.queue.split.SplitLayout}: sizes and alignment of the three parts.</li>
  *   <li>{@link io.jvirtio.core.queue.split.SplitRing}: the three parts mapped from guest memory.</li>
- *   <li>{@link io.jvirtio.core.queue.split.DriverQueue}: the driver side — Linux's {@code virtqueue_ops}.</li>
- *   <li>{@link io.jvirtio.core.queue.split.DeviceQueue} and
- *       {@link io.jvirtio.core.queue.split.DescriptorChain}: the device side, which treats everything in
- *       the ring as hostile and reports violations as a {@link io.jvirtio.core.queue.split.RingError}.</li>
+ *   <li>{@link io.jvirtio.core.queue.DriverQueue}: the driver side — Linux's {@code virtqueue_ops}.</li>
+ *   <li>{@link io.jvirtio.core.queue.DeviceQueue} and
+ *       {@link io.jvirtio.core.queue.DescriptorChain}: the device side, which treats everything in
+ *       the ring as hostile and reports violations as a {@link io.jvirtio.core.queue.RingError}.</li>
  * </ul>
  */
 package io.jvirtio.core.queue.split;

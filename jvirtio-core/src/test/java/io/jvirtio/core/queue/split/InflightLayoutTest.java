@@ -1,5 +1,6 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.DescriptorChain;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;

@@ -1,5 +1,9 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
@@ -16,8 +20,8 @@ final class RingFixture implements AutoCloseable {
 
     final GuestMemory memory;
     final GuestAllocator allocator;
-    final DriverQueue<Integer> driver;
-    final DeviceQueue device;
+    final SplitDriverQueue<Integer> driver;
+    final SplitDeviceQueue device;
     final AtomicInteger doorbells = new AtomicInteger();
 
     RingFixture(int queueSize, long features) throws VirtqueueException {
@@ -27,9 +31,9 @@ final class RingFixture implements AutoCloseable {
     RingFixture(int queueSize, long features, int maxIndirect) throws VirtqueueException {
         memory = GuestMemory.allocate(BASE, SIZE);
         allocator = new GuestAllocator(memory, BASE, SIZE);
-        driver = DriverQueue.allocate(allocator, 0, SplitLayout.modern(queueSize), features, maxIndirect,
+        driver = SplitDriverQueue.allocate(allocator, 0, SplitLayout.modern(queueSize), features, maxIndirect,
                 doorbells::incrementAndGet);
-        device = DeviceQueue.create(memory, 0, queueSize, driver.addresses(), features, QueueState.INITIAL);
+        device = SplitDeviceQueue.create(memory, 0, queueSize, driver.addresses(), features, QueueState.INITIAL);
     }
 
     long buffer(int bytes) {

@@ -1,5 +1,7 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;

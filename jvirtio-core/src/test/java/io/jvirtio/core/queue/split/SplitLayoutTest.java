@@ -1,5 +1,6 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.RingAddresses;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;

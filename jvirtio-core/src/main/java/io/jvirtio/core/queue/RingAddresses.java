@@ -1,4 +1,4 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
 /**
  * Guest-physical addresses of a split queue's three parts, as a transport reports them

@@ -1,4 +1,4 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
 /**
  * A queue met a {@link RingError}. Checked, so that a device worker cannot forget it: the worker turns it

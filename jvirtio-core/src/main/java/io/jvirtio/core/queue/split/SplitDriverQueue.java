@@ -1,5 +1,10 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
@@ -47,7 +52,7 @@ import static io.jvirtio.core.queue.split.Virtq.USED_IDX;
  *
  * @param <T> the token type a caller attaches to each buffer and gets back from {@link #getBuf()}
  */
-public final class DriverQueue<T> {
+public final class SplitDriverQueue<T> implements DriverQueue<T> {
     private final GuestAllocator allocator;
     private final long ringBytes;
     private final int index;
@@ -77,7 +82,7 @@ public final class DriverQueue<T> {
     private VirtqueueException broken;
     private boolean released;
 
-    private DriverQueue(GuestAllocator allocator, long ringBytes, int index, SplitRing ring, long features,
+    private SplitDriverQueue(GuestAllocator allocator, long ringBytes, int index, SplitRing ring, long features,
                         long indirectPoolAddress, int indirectMax, Doorbell doorbell) throws GuestMemoryException {
         GuestMemory memory = allocator.memory();
         this.allocator = allocator;
@@ -113,7 +118,7 @@ public final class DriverQueue<T> {
      * @param maxIndirect descriptors per indirect table; a request with more buffers goes direct
      * @param doorbell    how to notify the device
      */
-    public static <T> DriverQueue<T> allocate(GuestAllocator allocator, int queueIndex, SplitLayout layout,
+    public static <T> SplitDriverQueue<T> allocate(GuestAllocator allocator, int queueIndex, SplitLayout layout,
                                               long features, int maxIndirect, Doorbell doorbell) {
         long base = allocator.allocate(layout.totalBytes(), 4096);
         long pool = 0;
@@ -122,7 +127,7 @@ public final class DriverQueue<T> {
         }
         try {
             SplitRing ring = SplitRing.map(allocator.memory(), queueIndex, layout.size(), layout.at(base));
-            return new DriverQueue<>(allocator, layout.totalBytes(), queueIndex, ring, features, pool, maxIndirect,
+            return new SplitDriverQueue<>(allocator, layout.totalBytes(), queueIndex, ring, features, pool, maxIndirect,
                     doorbell);
         } catch (VirtqueueException | GuestMemoryException e) {
             throw new AssertionError("allocator handed out memory outside guest memory", e);

@@ -1,5 +1,11 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.spec.Feature;
 
@@ -33,7 +39,7 @@ import static io.jvirtio.core.queue.split.Virtq.USED_IDX;
  * the same error — so the device sets DEVICE_NEEDS_RESET. One thread owns a {@code DeviceQueue}; the
  * per-buffer path neither allocates nor locks.
  */
-public final class DeviceQueue {
+public final class SplitDeviceQueue implements DeviceQueue {
     private final GuestMemory memory;
     private final int index;
     private final SplitRing ring;
@@ -58,7 +64,7 @@ public final class DeviceQueue {
     private volatile boolean logUsedRing;
     private final long usedGpa;
 
-    private DeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state, long usedGpa) {
+    private SplitDeviceQueue(GuestMemory memory, int index, SplitRing ring, long features, QueueState state, long usedGpa) {
         this.usedGpa = usedGpa;
         this.memory = memory;
         this.index = index;
@@ -80,9 +86,9 @@ public final class DeviceQueue {
      * @param state    where to resume; {@link QueueState#INITIAL} after a reset
      * @throws VirtqueueException if a ring part is outside guest memory or misaligned
      */
-    public static DeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses,
+    public static SplitDeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses,
                                      long features, QueueState state) throws VirtqueueException {
-        return new DeviceQueue(memory, queueIndex, SplitRing.map(memory, queueIndex, size, addresses), features, state,
+        return new SplitDeviceQueue(memory, queueIndex, SplitRing.map(memory, queueIndex, size, addresses), features, state,
                 addresses.usedRing());
     }
 
@@ -158,7 +164,7 @@ public final class DeviceQueue {
             throw breakWith(new RingError.HeadOutOfRange(head, size));
         }
         try {
-            chain.load(memory, ring, index, head, indirect);
+            SplitChains.load(chain, memory, ring, index, head, indirect);
         } catch (VirtqueueException e) {
             broken = e;
             throw e;
@@ -200,7 +206,7 @@ public final class DeviceQueue {
     private boolean popResubmitted(DescriptorChain chain) throws VirtqueueException {
         int head = resubmit[resubmitNext++];
         try {
-            chain.load(memory, ring, index, head, indirect);
+            SplitChains.load(chain, memory, ring, index, head, indirect);
         } catch (VirtqueueException e) {
             broken = e;
             throw e;

@@ -1,4 +1,4 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
 import java.util.Arrays;
 

@@ -1,4 +1,4 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
 /**
  * Everything a driver can get wrong in a split ring, as seen by the device. Each case names the rule of
@@ -137,6 +137,37 @@ public sealed interface RingError {
         public String message() {
             return String.format("used idx %d is %d ahead of %d but only %d buffers are in flight", usedIdx,
                     (usedIdx - lastUsedIdx) & 0xffff, lastUsedIdx, inFlight);
+        }
+    }
+
+    /** Packed ring: a chain's buffer id is not below the queue size. §2.8.4. */
+    record BufferIdOutOfRange(int slot, int id, int size) implements RingError {
+        public String message() {
+            return "chain at slot " + slot + ": buffer id " + id + " is not below the queue size " + size;
+        }
+    }
+
+    /** Packed ring: a chain reuses the id of a buffer the device still holds. §2.8.4. */
+    record BufferIdInFlight(int slot, int id) implements RingError {
+        public String message() {
+            return "chain at slot " + slot + ": buffer id " + id + " is already in flight";
+        }
+    }
+
+    /**
+     * Packed ring: a descriptor after the first of a chain is not marked available with the wrap counter of
+     * its slot (§2.8.6: every descriptor of a list carries correct AVAIL/USED flags).
+     */
+    record ChainDescriptorNotAvailable(int slot, int at, int flags) implements RingError {
+        public String message() {
+            return String.format("chain at slot %d: descriptor %d (flags 0x%04x) is not available", slot, at, flags);
+        }
+    }
+
+    /** Packed ring: an indirect descriptor in a list linked by NEXT. §2.8.8. */
+    record IndirectInChain(int slot) implements RingError {
+        public String message() {
+            return "chain at slot " + slot + ": INDIRECT descriptor inside a list linked by NEXT";
         }
     }
 }

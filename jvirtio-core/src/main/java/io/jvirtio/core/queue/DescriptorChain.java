@@ -1,4 +1,4 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
@@ -7,14 +7,6 @@ import io.jvirtio.core.memory.MemoryRegion;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 
-import static io.jvirtio.core.queue.split.Virtq.DESC_ADDR;
-import static io.jvirtio.core.queue.split.Virtq.DESC_FLAGS;
-import static io.jvirtio.core.queue.split.Virtq.DESC_F_INDIRECT;
-import static io.jvirtio.core.queue.split.Virtq.DESC_F_NEXT;
-import static io.jvirtio.core.queue.split.Virtq.DESC_F_WRITE;
-import static io.jvirtio.core.queue.split.Virtq.DESC_LEN;
-import static io.jvirtio.core.queue.split.Virtq.DESC_NEXT;
-import static io.jvirtio.core.queue.split.Virtq.DESC_SIZE;
 
 /**
  * One descriptor chain popped from the available ring, already walked and validated: its buffers, in
@@ -31,7 +23,7 @@ public final class DescriptorChain {
      * Largest indirect table we accept, in descriptors. An indirect table may exceed the queue size
      * (Linux sizes it from the request), but its {@code next} fields are 16-bit, so more is unreachable.
      */
-    static final int MAX_INDIRECT = 65536;
+    public static final int MAX_INDIRECT = 65536;
 
     private GuestMemory memory;
     private int head = -1;
@@ -175,72 +167,37 @@ public final class DescriptorChain {
     }
 
     /**
-     * Walks the chain at {@code head} of {@code ring} and fills this object, validating each rule of
-     * §2.7.5. Every loop is bounded by a table size, so a hostile ring cannot make this spin.
+     * Starts filling this chain anew for the buffer {@code head} (split: head descriptor index; packed:
+     * buffer id). For ring implementations: a device only reads chains.
      */
-    void load(GuestMemory mem, SplitRing ring, int queueIndex, int head, boolean indirectAllowed)
-            throws VirtqueueException {
+    public void begin(GuestMemory mem, int head) {
         this.memory = mem;
         this.head = head;
         this.count = 0;
         this.readableCount = 0;
         this.readableBytes = 0;
         this.writableBytes = 0;
-        // The table being walked is (table, base): the ring's descriptor table, or an indirect table
-        // addressed inside its region's segment — no slice is created, so popping never allocates.
-        MemorySegment table = ring.desc;
-        long base = 0;
-        int tableSize = ring.size;
-        boolean inIndirect = false;
-        int walked = 0;
-        int idx = head;
-        while (true) {
-            if (++walked > tableSize) {
-                throw fail(queueIndex, new RingError.ChainLoop(head, tableSize, inIndirect));
-            }
-            long off = base + (long) idx * DESC_SIZE;
-            long addr = table.get(GuestMemory.U64, off + DESC_ADDR);
-            int len = table.get(GuestMemory.U32, off + DESC_LEN);
-            int flags = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
-            int next = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_NEXT));
-            if ((flags & DESC_F_INDIRECT) != 0) {
-                if (!indirectAllowed) {
-                    throw fail(queueIndex, new RingError.IndirectNotNegotiated(head));
-                }
-                if (inIndirect) {
-                    throw fail(queueIndex, new RingError.NestedIndirect(head));
-                }
-                if ((flags & DESC_F_NEXT) != 0) {
-                    throw fail(queueIndex, new RingError.IndirectWithNext(head));
-                }
-                long tableBytes = Integer.toUnsignedLong(len);
-                if (tableBytes == 0 || tableBytes % DESC_SIZE != 0 || tableBytes / DESC_SIZE > MAX_INDIRECT) {
-                    throw fail(queueIndex, new RingError.BadIndirectLength(head, tableBytes));
-                }
-                try {
-                    MemoryRegion r = mem.region(mem.regionIndex(addr, tableBytes));
-                    table = r.segment();
-                    base = addr - r.guestAddress();
-                } catch (GuestMemoryException e) {
-                    throw fail(queueIndex, new RingError.BufferOutsideMemory(head, addr, tableBytes));
-                }
-                // §2.7.5.3.2: the WRITE flag of the descriptor that points to the table is ignored, and
-                // zero or more direct descriptors may precede it; the walk continues at table entry 0.
-                tableSize = (int) (tableBytes / DESC_SIZE);
-                inIndirect = true;
-                walked = 0;
-                idx = 0;
-                continue;
-            }
-            append(mem, queueIndex, addr, len, (flags & DESC_F_WRITE) != 0);
-            if ((flags & DESC_F_NEXT) == 0) {
-                return;
-            }
-            if (next >= tableSize) {
-                throw fail(queueIndex, new RingError.NextOutOfRange(head, next, tableSize, inIndirect));
-            }
-            idx = next;
-        }
+    }
+
+    /** Sets the buffer id of a packed chain, known only at its last descriptor (§2.8.6). */
+    public void setHead(int head) {
+        this.head = head;
+    }
+
+    /**
+     * Appends one buffer of the chain being walked, checking it lies in guest memory (§2.7.4 / §2.8.4), that
+     * no readable buffer follows a writable one, and that the chain stays within 2^32 bytes. For ring
+     * implementations.
+     */
+    public void append(int queueIndex, long addr, int len, boolean writable) throws VirtqueueException {
+        append(memory, queueIndex, addr, len, writable);
+    }
+
+    /** The chain cannot be used (its walk failed): empties it and returns the error to throw. */
+    public VirtqueueException fail(int queueIndex, RingError error) {
+        count = 0;
+        readableCount = 0;
+        return new VirtqueueException(queueIndex, error);
     }
 
     private void append(GuestMemory mem, int queueIndex, long addr, int len, boolean writable)
@@ -274,12 +231,6 @@ public final class DescriptorChain {
         length[count] = len;
         region[count] = r;
         count++;
-    }
-
-    private VirtqueueException fail(int queueIndex, RingError error) {
-        count = 0;
-        readableCount = 0;
-        return new VirtqueueException(queueIndex, error);
     }
 
     @Override

@@ -1,0 +1,109 @@
+package io.jvirtio.core.queue;
+
+import io.jvirtio.core.memory.DirtyLog;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.packed.PackedDeviceQueue;
+import io.jvirtio.core.queue.split.InflightRegion;
+import io.jvirtio.core.queue.split.SplitDeviceQueue;
+import io.jvirtio.core.spec.Feature;
+
+/**
+ * The device side of a virtqueue — what a VMM or a vhost-user back-end runs — in either ring format: the
+ * split ring (§2.7, {@link SplitDeviceQueue}) or the packed ring (§2.8, {@link PackedDeviceQueue}), chosen
+ * by the negotiated VIRTIO_F_RING_PACKED. Devices and transports use only this contract.
+ *
+ * <p>The loop a device runs (the same for both formats, on every transport):
+ * <pre>{@code
+ * do {
+ *     queue.disableNotifications();
+ *     while (queue.pop(chain)) {
+ *         int written = process(chain);
+ *         queue.addUsed(chain, written);
+ *     }
+ *     queue.publishUsed();
+ *     if (queue.needsNotification()) interrupt.raise();
+ * } while (queue.enableNotifications());   // true: the driver added more meanwhile
+ * }</pre>
+ *
+ * <p>Everything read from the ring is untrusted. A violation raises a {@link VirtqueueException} naming the
+ * {@link RingError} and leaves the queue broken — every later call throws the same error — so the device
+ * sets DEVICE_NEEDS_RESET. One thread owns a queue; the per-buffer path neither allocates nor locks.
+ */
+public interface DeviceQueue {
+    /**
+     * A device queue over the ring the driver placed at {@code addresses} (split: descriptor table, available
+     * ring, used ring; packed: descriptor ring, driver and device event suppression areas).
+     *
+     * @param features the negotiated features (RING_PACKED, EVENT_IDX, INDIRECT_DESC matter here)
+     * @param state    where to resume; {@link QueueState#initial(long)} after a reset
+     * @throws VirtqueueException if a ring part is outside guest memory or misaligned
+     */
+    static DeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses, long features,
+                              QueueState state) throws VirtqueueException {
+        return Feature.RING_PACKED.isSet(features)
+                ? PackedDeviceQueue.create(memory, queueIndex, size, addresses, features, state)
+                : SplitDeviceQueue.create(memory, queueIndex, size, addresses, features, state);
+    }
+
+    int index();
+
+    int size();
+
+    /**
+     * Logs every byte this queue writes into guest memory from now on (live migration), or stops when
+     * {@code log} is null: each used chain's writable data up to its used length and — with {@code ringToo} —
+     * the ring's own writes.
+     */
+    void logTo(DirtyLog log, boolean ringToo);
+
+    /** Where the queue stands, for GET_VRING_BASE, migration or a restart (see {@link QueueState}). */
+    QueueState state();
+
+    /** The error that broke this queue, or null. */
+    VirtqueueException error();
+
+    /**
+     * Takes the next available chain into {@code chain}, walked and validated.
+     *
+     * @return false if the driver has made nothing more available
+     * @throws VirtqueueException if the chain breaks a rule of the ring format
+     */
+    boolean pop(DescriptorChain chain) throws VirtqueueException;
+
+    /** Gives back the chain popped last, unused: the next {@link #pop} returns it again. */
+    void undoPop();
+
+    /**
+     * Keeps an in-flight log (vhost-user INFLIGHT_SHMFD) and recovers from it: buffers a previous device took
+     * but never used are handed out again by {@link #pop} first.
+     */
+    void trackInflight(InflightRegion log) throws VirtqueueException;
+
+    /**
+     * Stages a used buffer: the chain whose {@link DescriptorChain#head()} is {@code id} (split: its head
+     * descriptor; packed: its buffer id) is done and the device wrote {@code len} bytes into it. Not visible
+     * to the driver until {@link #publishUsed()}.
+     */
+    void addUsed(int id, int len);
+
+    /**
+     * {@link #addUsed(int, int)} for {@code chain}, whose writable buffers the device filled with {@code len}
+     * bytes from their start: while logging, their pages are marked dirty first.
+     */
+    void addUsed(DescriptorChain chain, int len);
+
+    /** Publishes every staged used buffer to the driver, in the order they were added. */
+    void publishUsed();
+
+    /** Whether the driver wants a used-buffer notification for what was published since the last one. */
+    boolean needsNotification();
+
+    /** Asks the driver not to send available-buffer notifications. */
+    void disableNotifications();
+
+    /**
+     * Asks the driver to notify again, then checks for buffers added in the meantime: true when there is more
+     * to pop, so the device does not sleep on a notification the driver decided not to send.
+     */
+    boolean enableNotifications() throws VirtqueueException;
+}

@@ -1,0 +1,379 @@
+package io.jvirtio.core.queue.packed;
+
+import io.jvirtio.core.memory.DirtyLog;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.memory.GuestMemoryException;
+import io.jvirtio.core.memory.MemoryRegion;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.RingAddresses;
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.RingPart;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.split.InflightRegion;
+import io.jvirtio.core.spec.Feature;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.VarHandle;
+
+import static io.jvirtio.core.queue.packed.Packed.DESC_ADDR;
+import static io.jvirtio.core.queue.packed.Packed.DESC_FLAGS;
+import static io.jvirtio.core.queue.packed.Packed.DESC_ID;
+import static io.jvirtio.core.queue.packed.Packed.DESC_LEN;
+import static io.jvirtio.core.queue.packed.Packed.DESC_SIZE;
+import static io.jvirtio.core.queue.packed.Packed.EVENT_DESC;
+import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS;
+import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_DESC;
+import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_DISABLE;
+import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_ENABLE;
+import static io.jvirtio.core.queue.packed.Packed.F_INDIRECT;
+import static io.jvirtio.core.queue.packed.Packed.F_NEXT;
+import static io.jvirtio.core.queue.packed.Packed.F_WRITE;
+import static io.jvirtio.core.queue.packed.Packed.WRAP;
+
+/**
+ * The device side of a packed virtqueue (VIRTIO 1.2 §2.8). It reads driver descriptors in ring order at
+ * {@code nextAvail} (a descriptor is available when its AVAIL bit equals the device's view of the driver's
+ * wrap counter and its USED bit does not), and writes one used descriptor per buffer, in completion order,
+ * at {@code nextUsed}, then skips the remaining slots of that buffer's list (§2.8.7).
+ *
+ * <p>Everything read from the ring is untrusted: each descriptor's flags, the buffer id (out of range, or
+ * already in flight), the chain's length, indirect tables, addresses. A violation breaks the queue with a
+ * {@link RingError}. Used descriptors are staged by {@link #addUsed} and made visible by {@link #publishUsed}
+ * with the first one's flags stored last, so the driver sees a batch whole. One thread owns the queue; the
+ * per-buffer path neither allocates nor locks.
+ */
+public final class PackedDeviceQueue implements DeviceQueue {
+    private final GuestMemory memory;
+    private final int index;
+    private final int size;
+    private final MemorySegment desc;
+    /** Driver Event Suppression (driver area): read by the device, for used-buffer notifications. */
+    private final MemorySegment driverEvent;
+    /** Device Event Suppression (device area): written by the device, for available-buffer notifications. */
+    private final MemorySegment deviceEvent;
+    private final long descGpa;
+    private final long deviceEventGpa;
+    private final boolean eventIdx;
+    private final boolean indirect;
+
+    private int nextAvail;
+    private boolean availWrap;
+    private int nextUsed;
+    private boolean usedWrap;
+    /** Ring slots each buffer id in flight took (what the used side skips); 0 when the id is free. */
+    private final int[] slots;
+    /** Used descriptors staged since the last publish: their slots and flags (written last). */
+    private final int[] stagedSlot;
+    private final short[] stagedFlags;
+    private int staged;
+    /** Slots used since the last notification decision, for EVENT_IDX. */
+    private int usedSinceSignal;
+    private boolean signalledValid;
+    private boolean notificationsEnabled = true;
+    private VirtqueueException broken;
+    /** For {@link #undoPop}: the position and id before the last pop. */
+    private int lastPopSlot = -1;
+    private boolean lastPopWrap;
+    private int lastPopId = -1;
+    private volatile DirtyLog log;
+    private volatile boolean logRing;
+
+    private PackedDeviceQueue(GuestMemory memory, int index, int size, RingAddresses addresses, long features,
+                              QueueState state) throws VirtqueueException {
+        this.memory = memory;
+        this.index = index;
+        this.size = Packed.checkSize(size);
+        this.desc = RingPart.map(memory, index, "descriptor ring", addresses.descTable(), Packed.descRingBytes(size), 16);
+        this.driverEvent = RingPart.map(memory, index, "driver area", addresses.availRing(), Packed.EVENT_SIZE, 4);
+        this.deviceEvent = RingPart.map(memory, index, "device area", addresses.usedRing(), Packed.EVENT_SIZE, 4);
+        this.descGpa = addresses.descTable();
+        this.deviceEventGpa = addresses.usedRing();
+        this.eventIdx = Feature.EVENT_IDX.isSet(features);
+        this.indirect = Feature.INDIRECT_DESC.isSet(features);
+        this.nextAvail = state.nextAvail() & ~WRAP;
+        this.availWrap = (state.nextAvail() & WRAP) != 0;
+        this.nextUsed = state.nextUsed() & ~WRAP;
+        this.usedWrap = (state.nextUsed() & WRAP) != 0;
+        if (nextAvail >= size || nextUsed >= size) {
+            throw new IllegalArgumentException("packed ring position " + state + " outside a ring of " + size);
+        }
+        this.slots = new int[size];
+        this.stagedSlot = new int[size];
+        this.stagedFlags = new short[size];
+    }
+
+    /**
+     * A device queue over the packed ring the driver placed at {@code addresses}: descriptor ring, driver area
+     * ({@link RingAddresses#availRing()}), device area ({@link RingAddresses#usedRing()}).
+     *
+     * @param state where to resume; {@link QueueState#INITIAL_PACKED} after a reset
+     * @throws VirtqueueException if a part is outside guest memory or misaligned
+     */
+    public static PackedDeviceQueue create(GuestMemory memory, int queueIndex, int size, RingAddresses addresses,
+                                           long features, QueueState state) throws VirtqueueException {
+        return new PackedDeviceQueue(memory, queueIndex, size, addresses, features, state);
+    }
+
+    @Override
+    public int index() {
+        return index;
+    }
+
+    @Override
+    public int size() {
+        return size;
+    }
+
+    @Override
+    public void logTo(DirtyLog log, boolean ringToo) {
+        this.logRing = ringToo;
+        this.log = log;
+    }
+
+    @Override
+    public QueueState state() {
+        return new QueueState(nextAvail | (availWrap ? WRAP : 0), nextUsed | (usedWrap ? WRAP : 0));
+    }
+
+    @Override
+    public VirtqueueException error() {
+        return broken;
+    }
+
+    @Override
+    public boolean pop(DescriptorChain chain) throws VirtqueueException {
+        checkBroken();
+        // §2.8.1: the head's flags (load-acquire) expose the whole list the driver wrote before them.
+        int flags = GuestMemory.getU16Acquire(desc, (long) nextAvail * DESC_SIZE + DESC_FLAGS);
+        if (!Packed.isAvail(flags, availWrap)) {
+            return false;
+        }
+        int first = nextAvail;
+        int slot = nextAvail;
+        boolean wrap = availWrap;
+        chain.begin(memory, -1);
+        int taken = 0;
+        while (true) {
+            if (++taken > size) {
+                throw breakWith(chain, new RingError.ChainLoop(first, size, false));
+            }
+            long at = (long) slot * DESC_SIZE;
+            if (taken > 1) {
+                flags = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_FLAGS));
+                if (!Packed.isAvail(flags, wrap)) {
+                    throw breakWith(chain, new RingError.ChainDescriptorNotAvailable(first, slot, flags));
+                }
+            }
+            long addr = desc.get(GuestMemory.U64, at + DESC_ADDR);
+            int len = desc.get(GuestMemory.U32, at + DESC_LEN);
+            if ((flags & F_INDIRECT) != 0) {
+                if (!indirect) {
+                    throw breakWith(chain, new RingError.IndirectNotNegotiated(first));
+                }
+                if (taken > 1 || (flags & F_NEXT) != 0) {
+                    throw breakWith(chain, new RingError.IndirectInChain(first));
+                }
+                loadIndirect(chain, first, addr, len);
+            } else {
+                try {
+                    chain.append(index, addr, len, (flags & F_WRITE) != 0);
+                } catch (VirtqueueException e) {
+                    broken = e;
+                    throw e;
+                }
+            }
+            int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
+            if (++slot == size) {
+                slot = 0;
+                wrap = !wrap;
+            }
+            if ((flags & F_NEXT) == 0) {
+                // §2.8.6: the buffer id is in the last descriptor of the list
+                if (id >= size) {
+                    throw breakWith(chain, new RingError.BufferIdOutOfRange(first, id, size));
+                }
+                if (slots[id] != 0) {
+                    throw breakWith(chain, new RingError.BufferIdInFlight(first, id));
+                }
+                chain.setHead(id);
+                slots[id] = taken;
+                lastPopSlot = nextAvail;
+                lastPopWrap = availWrap;
+                lastPopId = id;
+                nextAvail = slot;
+                availWrap = wrap;
+                if (eventIdx && notificationsEnabled) {
+                    // ask to be told about the descriptor after the one just taken (as the split ring's avail_event)
+                    writeDeviceEvent(EVENT_FLAGS_DESC);
+                }
+                return true;
+            }
+        }
+    }
+
+    /** §2.8.8: a table of {@code len / 16} descriptors, of whose flags only WRITE counts. */
+    private void loadIndirect(DescriptorChain chain, int first, long addr, int len) throws VirtqueueException {
+        long bytes = Integer.toUnsignedLong(len);
+        if (bytes == 0 || bytes % DESC_SIZE != 0 || bytes / DESC_SIZE > DescriptorChain.MAX_INDIRECT) {
+            throw breakWith(chain, new RingError.BadIndirectLength(first, bytes));
+        }
+        MemorySegment table;
+        long base;
+        try {
+            MemoryRegion r = memory.region(memory.regionIndex(addr, bytes));
+            table = r.segment();
+            base = addr - r.guestAddress();
+        } catch (GuestMemoryException e) {
+            throw breakWith(chain, new RingError.BufferOutsideMemory(first, addr, bytes));
+        }
+        for (long off = base; off < base + bytes; off += DESC_SIZE) {
+            int f = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
+            try {
+                chain.append(index, table.get(GuestMemory.U64, off + DESC_ADDR), table.get(GuestMemory.U32, off + DESC_LEN),
+                        (f & F_WRITE) != 0);
+            } catch (VirtqueueException e) {
+                broken = e;
+                throw e;
+            }
+        }
+    }
+
+    @Override
+    public void undoPop() {
+        if (lastPopId < 0) {
+            throw new IllegalStateException("nothing popped to give back");
+        }
+        slots[lastPopId] = 0;
+        nextAvail = lastPopSlot;
+        availWrap = lastPopWrap;
+        lastPopId = -1;
+    }
+
+    @Override
+    public void trackInflight(InflightRegion log) {
+        throw new UnsupportedOperationException("queue " + index
+                + ": in-flight tracking is implemented for split rings only (the packed in-flight layout of"
+                + " vhost-user is not)");
+    }
+
+    @Override
+    public void addUsed(int id, int len) {
+        if (id < 0 || id >= size || slots[id] == 0) {
+            throw new IllegalArgumentException("queue " + index + ": buffer id " + id + " is not in flight");
+        }
+        lastPopId = -1;
+        long at = (long) nextUsed * DESC_SIZE;
+        desc.set(GuestMemory.U16, at + DESC_ID, (short) id);
+        desc.set(GuestMemory.U32, at + DESC_LEN, len);
+        // §2.8.5: WRITE in a used descriptor says the device wrote into the buffer (len counts then)
+        stagedSlot[staged] = nextUsed;
+        stagedFlags[staged] = (short) (Packed.usedFlags(usedWrap) | (len != 0 ? F_WRITE : 0));
+        staged++;
+        int n = slots[id];
+        slots[id] = 0;
+        nextUsed += n;
+        if (nextUsed >= size) {
+            nextUsed -= size;
+            usedWrap = !usedWrap;
+        }
+        usedSinceSignal += n;
+    }
+
+    @Override
+    public void addUsed(DescriptorChain chain, int len) {
+        DirtyLog l = log;
+        if (l != null) {
+            long left = Integer.toUnsignedLong(len);
+            for (int i = chain.readableCount(); i < chain.count() && left > 0; i++) {
+                long n = Math.min(Integer.toUnsignedLong(chain.length(i)), left);
+                l.mark(chain.address(i), n);
+                left -= n;
+            }
+        }
+        addUsed(chain.head(), len);
+    }
+
+    @Override
+    public void publishUsed() {
+        // The first staged descriptor's flags go last (store-release each): the driver, polling the first
+        // slot, then finds the whole batch written (§2.8.21 "Multi-buffer requests").
+        DirtyLog l = logRing ? log : null;
+        for (int i = staged - 1; i >= 0; i--) {
+            long at = (long) stagedSlot[i] * DESC_SIZE;
+            GuestMemory.setU16Release(desc, at + DESC_FLAGS, stagedFlags[i]);
+            if (l != null) {
+                l.mark(descGpa + at, DESC_SIZE);
+            }
+        }
+        staged = 0;
+    }
+
+    @Override
+    public boolean needsNotification() {
+        // Our used descriptors' flags must be visible before we read the driver's suppression structure.
+        VarHandle.fullFence();
+        int n = usedSinceSignal;
+        boolean valid = signalledValid;
+        usedSinceSignal = 0;
+        signalledValid = true;
+        if (n == 0) {
+            return false;
+        }
+        int flags = Short.toUnsignedInt(driverEvent.get(GuestMemory.U16, EVENT_FLAGS)) & 3;
+        if (flags == EVENT_FLAGS_DISABLE) {
+            return false;
+        }
+        if (flags != EVENT_FLAGS_DESC || !eventIdx || !valid) {
+            return true; // ENABLE, or DESC without EVENT_IDX (invalid: notify rather than lose one)
+        }
+        int offWrap = Short.toUnsignedInt(driverEvent.get(GuestMemory.U16, EVENT_DESC));
+        return Packed.needEvent(offWrap, nextUsed, nextUsed - n, usedWrap, size);
+    }
+
+    @Override
+    public void disableNotifications() {
+        notificationsEnabled = false;
+        deviceEvent.set(GuestMemory.U16, EVENT_FLAGS, (short) EVENT_FLAGS_DISABLE);
+        logEvent();
+    }
+
+    @Override
+    public boolean enableNotifications() throws VirtqueueException {
+        notificationsEnabled = true;
+        writeDeviceEvent(eventIdx ? EVENT_FLAGS_DESC : EVENT_FLAGS_ENABLE);
+        // Our event structure must be visible before we re-check the ring (§2.8.10).
+        VarHandle.fullFence();
+        checkBroken();
+        int flags = GuestMemory.getU16Acquire(desc, (long) nextAvail * DESC_SIZE + DESC_FLAGS);
+        return Packed.isAvail(flags, availWrap);
+    }
+
+    /** Device event suppression: {@code flags}, and with DESC the next descriptor the device will read. */
+    private void writeDeviceEvent(int flags) {
+        if (flags == EVENT_FLAGS_DESC) {
+            deviceEvent.set(GuestMemory.U16, EVENT_DESC, (short) (nextAvail | (availWrap ? WRAP : 0)));
+        }
+        deviceEvent.set(GuestMemory.U16, EVENT_FLAGS, (short) flags);
+        logEvent();
+    }
+
+    private void logEvent() {
+        DirtyLog l = logRing ? log : null;
+        if (l != null) {
+            l.mark(deviceEventGpa, Packed.EVENT_SIZE);
+        }
+    }
+
+    private void checkBroken() throws VirtqueueException {
+        if (broken != null) {
+            throw broken;
+        }
+    }
+
+    private VirtqueueException breakWith(DescriptorChain chain, RingError error) {
+        broken = chain.fail(index, error);
+        return broken;
+    }
+}
