@@ -30,12 +30,23 @@ import io.jvirtio.core.spec.Feature;
  */
 public interface DriverQueue<T> {
     /**
-     * Allocates a ring of {@code layout.size()} entries in {@code allocator}'s memory: a packed ring when
-     * {@code features} has VIRTIO_F_RING_PACKED (the layout's alignment is then the packed one), else a split
-     * ring placed as {@code layout} says (modern or legacy).
+     * Allocates a ring of {@code size} entries in {@code allocator}'s memory: a packed ring when {@code features}
+     * has VIRTIO_F_RING_PACKED (any size up to 2^15), else a split ring in the modern layout (a power of two).
      *
      * @param maxIndirect descriptors per indirect table (0: none), used when INDIRECT_DESC is negotiated
      * @throws IllegalStateException when the memory has no room for the ring
+     */
+    static <T> DriverQueue<T> allocate(GuestAllocator allocator, int queueIndex, int size, long features,
+                                       int maxIndirect, Doorbell doorbell) {
+        if (Feature.RING_PACKED.isSet(features)) {
+            return PackedDriverQueue.allocate(allocator, queueIndex, size, features, maxIndirect, doorbell);
+        }
+        return SplitDriverQueue.allocate(allocator, queueIndex, SplitLayout.modern(size), features, maxIndirect, doorbell);
+    }
+
+    /**
+     * {@link #allocate(GuestAllocator, int, int, long, int, Doorbell)} with the split ring placed as {@code layout}
+     * says (the legacy layout of a legacy transport); a packed ring takes only its size.
      */
     static <T> DriverQueue<T> allocate(GuestAllocator allocator, int queueIndex, SplitLayout layout, long features,
                                        int maxIndirect, Doorbell doorbell) {

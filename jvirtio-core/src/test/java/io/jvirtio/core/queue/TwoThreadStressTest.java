@@ -1,10 +1,5 @@
-package io.jvirtio.core.queue.split;
+package io.jvirtio.core.queue;
 
-import io.jvirtio.core.queue.DescriptorChain;
-import io.jvirtio.core.queue.Scatterlist;
-import io.jvirtio.core.queue.QueueState;
-import io.jvirtio.core.queue.DeviceQueue;
-import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.spec.Feature;
@@ -32,17 +27,20 @@ class TwoThreadStressTest {
     static final int IN = 16;
     static final long DEADLINE_S = 120;
 
-    @ParameterizedTest(name = "eventIdx={0} indirect={1}")
-    @CsvSource({"false,false", "true,false", "true,true", "false,true"})
-    void millionBuffersWithChecksums(boolean eventIdx, boolean indirect) throws Exception {
-        long features = (eventIdx ? Feature.EVENT_IDX.mask() : 0) | (indirect ? Feature.INDIRECT_DESC.mask() : 0);
+    @ParameterizedTest(name = "eventIdx={0} indirect={1} packed={2}")
+    @CsvSource({"false,false,false", "true,false,false", "true,true,false", "false,true,false",
+            "false,false,true", "true,false,true", "true,true,true", "false,true,true"})
+    void millionBuffersWithChecksums(boolean eventIdx, boolean indirect, boolean packed) throws Exception {
+        long features = (eventIdx ? Feature.EVENT_IDX.mask() : 0) | (indirect ? Feature.INDIRECT_DESC.mask() : 0)
+                | (packed ? Feature.RING_PACKED.mask() : 0);
         try (GuestMemory mem = GuestMemory.memfd(0x8000_0000L, 8 << 20)) {
             GuestAllocator alloc = new GuestAllocator(mem, 0x8000_0000L, 8 << 20);
             Waker deviceWaker = new Waker();
             Waker driverWaker = new Waker();
-            DriverQueue<Integer> driver = DriverQueue.allocate(alloc, 0, SplitLayout.modern(QSIZE), features, 4,
+            DriverQueue<Integer> driver = DriverQueue.allocate(alloc, 0, QSIZE, features, 4,
                     deviceWaker::wake);
-            DeviceQueue device = DeviceQueue.create(mem, 0, QSIZE, driver.addresses(), features, QueueState.INITIAL);
+            DeviceQueue device = DeviceQueue.create(mem, 0, QSIZE, driver.addresses(), features,
+                    QueueState.initial(features));
             long slots = alloc.allocate((long) QSIZE * (OUT + IN), 64);
             AtomicReference<Throwable> failure = new AtomicReference<>();
             AtomicBoolean stop = new AtomicBoolean();
