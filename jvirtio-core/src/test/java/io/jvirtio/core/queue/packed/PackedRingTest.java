@@ -1,0 +1,457 @@
+package io.jvirtio.core.queue.packed;
+
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.spec.Feature;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+
+import static io.jvirtio.core.queue.packed.Packed.F_AVAIL;
+import static io.jvirtio.core.queue.packed.Packed.F_INDIRECT;
+import static io.jvirtio.core.queue.packed.Packed.F_NEXT;
+import static io.jvirtio.core.queue.packed.Packed.F_USED;
+import static io.jvirtio.core.queue.packed.Packed.F_WRITE;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+/** The packed ring of §2.8, both sides, read off the bytes in guest memory — and every rule a hostile driver can break. */
+class PackedRingTest {
+    static final long BASE = 0x1_0000_0000L;
+
+    /** A driver and a device queue over one packed ring in a memory above 4 GiB. */
+    static final class Ring implements AutoCloseable {
+        final GuestMemory memory = GuestMemory.allocate(BASE, 4 << 20);
+        final GuestAllocator alloc = new GuestAllocator(memory, BASE, 4 << 20);
+        final PackedDriverQueue<Integer> driver;
+        final PackedDeviceQueue device;
+        final long features;
+        int kicks;
+
+        Ring(int size, long features) throws VirtqueueException {
+            this.features = features | Feature.RING_PACKED.mask();
+            driver = PackedDriverQueue.allocate(alloc, 0, size, this.features, 4, () -> kicks++);
+            device = PackedDeviceQueue.create(memory, 0, size, driver.addresses(), this.features, QueueState.INITIAL_PACKED);
+        }
+
+        long desc(int slot) {
+            return driver.addresses().descTable() + 16L * slot;
+        }
+
+        int flags(int slot) throws Exception {
+            return memory.readU16(desc(slot) + 14) & 0xffff;
+        }
+
+        int id(int slot) throws Exception {
+            return memory.readU16(desc(slot) + 12) & 0xffff;
+        }
+
+        /** Writes a raw descriptor, as a hostile driver would. */
+        void write(int slot, long addr, int len, int id, int flags) throws Exception {
+            memory.writeU64(desc(slot), addr);
+            memory.writeU32(desc(slot) + 8, len);
+            memory.writeU16(desc(slot) + 12, (short) id);
+            memory.writeU16(desc(slot) + 14, (short) flags);
+        }
+
+        long buffer(int bytes) {
+            return alloc.allocate(bytes, 16);
+        }
+
+        @Override
+        public void close() {
+            memory.close();
+        }
+    }
+
+    @Test
+    void aListIsWrittenInRingOrderWithItsIdInEachDescriptorAndItsFirstFlagsMakeItAvailable() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            r.driver.addBuf(new Scatterlist().addReadable(b, 16).addReadable(b + 16, 16).addWritable(b + 32, 32), 7);
+            // wrap counter 1: AVAIL set, USED clear; NEXT on all but the last; WRITE on the writable one
+            assertThat(r.flags(0)).isEqualTo(F_AVAIL | F_NEXT);
+            assertThat(r.flags(1)).isEqualTo(F_AVAIL | F_NEXT);
+            assertThat(r.flags(2)).isEqualTo(F_AVAIL | F_WRITE);
+            assertThat(r.flags(3)).as("untouched").isZero();
+            int id = r.id(2);
+            assertThat(r.id(0)).isEqualTo(id);
+            assertThat(r.memory.readU64(r.desc(2))).isEqualTo(b + 32);
+            assertThat(r.memory.readU32(r.desc(2) + 8)).isEqualTo(32);
+            assertThat(r.driver.numFree()).isEqualTo(1);
+
+            DescriptorChain c = new DescriptorChain();
+            assertThat(r.device.pop(c)).isTrue();
+            assertThat(c.head()).as("the buffer id").isEqualTo(id);
+            assertThat(c.count()).isEqualTo(3);
+            assertThat(c.readableBytes()).isEqualTo(32);
+            assertThat(c.writableBytes()).isEqualTo(32);
+            assertThat(r.device.pop(c)).isFalse();
+
+            r.device.addUsed(c, 20);
+            assertThat(r.flags(0)).as("staged, not yet visible").isEqualTo(F_AVAIL | F_NEXT);
+            r.device.publishUsed();
+            // one used descriptor for the list, at its first slot: AVAIL = USED = wrap counter, WRITE: data written
+            assertThat(r.flags(0)).isEqualTo(F_AVAIL | F_USED | F_WRITE);
+            assertThat(r.id(0)).isEqualTo(id);
+            assertThat(r.memory.readU32(r.desc(0) + 8)).isEqualTo(20);
+            assertThat(r.driver.getBuf()).isEqualTo(7);
+            assertThat(r.driver.lastLength()).isEqualTo(20);
+            assertThat(r.driver.numFree()).isEqualTo(4);
+            assertThat(r.device.state()).as("3 slots on: slot 3, both wrap counters still 1")
+                    .isEqualTo(new QueueState(0x8003, 0x8003));
+        }
+    }
+
+    @Test
+    void aBufferUsedWithoutWritingCarriesNoLengthAndTheWrapCountersFlipAtTheEnd() throws Exception {
+        try (Ring r = new Ring(3, 0)) {
+            long b = r.buffer(16);
+            DescriptorChain c = new DescriptorChain();
+            for (int round = 0; round < 7; round++) {
+                assertThat(r.driver.addOutBuf(b, 16, round)).isTrue();
+                assertThat(r.device.pop(c)).isTrue();
+                r.device.addUsed(c, 0);
+                r.device.publishUsed();
+                int slot = round % 3;
+                boolean wrap = (round / 3) % 2 == 0;
+                assertThat(r.flags(slot)).as("round %d", round).isEqualTo(wrap ? F_AVAIL | F_USED : 0);
+                assertThat(r.driver.getBuf()).isEqualTo(round);
+                assertThat(r.driver.lastLength()).isZero();
+            }
+            // 7 slots on a ring of 3: slot 1, wrap counters flipped twice (back to 1)
+            assertThat(r.device.state()).isEqualTo(new QueueState(0x8001, 0x8001));
+        }
+    }
+
+    @Test
+    void buffersUsedOutOfOrderAreReturnedInTheOrderTheyWereUsedAndEachSkipsItsOwnSlots() throws Exception {
+        try (Ring r = new Ring(8, 0)) {
+            long b = r.buffer(256);
+            Scatterlist sg = new Scatterlist();
+            r.driver.addBuf(sg.clear().addReadable(b, 8).addWritable(b + 8, 8), 0);               // 2 slots
+            r.driver.addBuf(sg.clear().addWritable(b + 16, 8), 1);                                // 1 slot
+            r.driver.addBuf(sg.clear().addReadable(b + 32, 8).addReadable(b + 40, 8).addWritable(b + 48, 8), 2); // 3
+            List<DescriptorChain> chains = new ArrayList<>();
+            for (int i = 0; i < 3; i++) {
+                DescriptorChain c = new DescriptorChain();
+                assertThat(r.device.pop(c)).isTrue();
+                chains.add(c);
+            }
+            r.device.addUsed(chains.get(2), 3);
+            r.device.addUsed(chains.get(0), 1);
+            r.device.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(2);
+            assertThat(r.driver.lastLength()).isEqualTo(3);
+            // the device skipped the 3 slots of buffer 2: the next used descriptor is at slot 3
+            assertThat(r.id(3)).isEqualTo(chains.get(0).head());
+            assertThat(r.driver.getBuf()).isEqualTo(0);
+            assertThat(r.driver.getBuf()).isNull();
+            r.device.addUsed(chains.get(1), 8);
+            r.device.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(1);
+            assertThat(r.driver.numFree()).isEqualTo(8);
+        }
+    }
+
+    @Test
+    void aListInAnIndirectTableTakesOneSlot() throws Exception {
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long b = r.buffer(64);
+            r.driver.addBuf(new Scatterlist().addReadable(b, 8).addReadable(b + 8, 8).addWritable(b + 16, 48), 5);
+            assertThat(r.flags(0)).isEqualTo(F_AVAIL | F_INDIRECT);
+            assertThat(r.memory.readU32(r.desc(0) + 8)).as("table bytes").isEqualTo(48);
+            assertThat(r.driver.numFree()).isEqualTo(3);
+            long table = r.memory.readU64(r.desc(0));
+            assertThat(r.memory.readU16(table + 14) & 0xffff).as("only WRITE is valid in a table").isZero();
+            assertThat(r.memory.readU16(table + 32 + 14) & 0xffff).isEqualTo(F_WRITE);
+            DescriptorChain c = new DescriptorChain();
+            assertThat(r.device.pop(c)).isTrue();
+            assertThat(c.count()).isEqualTo(3);
+            assertThat(c.readableBytes()).isEqualTo(16);
+            assertThat(c.writableBytes()).isEqualTo(48);
+        }
+    }
+
+    @Test
+    void aBatchOfUsedBuffersBecomesVisibleWhenItsFirstFlagsAreWritten() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            DescriptorChain[] c = {new DescriptorChain(), new DescriptorChain(), new DescriptorChain()};
+            for (int i = 0; i < 3; i++) {
+                r.driver.addInBuf(b, 16, i);
+                assertThat(r.device.pop(c[i])).isTrue();
+                r.device.addUsed(c[i], 16);
+            }
+            assertThat(r.driver.hasUsed()).isFalse();
+            r.device.publishUsed();
+            for (int i = 0; i < 3; i++) {
+                assertThat(r.driver.getBuf()).isEqualTo(i);
+            }
+        }
+    }
+
+    @Test
+    void withoutEventIdxTheFlagsEnableAndDisableNotificationsBothWays() throws Exception {
+        try (Ring r = new Ring(8, 0)) {
+            long b = r.buffer(16);
+            r.device.disableNotifications();
+            r.driver.addOutBuf(b, 16, 1);
+            assertThat(r.driver.kick()).as("device disabled notifications").isFalse();
+            assertThat(r.device.enableNotifications()).as("a buffer came meanwhile").isTrue();
+            r.driver.addOutBuf(b, 16, 2);
+            assertThat(r.driver.kick()).isTrue();
+
+            DescriptorChain c = new DescriptorChain();
+            r.driver.disableCallbacks();
+            r.device.pop(c);
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.device.needsNotification()).as("driver disabled callbacks").isFalse();
+            assertThat(r.driver.enableCallbacks()).as("one was used meanwhile").isFalse();
+            r.driver.getBuf();
+            assertThat(r.driver.enableCallbacks()).isTrue();
+            r.device.pop(c);
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.device.needsNotification()).isTrue();
+            assertThat(r.device.needsNotification()).as("nothing new since").isFalse();
+        }
+    }
+
+    @Test
+    void withEventIdxNotificationsComeWhenTheEventDescriptorIsCrossed() throws Exception {
+        try (Ring r = new Ring(4, Feature.EVENT_IDX.mask())) {
+            long b = r.buffer(16);
+            DescriptorChain c = new DescriptorChain();
+            // the device asks for the descriptor at its position (slot 0, wrap 1)
+            assertThat(r.device.enableNotifications()).isFalse();
+            r.driver.addOutBuf(b, 16, 0);
+            assertThat(r.driver.kick()).as("the event descriptor was made available").isTrue();
+            r.driver.addOutBuf(b, 16, 1);
+            assertThat(r.driver.kick()).as("the device has not moved its event: no second kick").isFalse();
+            // the driver asks for an interrupt when slot 0 is used
+            r.driver.enableCallbacksPrepare();
+            assertThat(r.device.pop(c)).isTrue();
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.device.needsNotification()).isTrue();
+            assertThat(r.device.pop(c)).isTrue();
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.device.needsNotification()).as("the driver's event is behind").isFalse();
+            assertThat(r.driver.getBuf()).isEqualTo(0); // moves the event to the next used descriptor...
+            assertThat(r.driver.getBuf()).isEqualTo(1);
+            // ...across the wrap: four more round trips, each notified
+            for (int i = 2; i < 6; i++) {
+                r.driver.addOutBuf(b, 16, i);
+                r.driver.kick();
+                assertThat(r.device.pop(c)).isTrue();
+                r.device.addUsed(c, 0);
+                r.device.publishUsed();
+                assertThat(r.device.needsNotification()).as("round %d", i).isTrue();
+                assertThat(r.driver.getBuf()).isEqualTo(i);
+            }
+        }
+    }
+
+    @Test
+    void aDeviceRestartedFromItsStateContinuesWhereItStopped() throws Exception {
+        try (Ring r = new Ring(5, 0)) {
+            long b = r.buffer(16);
+            DescriptorChain c = new DescriptorChain();
+            for (int i = 0; i < 7; i++) {
+                r.driver.addOutBuf(b, 16, i);
+                r.device.pop(c);
+                r.device.addUsed(c, 0);
+                r.device.publishUsed();
+                r.driver.getBuf();
+            }
+            QueueState s = r.device.state();
+            assertThat(s).isEqualTo(new QueueState(2, 2)); // slot 2, wrap counters 0
+            PackedDeviceQueue again = PackedDeviceQueue.create(r.memory, 0, 5, r.driver.addresses(), r.features, s);
+            r.driver.addOutBuf(b, 16, 99);
+            assertThat(again.pop(c)).isTrue();
+            again.addUsed(c, 0);
+            again.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(99);
+        }
+    }
+
+    @Test
+    void undoPopGivesTheSameBufferAgainAndDetachUnusedTakesBackTheRest() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.driver.addOutBuf(b, 16, 1);
+            r.driver.addOutBuf(b, 16, 2);
+            DescriptorChain c = new DescriptorChain();
+            r.device.pop(c);
+            int id = c.head();
+            r.device.undoPop();
+            assertThat(r.device.pop(c)).isTrue();
+            assertThat(c.head()).isEqualTo(id);
+            List<Integer> back = new ArrayList<>();
+            for (Integer t; (t = r.driver.detachUnused()) != null; ) {
+                back.add(t);
+            }
+            assertThat(back).containsExactlyInAnyOrder(1, 2);
+            assertThat(r.driver.numFree()).isEqualTo(4);
+        }
+    }
+
+    // ---- a hostile driver ------------------------------------------------------------------------------
+
+    static RingError refused(Ring r) {
+        DescriptorChain c = new DescriptorChain();
+        VirtqueueException e = org.junit.jupiter.api.Assertions.assertThrows(VirtqueueException.class, () -> r.device.pop(c));
+        assertThat(c.count()).as("nothing handed out").isZero();
+        VirtqueueException again = org.junit.jupiter.api.Assertions.assertThrows(VirtqueueException.class,
+                () -> r.device.pop(c));
+        assertThat(again).as("the queue stays broken").isSameAs(e);
+        return e.error();
+    }
+
+    static final int AVAIL = F_AVAIL; // available in the first lap
+
+    @Test
+    void aBufferIdOutOfRangeOrAlreadyInFlightBreaksTheQueue() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.write(0, b, 16, 4, AVAIL);
+            assertThat(refused(r)).isEqualTo(new RingError.BufferIdOutOfRange(0, 4, 4));
+        }
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.write(0, b, 16, 2, AVAIL);
+            r.write(1, b, 16, 2, AVAIL);
+            assertThat(r.device.pop(new DescriptorChain())).isTrue();
+            assertThat(refused(r)).isEqualTo(new RingError.BufferIdInFlight(1, 2));
+        }
+    }
+
+    @Test
+    void everyDescriptorOfAListMustBeAvailable() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.write(0, b, 16, 0, AVAIL | F_NEXT);
+            r.write(1, b, 16, 0, F_USED); // marked for the other lap
+            assertThat(refused(r)).isEqualTo(new RingError.ChainDescriptorNotAvailable(0, 1, F_USED));
+        }
+    }
+
+    @Test
+    void aListCoveringTheWholeRingAndMoreIsRefused() throws Exception {
+        try (Ring r = new Ring(3, 0)) {
+            long b = r.buffer(16);
+            for (int s = 0; s < 3; s++) {
+                r.write(s, b, 16, 0, AVAIL | F_NEXT);
+            }
+            // NEXT on every slot: the list would run into its own first descriptor
+            assertThat(refused(r)).isEqualTo(new RingError.ChainLoop(0, 3, false));
+        }
+    }
+
+    @Test
+    void indirectRulesAreEnforced() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            r.write(0, r.buffer(32), 32, 0, AVAIL | F_INDIRECT);
+            assertThat(refused(r)).isEqualTo(new RingError.IndirectNotNegotiated(0));
+        }
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long b = r.buffer(16);
+            r.write(0, b, 16, 0, AVAIL | F_NEXT);
+            r.write(1, r.buffer(32), 32, 0, AVAIL | F_INDIRECT);
+            assertThat(refused(r)).isEqualTo(new RingError.IndirectInChain(0));
+        }
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            r.write(0, r.buffer(32), 32, 0, AVAIL | F_INDIRECT | F_NEXT);
+            assertThat(refused(r)).isEqualTo(new RingError.IndirectInChain(0));
+        }
+        for (int len : new int[] {0, 24}) {
+            try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+                r.write(0, r.buffer(32), len, 0, AVAIL | F_INDIRECT);
+                assertThat(refused(r)).isEqualTo(new RingError.BadIndirectLength(0, len));
+            }
+        }
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long outside = BASE + (4 << 20) - 16;
+            r.write(0, outside, 32, 0, AVAIL | F_INDIRECT);
+            assertThat(refused(r)).isEqualTo(new RingError.BufferOutsideMemory(0, outside, 32));
+        }
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            // in a table only WRITE counts: NEXT, INDIRECT and the id are ignored
+            long table = r.buffer(32);
+            long b = r.buffer(16);
+            r.memory.writeU64(table, b);
+            r.memory.writeU32(table + 8, 8);
+            r.memory.writeU16(table + 14, (short) (F_NEXT | F_INDIRECT));
+            r.memory.writeU64(table + 16, b + 8);
+            r.memory.writeU32(table + 24, 8);
+            r.memory.writeU16(table + 30, (short) F_WRITE);
+            r.write(0, table, 32, 1, AVAIL | F_INDIRECT | F_WRITE);
+            DescriptorChain c = new DescriptorChain();
+            assertThat(r.device.pop(c)).isTrue();
+            assertThat(c.readableBytes()).isEqualTo(8);
+            assertThat(c.writableBytes()).isEqualTo(8);
+            assertThat(c.head()).isEqualTo(1);
+        }
+    }
+
+    @Test
+    void buffersOutsideMemoryOrReadableAfterWritableAreRefused() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            r.write(0, BASE - 8, 16, 0, AVAIL);
+            assertThat(refused(r)).isEqualTo(new RingError.BufferOutsideMemory(-1, BASE - 8, 16));
+        }
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(32);
+            r.write(0, b, 16, 0, AVAIL | F_NEXT | F_WRITE);
+            r.write(1, b + 16, 16, 0, AVAIL);
+            assertThat(refused(r)).isEqualTo(new RingError.ReadableAfterWritable(-1));
+        }
+    }
+
+    @Test
+    void aDeviceNamingABufferThatIsNotInFlightBreaksTheDriverQueue() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.driver.addOutBuf(b, 16, 1);
+            r.write(0, 0, 0, 3, F_AVAIL | F_USED); // "used", id 3: never made available
+            VirtqueueException e = org.junit.jupiter.api.Assertions.assertThrows(VirtqueueException.class, r.driver::getBuf);
+            assertThat(e.error()).isEqualTo(new RingError.BadUsedId(3, 4));
+            assertThat(r.driver.isBroken()).isTrue();
+        }
+    }
+
+    @Test
+    void theDriverNeverReadsTheRingWhenNothingIsInFlight() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            r.write(0, 0, 0, 0, F_AVAIL | F_USED); // a device writing used descriptors nobody asked for
+            assertThat(r.driver.hasUsed()).isFalse();
+            assertThat(r.driver.getBuf()).isNull();
+        }
+    }
+
+    @Test
+    void theLayoutIsTheSpecs() throws Exception {
+        try (Ring r = new Ring(5, 0)) {
+            var a = r.driver.addresses();
+            assertThat(a.descTable() % 16).isZero();
+            assertThat(a.availRing()).as("driver area after 5 descriptors").isEqualTo(a.descTable() + 80);
+            assertThat(a.usedRing()).as("device area").isEqualTo(a.availRing() + 4);
+            MemorySegment ring = r.memory.slice(a.descTable(), 88);
+            assertThat(ring.toArray(ValueLayout.JAVA_BYTE)).as("zero-initialized").containsOnly(0);
+        }
+        assertThatThrownBy(() -> Packed.checkSize(0)).hasMessageContaining("1 to 32768");
+        assertThatThrownBy(() -> Packed.checkSize(32769)).hasMessageContaining("32769");
+        assertThat(Packed.checkSize(32768)).isEqualTo(32768);
+    }
+}
