@@ -13,6 +13,14 @@ import io.jvirtio.core.queue.QueueState;
  * the queue's thread. A device supplies its configuration, features and the thread of each queue.
  */
 public abstract class QueueDevice implements VirtioDeviceModel {
+    /**
+     * The ring features every device here implements: VERSION_1, indirect descriptors, EVENT_IDX and both ring
+     * formats (the driver picks the packed one by accepting VIRTIO_F_RING_PACKED).
+     */
+    public static final long RING_FEATURES = io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.VERSION_1,
+            io.jvirtio.core.spec.Feature.INDIRECT_DESC, io.jvirtio.core.spec.Feature.EVENT_IDX,
+            io.jvirtio.core.spec.Feature.RING_PACKED);
+
     private volatile QueueThread[] threads = new QueueThread[0];
     /** Queues the vhost-user front-end disabled (copy-on-write; read on the data path). */
     private volatile boolean[] disabled = new boolean[0];

@@ -88,6 +88,57 @@ class ModelLifecycleTest {
         assertThat(disk.contents().asSlice(0, 4096).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0x77);
     }
 
+    @Test
+    void aRequestWithMoreBuffersThanSegMaxAllowsFailsAndWritesNothing() throws Exception {
+        MemoryBackend disk = new MemoryBackend(1 << 20, false);
+        long features = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC);
+        try (DeviceHarness h = new DeviceHarness(new BlkDevice(disk), features, 512)) {
+            // seg_max data buffers, in one indirect table: served
+            long hdr = h.alloc.allocate(16, 8);
+            h.memory.writeU32(hdr, Blk.T_OUT);
+            Scatterlist sg = new Scatterlist().addReadable(hdr, 16);
+            long buf = h.alloc.allocate(512L * (Blk.SEG_MAX + 1), 512);
+            h.memory.slice(buf, 512L * (Blk.SEG_MAX + 1)).fill((byte) 0x42);
+            for (int b = 0; b < Blk.SEG_MAX; b++) {
+                sg.addReadable(buf + 512L * b, 512);
+            }
+            long status = h.alloc.allocate(1, 1);
+            h.roundTrip(0, sg.addWritable(status, 1));
+            assertThat(h.memory.slice(status, 1).get(ValueLayout.JAVA_BYTE, 0)).isEqualTo((byte) Blk.S_OK);
+
+            // one more, at sector 1024: a hand-made table, since jvirtio's driver never builds one that long
+            int n = Blk.SEG_MAX + 3;
+            long table = h.alloc.allocate(16L * n, 16);
+            h.memory.writeU64(hdr + 8, 1024);
+            for (int k = 0; k < n; k++) {
+                long at = table + 16L * k;
+                boolean last = k == n - 1;
+                h.memory.writeU64(at, k == 0 ? hdr : last ? status : buf + 512L * (k - 1));
+                h.memory.writeU32(at + 8, k == 0 ? 16 : last ? 1 : 512);
+                h.memory.writeU16(at + 12, (short) (last ? 2 : 1)); // WRITE on the status byte, NEXT before it
+                h.memory.writeU16(at + 14, (short) (k + 1));
+            }
+            var q = h.queues.get(0);
+            long ring = q.addresses().descTable();
+            q.addBuf(new Scatterlist().addReadable(hdr, 16).addWritable(status, 1), "hostile");
+            int head = h.memory.readU16(q.addresses().availRing() + 4 + 2) & 0xffff; // the second entry
+            h.memory.writeU64(ring + 16L * head, table);
+            h.memory.writeU32(ring + 16L * head + 8, 16 * n);
+            q.kick();
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
+            while (q.getBuf() == null) {
+                assertThat(System.nanoTime()).as("completed").isLessThan(deadline);
+                Thread.sleep(1);
+            }
+            assertThat(h.memory.slice(status, 1).get(ValueLayout.JAVA_BYTE, 0)).as("%d data buffers", n - 2)
+                    .isEqualTo((byte) Blk.S_IOERR);
+            assertThat(h.needsReset.get()).isNull();
+        }
+        assertThat(disk.contents().asSlice(0, 512L * Blk.SEG_MAX).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0x42);
+        assertThat(disk.contents().asSlice(1024 * 512, 512L * (Blk.SEG_MAX + 1)).toArray(ValueLayout.JAVA_BYTE))
+                .as("the refused request wrote nothing").containsOnly(0);
+    }
+
     /** A backend that records what the NIC sends and lets the test deliver frames to it. */
     static final class Wire implements NetBackend {
         final List<byte[]> sent = new CopyOnWriteArrayList<>();

@@ -36,10 +36,11 @@ class OfferedFeaturesTest {
     }
 
     /**
-     * The transport features jvirtio implements (§6); every other one — RING_PACKED, IN_ORDER, ACCESS_PLATFORM,
+     * The transport features jvirtio implements (§6); every other one — IN_ORDER, ACCESS_PLATFORM,
      * NOTIFICATION_DATA, RING_RESET … — would change how the driver lays out or drives the rings.
      */
-    static final long TRANSPORT_IMPLEMENTED = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX);
+    static final long TRANSPORT_IMPLEMENTED = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX,
+            Feature.RING_PACKED);
 
     @Test
     @Conformance("basic-dev-5")

@@ -89,8 +89,15 @@ class QemuInteropTest {
         return cmd;
     }
 
-    @Test
-    void linuxVirtioBlkOnJvirtioBackendWritesTheFile(@TempDir Path dir) throws Exception {
+    /** Bit {@code bit} of the features a Linux guest printed for its first virtio device ({@code FEATURES} line). */
+    static boolean guestFeature(String console, int bit) {
+        String bits = field(console, "FEATURES");
+        return bits.length() > bit && bits.charAt(bit) == '1';
+    }
+
+    @org.junit.jupiter.params.ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void linuxVirtioBlkOnJvirtioBackendWritesTheFile(boolean packed, @TempDir Path dir) throws Exception {
         requireTools();
         Path image = dir.resolve("disk.img");
         FileBackend file = FileBackend.create(image, 64L << 20);
@@ -105,13 +112,14 @@ class QemuInteropTest {
                 dd if=/dev/vda of=/tmp/back bs=1M count=8 2>/dev/null
                 echo "BACK $(md5sum < /tmp/back)"
                 echo "SECTORS $(cat /sys/block/vda/size)"
+                echo "FEATURES $(cat /sys/block/vda/device/features)"
                 """);
         Path initrd = dir.resolve("initrd.cpio.gz");
         run(List.of("bash", SCRIPTS.resolve("mkinitramfs.sh").toString(), guest.toString(), initrd.toString()), 120);
         String console;
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("blk.sock"), () -> new BlkDevice(file))) {
             console = run(qemu(initrd, "-chardev", "socket,id=vblk,path=" + backend.socket(),
-                    "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1"), 300);
+                    "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1,packed=" + (packed ? "on" : "off")), 300);
         }
         file.close();
         assertThat(console).as(console).contains("JVIRTIO-GUEST-END rc=0");
@@ -122,10 +130,12 @@ class QemuInteropTest {
         assertThat(HexFormat.of().formatHex(MessageDigest.getInstance("MD5").digest(onDisk)))
                 .as("the host file holds the guest's bytes").isEqualTo(pat);
         assertThat(field(console, "SECTORS")).isEqualTo(Long.toString((64L << 20) / 512));
+        assertThat(guestFeature(console, 34)).as("VIRTIO_F_RING_PACKED negotiated").isEqualTo(packed);
     }
 
-    @Test
-    void linuxVirtioNetOnJvirtioBackendPingsAHostOnTheSwitch(@TempDir Path dir) throws Exception {
+    @org.junit.jupiter.params.ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void linuxVirtioNetOnJvirtioBackendPingsAHostOnTheSwitch(boolean packed, @TempDir Path dir) throws Exception {
         requireTools();
         Path guest = dir.resolve("test.sh");
         Files.writeString(guest, """
@@ -134,6 +144,7 @@ class QemuInteropTest {
                 ip addr add 192.0.2.2/24 dev eth0
                 ping -c 3 -W 3 192.0.2.1
                 echo "PING rc=$?"
+                echo "FEATURES $(cat /sys/class/net/eth0/device/features)"
                 """);
         Path initrd = dir.resolve("initrd.cpio.gz");
         run(List.of("bash", SCRIPTS.resolve("mkinitramfs.sh").toString(), guest.toString(), initrd.toString()), 120);
@@ -147,12 +158,14 @@ class QemuInteropTest {
                     // vectors=0 (INTx): Debian's QEMU 7.2 segfaults in vhost_net_start →
                     // msix_set_vector_notifiers when a vhost-user NIC with its control queue (handled by
                     // QEMU itself) uses MSI-X — with any back-end; INTx avoids that QEMU path.
-                    "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0"), 300);
+                    "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0,packed="
+                            + (packed ? "on" : "off")), 300);
         }
         assertThat(console).as(console).contains("JVIRTIO-GUEST-END");
         assertThat(console).as(console).contains("3 packets transmitted, 3 packets received").contains("PING rc=0");
         assertThat(host.arpReplies.get()).isPositive();
         assertThat(host.echoReplies.get()).isEqualTo(3);
+        assertThat(guestFeature(console, 34)).as("VIRTIO_F_RING_PACKED negotiated").isEqualTo(packed);
     }
 
     @Test

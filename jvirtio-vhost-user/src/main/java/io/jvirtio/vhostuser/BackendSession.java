@@ -203,9 +203,10 @@ final class BackendSession implements Runnable {
             case VhostUser.SET_VRING_NUM -> {
                 Payloads.VringState s = Payloads.VringState.decode(m);
                 Vring r = rings.ring(s.index());
-                if (s.value() <= 0 || s.value() > 32768 || Integer.bitCount(s.value()) != 1) {
+                // a split ring's size is a power of two, a packed ring's any size (VIRTIO 1.2 §2.7, §2.8)
+                if (s.value() <= 0 || s.value() > 32768 || (Integer.bitCount(s.value()) != 1 && !rings.packed())) {
                     throw new ProtocolException("SET_VRING_NUM " + s.value() + " for ring " + r.index
-                            + " is not a power of two up to 32768");
+                            + (rings.packed() ? " is not in 1..32768" : " is not a power of two up to 32768"));
                 }
                 rings.setNum(r, s.value());
                 yield null;
@@ -227,7 +228,7 @@ final class BackendSession implements Runnable {
             case VhostUser.SET_VRING_BASE -> {
                 Payloads.VringState s = Payloads.VringState.decode(m);
                 Vring r = rings.ring(s.index());
-                if ((s.value() & ~0xffff) != 0) {
+                if ((s.value() & ~0xffff) != 0 && !rings.packed()) {
                     throw new ProtocolException("SET_VRING_BASE " + s.value() + " is not a 16-bit ring index");
                 }
                 rings.setBase(r, s.value());

@@ -276,7 +276,9 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
                 });
                 RingAddresses a = q.addresses();
                 request(Message.of(VhostUser.SET_VRING_NUM, Message.vringState(i, size)));
-                request(Message.of(VhostUser.SET_VRING_BASE, Message.vringState(i, 0)));
+                io.jvirtio.core.queue.QueueState start = io.jvirtio.core.queue.QueueState.initial(acked);
+                request(Message.of(VhostUser.SET_VRING_BASE, Message.vringState(i,
+                        start.nextAvail() | start.nextUsed() << 16))); // split: 0; packed: both wrap counters 1
                 ByteBuffer addr = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(i).putInt(0)
                         .putLong(userAddress(a.descTable())).putLong(userAddress(a.usedRing()))
                         .putLong(userAddress(a.availRing())).putLong(0);

@@ -80,7 +80,7 @@ public final class BlkDevice extends QueueDevice {
         this.queues = queues;
         config.store(Blk.CFG_CAPACITY, backend.capacity() / Blk.SECTOR_SIZE, 8);
         config.store(Blk.CFG_SIZE_MAX, sizeMax, 4);
-        config.store(Blk.CFG_SEG_MAX, QUEUE_SIZE - 2, 4);
+        config.store(Blk.CFG_SEG_MAX, Blk.SEG_MAX, 4);
         config.store(Blk.CFG_BLK_SIZE, Blk.SECTOR_SIZE, 4);
         config.store(Blk.CFG_PHYSICAL_BLOCK_EXP, 3, 1); // 4 KiB physical blocks
         config.store(Blk.CFG_MIN_IO_SIZE, 8, 2);
@@ -105,7 +105,7 @@ public final class BlkDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        long f = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX,
+        long f = RING_FEATURES | Feature.maskOf(Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX,
                 Feature.BLK_BLK_SIZE, Feature.BLK_FLUSH, Feature.BLK_TOPOLOGY, Feature.BLK_CONFIG_WCE, Feature.BLK_DISCARD,
                 Feature.BLK_WRITE_ZEROES);
         if (backend.readOnly()) {

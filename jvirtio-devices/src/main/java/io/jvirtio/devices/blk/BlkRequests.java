@@ -91,7 +91,9 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
         }
         long at = chain.writableBytes() - 1;
         statusAt[slot] = at;
-        if (chain.readableBytes() < Blk.HEADER_SIZE) {
+        // §5.2.4: seg_max bounds the data buffers of a request; a longer chain (possible through an indirect
+        // table) fails here rather than reach an engine sized for it
+        if (chain.readableBytes() < Blk.HEADER_SIZE || chain.count() > Blk.MAX_BUFFERS) {
             return finishNow(slot, Blk.S_IOERR, 0);
         }
         chain.readReadable(0, header);

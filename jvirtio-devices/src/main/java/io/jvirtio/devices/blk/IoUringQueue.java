@@ -61,8 +61,9 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
         this.requests = new BlockRequest[depth];
         this.fdOf = new int[depth];
         this.backlog = new int[depth];
-        // A chain has at most queue-size buffers (DeviceQueue enforces it), and the depth is the queue size.
-        this.iovPerTag = depth;
+        // A request has at most Blk.MAX_BUFFERS buffers (BlkRequests enforces it) — more than the queue size
+        // when an indirect table is longer than the queue.
+        this.iovPerTag = Math.max(depth, Blk.MAX_BUFFERS);
         this.iovecs = arena.allocate(16L * depth * iovPerTag, 8);
         // Completions never overflow: every request in flight, its follow-up and the wake read fit.
         this.ring = IoUring.create(sqEntries, 2 * depth + 2);
@@ -104,6 +105,10 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
                 if (r.bufferCount() == 1) {
                     yield ring.prepare(read ? IoUring.OP_READ : IoUring.OP_WRITE, fd, r.bufferAddress(0),
                             (int) r.bufferLength(0), r.offset(), flags, tag);
+                }
+                if (r.bufferCount() > iovPerTag) {
+                    throw new IllegalArgumentException("a request of " + r.bufferCount() + " buffers; this queue takes "
+                            + iovPerTag);
                 }
                 long iov = (long) tag * iovPerTag * 16;
                 for (int i = 0; i < r.bufferCount(); i++) {

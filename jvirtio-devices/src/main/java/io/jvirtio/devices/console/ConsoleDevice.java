@@ -74,7 +74,7 @@ public final class ConsoleDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        return Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.CONSOLE_SIZE,
+        return RING_FEATURES | Feature.maskOf(Feature.CONSOLE_SIZE,
                 Feature.CONSOLE_EMERG_WRITE);
     }
 

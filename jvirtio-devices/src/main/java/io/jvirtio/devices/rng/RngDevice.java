@@ -43,7 +43,7 @@ public final class RngDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        return Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX);
+        return RING_FEATURES;
     }
 
     @Override
