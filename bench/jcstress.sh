@@ -35,12 +35,18 @@ fi
 mode="${2:-quick}"
 # file | method whose fullFence is removed | the jcstress test that must then fail
 experiments=(
-  "DriverQueue.java|kickPrepare|KickRace"
-  "DeviceQueue.java|enableNotifications|KickRace"
-  "DeviceQueue.java|needsNotification|InterruptRace"
-  "DriverQueue.java|poll|InterruptRace"
-  "DriverQueue.java|addBuf|PublishRace.Available"
-  "DeviceQueue.java|addUsed|PublishRace.Used"
+  "split/SplitDriverQueue.java|kickPrepare|KickRace"
+  "split/SplitDeviceQueue.java|enableNotifications|KickRace"
+  "split/SplitDeviceQueue.java|needsNotification|InterruptRace"
+  "split/SplitDriverQueue.java|poll|InterruptRace"
+  "split/SplitDriverQueue.java|addBuf|PublishRace.Available"
+  "split/SplitDeviceQueue.java|addUsed|PublishRace.Used"
+  "packed/PackedDriverQueue.java|kickPrepare|KickRace.Packed"
+  "packed/PackedDeviceQueue.java|enableNotifications|KickRace.Packed"
+  "packed/PackedDeviceQueue.java|needsNotification|InterruptRace.Packed"
+  "packed/PackedDriverQueue.java|poll|InterruptRace.Packed"
+  "packed/PackedDriverQueue.java|addBuf|PublishRace.PackedAvailable"
+  "packed/PackedDeviceQueue.java|addUsed|PublishRace.PackedUsed"
 )
 status=0
 for e in "${experiments[@]}"; do
@@ -48,12 +54,18 @@ for e in "${experiments[@]}"; do
   [[ -z "${3:-}" || "$e" == *"$3"* ]] || continue # only the experiments naming $3
   tree=$(mktemp -d)
   git -C "$here" archive HEAD | tar -x -C "$tree"
-  python3 - "$tree/jvirtio-core/src/main/java/io/jvirtio/core/queue/split/$file" "$method" <<'PY'
+  python3 - "$tree/jvirtio-core/src/main/java/io/jvirtio/core/queue/$file" "$method" <<'PY'
 import sys
 path, method = sys.argv[1], sys.argv[2]
 s = open(path).read()
 i = s.index(' ' + method + '(')
-if method == 'addBuf':    # avail.idx stored before the descriptors and the ring entry it covers
+if path.endswith('PackedDeviceQueue.java') and method == 'addUsed':  # used flags stored before the id and len
+    j = s.index('long at = ', i)
+    s = s[:j] + 'GuestMemory.setU16Release(desc, (long) nextUsed * DESC_SIZE + DESC_FLAGS, (short) (Packed.usedFlags(usedWrap) | F_WRITE)); ' + s[j:]
+elif path.endswith('PackedDriverQueue.java') and method == 'addBuf':  # the head's flags stored before its list
+    j = s.index('int headFlags;', i) + len('int headFlags;')
+    s = s[:j] + ' GuestMemory.setU16Release(desc, (long) first * DESC_SIZE + DESC_FLAGS, Packed.availFlags(availWrap));' + s[j:]
+elif method == 'addBuf':    # avail.idx stored before the descriptors and the ring entry it covers
     j = s.index('int head = freeHead;', i) + len('int head = freeHead;')
     s = s[:j] + ' GuestMemory.setU16Release(ring.avail, AVAIL_IDX, (availIdxShadow + 1) & 0xffff);' + s[j:]
 elif method == 'addUsed': # used.idx stored before the element it covers

@@ -22,7 +22,11 @@ public final class InterruptRace {
 
     /** One buffer served to the end (used_event now stale), a second one taken by the device. */
     static Ring prepare(boolean eventIdx) {
-        Ring ring = new Ring(eventIdx);
+        return prepare(eventIdx, false);
+    }
+
+    static Ring prepare(boolean eventIdx, boolean packed) {
+        Ring ring = new Ring(eventIdx, packed);
         ring.oneRoundTrip();
         ring.head = ring.offerAndTake(2);
         ring.driver.disableCallbacks();
@@ -63,6 +67,42 @@ public final class InterruptRace {
     @State
     public static class WithEventIdx {
         final Ring ring = prepare(true);
+
+        @Actor
+        public void device(ZZ_Result r) {
+            InterruptRace.device(ring, r);
+        }
+
+        @Actor
+        public void driver(ZZ_Result r) {
+            InterruptRace.driver(ring, r);
+        }
+    }
+
+    @JCStressTest
+    @Outcome(id = "false, false", expect = Expect.FORBIDDEN, desc = "lost interrupt: the driver would wait forever")
+    @Outcome(expect = Expect.ACCEPTABLE, desc = "the driver reaps the buffer")
+    @State
+    public static class PackedWithoutEventIdx {
+        final Ring ring = prepare(false, true);
+
+        @Actor
+        public void device(ZZ_Result r) {
+            InterruptRace.device(ring, r);
+        }
+
+        @Actor
+        public void driver(ZZ_Result r) {
+            InterruptRace.driver(ring, r);
+        }
+    }
+
+    @JCStressTest
+    @Outcome(id = "false, false", expect = Expect.FORBIDDEN, desc = "lost interrupt: the driver would wait forever")
+    @Outcome(expect = Expect.ACCEPTABLE, desc = "the driver reaps the buffer")
+    @State
+    public static class PackedWithEventIdx {
+        final Ring ring = prepare(true, true);
 
         @Actor
         public void device(ZZ_Result r) {

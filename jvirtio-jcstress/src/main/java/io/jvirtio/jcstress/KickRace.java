@@ -81,4 +81,55 @@ public final class KickRace {
             KickRace.device(ring, r);
         }
     }
+
+    @io.jvirtio.core.spec.Conformance("packed-drv-9")
+    static void driverPacked(Ring ring, ZZ_Result r) {
+        driver(ring, r); // the same handshake over the event suppression structures of §2.8.10
+    }
+
+    @JCStressTest
+    @Outcome(id = "false, false", expect = Expect.FORBIDDEN, desc = "lost kick: the buffer would never be served")
+    @Outcome(expect = Expect.ACCEPTABLE, desc = "the device serves the buffer")
+    @State
+    public static class PackedWithoutEventIdx {
+        final Ring ring = new Ring(false, true);
+
+        public PackedWithoutEventIdx() {
+            ring.oneRoundTrip();
+            ring.device.disableNotifications();
+        }
+
+        @Actor
+        public void driver(ZZ_Result r) {
+            KickRace.driverPacked(ring, r);
+        }
+
+        @Actor
+        public void device(ZZ_Result r) {
+            KickRace.device(ring, r);
+        }
+    }
+
+    @JCStressTest
+    @Outcome(id = "false, false", expect = Expect.FORBIDDEN, desc = "lost kick: the buffer would never be served")
+    @Outcome(expect = Expect.ACCEPTABLE, desc = "the device serves the buffer")
+    @State
+    public static class PackedWithEventIdx {
+        final Ring ring = new Ring(true, true);
+
+        public PackedWithEventIdx() {
+            ring.oneRoundTrip();
+            ring.device.disableNotifications();
+        }
+
+        @Actor
+        public void driver(ZZ_Result r) {
+            KickRace.driverPacked(ring, r);
+        }
+
+        @Actor
+        public void device(ZZ_Result r) {
+            KickRace.device(ring, r);
+        }
+    }
 }

@@ -109,4 +109,66 @@ public final class PublishRace {
         ring.device.addUsed(head, LENGTH);
         ring.device.publishUsed();
     }
+
+    @io.jvirtio.core.spec.Conformance("packed-drv-8")
+    static void driverPacked(Ring ring, Scatterlist sg) {
+        driver(ring, sg); // the list's descriptors, then the first one's flags (§2.8.13)
+    }
+
+    @JCStressTest
+    @Outcome(id = {"0, 0", "1, 48"}, expect = Expect.ACCEPTABLE, desc = "not yet available, or available whole")
+    @Outcome(expect = Expect.FORBIDDEN, desc = "the device saw the flags before the descriptor they make available")
+    @State
+    public static class PackedAvailable {
+        final Ring ring = new Ring(false, true);
+        final DescriptorChain chain = new DescriptorChain();
+        final Scatterlist sg = new Scatterlist();
+
+        public PackedAvailable() {
+            ring.oneRoundTrip();
+        }
+
+        @Actor
+        public void driver() {
+            PublishRace.driverPacked(ring, sg);
+        }
+
+        @Actor
+        public void device(IJ_Result r) {
+            PublishRace.device(ring, chain, r);
+        }
+    }
+
+    @JCStressTest
+    @Outcome(id = {"0, 0", "1, 48"}, expect = Expect.ACCEPTABLE, desc = "not yet used, or used with its length")
+    @Outcome(expect = Expect.FORBIDDEN, desc = "the driver saw the used flags before the length they cover")
+    @State
+    public static class PackedUsed {
+        final Ring ring = new Ring(false, true);
+        final int head;
+
+        public PackedUsed() {
+            ring.oneRoundTrip();
+            ring.oneRoundTrip();
+            head = ring.offerAndTake(3);
+        }
+
+        @Actor
+        public void device() {
+            PublishRace.deviceUses(ring, head);
+        }
+
+        @Actor
+        public void driver(IJ_Result r) {
+            try {
+                Integer token = ring.driver.getBuf();
+                if (token != null) {
+                    r.r1 = 1;
+                    r.r2 = ring.driver.lastLength();
+                }
+            } catch (VirtqueueException e) {
+                r.r1 = -1;
+            }
+        }
+    }
 }

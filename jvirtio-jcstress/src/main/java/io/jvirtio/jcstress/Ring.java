@@ -28,16 +28,22 @@ final class Ring {
     int head;
 
     Ring(boolean eventIdx) {
+        this(eventIdx, false);
+    }
+
+    /** A split ring, or a packed one ({@code packed}): the same handshakes, the other format's fields. */
+    Ring(boolean eventIdx, boolean packed) {
         long bytes = 16 * 1024;
         GuestMemory memory;
         try (GuestMemory.Builder b = GuestMemory.builder()) {
             memory = b.segment(BASE, Arena.ofAuto().allocate(bytes, 4096)).build();
         }
         GuestAllocator alloc = new GuestAllocator(memory, BASE, bytes);
-        long features = Feature.VERSION_1.mask() | (eventIdx ? Feature.EVENT_IDX.mask() : 0);
+        long features = Feature.VERSION_1.mask() | (eventIdx ? Feature.EVENT_IDX.mask() : 0)
+                | (packed ? Feature.RING_PACKED.mask() : 0);
         driver = DriverQueue.allocate(alloc, 0, SplitLayout.modern(SIZE), features, 0, () -> { });
         try {
-            device = DeviceQueue.create(memory, 0, SIZE, driver.addresses(), features, QueueState.INITIAL);
+            device = DeviceQueue.create(memory, 0, SIZE, driver.addresses(), features, QueueState.initial(features));
         } catch (VirtqueueException e) {
             throw new AssertionError(e);
         }

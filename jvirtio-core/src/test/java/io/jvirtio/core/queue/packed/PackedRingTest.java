@@ -73,6 +73,7 @@ class PackedRingTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"packed-drv-5", "packed-dev-6"})
     void aListIsWrittenInRingOrderWithItsIdInEachDescriptorAndItsFirstFlagsMakeItAvailable() throws Exception {
         try (Ring r = new Ring(4, 0)) {
             long b = r.buffer(64);
@@ -133,6 +134,7 @@ class PackedRingTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance({"packed-dev-1", "packed-dev-2"})
     void buffersUsedOutOfOrderAreReturnedInTheOrderTheyWereUsedAndEachSkipsItsOwnSlots() throws Exception {
         try (Ring r = new Ring(8, 0)) {
             long b = r.buffer(256);
@@ -163,6 +165,7 @@ class PackedRingTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("packed-drv-7")
     void aListInAnIndirectTableTakesOneSlot() throws Exception {
         try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
             long b = r.buffer(64);
@@ -307,6 +310,125 @@ class PackedRingTest {
         }
     }
 
+    @Test
+    @io.jvirtio.core.spec.Conformance({"packed-drv-2", "packed-drv-6"})
+    void theDriverWritesNoSlotTheDeviceStillHoldsAndNoListWithoutRoomForAllOfIt() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            Scatterlist two = new Scatterlist().addReadable(b, 8).addWritable(b + 8, 8);
+            assertThat(r.driver.addBuf(two, 0)).isTrue();
+            assertThat(r.driver.addBuf(new Scatterlist().addReadable(b + 16, 8), 1)).isTrue();
+            byte[] ring = r.memory.slice(r.desc(0), 64).toArray(ValueLayout.JAVA_BYTE);
+            assertThat(r.driver.addBuf(two, 2)).as("one slot left, the list needs two").isFalse();
+            assertThat(r.memory.slice(r.desc(0), 64).toArray(ValueLayout.JAVA_BYTE)).as("nothing written").isEqualTo(ring);
+            DescriptorChain c0 = new DescriptorChain();
+            DescriptorChain c1 = new DescriptorChain();
+            r.device.pop(c0);
+            r.device.pop(c1);
+            r.device.addUsed(c1, 0); // the one-slot buffer first: its used descriptor lands on slot 0
+            r.device.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(1);
+            assertThat(r.driver.addBuf(two, 3)).as("two slots now: slot 3, and slot 0 after the wrap").isTrue();
+            assertThat(r.flags(3)).as("slot 3, lap 1").isEqualTo(F_AVAIL | F_NEXT);
+            assertThat(r.flags(0)).as("slot 0, lap 2: AVAIL clear, USED set").isEqualTo(F_USED | F_WRITE);
+            assertThat(r.memory.slice(r.desc(1), 32).toArray(ValueLayout.JAVA_BYTE)).as("slots 1-2, still the device's")
+                    .isEqualTo(java.util.Arrays.copyOfRange(ring, 16, 48));
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"packed-drv-4", "packed-drv-7"})
+    void noListLongerThanTheQueueAndNoIndirectTableWithoutTheFeature() throws Exception {
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long b = r.buffer(64);
+            Scatterlist five = new Scatterlist();
+            for (int i = 0; i < 5; i++) {
+                five.addReadable(b + 8L * i, 8);
+            }
+            assertThatThrownBy(() -> r.driver.addBuf(five, 1)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("5 buffers");
+            assertThat(r.memory.slice(r.desc(0), 64).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0);
+        }
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            r.driver.addBuf(new Scatterlist().addReadable(b, 8).addReadable(b + 8, 8).addWritable(b + 16, 8), 1);
+            for (int s = 0; s < 3; s++) {
+                assertThat(r.flags(s) & F_INDIRECT).as("slot %d", s).isZero();
+            }
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("packed-drv-10")
+    void aDriverQueueIsPackedExactlyWhenTheFeatureIsNegotiated() throws Exception {
+        try (GuestMemory memory = GuestMemory.allocate(BASE, 1 << 20)) {
+            GuestAllocator alloc = new GuestAllocator(memory, BASE, 1 << 20);
+            assertThat(io.jvirtio.core.queue.DriverQueue.allocate(alloc, 0, 8, Feature.RING_PACKED.mask(), 0, () -> { }))
+                    .isInstanceOf(PackedDriverQueue.class);
+            assertThat(io.jvirtio.core.queue.DriverQueue.allocate(alloc, 0, 8, 0, 0, () -> { }))
+                    .isInstanceOf(io.jvirtio.core.queue.split.SplitDriverQueue.class);
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("packed-dev-3")
+    void theDeviceReadsOnlyTheReadablePartAndWritesOnlyTheWritable() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            r.memory.slice(b, 16).fill((byte) 'r');
+            r.memory.slice(b + 16, 48).fill((byte) 'w');
+            r.driver.addBuf(new Scatterlist().addReadable(b, 16).addWritable(b + 16, 48), 1);
+            DescriptorChain c = new DescriptorChain();
+            assertThat(r.device.pop(c)).isTrue();
+            MemorySegment got = MemorySegment.ofArray(new byte[64]);
+            assertThat(c.readReadable(0, got)).isEqualTo(16);
+            assertThat(got.asSlice(16).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0);
+            assertThat(c.writeWritable(0, MemorySegment.ofArray(new byte[100]))).as("bounded by the writable part").isEqualTo(48);
+            assertThat(r.memory.slice(b, 16).toArray(ValueLayout.JAVA_BYTE)).as("readable part").containsOnly('r');
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("packed-dev-4")
+    void theDeviceTakesNoDescriptorWhoseAvailBitIsNotTheLapsOwn() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            DescriptorChain c = new DescriptorChain();
+            assertThat(r.device.pop(c)).as("the zero-initialized ring").isFalse();
+            long b = r.buffer(16);
+            r.write(0, b, 16, 0, F_USED); // marked for the second lap
+            assertThat(r.device.pop(c)).isFalse();
+            r.write(0, b, 16, 0, F_AVAIL | F_USED); // a used descriptor
+            assertThat(r.device.pop(c)).isFalse();
+            assertThat(r.device.enableNotifications()).isFalse();
+            r.write(0, b, 16, 0, F_AVAIL);
+            assertThat(r.device.pop(c)).isTrue();
+        }
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("packed-dev-5")
+    void aUsedDescriptorIsNotChangedAfterItsUsedBitIs() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            DescriptorChain c = new DescriptorChain();
+            r.driver.addInBuf(b, 16, 0);
+            r.driver.addInBuf(b, 16, 1);
+            r.device.pop(c);
+            r.device.addUsed(c, 5);
+            r.device.publishUsed();
+            byte[] used = r.memory.slice(r.desc(0), 16).toArray(ValueLayout.JAVA_BYTE);
+            r.device.pop(c);
+            r.device.addUsed(c, 6);
+            r.device.publishUsed();
+            r.device.needsNotification();
+            r.device.disableNotifications();
+            r.device.enableNotifications();
+            assertThat(r.memory.slice(r.desc(0), 16).toArray(ValueLayout.JAVA_BYTE)).isEqualTo(used);
+            assertThat(r.driver.getBuf()).isEqualTo(0);
+            assertThat(r.driver.lastLength()).isEqualTo(5);
+        }
+    }
+
     // ---- a hostile driver ------------------------------------------------------------------------------
 
     static RingError refused(Ring r) {
@@ -441,6 +563,7 @@ class PackedRingTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("packed-drv-1")
     void theLayoutIsTheSpecs() throws Exception {
         try (Ring r = new Ring(5, 0)) {
             var a = r.driver.addresses();
