@@ -256,6 +256,14 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         }
     }
 
+    /**
+     * Starts ring {@code index} again after GET_VRING_BASE stopped it (from the base the front-end sent since):
+     * gives the back-end its kick descriptor anew, as QEMU does when a stopped ring resumes.
+     */
+    synchronized void restartRing(int index) throws IOException, ProtocolException {
+        request(Message.u64(VhostUser.SET_VRING_KICK, index, queues.get(index).kickFd));
+    }
+
     @Override
     public synchronized List<DriverQueue<Object>> findQueues(List<QueueSpec> specs) throws TransportException {
         try {
