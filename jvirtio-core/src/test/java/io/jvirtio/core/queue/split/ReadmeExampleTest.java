@@ -8,7 +8,6 @@ import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.spec.Feature;
-import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
 
@@ -17,24 +16,30 @@ import static org.assertj.core.api.Assertions.assertThat;
 /** The example in README.md, kept compiling and true. */
 class ReadmeExampleTest {
 
-    @Test
-    void readmeExampleRuns() throws Exception {
+    @org.junit.jupiter.params.ParameterizedTest(name = "packed={0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+    void readmeExampleRuns(boolean packed) throws Exception {
         String token;
         int written;
         int doorbells;
         try (GuestMemory mem = GuestMemory.memfd(0x4000_0000L, 1 << 20)) {
             GuestAllocator alloc = new GuestAllocator(mem, 0x4000_0000L, 1 << 20);
-            long features = Feature.maskOf(Feature.VERSION_1, Feature.EVENT_IDX, Feature.INDIRECT_DESC);
+            long features = Feature.maskOf(Feature.VERSION_1, Feature.EVENT_IDX, Feature.INDIRECT_DESC,
+                    Feature.RING_PACKED);
+            if (!packed) {
+                features &= ~Feature.RING_PACKED.mask();
+            }
             int[] rung = new int[1];
 
-            DriverQueue<String> driver = DriverQueue.allocate(alloc, 0, SplitLayout.modern(256), features, 8,
+            DriverQueue<String> driver = DriverQueue.allocate(alloc, 0, 256, features, 8,
                     () -> rung[0]++);
             long req = alloc.allocate(64, 8), resp = alloc.allocate(64, 8);
             mem.write(req, "hello".getBytes(), 0, 5);
             driver.addBuf(new Scatterlist().addReadable(req, 5).addWritable(resp, 64), "request-1");
             driver.kick();
 
-            DeviceQueue device = DeviceQueue.create(mem, 0, 256, driver.addresses(), features, QueueState.INITIAL);
+            DeviceQueue device = DeviceQueue.create(mem, 0, 256, driver.addresses(), features,
+                    QueueState.initial(features));
             DescriptorChain chain = new DescriptorChain();
             while (device.pop(chain)) {
                 long n = chain.writeWritable(0, MemorySegment.ofArray("world".getBytes()));
