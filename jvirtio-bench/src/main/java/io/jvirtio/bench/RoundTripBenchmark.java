@@ -7,7 +7,6 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.Scatterlist;
-import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -44,6 +43,10 @@ public class RoundTripBenchmark {
     @Param({"false", "true"})
     boolean eventIdx;
 
+    /** The ring format: the same code through the queue contract, split (§2.7) or packed (§2.8). */
+    @Param({"split", "packed"})
+    String ring;
+
     @Param({"false", "true"})
     boolean indirect;
 
@@ -56,11 +59,13 @@ public class RoundTripBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() throws VirtqueueException {
-        long features = (eventIdx ? Feature.EVENT_IDX.mask() : 0) | (indirect ? Feature.INDIRECT_DESC.mask() : 0);
+        long features = (eventIdx ? Feature.EVENT_IDX.mask() : 0) | (indirect ? Feature.INDIRECT_DESC.mask() : 0)
+                | (ring.equals("packed") ? Feature.RING_PACKED.mask() : 0);
         memory = GuestMemory.allocate(0x1_0000_0000L, 1 << 20);
         GuestAllocator alloc = new GuestAllocator(memory, 0x1_0000_0000L, 1 << 20);
-        driver = DriverQueue.allocate(alloc, 0, SplitLayout.modern(256), features, 8, () -> { });
-        device = DeviceQueue.create(memory, 0, 256, driver.addresses(), features, QueueState.INITIAL);
+        driver = DriverQueue.allocate(alloc, 0, 256, features, 8, () -> { });
+        device = DeviceQueue.create(memory, 0, 256, driver.addresses(), features,
+                QueueState.initial(features));
         long buf = alloc.allocate(4096, 64);
         sg = new Scatterlist();
         if (segments == 1) {

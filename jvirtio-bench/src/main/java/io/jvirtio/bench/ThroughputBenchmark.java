@@ -6,7 +6,6 @@ import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.QueueState;
-import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -51,6 +50,10 @@ public class ThroughputBenchmark {
     @Param({"false", "true"})
     boolean eventIdx;
 
+    /** The ring format: the same code through the queue contract, split (§2.7) or packed (§2.8). */
+    @Param({"split", "packed"})
+    String ring;
+
     GuestMemory memory;
     DriverQueue<Integer> driver;
     DeviceQueue device;
@@ -62,11 +65,13 @@ public class ThroughputBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() throws VirtqueueException {
-        long features = eventIdx ? Feature.EVENT_IDX.mask() : 0;
+        long features = (eventIdx ? Feature.EVENT_IDX.mask() : 0)
+                | (ring.equals("packed") ? Feature.RING_PACKED.mask() : 0);
         memory = GuestMemory.allocate(0x1_0000_0000L, 4 << 20);
         GuestAllocator alloc = new GuestAllocator(memory, 0x1_0000_0000L, 4 << 20);
-        driver = DriverQueue.allocate(alloc, 0, SplitLayout.modern(queueSize), features, 0, () -> { });
-        device = DeviceQueue.create(memory, 0, queueSize, driver.addresses(), features, QueueState.INITIAL);
+        driver = DriverQueue.allocate(alloc, 0, queueSize, features, 0, () -> { });
+        device = DeviceQueue.create(memory, 0, queueSize, driver.addresses(), features,
+                QueueState.initial(features));
         buf = alloc.allocate(2048, 64);
         // Both sides poll, so both ask the other not to notify (NAPI-style busy polling).
         driver.disableCallbacks();
