@@ -25,26 +25,6 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 @Timeout(30)
 class DirtyLogTest {
-    @Test
-    void pagesAreMarkedWordByWordAndNothingBeyondTheLog() {
-        try (Arena a = Arena.ofConfined()) {
-            DirtyLog log = new DirtyLog(a.allocate(16, 8)); // 128 pages
-            log.mark(4096 * 3 + 100, 1);
-            log.mark(4096 * 60, 4096 * 10); // pages 60..69, across a word
-            log.mark(4096 * 127, 4096 * 10); // runs past the end: only page 127
-            log.mark(0, 0);
-            for (int p = 0; p < 128; p++) {
-                boolean want = p == 3 || (p >= 60 && p < 70) || p == 127;
-                assertThat(log.isDirty(p)).as("page %d", p).isEqualTo(want);
-            }
-        }
-    }
-
-    static void acked(Channel ch, Message m) throws Exception {
-        ch.write(new Message(m.request(), m.flags() | VhostUser.FLAG_NEED_REPLY, m.payload(), m.fds()));
-        assertThat(ch.read().u64()).as("%s acked", VhostUser.name(m.request())).isZero();
-    }
-
     /**
      * An entropy device that serves its ring the moment it starts (and at each notification) on the caller's
      * thread: whatever the back-end sets up after starting a queue is too late for its first request.

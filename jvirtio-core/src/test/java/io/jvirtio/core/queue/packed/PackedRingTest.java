@@ -429,6 +429,158 @@ class PackedRingTest {
         }
     }
 
+    @Test
+    void indirectTablesOfBuffersInFlightTogetherAreEachTheirOwn() throws Exception {
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long b = r.buffer(4 * 64);
+            List<DescriptorChain> chains = new ArrayList<>();
+            for (int t = 0; t < 4; t++) {
+                long at = b + 64L * t;
+                assertThat(r.driver.addBuf(new Scatterlist().addReadable(at, 8 + t).addReadable(at + 16, 16)
+                        .addWritable(at + 32, 32 - t), t)).isTrue();
+                assertThat(r.driver.numFree()).isEqualTo(3 - t);
+            }
+            for (int t = 0; t < 4; t++) {
+                DescriptorChain c = new DescriptorChain();
+                assertThat(r.device.pop(c)).isTrue();
+                assertThat(c.count()).isEqualTo(3);
+                long at = b + 64L * t;
+                assertThat(c.address(0)).as("buffer %d", t).isEqualTo(at);
+                assertThat(c.length(0)).isEqualTo(8 + t);
+                assertThat(c.address(1)).isEqualTo(at + 16);
+                assertThat(c.address(2)).isEqualTo(at + 32);
+                assertThat(c.writableBytes()).isEqualTo(32 - t);
+                chains.add(c);
+            }
+            for (int t = 3; t >= 0; t--) {
+                r.device.addUsed(chains.get(t), t);
+            }
+            r.device.publishUsed();
+            for (int t = 3; t >= 0; t--) {
+                assertThat(r.driver.getBuf()).isEqualTo(t);
+                assertThat(r.driver.lastLength()).isEqualTo(t);
+            }
+            assertThat(r.driver.numFree()).isEqualTo(4);
+        }
+    }
+
+    @Test
+    void oneAndTwoBufferShortcutsMarkTheirDirection() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            assertThat(r.driver.addOutBuf(b, 8, 1)).isTrue();
+            assertThat(r.driver.addInBuf(b + 8, 8, 2)).isTrue();
+            assertThat(r.flags(0)).isEqualTo(F_AVAIL);
+            assertThat(r.flags(1)).isEqualTo(F_AVAIL | F_WRITE);
+            assertThat(r.driver.isBroken()).isFalse();
+            assertThat(r.driver.addOutBuf(b, 8, 3)).isTrue();
+            assertThat(r.driver.addInBuf(b, 8, 4)).isTrue();
+            assertThat(r.driver.addInBuf(b, 8, 5)).as("full").isFalse();
+            assertThat(r.driver.addOutBuf(b, 8, 5)).as("full").isFalse();
+        }
+    }
+
+    @Test
+    void delayedCallbacksAskForAnInterruptOnceThreeQuartersAreUsed() throws Exception {
+        try (Ring r = new Ring(8, Feature.EVENT_IDX.mask())) {
+            long b = r.buffer(16);
+            for (int i = 0; i < 8; i++) {
+                r.driver.addOutBuf(b, 16, i);
+            }
+            r.driver.disableCallbacks();
+            assertThat(r.driver.enableCallbacksDelayed()).as("nothing used yet").isTrue();
+            assertThat(r.device.needsNotification()).as("nothing used: no decision to make").isFalse();
+            // the event is at slot 6 (3/4 of 8 in flight): six buffers used notify nobody, the seventh does
+            DescriptorChain c = new DescriptorChain();
+            for (int i = 0; i < 8; i++) {
+                r.device.pop(c);
+                r.device.addUsed(c, 0);
+                r.device.publishUsed();
+                assertThat(r.device.needsNotification()).as("after %d used", i + 1).isEqualTo(i == 6);
+            }
+            assertThat(r.driver.enableCallbacksDelayed()).as("all used meanwhile").isFalse();
+        }
+        try (Ring r = new Ring(4, 0)) { // without EVENT_IDX: plain enable
+            long b = r.buffer(16);
+            r.driver.addOutBuf(b, 16, 0);
+            r.driver.disableCallbacks();
+            assertThat(r.driver.enableCallbacksDelayed()).isTrue();
+            assertThat(r.memory.readU16(r.driver.addresses().availRing() + 2) & 3).as("driver area flags: enable").isZero();
+        }
+    }
+
+    @Test
+    void aReleasedQueueGivesItsMemoryBackAndTakesNoMoreBuffers() throws Exception {
+        try (Ring r = new Ring(4, Feature.INDIRECT_DESC.mask())) {
+            long ring = r.driver.addresses().descTable();
+            assertThat(r.driver.index()).isZero();
+            assertThat(r.driver.size()).isEqualTo(4);
+            r.driver.release();
+            assertThatThrownBy(() -> r.driver.addOutBuf(ring, 8, 1)).isInstanceOf(IllegalStateException.class)
+                    .hasMessageContaining("released");
+            assertThatThrownBy(r.driver::getBuf).isInstanceOf(IllegalStateException.class);
+            PackedDriverQueue<Integer> again = PackedDriverQueue.allocate(r.alloc, 1, 4, r.features, 4, () -> { });
+            assertThat(again.addresses().descTable()).as("the same memory, handed out again").isEqualTo(ring);
+        }
+    }
+
+    @Test
+    void theEventStructuresCarryWhereEachSideWantsToBeToldWithEventIdx() throws Exception {
+        try (Ring r = new Ring(4, Feature.EVENT_IDX.mask())) {
+            assertThat(r.device.index()).isZero();
+            assertThat(r.device.size()).isEqualTo(4);
+            assertThat(r.device.error()).isNull();
+            long driverArea = r.driver.addresses().availRing();
+            long deviceArea = r.driver.addresses().usedRing();
+            long b = r.buffer(16);
+            int position = r.driver.enableCallbacksPrepare();
+            assertThat(position).as("slot 0, wrap counter 1").isEqualTo(0x8000);
+            assertThat(r.memory.readU16(driverArea) & 0xffff).isEqualTo(0x8000);
+            assertThat(r.memory.readU16(driverArea + 2) & 3).as("DESC").isEqualTo(2);
+            assertThat(r.driver.poll(position)).isFalse();
+            r.driver.addOutBuf(b, 16, 1);
+            DescriptorChain c = new DescriptorChain();
+            r.device.enableNotifications();
+            assertThat(r.device.pop(c)).isTrue();
+            assertThat(r.memory.readU16(deviceArea) & 0xffff).as("the device asks for the next slot").isEqualTo(0x8001);
+            assertThat(r.memory.readU16(deviceArea + 2) & 3).isEqualTo(2);
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.driver.poll(position)).isTrue();
+        }
+    }
+
+    @Test
+    void aUsedDescriptorWithoutWriteReportsNoLength() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(16);
+            r.driver.addInBuf(b, 16, 1);
+            r.memory.writeU32(r.desc(0) + 8, 99);
+            r.memory.writeU16(r.desc(0) + 14, (short) (F_AVAIL | F_USED)); // used, WRITE clear: len is reserved
+            assertThat(r.driver.getBuf()).isEqualTo(1);
+            assertThat(r.driver.lastLength()).isZero();
+        }
+    }
+
+    @Test
+    void aBrokenQueueStaysBrokenForEveryCall() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            r.write(0, r.buffer(16), 16, 9, F_AVAIL);
+            RingError e = refused(r);
+            assertThat(r.device.error().error()).isEqualTo(e);
+            org.junit.jupiter.api.Assertions.assertThrows(VirtqueueException.class, r.device::enableNotifications);
+        }
+    }
+
+    @Test
+    void packedRingErrorsNameWhatWasWrong() {
+        assertThat(new RingError.BufferIdOutOfRange(3, 9, 8).message()).contains("slot 3", "buffer id 9", "size 8");
+        assertThat(new RingError.BufferIdInFlight(2, 5).message()).contains("slot 2", "buffer id 5", "in flight");
+        assertThat(new RingError.ChainDescriptorNotAvailable(1, 2, 0x80).message()).contains("slot 1", "descriptor 2",
+                "0x0080");
+        assertThat(new RingError.IndirectInChain(4).message()).contains("slot 4", "INDIRECT");
+    }
+
     // ---- a hostile driver ------------------------------------------------------------------------------
 
     static RingError refused(Ring r) {
