@@ -5,7 +5,6 @@ import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.os.Posix;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.rng.RngDevice;
-import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -25,6 +24,11 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 @Timeout(30)
 class DirtyLogTest {
+    static void acked(Channel ch, Message m) throws Exception {
+        ch.write(new Message(m.request(), m.flags() | VhostUser.FLAG_NEED_REPLY, m.payload(), m.fds()));
+        assertThat(ch.read().u64()).as("%s acked", VhostUser.name(m.request())).isZero();
+    }
+
     /**
      * An entropy device that serves its ring the moment it starts (and at each notification) on the caller's
      * thread: whatever the back-end sets up after starting a queue is too late for its first request.
