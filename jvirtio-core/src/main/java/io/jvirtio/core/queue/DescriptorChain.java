@@ -167,6 +167,19 @@ public final class DescriptorChain {
     }
 
     /**
+     * Marks in {@code log} the pages of the first {@code len} bytes of the writable buffers — what a device
+     * wrote into this chain before using it (live migration's dirty log).
+     */
+    public void markWritten(io.jvirtio.core.memory.DirtyLog log, int len) {
+        long left = Integer.toUnsignedLong(len);
+        for (int i = readableCount; i < count && left > 0; i++) {
+            long n = Math.min(Integer.toUnsignedLong(length[i]), left);
+            log.mark(address[i], n);
+            left -= n;
+        }
+    }
+
+    /**
      * Starts filling this chain anew for the buffer {@code head} (split: head descriptor index; packed:
      * buffer id). For ring implementations: a device only reads chains.
      */

@@ -251,12 +251,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
     public void addUsed(DescriptorChain chain, int len) {
         io.jvirtio.core.memory.DirtyLog l = log;
         if (l != null) {
-            long left = Integer.toUnsignedLong(len);
-            for (int i = chain.readableCount(); i < chain.count() && left > 0; i++) {
-                long n = Math.min(Integer.toUnsignedLong(chain.length(i)), left);
-                l.mark(chain.address(i), n);
-                left -= n;
-            }
+            chain.markWritten(l, len);
         }
         addUsed(chain.head(), len);
     }
