@@ -4,8 +4,8 @@ import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.FeatureNegotiation;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;

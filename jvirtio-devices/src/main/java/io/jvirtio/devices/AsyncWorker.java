@@ -1,13 +1,13 @@
 package io.jvirtio.devices;
 
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.VirtqueueException;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 
 /**
  * Serves a request queue with many requests in flight: each round reaps what finished, pops as many

@@ -2,9 +2,10 @@ package io.jvirtio.devices;
 
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.spec.Feature;
 
 /**
  * What every device model shares: one {@link QueueThread} per running queue, started at activation or
@@ -17,9 +18,8 @@ public abstract class QueueDevice implements VirtioDeviceModel {
      * The ring features every device here implements: VERSION_1, indirect descriptors, EVENT_IDX and both ring
      * formats (the driver picks the packed one by accepting VIRTIO_F_RING_PACKED).
      */
-    public static final long RING_FEATURES = io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.VERSION_1,
-            io.jvirtio.core.spec.Feature.INDIRECT_DESC, io.jvirtio.core.spec.Feature.EVENT_IDX,
-            io.jvirtio.core.spec.Feature.RING_PACKED);
+    public static final long RING_FEATURES = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC,
+            Feature.EVENT_IDX, Feature.RING_PACKED);
 
     private volatile QueueThread[] threads = new QueueThread[0];
     /** Queues the vhost-user front-end disabled (copy-on-write; read on the data path). */

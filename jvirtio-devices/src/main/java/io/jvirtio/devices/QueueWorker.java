@@ -1,9 +1,9 @@
 package io.jvirtio.devices;
 
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.VirtqueueException;
 
 /**

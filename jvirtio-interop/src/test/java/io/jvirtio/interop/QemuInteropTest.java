@@ -1,7 +1,6 @@
 package io.jvirtio.interop;
 
 import io.jvirtio.vhostuser.VhostUserBackend;
-import io.jvirtio.vhostuser.VhostUserFrontend;
 
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;

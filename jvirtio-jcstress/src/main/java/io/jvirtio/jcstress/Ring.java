@@ -6,8 +6,8 @@ import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.QueueState;
-import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.spec.Feature;
 
 import java.lang.foreign.Arena;

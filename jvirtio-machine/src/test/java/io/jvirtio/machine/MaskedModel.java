@@ -3,8 +3,8 @@ package io.jvirtio.machine;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.spec.DeviceType;
 

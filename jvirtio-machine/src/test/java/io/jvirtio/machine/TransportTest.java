@@ -14,9 +14,9 @@ import io.jvirtio.drivers.blk.VirtioBlock;
 import io.jvirtio.transport.pci.Pci;
 import io.jvirtio.transport.pci.VirtioPciDriver;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
-import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;

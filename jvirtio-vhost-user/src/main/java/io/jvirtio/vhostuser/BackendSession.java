@@ -7,8 +7,8 @@ import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
 
 import java.io.IOException;
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 

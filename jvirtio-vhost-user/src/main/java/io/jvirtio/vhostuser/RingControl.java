@@ -4,15 +4,15 @@ import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
-import io.jvirtio.core.queue.split.InflightRegion;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.split.InflightRegion;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;

@@ -1,8 +1,8 @@
 package io.jvirtio.core.device;
 
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 
 import java.util.List;
 

@@ -1,7 +1,7 @@
 package io.jvirtio.core.device;
 
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.spec.DeviceType;
 

@@ -1,15 +1,15 @@
 package io.jvirtio.devices.blk;
 
 import io.jvirtio.core.device.ConfigSpace;
-import java.io.IOException;
 import io.jvirtio.core.device.DeviceContext;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.AsyncWorker;
+import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.QueueThread;
-import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.DeviceQueue;
+import java.io.IOException;
 
 
 

@@ -5,8 +5,8 @@ import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.AsyncHandler;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

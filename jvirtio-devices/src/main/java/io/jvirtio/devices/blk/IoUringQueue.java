@@ -6,8 +6,8 @@ import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
 
 import java.io.IOException;
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 

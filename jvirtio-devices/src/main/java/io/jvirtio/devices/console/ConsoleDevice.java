@@ -2,9 +2,9 @@ package io.jvirtio.devices.console;
 
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
@@ -13,8 +13,8 @@ import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
 
 import java.io.IOException;
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.lang.foreign.MemorySegment;
 import java.util.concurrent.ConcurrentLinkedQueue;
 

@@ -2,10 +2,10 @@ package io.jvirtio.devices.net;
 
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;

@@ -3,13 +3,12 @@ package io.jvirtio.devices.rng;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceType;
-import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.QueueHandler;
 import io.jvirtio.devices.QueueThread;
-import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.DeviceQueue;
 
 import java.lang.foreign.MemorySegment;
 import java.security.SecureRandom;

@@ -1,18 +1,17 @@
 package io.jvirtio.transport.pci;
 
-import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;

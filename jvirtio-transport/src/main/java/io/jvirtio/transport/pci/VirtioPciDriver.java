@@ -4,8 +4,8 @@ import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.bus.VirtioDevice;
 
-import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
+import java.lang.System.Logger;
 import java.util.ArrayList;
 import java.util.List;
 

@@ -1,11 +1,10 @@
 package io.jvirtio.core.queue.split;
 
-import io.jvirtio.core.queue.RingPart;
-import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
-import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.memory.GuestMemoryException;
+import io.jvirtio.core.queue.RingPart;
+import io.jvirtio.core.queue.VirtqueueException;
 
 import java.lang.foreign.MemorySegment;
 

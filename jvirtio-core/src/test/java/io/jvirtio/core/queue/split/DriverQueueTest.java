@@ -1,9 +1,9 @@
 package io.jvirtio.core.queue.split;
 
 import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.queue.VirtqueueException;
-import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.spec.Feature;
 import org.junit.jupiter.api.Test;
 

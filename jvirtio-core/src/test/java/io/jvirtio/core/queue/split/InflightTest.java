@@ -1,8 +1,8 @@
 package io.jvirtio.core.queue.split;
 
 import io.jvirtio.core.queue.DescriptorChain;
-import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.QueueState;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;

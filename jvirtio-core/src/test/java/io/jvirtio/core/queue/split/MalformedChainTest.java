@@ -1,12 +1,12 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.DescriptorChain;
-import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
-import io.jvirtio.core.queue.DeviceQueue;
-import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;

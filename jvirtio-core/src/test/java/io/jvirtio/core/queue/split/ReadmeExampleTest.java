@@ -1,12 +1,12 @@
 package io.jvirtio.core.queue.split;
 
-import io.jvirtio.core.queue.DescriptorChain;
-import io.jvirtio.core.queue.Scatterlist;
-import io.jvirtio.core.queue.QueueState;
-import io.jvirtio.core.queue.DeviceQueue;
-import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 
 import java.lang.foreign.MemorySegment;

@@ -1,12 +1,10 @@
 package io.jvirtio.core.queue.split;
 
-import io.jvirtio.core.queue.VirtqueueException;
-import io.jvirtio.core.queue.QueueState;
-import io.jvirtio.core.queue.DeviceQueue;
-import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.GuestMemoryException;
+import io.jvirtio.core.queue.QueueState;
+import io.jvirtio.core.queue.VirtqueueException;
 
 import java.util.concurrent.atomic.AtomicInteger;
 

@@ -1,10 +1,10 @@
 package io.jvirtio.core.queue.split;
 
-import io.jvirtio.core.queue.DescriptorChain;
-import io.jvirtio.core.queue.Scatterlist;
-import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Conformance;
 import io.jvirtio.core.spec.Feature;
 import org.junit.jupiter.api.Test;
