@@ -2,9 +2,9 @@ package io.jvirtio.core.queue.packed;
 
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.memory.GuestMemoryException;
 import io.jvirtio.core.queue.Doorbell;
 import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.IndirectPool;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.RingPart;
@@ -54,9 +54,8 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     private final boolean eventIdx;
     private final Doorbell doorbell;
 
-    /** Indirect tables: one of {@code indirectMax} descriptors per buffer id, allocated once. */
-    private final MemorySegment indirectPool;
-    private final long indirectPoolAddress;
+    /** Indirect tables: one per buffer id, allocated once. */
+    private final IndirectPool indirect;
     private final int indirectMax;
 
     private final int[] nextFreeId;
@@ -79,8 +78,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     private boolean released;
 
     private PackedDriverQueue(GuestAllocator allocator, int index, int size, long base, long ringBytes, long features,
-                              long indirectPoolAddress, int indirectMax, Doorbell doorbell)
-            throws VirtqueueException, GuestMemoryException {
+                              IndirectPool indirect, Doorbell doorbell) throws VirtqueueException {
         GuestMemory memory = allocator.memory();
         this.allocator = allocator;
         this.index = index;
@@ -96,11 +94,8 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         deviceEvent.fill((byte) 0);
         this.eventIdx = Feature.EVENT_IDX.isSet(features);
         this.doorbell = doorbell;
-        boolean indirect = Feature.INDIRECT_DESC.isSet(features) && indirectMax > 1;
-        this.indirectMax = indirect ? indirectMax : 0;
-        this.indirectPoolAddress = indirect ? indirectPoolAddress : 0;
-        this.indirectPool = indirect
-                ? memory.slice(indirectPoolAddress, (long) size * indirectMax * DESC_SIZE) : MemorySegment.NULL;
+        this.indirect = indirect;
+        this.indirectMax = indirect.perTable();
         this.nextFreeId = new int[size];
         this.slotsOf = new int[size];
         this.tokens = new Object[size];
@@ -119,13 +114,10 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         Packed.checkSize(size);
         long bytes = Packed.descRingBytes(size) + 2L * Packed.EVENT_SIZE;
         long base = allocator.allocate(bytes, 4096);
-        long pool = 0;
-        if (Feature.INDIRECT_DESC.isSet(features) && maxIndirect > 1) {
-            pool = allocator.allocate((long) size * maxIndirect * DESC_SIZE, 16);
-        }
+        IndirectPool pool = IndirectPool.allocate(allocator, size, features, maxIndirect);
         try {
-            return new PackedDriverQueue<>(allocator, queueIndex, size, base, bytes, features, pool, maxIndirect, doorbell);
-        } catch (VirtqueueException | GuestMemoryException e) {
+            return new PackedDriverQueue<>(allocator, queueIndex, size, base, bytes, features, pool, doorbell);
+        } catch (VirtqueueException e) {
             throw new AssertionError("allocator handed out memory outside guest memory", e);
         }
     }
@@ -138,9 +130,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     @Override
     public void release() {
         allocator.free(addresses.descTable(), ringBytes);
-        if (indirectMax > 0) {
-            allocator.free(indirectPoolAddress, indirectPool.byteSize());
-        }
+        indirect.free(allocator);
         released = true;
     }
 
@@ -204,7 +194,8 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         int first = nextAvail;
         int headFlags;
         if (useIndirect) {
-            long slot = (long) id * indirectMax * DESC_SIZE;
+            long slot = indirect.tableOffset(id);
+            MemorySegment indirectPool = indirect.segment();
             for (int i = 0; i < total; i++) {
                 long off = slot + (long) i * DESC_SIZE;
                 indirectPool.set(GuestMemory.U64, off + DESC_ADDR, sg.address(i));
@@ -213,7 +204,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
                 indirectPool.set(GuestMemory.U16, off + DESC_FLAGS, (short) (i >= sg.readableCount() ? F_WRITE : 0));
             }
             long at = (long) nextAvail * DESC_SIZE;
-            desc.set(GuestMemory.U64, at + DESC_ADDR, indirectPoolAddress + slot);
+            desc.set(GuestMemory.U64, at + DESC_ADDR, indirect.tableAddress(id));
             desc.set(GuestMemory.U32, at + DESC_LEN, total * DESC_SIZE);
             desc.set(GuestMemory.U16, at + DESC_ID, (short) id);
             headFlags = F_INDIRECT | Packed.availFlags(availWrap);

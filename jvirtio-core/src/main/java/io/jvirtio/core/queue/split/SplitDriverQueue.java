@@ -2,9 +2,9 @@ package io.jvirtio.core.queue.split;
 
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.memory.GuestMemoryException;
 import io.jvirtio.core.queue.Doorbell;
 import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.IndirectPool;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.Scatterlist;
@@ -62,9 +62,8 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
     private final boolean eventIdx;
     private final Doorbell doorbell;
 
-    /** Indirect tables: one slot of {@code indirectMax} descriptors per head, allocated once. */
-    private final MemorySegment indirectPool;
-    private final long indirectPoolAddress;
+    /** Indirect tables: one per head, allocated once. */
+    private final IndirectPool indirect;
     private final int indirectMax;
 
     private final int[] nextFree;
@@ -83,8 +82,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
     private boolean released;
 
     private SplitDriverQueue(GuestAllocator allocator, long ringBytes, int index, SplitRing ring, long features,
-                        long indirectPoolAddress, int indirectMax, Doorbell doorbell) throws GuestMemoryException {
-        GuestMemory memory = allocator.memory();
+                        IndirectPool indirect, Doorbell doorbell) {
         this.allocator = allocator;
         this.ringBytes = ringBytes;
         this.index = index;
@@ -93,11 +91,8 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         this.mask = ring.size - 1;
         this.eventIdx = Feature.EVENT_IDX.isSet(features);
         this.doorbell = doorbell;
-        boolean indirect = Feature.INDIRECT_DESC.isSet(features) && indirectMax > 1;
-        this.indirectMax = indirect ? indirectMax : 0;
-        this.indirectPoolAddress = indirect ? indirectPoolAddress : 0;
-        this.indirectPool = indirect
-                ? memory.slice(indirectPoolAddress, (long) size * indirectMax * DESC_SIZE) : MemorySegment.NULL;
+        this.indirect = indirect;
+        this.indirectMax = indirect.perTable();
         this.nextFree = new int[size];
         this.chainLength = new int[size];
         this.tokens = new Object[size];
@@ -121,15 +116,11 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
     public static <T> SplitDriverQueue<T> allocate(GuestAllocator allocator, int queueIndex, SplitLayout layout,
                                               long features, int maxIndirect, Doorbell doorbell) {
         long base = allocator.allocate(layout.totalBytes(), 4096);
-        long pool = 0;
-        if (Feature.INDIRECT_DESC.isSet(features) && maxIndirect > 1) {
-            pool = allocator.allocate((long) layout.size() * maxIndirect * DESC_SIZE, 16);
-        }
+        IndirectPool pool = IndirectPool.allocate(allocator, layout.size(), features, maxIndirect);
         try {
             SplitRing ring = SplitRing.map(allocator.memory(), queueIndex, layout.size(), layout.at(base));
-            return new SplitDriverQueue<>(allocator, layout.totalBytes(), queueIndex, ring, features, pool, maxIndirect,
-                    doorbell);
-        } catch (VirtqueueException | GuestMemoryException e) {
+            return new SplitDriverQueue<>(allocator, layout.totalBytes(), queueIndex, ring, features, pool, doorbell);
+        } catch (VirtqueueException e) {
             throw new AssertionError("allocator handed out memory outside guest memory", e);
         }
     }
@@ -145,9 +136,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
      */
     public void release() {
         allocator.free(ring.addresses().descTable(), ringBytes);
-        if (indirectMax > 0) {
-            allocator.free(indirectPoolAddress, indirectPool.byteSize());
-        }
+        indirect.free(allocator);
         released = true;
     }
 
@@ -211,13 +200,14 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         int head = freeHead;
         MemorySegment desc = ring.desc;
         if (useIndirect) {
-            long slot = (long) head * indirectMax * DESC_SIZE;
+            long slot = indirect.tableOffset(head);
+            MemorySegment indirectPool = indirect.segment();
             for (int i = 0; i < total; i++) {
                 long off = slot + (long) i * DESC_SIZE;
                 writeDesc(indirectPool, off, sg.address(i), sg.length(i),
                         (i >= sg.readableCount() ? DESC_F_WRITE : 0) | (i + 1 < total ? DESC_F_NEXT : 0), i + 1);
             }
-            writeDesc(desc, (long) head * DESC_SIZE, indirectPoolAddress + slot, total * DESC_SIZE, DESC_F_INDIRECT, 0);
+            writeDesc(desc, (long) head * DESC_SIZE, indirect.tableAddress(head), total * DESC_SIZE, DESC_F_INDIRECT, 0);
             freeHead = nextFree[head];
         } else {
             int i = head;
