@@ -60,4 +60,28 @@ public final class Scatterlist {
     public int length(int i) {
         return length[i];
     }
+
+    /**
+     * Checks that this request could ever be added to a queue of {@code queueSize} entries whose indirect tables
+     * hold {@code indirectMax} descriptors: at least one buffer, no chain longer than the queue — in an indirect
+     * table either (§2.7.5.3.1 split-drv-8, §2.8.6) — and at most 2^32 bytes (§2.7.5.2 split-drv-4).
+     *
+     * @throws IllegalArgumentException if it never could
+     */
+    public void checkFits(int queueSize, int indirectMax) {
+        if (count == 0) {
+            throw new IllegalArgumentException("a buffer needs at least one segment");
+        }
+        if (count > queueSize) {
+            throw new IllegalArgumentException(count + " buffers cannot form a chain in a queue of " + queueSize
+                    + (indirectMax > 0 ? " (indirect tables hold " + indirectMax + ")" : ""));
+        }
+        long bytes = 0;
+        for (int i = 0; i < count; i++) {
+            bytes += Integer.toUnsignedLong(length[i]);
+        }
+        if (bytes > 1L << 32) {
+            throw new IllegalArgumentException("a chain of " + bytes + " bytes; at most 2^32 are allowed");
+        }
+    }
 }

@@ -165,27 +165,12 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             throw new NullPointerException("token");
         }
         int total = sg.count();
-        if (total == 0) {
-            throw new IllegalArgumentException("a buffer needs at least one segment");
-        }
+        sg.checkFits(size, indirectMax);
         if (broken != null || released) {
             throw new IllegalStateException(released ? "queue " + index + " was released" : broken.getMessage(), broken);
         }
         boolean useIndirect = total > 1 && total <= indirectMax;
         int needed = useIndirect ? 1 : total;
-        if (total > size) {
-            // §2.8.6: no list longer than the queue size — in an indirect table either, as for the split ring
-            // (DPDK's vhost refuses such tables)
-            throw new IllegalArgumentException(total + " buffers cannot form a list in a queue of " + size
-                    + (indirectMax > 0 ? " (indirect tables hold " + indirectMax + ")" : ""));
-        }
-        long bytes = 0;
-        for (int i = 0; i < total; i++) {
-            bytes += Integer.toUnsignedLong(sg.length(i));
-        }
-        if (bytes > 1L << 32) {
-            throw new IllegalArgumentException("a chain of " + bytes + " bytes; at most 2^32 are allowed");
-        }
         if (numFree < needed) {
             return false;
         }

@@ -172,28 +172,12 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
             throw new NullPointerException("token");
         }
         int total = sg.count();
-        if (total == 0) {
-            throw new IllegalArgumentException("a buffer needs at least one segment");
-        }
+        sg.checkFits(size, indirectMax);
         if (broken != null || released) {
             throw new IllegalStateException(released ? "queue " + index + " was released" : broken.getMessage(), broken);
         }
         boolean useIndirect = total > 1 && total <= indirectMax;
         int needed = useIndirect ? 1 : total;
-        if (total > size || needed > size) {
-            // §2.7.5.3.1 (split-drv-8): no chain longer than the queue size, indirect or not; this one could
-            // never be added.
-            throw new IllegalArgumentException(total + " buffers cannot form a chain in a queue of " + size
-                    + (indirectMax > 0 ? " (indirect tables hold " + indirectMax + ")" : ""));
-        }
-        long bytes = 0;
-        for (int i = 0; i < total; i++) {
-            bytes += Integer.toUnsignedLong(sg.length(i));
-        }
-        if (bytes > 1L << 32) {
-            // §2.7.5.2 (split-drv-4): the buffers of one chain add up to at most 2^32 bytes.
-            throw new IllegalArgumentException("a chain of " + bytes + " bytes; at most 2^32 are allowed");
-        }
         if (numFree < needed) {
             return false;
         }
