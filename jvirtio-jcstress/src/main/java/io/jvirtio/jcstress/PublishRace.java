@@ -92,15 +92,20 @@ public final class PublishRace {
 
         @Actor
         public void driver(IJ_Result r) {
-            try {
-                Integer token = ring.driver.getBuf();
-                if (token != null) {
-                    r.r1 = 1;
-                    r.r2 = ring.driver.lastLength();
-                }
-            } catch (VirtqueueException e) {
-                r.r1 = -1;
+            PublishRace.driverReaps(ring, r);
+        }
+    }
+
+    /** r1: 1 if the driver reaped a buffer (0 if none yet, -1 if what it read was not one in flight); r2: its length. */
+    static void driverReaps(Ring ring, IJ_Result r) {
+        try {
+            Integer token = ring.driver.getBuf();
+            if (token != null) {
+                r.r1 = 1;
+                r.r2 = ring.driver.lastLength();
             }
+        } catch (VirtqueueException e) {
+            r.r1 = -1;
         }
     }
 
@@ -160,15 +165,7 @@ public final class PublishRace {
 
         @Actor
         public void driver(IJ_Result r) {
-            try {
-                Integer token = ring.driver.getBuf();
-                if (token != null) {
-                    r.r1 = 1;
-                    r.r2 = ring.driver.lastLength();
-                }
-            } catch (VirtqueueException e) {
-                r.r1 = -1;
-            }
+            PublishRace.driverReaps(ring, r);
         }
     }
 }
