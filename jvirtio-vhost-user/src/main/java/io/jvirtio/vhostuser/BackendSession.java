@@ -398,13 +398,12 @@ final class BackendSession implements Runnable {
     /** GET_INFLIGHT_FD: a fresh shared buffer for the front-end to keep and hand back after a restart. */
     private void getInflight(Message m) throws ProtocolException, IOException {
         Payloads.Inflight q = Payloads.Inflight.decode(m, rings.count());
-        long size = InflightBuffer.bytes(q.queues(), q.queueSize());
+        // sized for the ring format negotiated so far (QEMU sets the features first); all zero: fresh
+        long size = InflightBuffer.bytes(features, q.queues(), q.queueSize());
         int fd = Posix.memfdCreate("jvirtio-inflight");
         try {
             Posix.ftruncate(fd, size);
-            InflightBuffer buffer = InflightBuffer.map(fd, 0, size, q.queues(), q.queueSize());
-            buffer.format();
-            rings.setInflight(buffer);
+            rings.setInflight(InflightBuffer.map(fd, 0, size, q.queues(), q.queueSize(), features));
             ByteBuffer r = ByteBuffer.allocate(m.size()).order(ByteOrder.LITTLE_ENDIAN);
             r.putLong(size).putLong(0).putShort((short) q.queues()).putShort((short) q.queueSize());
             channel.write(Message.reply(m, r.array(), fd));
@@ -417,13 +416,14 @@ final class BackendSession implements Runnable {
     private void setInflight(Message m) throws ProtocolException {
         Payloads.Inflight q = Payloads.Inflight.decode(m, rings.count());
         m.expectFds(1);
-        if (q.mmapSize() < InflightBuffer.bytes(q.queues(), q.queueSize()) || q.mmapOffset() < 0
+        if (q.mmapSize() < InflightBuffer.bytes(features, q.queues(), q.queueSize()) || q.mmapOffset() < 0
                 || (q.mmapOffset() & 4095) != 0) {
             throw new ProtocolException("SET_INFLIGHT_FD: " + q.mmapSize() + " bytes at " + q.mmapOffset() + " for "
                     + q.queues() + " queues of " + q.queueSize());
         }
         try {
-            rings.setInflight(InflightBuffer.map(m.fds()[0], q.mmapOffset(), q.mmapSize(), q.queues(), q.queueSize()));
+            rings.setInflight(InflightBuffer.map(m.fds()[0], q.mmapOffset(), q.mmapSize(), q.queues(), q.queueSize(),
+                    features));
         } catch (NativeException e) {
             throw new ProtocolException("SET_INFLIGHT_FD: cannot map: " + e.getMessage(), e);
         }

@@ -9,7 +9,6 @@ import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.VirtqueueException;
-import io.jvirtio.core.queue.split.InflightRegion;
 
 import java.lang.System.Logger.Level;
 import java.lang.System.Logger;
@@ -37,7 +36,7 @@ final class RingControl {
     private InflightBuffer inflight;
     /** The virtio features the model runs with (no vhost-user bits). */
     private long features;
-    private boolean packedInflightWarned;
+    private boolean inflightWarned;
     private boolean active;
     private KickLoop kicks;
     /** The dirty log (SET_LOG_BASE) and its mapping; written to while {@link #logging} (VHOST_F_LOG_ALL). */
@@ -383,27 +382,30 @@ final class RingControl {
 
     /** The ring's queue over the current memory, resuming at its saved position (and its in-flight log). */
     private DeviceQueue queue(Vring r) throws VirtqueueException, ProtocolException {
+        DeviceQueue q;
         if (packed()) {
             // both positions (with their wrap counters) come from the base; the driver and device areas are
             // 4-byte event suppression structures (VIRTIO 1.2 §2.8.10)
-            DeviceQueue q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
+            q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
                     memory.translate(r.descUser, 16L * r.num), memory.translate(r.availUser, 4),
                     memory.translate(r.usedUser, 4)), features, new QueueState(r.base & 0xffff, r.base >>> 16));
-            if (inflight != null && !packedInflightWarned) {
-                packedInflightWarned = true;
-                LOG.log(System.Logger.Level.WARNING, "{0}: ring {1} is packed: requests in flight are not logged for"
-                        + " a reconnect (the packed in-flight layout is not implemented)", name, r.index);
-            }
-            return q;
+        } else {
+            // used_idx is the ring's own; resume both indices from the base (§ "ring states")
+            q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
+                    memory.translate(r.descUser, 16L * r.num), memory.translate(r.availUser, 6 + 2L * r.num),
+                    memory.translate(r.usedUser, 6 + 8L * r.num)), features, new QueueState(r.base, usedIndex(r)));
         }
-        // used_idx is the ring's own; resume both indices from the base (§ "ring states")
-        int used = usedIndex(r);
-        DeviceQueue q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
-                memory.translate(r.descUser, 16L * r.num), memory.translate(r.availUser, 6 + 2L * r.num),
-                memory.translate(r.usedUser, 6 + 8L * r.num)), features, new QueueState(r.base, used));
-        InflightRegion log = inflight == null ? null : inflight.region(r.index, r.num);
-        if (log != null) {
-            q.trackInflight(log);
+        if (inflight != null) {
+            MemorySegment log = inflight.region(r.index, r.num, features);
+            if (log != null) {
+                q.trackInflight(log);
+            } else if (!inflightWarned) {
+                inflightWarned = true;
+                LOG.log(System.Logger.Level.WARNING, "{0}: ring {1} ({2} entries, {3}) is not covered by the in-flight"
+                        + " buffer ({4} queues of {5}, {6}): its requests in flight are not logged for a reconnect",
+                        name, r.index, r.num, packed() ? "packed" : "split", inflight.queues, inflight.queueSize,
+                        io.jvirtio.core.spec.Feature.RING_PACKED.isSet(inflight.features) ? "packed" : "split");
+            }
         }
         return q;
     }

@@ -3,9 +3,10 @@ package io.jvirtio.core.queue;
 import io.jvirtio.core.memory.DirtyLog;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.packed.PackedDeviceQueue;
-import io.jvirtio.core.queue.split.InflightRegion;
 import io.jvirtio.core.queue.split.SplitDeviceQueue;
 import io.jvirtio.core.spec.Feature;
+
+import java.lang.foreign.MemorySegment;
 
 /**
  * The device side of a virtqueue — what a VMM or a vhost-user back-end runs — in either ring format: the
@@ -74,10 +75,22 @@ public interface DeviceQueue {
     void undoPop();
 
     /**
-     * Keeps an in-flight log (vhost-user INFLIGHT_SHMFD) and recovers from it: buffers a previous device took
-     * but never used are handed out again by {@link #pop} first.
+     * Keeps an in-flight log in {@code region} (vhost-user INFLIGHT_SHMFD, "Inflight I/O tracking", in the
+     * layout of this queue's format, {@link #inflightBytes} long) and recovers from it; call before the first
+     * {@link #pop}. A region never used (version 0) is formatted and the queue keeps its position. One a
+     * previous device left sets the position, and the buffers that device took but never used are handed out
+     * again by {@link #pop} first, oldest first.
+     *
+     * @throws VirtqueueException ({@link RingError.InflightLogInvalid}) if the region is not a log this queue
+     *                            can resume from; the queue is then unusable
      */
-    void trackInflight(InflightRegion log) throws VirtqueueException;
+    void trackInflight(MemorySegment region) throws VirtqueueException;
+
+    /** Bytes of one queue's in-flight log for a ring of {@code size} in the format {@code features} choose. */
+    static long inflightBytes(long features, int size) {
+        return Feature.RING_PACKED.isSet(features) ? PackedDeviceQueue.inflightBytes(size)
+                : SplitDeviceQueue.inflightBytes(size);
+    }
 
     /**
      * Stages a used buffer: the chain whose {@link DescriptorChain#head()} is {@code id} (split: its head

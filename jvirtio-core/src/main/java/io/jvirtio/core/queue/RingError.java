@@ -170,4 +170,14 @@ public sealed interface RingError {
             return "chain at slot " + slot + ": INDIRECT descriptor inside a list linked by NEXT";
         }
     }
+
+    /**
+     * vhost-user: the in-flight log a front-end handed over (SET_INFLIGHT_FD) is not one this queue can resume
+     * from — wrong size, version or ring size, or links that leave the table or loop ("Inflight I/O tracking").
+     */
+    record InflightLogInvalid(String reason) implements RingError {
+        public String message() {
+            return "in-flight log: " + reason;
+        }
+    }
 }

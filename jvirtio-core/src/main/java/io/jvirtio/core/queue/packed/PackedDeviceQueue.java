@@ -11,7 +11,6 @@ import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.RingPart;
 import io.jvirtio.core.queue.VirtqueueException;
-import io.jvirtio.core.queue.split.InflightRegion;
 import io.jvirtio.core.spec.Feature;
 
 import java.lang.foreign.MemorySegment;
@@ -79,6 +78,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private int lastPopId = -1;
     private volatile DirtyLog log;
     private volatile boolean logRing;
+    /** vhost-user in-flight tracking, when on: the log, each id's head entry in it, the staged heads. */
+    private PackedInflight inflight;
+    private int[] entryOf;
+    private int[] stagedEntry;
+    /** Head entries a previous device left in flight, handed out by {@link #pop} before new buffers. */
+    private int[] resubmit = new int[0];
+    private int resubmitNext;
 
     private PackedDeviceQueue(GuestMemory memory, int index, int size, RingAddresses addresses, long features,
                               QueueState state) throws VirtqueueException {
@@ -145,6 +151,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
     @Override
     public boolean pop(DescriptorChain chain) throws VirtqueueException {
         checkBroken();
+        if (resubmitNext < resubmit.length) {
+            return popResubmitted(chain);
+        }
         // §2.8.1: the head's flags (load-acquire) expose the whole list the driver wrote before them.
         int flags = GuestMemory.getU16Acquire(desc, (long) nextAvail * DESC_SIZE + DESC_FLAGS);
         if (!Packed.isAvail(flags, availWrap)) {
@@ -198,6 +207,14 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     throw breakWith(chain, new RingError.BufferIdInFlight(first, id));
                 }
                 chain.setHead(id);
+                if (inflight != null) {
+                    try {
+                        entryOf[id] = inflight.took(desc, first, taken);
+                    } catch (VirtqueueException e) {
+                        broken = e;
+                        throw e;
+                    }
+                }
                 slots[id] = taken;
                 lastPopSlot = nextAvail;
                 lastPopWrap = availWrap;
@@ -246,16 +263,86 @@ public final class PackedDeviceQueue implements DeviceQueue {
             throw new IllegalStateException("nothing popped to give back");
         }
         slots[lastPopId] = 0;
+        if (inflight != null) {
+            inflight.untake(entryOf[lastPopId]);
+        }
         nextAvail = lastPopSlot;
         availWrap = lastPopWrap;
         lastPopId = -1;
     }
 
+    /** Bytes of one queue's in-flight log (QueueRegionPacked) for a ring of {@code size}. */
+    public static long inflightBytes(int size) {
+        return PackedInflight.bytes(size);
+    }
+
+    /**
+     * {@inheritDoc} The packed layout keeps a copy of each list taken (the ring's slots are overwritten by used
+     * descriptors), so resubmitted buffers are rebuilt from the log, their indirect tables from guest memory;
+     * the used position comes from the log and the available one follows the lists still in flight.
+     */
     @Override
-    public void trackInflight(InflightRegion log) {
-        throw new UnsupportedOperationException("queue " + index
-                + ": in-flight tracking is implemented for split rings only (the packed in-flight layout of"
-                + " vhost-user is not)");
+    public void trackInflight(MemorySegment region) throws VirtqueueException {
+        PackedInflight l = PackedInflight.attach(region, size, index, nextUsed, usedWrap);
+        PackedInflight.Recovered r = l.recover(desc);
+        entryOf = new int[size];
+        stagedEntry = new int[size];
+        inflight = l;
+        if (l.fresh()) {
+            return;
+        }
+        java.util.Arrays.fill(slots, 0);
+        int slot = r.usedSlot();
+        boolean wrap = r.usedWrap();
+        nextUsed = slot;
+        usedWrap = wrap;
+        for (int head : r.heads()) {
+            int id = l.id(l.last(head));
+            int n = l.num(head);
+            slots[id] = n;
+            entryOf[id] = head;
+            slot += n;
+            if (slot >= size) {
+                slot -= size;
+                wrap = !wrap;
+            }
+        }
+        nextAvail = slot;
+        availWrap = wrap;
+        resubmit = r.heads();
+        resubmitNext = 0;
+        usedSinceSignal = 0;
+        signalledValid = false;
+    }
+
+    /** A list a previous device took, rebuilt from the log with the same checks as one read from the ring. */
+    private boolean popResubmitted(DescriptorChain chain) throws VirtqueueException {
+        int head = resubmit[resubmitNext++];
+        lastPopId = -1; // already logged: there is nothing to give back
+        int n = inflight.num(head);
+        chain.begin(memory, -1);
+        int e = head;
+        for (int k = 0; k < n; k++, e = inflight.next(e)) {
+            int flags = inflight.flags(e);
+            if ((flags & F_INDIRECT) != 0) {
+                if (!indirect) {
+                    throw breakWith(chain, new RingError.IndirectNotNegotiated(head));
+                }
+                if (n > 1) {
+                    throw breakWith(chain, new RingError.IndirectInChain(head));
+                }
+                loadIndirect(chain, head, inflight.addr(e), inflight.len(e));
+            } else {
+                try {
+                    chain.append(index, inflight.addr(e), inflight.len(e), (flags & F_WRITE) != 0);
+                } catch (VirtqueueException ex) {
+                    broken = ex;
+                    throw ex;
+                }
+            }
+        }
+        chain.setHead(inflight.id(inflight.last(head)));
+        return true;
     }
 
     @Override
@@ -268,6 +355,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
         desc.set(GuestMemory.U16, at + DESC_ID, (short) id);
         desc.set(GuestMemory.U32, at + DESC_LEN, len);
         // §2.8.5: WRITE in a used descriptor says the device wrote into the buffer (len counts then)
+        if (inflight != null) {
+            stagedEntry[staged] = entryOf[id];
+        }
         stagedSlot[staged] = nextUsed;
         stagedFlags[staged] = (short) (Packed.usedFlags(usedWrap) | (len != 0 ? F_WRITE : 0));
         staged++;
@@ -294,6 +384,15 @@ public final class PackedDeviceQueue implements DeviceQueue {
     public void publishUsed() {
         // The first staged descriptor's flags go last (store-release each): the driver, polling the first
         // slot, then finds the whole batch written (§2.8.21 "Multi-buffer requests").
+        // With an in-flight log, the batch is logged around the ring writes in the order of vhost-user.rst
+        // ("When supplying used buffers"), so a device dying at any point is rolled back or forward.
+        PackedInflight track = staged > 0 ? inflight : null;
+        if (track != null) {
+            for (int i = 0; i < staged; i++) {
+                track.returned(stagedEntry[i]);
+            }
+            track.usedMoved(nextUsed, usedWrap);
+        }
         DirtyLog l = logRing ? log : null;
         for (int i = staged - 1; i >= 0; i--) {
             long at = (long) stagedSlot[i] * DESC_SIZE;
@@ -301,6 +400,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
             if (l != null) {
                 l.mark(descGpa + at, DESC_SIZE);
             }
+        }
+        if (track != null) {
+            for (int i = 0; i < staged; i++) {
+                track.done(stagedEntry[i]);
+            }
+            track.commit();
         }
         staged = 0;
     }

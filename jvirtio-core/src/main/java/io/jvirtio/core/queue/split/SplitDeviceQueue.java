@@ -9,6 +9,7 @@ import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
+import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
 import static io.jvirtio.core.queue.split.Virtq.AVAIL_FLAGS;
@@ -55,7 +56,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private boolean signalledUsedValid;
     private boolean notificationsEnabled = true;
     private VirtqueueException broken;
-    private InflightRegion inflight;
+    private SplitInflight inflight;
     private int[] resubmit = new int[0];
     private int resubmitNext;
     /** The dirty log while live migration logs (null otherwise): read on every used element, hence volatile. */
@@ -181,13 +182,22 @@ public final class SplitDeviceQueue implements DeviceQueue {
         return true;
     }
 
+    /** Bytes of one queue's in-flight log (QueueRegionSplit) for a ring of {@code size}. */
+    public static long inflightBytes(int size) {
+        return SplitInflight.bytes(size);
+    }
+
     /**
-     * Keeps an in-flight log for this ring (vhost-user INFLIGHT_SHMFD) and recovers from it: heads a
-     * previous device took but never published are handed out again by {@link #pop} before any new ones,
-     * oldest first, and the available index resumes after them.
+     * {@inheritDoc} The split layout records heads only: resubmitted chains are read again from the descriptor
+     * table, which the driver leaves alone until they are used; the available index resumes after them.
      */
-    public void trackInflight(InflightRegion log) throws VirtqueueException {
+    @Override
+    public void trackInflight(MemorySegment region) throws VirtqueueException {
+        SplitInflight log = SplitInflight.attach(region, size, index);
         this.inflight = log;
+        if (log.fresh()) {
+            return;
+        }
         int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
         int[] heads = log.recover(usedIdx);
         for (int h : heads) {

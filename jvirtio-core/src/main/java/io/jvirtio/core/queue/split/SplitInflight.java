@@ -1,5 +1,8 @@
 package io.jvirtio.core.queue.split;
 
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.VirtqueueException;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
@@ -19,7 +22,7 @@ import static io.jvirtio.core.memory.GuestMemory.U64;
  *                           struct DescStateSplit { u8 inflight; u8 pad[5]; u16 next; u64 counter; } desc[desc_num]; }
  * </pre>
  */
-public final class InflightRegion {
+public final class SplitInflight {
     static final int HEADER = 16;
     static final int ENTRY = 16;
     static final int VERSION = 1;
@@ -32,8 +35,10 @@ public final class InflightRegion {
     private final int size;
     private long counter;
     private int batchHead = -1;
+    /** Formatted by {@link #attach}: no previous device used it. */
+    private boolean fresh;
 
-    private InflightRegion(MemorySegment region, int size) {
+    private SplitInflight(MemorySegment region, int size) {
         this.region = region;
         this.size = size;
     }
@@ -43,30 +48,46 @@ public final class InflightRegion {
         return HEADER + (long) ENTRY * size;
     }
 
-    /** A fresh region (all zero) for a queue of {@code size}: formats the header. */
-    public static InflightRegion format(MemorySegment region, int size) {
+    /** Formats a region for a queue of {@code size}: all zero but the header. */
+    static SplitInflight format(MemorySegment region, int size) {
         region.asSlice(0, bytes(size)).fill((byte) 0);
         region.set(U16, OFF_VERSION, (short) VERSION);
         region.set(U16, OFF_DESC_NUM, (short) size);
-        return new InflightRegion(region, size);
+        return new SplitInflight(region, size);
     }
 
-    /** A region a previous device left behind; its contents are checked before use. */
-    public static InflightRegion attach(MemorySegment region, int size) {
+    /**
+     * The log in {@code region}: formatted when never used (version 0, "an uninitialized buffer" in
+     * vhost-user.rst), else one a previous device left, whose header is checked before use.
+     *
+     * @throws VirtqueueException ({@link RingError.InflightLogInvalid}) if the region is too small or its header
+     *                            is not a version-1 log of {@code size} descriptors
+     */
+    public static SplitInflight attach(MemorySegment region, int size, int queueIndex) throws VirtqueueException {
+        if (region.byteSize() < bytes(size)) {
+            throw new VirtqueueException(queueIndex, new RingError.InflightLogInvalid(
+                    region.byteSize() + " bytes for a queue of " + size + " needing " + bytes(size)));
+        }
         int version = Short.toUnsignedInt(region.get(U16, OFF_VERSION));
         int num = Short.toUnsignedInt(region.get(U16, OFF_DESC_NUM));
-        if (version == 0 && num == 0) {
-            return format(region, size);
+        if (version == 0) {
+            SplitInflight r = format(region, size);
+            r.fresh = true;
+            return r;
         }
         if (version != VERSION || num != size) {
-            throw new IllegalArgumentException("in-flight region for version " + version + " and " + num
-                    + " descriptors, expected version " + VERSION + " and " + size);
+            throw new VirtqueueException(queueIndex, new RingError.InflightLogInvalid("version " + version + " with "
+                    + num + " descriptors, expected version " + VERSION + " with " + size));
         }
-        InflightRegion r = new InflightRegion(region, size);
+        SplitInflight r = new SplitInflight(region, size);
         for (int i = 0; i < size; i++) {
             r.counter = Math.max(r.counter, r.region.get(U64, entry(i) + 8));
         }
         return r;
+    }
+
+    boolean fresh() {
+        return fresh;
     }
 
     private static long entry(int head) {
