@@ -284,13 +284,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
     @Override
     public void trackInflight(MemorySegment region) throws VirtqueueException {
         PackedInflight l = PackedInflight.attach(region, size, index, nextUsed, usedWrap);
-        PackedInflight.Recovered r = l.recover(desc);
         entryOf = new int[size];
         stagedEntry = new int[size];
         inflight = l;
         if (l.fresh()) {
             return;
         }
+        PackedInflight.Recovered r = l.recover(desc);
         java.util.Arrays.fill(slots, 0);
         int slot = r.usedSlot();
         boolean wrap = r.usedWrap();

@@ -90,13 +90,17 @@ class PackedInflightTest {
             assertThat(log.get(U16, 12)).as("free_head").isEqualTo((short) 3);
             assertThat(log.get(U16, 14)).as("old_free_head").isEqualTo((short) 3);
 
+            r.driver.addOutBuf(b, 8, 8);
+            DescriptorChain other = new DescriptorChain();
+            assertThat(r.device.pop(other)).isTrue(); // entry 3, so the free list is now 4, 5, ...
             r.device.addUsed(c, 32);
             assertThat(log.get(U8, entry(0))).as("staged: still in flight").isEqualTo((byte) 1);
             assertThat(log.get(U16, 16)).as("staged: used_idx unmoved").isZero();
             r.device.publishUsed();
             assertThat(log.get(U8, entry(0))).isZero();
             assertThat(log.get(U16, entry(2) + 2)).as("the list's last entry links to the old free head")
-                    .isEqualTo((short) 3);
+                    .isEqualTo((short) 4);
+            assertThat(log.get(U8, entry(3))).as("the other list").isEqualTo((byte) 1);
             assertThat(log.get(U16, 12)).as("free_head: the list returned").isZero();
             assertThat(log.get(U16, 16)).as("used_idx").isEqualTo((short) 3);
             assertThat(log.get(U8, 20)).isEqualTo((byte) 1);
@@ -120,7 +124,12 @@ class PackedInflightTest {
                 r.device.publishUsed();
                 r.driver.getBuf();
             }
+            r.driver.addOutBuf(b, 16, 50);
+            r.driver.addOutBuf(b, 16, 51);
+            r.device.pop(c);
+            r.device.pop(c);
             QueueState at = r.device.state();
+            assertThat(at).as("two buffers ahead of the used side").isEqualTo(new QueueState(0x0005, 0x0003));
             MemorySegment log = log(8);
             // as on a migration target: SET_VRING_BASE carries the position, the in-flight buffer is new
             PackedDeviceQueue q = PackedDeviceQueue.create(r.memory, 0, 8, r.driver.addresses(), r.features, at);
@@ -132,7 +141,7 @@ class PackedInflightTest {
             assertThat(q.pop(c)).isTrue();
             q.addUsed(c, 0);
             q.publishUsed();
-            assertThat(r.driver.getBuf()).isEqualTo(99);
+            assertThat(q.state()).isEqualTo(new QueueState(0x0006, 0x0004));
         }
     }
 
@@ -232,6 +241,14 @@ class PackedInflightTest {
                 MemorySegment log = log(8);
                 r.device.trackInflight(log);
                 long b = r.buffer(64);
+                DescriptorChain first = new DescriptorChain();
+                for (int i = 0; i < 5; i++) { // the batch below starts at slot 5, not at 0
+                    r.driver.addOutBuf(b, 16, 10 + i);
+                    r.device.pop(first);
+                    r.device.addUsed(first, 0);
+                    r.device.publishUsed();
+                    r.driver.getBuf();
+                }
                 for (int i = 0; i < 3; i++) {
                     r.driver.addOutBuf(b + 16L * i, 16, i);
                 }
@@ -244,8 +261,8 @@ class PackedInflightTest {
                 r.device.addUsed(ids[1], 0);
                 r.device.addUsed(ids[0], 0);
                 byte[] before = log.toArray(U8);
-                short slot0 = r.memory.readU16(r.desc(0) + 14);
-                short slot1 = r.memory.readU16(r.desc(1) + 14);
+                short slot5 = r.memory.readU16(r.desc(5) + 14);
+                short slot6 = r.memory.readU16(r.desc(6) + 14);
                 r.device.publishUsed();
                 // back to the moment between "update used_idx" and "set inflight to 0": the heads still in
                 // flight and the old_* fields not yet moved
@@ -256,22 +273,24 @@ class PackedInflightTest {
                 MemorySegment.copy(MemorySegment.ofArray(before), 18, log, 18, 2);
                 MemorySegment.copy(MemorySegment.ofArray(before), 21, log, 21, 1);
                 if (!flagsWritten) {
-                    r.memory.writeU16(r.desc(0) + 14, slot0);
-                    r.memory.writeU16(r.desc(1) + 14, slot1);
+                    r.memory.writeU16(r.desc(5) + 14, slot5);
+                    r.memory.writeU16(r.desc(6) + 14, slot6);
                 }
                 PackedDeviceQueue second = restart(r, 8, log);
                 List<Integer> redone = new ArrayList<>();
                 while (second.pop(c)) {
                     redone.add(c.head());
                 }
+                // 5 + 3 slots: the available side wrapped to slot 0
                 if (flagsWritten) {
                     assertThat(redone).as("the driver saw the batch: only the third is redone").containsExactly(ids[2]);
-                    assertThat(second.state()).isEqualTo(new QueueState(0x8003, 0x8002));
+                    assertThat(second.state()).isEqualTo(new QueueState(0x0000, 0x8007));
                 } else {
                     assertThat(redone).as("the driver never saw the batch: all three redone, oldest first")
                             .containsExactly(ids[0], ids[1], ids[2]);
-                    assertThat(second.state()).isEqualTo(new QueueState(0x8003, 0x8000));
+                    assertThat(second.state()).isEqualTo(new QueueState(0x0000, 0x8005));
                 }
+                assertThat(log.get(U16, 12)).as("free_head as old_free_head").isEqualTo(log.get(U16, 14));
             }
         }
     }
@@ -299,6 +318,76 @@ class PackedInflightTest {
         }
     }
 
+    @Test
+    @Conformance("vu-inflight-2")
+    void listsAreResubmittedInTheOrderTakenNotTheOrderOfTheirEntries() throws Exception {
+        try (PackedRingTest.Ring r = new PackedRingTest.Ring(4, 0)) {
+            MemorySegment log = log(4);
+            r.device.trackInflight(log);
+            long b = r.buffer(64);
+            DescriptorChain c = new DescriptorChain();
+            r.driver.addOutBuf(b, 16, 1);
+            r.driver.addOutBuf(b + 16, 16, 2);
+            r.device.pop(c);                  // 1 in entry 0
+            int one = c.head();
+            r.device.pop(c);                  // 2 in entry 1
+            int two = c.head();
+            r.device.addUsed(one, 0);
+            r.device.publishUsed();           // entry 0 back at the front of the free list
+            assertThat(r.driver.getBuf()).isEqualTo(1);
+            r.driver.addOutBuf(b + 32, 16, 3);
+            r.device.pop(c);                  // 3 in entry 0, taken after 2
+            int three = c.head();
+            assertThat(log.get(U8, entry(0))).isEqualTo((byte) 1);
+            PackedDeviceQueue second = restart(r, 4, log);
+            assertThat(second.pop(c)).isTrue();
+            assertThat(c.head()).as("2 was taken first").isEqualTo(two);
+            assertThat(second.pop(c)).isTrue();
+            assertThat(c.head()).isEqualTo(three);
+            assertThat(c.address(0)).isEqualTo(b + 32);
+            assertThat(second.pop(c)).isFalse();
+        }
+    }
+
+    @Test
+    @Conformance("vu-inflight-2")
+    void aListFillingTheWholeRingIsResubmitted() throws Exception {
+        try (PackedRingTest.Ring r = new PackedRingTest.Ring(4, 0)) {
+            MemorySegment log = log(4);
+            r.device.trackInflight(log);
+            long b = r.buffer(64);
+            r.driver.addBuf(new Scatterlist().addReadable(b, 8).addReadable(b + 8, 8).addWritable(b + 16, 8)
+                    .addWritable(b + 24, 8), 9);
+            DescriptorChain c = new DescriptorChain();
+            r.device.pop(c);
+            PackedDeviceQueue second = restart(r, 4, log);
+            assertThat(second.state()).as("four slots on: available wrapped").isEqualTo(new QueueState(0x0000, 0x8000));
+            assertThat(second.pop(c)).isTrue();
+            assertThat(c.count()).isEqualTo(4);
+            assertThat(c.address(3)).isEqualTo(b + 24);
+            second.addUsed(c, 16);
+            second.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(9);
+            assertThat(r.driver.lastLength()).isEqualTo(16);
+        }
+    }
+
+    @Test
+    @Conformance("vu-inflight-3")
+    void aFreeListChangedUnderTheRunningDeviceStopsTheRing() throws Exception {
+        try (PackedRingTest.Ring r = new PackedRingTest.Ring(4, 0)) {
+            MemorySegment log = log(4);
+            r.device.trackInflight(log);
+            log.set(U16, entry(0) + 2, (short) 4); // entry 0 now ends the free list
+            long b = r.buffer(64);
+            r.driver.addBuf(new Scatterlist().addReadable(b, 16).addReadable(b + 16, 16), 0);
+            assertThatThrownBy(() -> r.device.pop(new DescriptorChain())).isInstanceOf(VirtqueueException.class)
+                    .hasMessageContaining("free list exhausted at entry 4");
+            assertThatThrownBy(() -> r.device.pop(new DescriptorChain())).as("the ring stays stopped")
+                    .isInstanceOf(VirtqueueException.class);
+        }
+    }
+
     /** One hostile edit of a log holding one list of two entries (0, 1) with buffer id 0. */
     static void refused(String expected, Consumer<MemorySegment> edit) throws Exception {
         try (PackedRingTest.Ring r = new PackedRingTest.Ring(4, 0)) {
@@ -319,13 +408,12 @@ class PackedInflightTest {
     void aHostileLogIsRefusedWithANamedError() throws Exception {
         refused("version 2", l -> l.set(U16, 8, (short) 2));
         refused("with 8 descriptors", l -> l.set(U16, 10, (short) 8));
-        refused("used index 9", l -> {
-            l.set(U16, 16, (short) 9);
-            l.set(U16, 18, (short) 9);
-        });
+        refused("used index 4/0", l -> l.set(U16, 16, (short) 4));
+        refused("used index 0/4", l -> l.set(U16, 18, (short) 4));
         refused("wrap counter 2", l -> l.set(U8, 20, (byte) 2));
         refused("free list from 2 leaves the table or loops", l -> l.set(U16, entry(3) + 2, (short) 2));
         refused("free list from 2 leaves the table or loops", l -> l.set(U16, entry(2) + 2, (short) 9));
+        refused("leaves the table or shares entry 4", l -> l.set(U16, entry(0) + 2, (short) 4));
         refused("records a list of 0 descriptors", l -> l.set(U16, entry(0) + 6, (short) 0));
         refused("records a list of 5 descriptors", l -> l.set(U16, entry(0) + 6, (short) 5));
         refused("shares entry 2", l -> l.set(U16, entry(0) + 6, (short) 3));
