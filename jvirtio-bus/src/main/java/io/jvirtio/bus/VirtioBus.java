@@ -19,7 +19,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 public final class VirtioBus {
     /** Ring and transport features the bus negotiates on every driver's behalf (Linux vring_transport_features). */
     public static final long TRANSPORT_FEATURES =
-            Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.RING_PACKED);
+            Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX, Feature.RING_PACKED,
+                    Feature.IN_ORDER);
 
     private static final Logger LOG = System.getLogger(VirtioBus.class.getName());
 

@@ -21,6 +21,12 @@ public abstract class QueueDevice implements VirtioDeviceModel {
     public static final long RING_FEATURES = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC,
             Feature.EVENT_IDX, Feature.RING_PACKED);
 
+    /**
+     * VIRTIO_F_IN_ORDER, for the devices whose every queue uses buffers in the order it took them (net,
+     * console, entropy) — not blk, whose requests complete in the order the disk finishes them.
+     */
+    public static final long IN_ORDER = Feature.IN_ORDER.mask();
+
     private volatile QueueThread[] threads = new QueueThread[0];
     /** Queues the vhost-user front-end disabled (copy-on-write; read on the data path). */
     private volatile boolean[] disabled = new boolean[0];

@@ -20,7 +20,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 /** What every device model offers: VERSION_1, and no feature without the features it requires. */
 class OfferedFeaturesTest {
     @Test
-    @Conformance({"basic-dev-3", "basic-dev-10", "blk-dev-1"})
+    @Conformance({"basic-dev-3", "basic-dev-10", "blk-dev-1", "basic-dev-13"})
     void everyModelOffersVersion1AndNoFeatureWithoutItsRequirement() {
         VirtualSwitch sw = new VirtualSwitch();
         List<VirtioDeviceModel> models = List.of(new BlkDevice(new MemoryBackend(1 << 20, false)),
@@ -31,16 +31,20 @@ class OfferedFeaturesTest {
             assertThat(FeatureDependencies.violation(m.type(), m.deviceFeatures())).as("%s", m.type()).isNull();
             if (m.type() == io.jvirtio.core.spec.DeviceType.BLOCK) {
                 assertThat(Feature.BLK_FLUSH.isSet(m.deviceFeatures())).as("blk offers FLUSH").isTrue();
+                assertThat(Feature.IN_ORDER.isSet(m.deviceFeatures()))
+                        .as("blk completes requests as the disk does: no IN_ORDER (basic-dev-13)").isFalse();
+            } else {
+                assertThat(Feature.IN_ORDER.isSet(m.deviceFeatures())).as("%s completes in order", m.type()).isTrue();
             }
         }
     }
 
     /**
-     * The transport features jvirtio implements (§6); every other one — IN_ORDER, ACCESS_PLATFORM,
-     * NOTIFICATION_DATA, RING_RESET … — would change how the driver lays out or drives the rings.
+     * The transport features jvirtio implements (§6); every other one — ACCESS_PLATFORM, RING_RESET … — would
+     * change how the driver lays out or drives the rings. IN_ORDER only where every queue completes in order.
      */
     static final long TRANSPORT_IMPLEMENTED = Feature.maskOf(Feature.VERSION_1, Feature.INDIRECT_DESC, Feature.EVENT_IDX,
-            Feature.RING_PACKED);
+            Feature.RING_PACKED, Feature.IN_ORDER);
 
     @Test
     @Conformance("basic-dev-5")

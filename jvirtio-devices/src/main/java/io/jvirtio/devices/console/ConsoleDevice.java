@@ -74,7 +74,7 @@ public final class ConsoleDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        return RING_FEATURES | Feature.maskOf(Feature.CONSOLE_SIZE,
+        return RING_FEATURES | IN_ORDER | Feature.maskOf(Feature.CONSOLE_SIZE,
                 Feature.CONSOLE_EMERG_WRITE);
     }
 

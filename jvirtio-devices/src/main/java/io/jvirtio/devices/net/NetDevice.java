@@ -120,7 +120,7 @@ public final class NetDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        long f = RING_FEATURES | Feature.maskOf(Feature.NET_MAC,
+        long f = RING_FEATURES | IN_ORDER | Feature.maskOf(Feature.NET_MAC,
                 Feature.NET_STATUS, Feature.NET_MRG_RXBUF, Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX,
                 Feature.NET_CTRL_MAC_ADDR, Feature.NET_MTU);
         return maxPairs > 1 ? f | Feature.NET_MQ.mask() : f;

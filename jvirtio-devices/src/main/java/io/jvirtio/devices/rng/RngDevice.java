@@ -42,7 +42,7 @@ public final class RngDevice extends QueueDevice {
 
     @Override
     public long deviceFeatures() {
-        return RING_FEATURES;
+        return RING_FEATURES | IN_ORDER;
     }
 
     @Override

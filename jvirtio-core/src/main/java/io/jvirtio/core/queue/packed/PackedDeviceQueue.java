@@ -10,6 +10,7 @@ import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.RingPart;
+import io.jvirtio.core.queue.TakenOrder;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
@@ -67,21 +68,32 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private final int[] stagedSlot;
     private final short[] stagedFlags;
     private int staged;
+    /** VIRTIO_F_IN_ORDER: the ids in the order taken (null without it). */
+    private final TakenOrder order;
+    /**
+     * IN_ORDER: the last staged descriptor stands for buffers the device filled completely; the next buffer
+     * used overwrites it (§2.8.8 "In-order use of descriptors": one used descriptor per batch).
+     */
+    private boolean batchOpen;
     /** Slots used since the last notification decision, for EVENT_IDX. */
     private int usedSinceSignal;
     private boolean signalledValid;
     private boolean notificationsEnabled = true;
     private VirtqueueException broken;
-    /** For {@link #undoPop}: the position and id before the last pop. */
-    private int lastPopSlot = -1;
-    private boolean lastPopWrap;
-    private int lastPopId = -1;
+    /**
+     * For {@link #undoPop}: the position before each pop since the last used buffer (slot with the wrap
+     * counter in bit 15) and the id it took, so several pops can be given back, last first.
+     */
+    private final int[] popFrom;
+    private final int[] popId;
+    private int pops;
     private volatile DirtyLog log;
     private volatile boolean logRing;
-    /** vhost-user in-flight tracking, when on: the log, each id's head entry in it, the staged heads. */
+    /** vhost-user in-flight tracking, when on: the log, each id's head entry in it, the used heads staged. */
     private PackedInflight inflight;
     private int[] entryOf;
     private int[] stagedEntry;
+    private int stagedEntries;
     /** Head entries a previous device left in flight, handed out by {@link #pop} before new buffers. */
     private int[] resubmit = new int[0];
     private int resubmitNext;
@@ -108,6 +120,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.slots = new int[size];
         this.stagedSlot = new int[size];
         this.stagedFlags = new short[size];
+        this.popFrom = new int[size];
+        this.popId = new int[size];
+        this.order = Feature.IN_ORDER.isSet(features) ? new TakenOrder(size, index) : null;
     }
 
     /**
@@ -216,9 +231,11 @@ public final class PackedDeviceQueue implements DeviceQueue {
                     }
                 }
                 slots[id] = taken;
-                lastPopSlot = nextAvail;
-                lastPopWrap = availWrap;
-                lastPopId = id;
+                if (order != null) {
+                    order.taken(id);
+                }
+                popFrom[pops] = nextAvail | (availWrap ? WRAP : 0);
+                popId[pops++] = id;
                 nextAvail = slot;
                 availWrap = wrap;
                 if (eventIdx && notificationsEnabled) {
@@ -257,18 +274,23 @@ public final class PackedDeviceQueue implements DeviceQueue {
         }
     }
 
+    /** Gives back the last buffer popped (again for the one before, and so on) since the last one used. */
     @Override
     public void undoPop() {
-        if (lastPopId < 0) {
-            throw new IllegalStateException("nothing popped to give back");
+        if (pops == 0) {
+            throw new IllegalStateException("queue " + index + ": nothing popped to give back");
         }
-        slots[lastPopId] = 0;
+        int id = popId[--pops];
+        int from = popFrom[pops];
+        slots[id] = 0;
+        if (order != null) {
+            order.untaken();
+        }
         if (inflight != null) {
-            inflight.untake(entryOf[lastPopId]);
+            inflight.untake(entryOf[id]);
         }
-        nextAvail = lastPopSlot;
-        availWrap = lastPopWrap;
-        lastPopId = -1;
+        nextAvail = from & ~WRAP;
+        availWrap = (from & WRAP) != 0;
     }
 
     /** Bytes of one queue's in-flight log (QueueRegionPacked) for a ring of {@code size}. */
@@ -318,7 +340,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
     /** A list a previous device took, rebuilt from the log with the same checks as one read from the ring. */
     private boolean popResubmitted(DescriptorChain chain) throws VirtqueueException {
         int head = resubmit[resubmitNext++];
-        lastPopId = -1; // already logged: there is nothing to give back
+        pops = 0; // already logged: there is nothing to give back
         int n = inflight.num(head);
         chain.begin(memory, -1);
         int e = head;
@@ -342,25 +364,57 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
         }
         chain.setHead(inflight.id(inflight.last(head)));
+        if (order != null) {
+            order.taken(chain.head());
+        }
         return true;
     }
 
     @Override
     public void addUsed(int id, int len) {
+        addUsed(id, len, false);
+    }
+
+    /** With IN_ORDER, a chain filled completely shares its used descriptor with the next one. */
+    @Override
+    public void addUsed(DescriptorChain chain, int len) {
+        DirtyLog l = log;
+        if (l != null) {
+            chain.markWritten(l, len);
+        }
+        addUsed(chain.head(), len, order != null && len == chain.writableBytes());
+    }
+
+    private void addUsed(int id, int len, boolean full) {
         if (id < 0 || id >= size || slots[id] == 0) {
             throw new IllegalArgumentException("queue " + index + ": buffer id " + id + " is not in flight");
         }
-        lastPopId = -1;
-        long at = (long) nextUsed * DESC_SIZE;
-        desc.set(GuestMemory.U16, at + DESC_ID, (short) id);
-        desc.set(GuestMemory.U32, at + DESC_LEN, len);
-        // §2.8.5: WRITE in a used descriptor says the device wrote into the buffer (len counts then)
-        if (inflight != null) {
-            stagedEntry[staged] = entryOf[id];
+        if (order != null) {
+            order.used(id);
         }
-        stagedSlot[staged] = nextUsed;
-        stagedFlags[staged] = (short) (Packed.usedFlags(usedWrap) | (len != 0 ? F_WRITE : 0));
-        staged++;
+        pops = 0;
+        // §2.8.5: WRITE in a used descriptor says the device wrote into the buffer (len counts then)
+        int write = len != 0 ? F_WRITE : 0;
+        if (batchOpen) {
+            // IN_ORDER: one used descriptor per batch, over the batch's first slot, naming its last buffer;
+            // the driver takes the ones before as filled completely
+            int at = staged - 1;
+            long off = (long) stagedSlot[at] * DESC_SIZE;
+            desc.set(GuestMemory.U16, off + DESC_ID, (short) id);
+            desc.set(GuestMemory.U32, off + DESC_LEN, len);
+            stagedFlags[at] = (short) ((stagedFlags[at] & ~F_WRITE) | write);
+        } else {
+            long off = (long) nextUsed * DESC_SIZE;
+            desc.set(GuestMemory.U16, off + DESC_ID, (short) id);
+            desc.set(GuestMemory.U32, off + DESC_LEN, len);
+            stagedSlot[staged] = nextUsed;
+            stagedFlags[staged] = (short) (Packed.usedFlags(usedWrap) | write);
+            staged++;
+        }
+        batchOpen = full;
+        if (inflight != null) {
+            stagedEntry[stagedEntries++] = entryOf[id];
+        }
         int n = slots[id];
         slots[id] = 0;
         nextUsed += n;
@@ -372,23 +426,15 @@ public final class PackedDeviceQueue implements DeviceQueue {
     }
 
     @Override
-    public void addUsed(DescriptorChain chain, int len) {
-        DirtyLog l = log;
-        if (l != null) {
-            chain.markWritten(l, len);
-        }
-        addUsed(chain.head(), len);
-    }
-
-    @Override
     public void publishUsed() {
         // The first staged descriptor's flags go last (store-release each): the driver, polling the first
         // slot, then finds the whole batch written (§2.8.21 "Multi-buffer requests").
         // With an in-flight log, the batch is logged around the ring writes in the order of vhost-user.rst
         // ("When supplying used buffers"), so a device dying at any point is rolled back or forward.
-        PackedInflight track = staged > 0 ? inflight : null;
+        batchOpen = false; // the driver may consume the descriptor now: the next buffer gets one of its own
+        PackedInflight track = stagedEntries > 0 ? inflight : null;
         if (track != null) {
-            for (int i = 0; i < staged; i++) {
+            for (int i = 0; i < stagedEntries; i++) {
                 track.returned(stagedEntry[i]);
             }
             track.usedMoved(nextUsed, usedWrap);
@@ -402,10 +448,11 @@ public final class PackedDeviceQueue implements DeviceQueue {
             }
         }
         if (track != null) {
-            for (int i = 0; i < staged; i++) {
+            for (int i = 0; i < stagedEntries; i++) {
                 track.done(stagedEntry[i]);
             }
             track.commit();
+            stagedEntries = 0;
         }
         staged = 0;
     }

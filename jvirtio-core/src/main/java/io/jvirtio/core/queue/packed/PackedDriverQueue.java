@@ -61,6 +61,20 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     private final int[] nextFreeId;
     private final int[] slotsOf;
     private final Object[] tokens;
+    /**
+     * VIRTIO_F_IN_ORDER: the ids in the order made available ({@code order}, from {@code oldest}); one used
+     * descriptor may stand for a batch ending at {@code batchLast}, the buffers before it filled completely
+     * ({@code inLength}, their writable bytes) — §2.8.8.
+     */
+    private final boolean inOrder;
+    private final int[] order;
+    private final int[] inLength;
+    private int oldest;
+    private int ordered;
+    private int batchLast = -1;
+    private int batchLength;
+    /** The slot (with the wrap counter in bit 15) after the pending batch: where the device writes next. */
+    private int batchEnd;
     private final Scatterlist scratch = new Scatterlist();
     private int freeId;
     private int numFree;
@@ -102,6 +116,9 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         for (int i = 0; i < size; i++) {
             nextFreeId[i] = i + 1;
         }
+        this.inOrder = Feature.IN_ORDER.isSet(features);
+        this.order = inOrder ? new int[size] : null;
+        this.inLength = inOrder ? new int[size] : null;
         this.numFree = size;
     }
 
@@ -215,6 +232,16 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         inFlightSlots += needed;
         slotsOf[id] = needed;
         tokens[id] = token;
+        if (inOrder) {
+            int in = 0;
+            for (int n = sg.readableCount(); n < total; n++) {
+                in += sg.length(n);
+            }
+            inLength[id] = in;
+            int at = oldest + ordered;
+            order[at >= size ? at - size : at] = id;
+            ordered++;
+        }
         // §2.8.13.1: the rest of the list (and its contents) before the first descriptor's flags
         GuestMemory.setU16Release(desc, (long) first * DESC_SIZE + DESC_FLAGS, headFlags);
         numAdded += needed;
@@ -272,7 +299,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
 
     @Override
     public boolean hasUsed() {
-        return inFlightSlots > 0 && isUsedAt(lastUsed, usedWrap);
+        return batchLast >= 0 || inFlightSlots > 0 && isUsedAt(lastUsed, usedWrap);
     }
 
     private boolean isUsedAt(int slot, boolean wrap) {
@@ -294,21 +321,39 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         if (released) {
             throw new IllegalStateException("queue " + index + " was released");
         }
-        if (inFlightSlots == 0) {
-            return null; // whatever the ring says: nothing of ours is out there
+        int id;
+        if (inOrder) {
+            if (batchLast < 0 && !readBatch()) {
+                return null;
+            }
+            id = order[oldest];
+            if (++oldest == size) {
+                oldest = 0;
+            }
+            ordered--;
+            if (id == batchLast) {
+                lastLength = batchLength;
+                batchLast = -1;
+            } else {
+                lastLength = inLength[id]; // §2.8.8: a buffer the batch skipped was filled completely
+            }
+        } else {
+            if (inFlightSlots == 0) {
+                return null; // whatever the ring says: nothing of ours is out there
+            }
+            long at = (long) lastUsed * DESC_SIZE;
+            int flags = GuestMemory.getU16Acquire(desc, at + DESC_FLAGS);
+            if (!Packed.isUsed(flags, usedWrap)) {
+                return null;
+            }
+            id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
+            if (id >= size || tokens[id] == null) {
+                broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
+                throw broken;
+            }
+            // §2.8.5: len counts only when the device set WRITE
+            lastLength = (flags & F_WRITE) != 0 ? desc.get(GuestMemory.U32, at + DESC_LEN) : 0;
         }
-        long at = (long) lastUsed * DESC_SIZE;
-        int flags = GuestMemory.getU16Acquire(desc, at + DESC_FLAGS);
-        if (!Packed.isUsed(flags, usedWrap)) {
-            return null;
-        }
-        int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
-        if (id >= size || tokens[id] == null) {
-            broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
-            throw broken;
-        }
-        // §2.8.5: len counts only when the device set WRITE
-        lastLength = (flags & F_WRITE) != 0 ? desc.get(GuestMemory.U32, at + DESC_LEN) : 0;
         T token = (T) tokens[id];
         int n = slotsOf[id];
         free(id);
@@ -325,6 +370,46 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         return token;
     }
 
+    /**
+     * IN_ORDER: reads the used descriptor at {@code lastUsed}, which names the last buffer of a batch that
+     * starts with the oldest in flight (§2.8.8), and checks that the buffer is one of ours.
+     */
+    private boolean readBatch() throws VirtqueueException {
+        if (ordered == 0) {
+            return false; // whatever the ring says: nothing of ours is out there
+        }
+        long at = (long) lastUsed * DESC_SIZE;
+        int flags = GuestMemory.getU16Acquire(desc, at + DESC_FLAGS);
+        if (!Packed.isUsed(flags, usedWrap)) {
+            return false;
+        }
+        int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
+        int slots = 0;
+        for (int k = 0, i = oldest; ; k++) {
+            if (k == ordered) {
+                broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
+                throw broken;
+            }
+            slots += slotsOf[order[i]];
+            if (order[i] == id) {
+                break;
+            }
+            if (++i == size) {
+                i = 0;
+            }
+        }
+        int end = lastUsed + slots;
+        boolean wrap = usedWrap;
+        if (end >= size) {
+            end -= size;
+            wrap = !wrap;
+        }
+        batchEnd = end | (wrap ? WRAP : 0);
+        batchLast = id;
+        batchLength = (flags & F_WRITE) != 0 ? desc.get(GuestMemory.U32, at + DESC_LEN) : 0;
+        return true;
+    }
+
     private void free(int id) {
         int n = slotsOf[id];
         numFree += n;
@@ -335,9 +420,12 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         freeId = id;
     }
 
-    /** {@code lastUsed} with the used wrap counter in bit 15: a poll position and an event offset. */
+    /**
+     * Where the device writes its next used descriptor, with the used wrap counter in bit 15: a poll position
+     * and an event offset — {@code lastUsed}, or the end of an IN_ORDER batch not yet all taken.
+     */
     private int position() {
-        return lastUsed | (usedWrap ? WRAP : 0);
+        return batchLast >= 0 ? batchEnd : lastUsed | (usedWrap ? WRAP : 0);
     }
 
     @Override
@@ -371,7 +459,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     public boolean poll(int position) {
         // The event structure store must be visible before we re-read the ring (the lost-interrupt race).
         VarHandle.fullFence();
-        return isUsedAt(position & ~WRAP, (position & WRAP) != 0);
+        return batchLast >= 0 || isUsedAt(position & ~WRAP, (position & WRAP) != 0);
     }
 
     @Override
@@ -398,12 +486,26 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             driverEvent.set(GuestMemory.U16, EVENT_FLAGS, (short) EVENT_FLAGS_DESC);
         }
         VarHandle.fullFence();
-        return !isUsedAt(slot, wrap);
+        return batchLast < 0 && !isUsedAt(slot, wrap);
     }
 
     @Override
     @SuppressWarnings("unchecked")
     public T detachUnused() {
+        batchLast = -1;
+        if (inOrder) {
+            if (ordered == 0) {
+                return null;
+            }
+            int id = order[oldest]; // oldest first, so the order of what is left stays true
+            if (++oldest == size) {
+                oldest = 0;
+            }
+            ordered--;
+            T token = (T) tokens[id];
+            free(id);
+            return token;
+        }
         for (int id = 0; id < size; id++) {
             Object token = tokens[id];
             if (token != null) {

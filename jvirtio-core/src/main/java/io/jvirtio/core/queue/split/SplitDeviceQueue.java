@@ -6,6 +6,7 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.TakenOrder;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
@@ -48,6 +49,14 @@ public final class SplitDeviceQueue implements DeviceQueue {
     private final int mask;
     private final boolean eventIdx;
     private final boolean indirect;
+    /** VIRTIO_F_IN_ORDER: the heads in the order taken (null without it). */
+    private final TakenOrder taken;
+    /**
+     * IN_ORDER: the used-ring position of the open batch — buffers the device filled completely, whose one
+     * entry the next buffer used overwrites (§2.7.9: one entry per batch, for its last buffer).
+     */
+    private int batchPos;
+    private boolean batchOpen;
 
     private int nextAvail;
     private int shadowAvailIdx;
@@ -74,6 +83,7 @@ public final class SplitDeviceQueue implements DeviceQueue {
         this.mask = ring.size - 1;
         this.eventIdx = Feature.EVENT_IDX.isSet(features);
         this.indirect = Feature.INDIRECT_DESC.isSet(features);
+        this.taken = Feature.IN_ORDER.isSet(features) ? new TakenOrder(size, index) : null;
         this.nextAvail = state.nextAvail();
         this.shadowAvailIdx = state.nextAvail();
         this.nextUsed = state.nextUsed();
@@ -174,6 +184,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
         if (inflight != null) {
             inflight.begin(head);
         }
+        if (taken != null) {
+            taken.taken(head);
+        }
         if (eventIdx && notificationsEnabled) {
             // §2.7.10: with notifications on, ask to be told about the entry after the one just taken.
             ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
@@ -221,6 +234,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
             broken = e;
             throw e;
         }
+        if (taken != null) {
+            taken.taken(head);
+        }
         return true;
     }
 
@@ -234,6 +250,9 @@ public final class SplitDeviceQueue implements DeviceQueue {
             throw new IllegalStateException("undoPop cannot be combined with in-flight tracking");
         }
         nextAvail = (nextAvail - 1) & 0xffff;
+        if (taken != null) {
+            taken.untaken();
+        }
     }
 
     /**
@@ -241,13 +260,38 @@ public final class SplitDeviceQueue implements DeviceQueue {
      * into its writable buffers (§2.7.8). Not visible to the driver until {@link #publishUsed()}.
      */
     public void addUsed(int head, int len) {
+        addUsed(head, len, false);
+    }
+
+    /**
+     * {@link #addUsed(int, int)} for {@code chain}, whose writable buffers the device filled with {@code len}
+     * bytes from their start: while logging, their pages are marked dirty first (they were written before).
+     * With IN_ORDER a chain filled completely shares its used element with the next one (§2.7.9).
+     */
+    public void addUsed(DescriptorChain chain, int len) {
+        io.jvirtio.core.memory.DirtyLog l = log;
+        if (l != null) {
+            chain.markWritten(l, len);
+        }
+        addUsed(chain.head(), len, taken != null && len == chain.writableBytes());
+    }
+
+    private void addUsed(int head, int len, boolean full) {
         if (head < 0 || head >= size) {
             throw new IllegalArgumentException("head " + head + " is not below queue size " + size);
         }
-        long at = Virtq.usedRing(nextUsed & mask);
+        if (taken != null) {
+            taken.used(head);
+        }
+        // IN_ORDER: one used element per batch, at the position of its first buffer, naming its last; the
+        // driver takes the ones before as filled completely (§2.7.9 "In-order use of descriptors")
+        int pos = batchOpen ? batchPos : nextUsed;
+        long at = Virtq.usedRing(pos & mask);
         ring.used.set(GuestMemory.U32, at, head);
         ring.used.set(GuestMemory.U32, at + 4, len);
         logUsed(at, 8);
+        batchPos = pos;
+        batchOpen = full;
         nextUsed = (nextUsed + 1) & 0xffff;
         if (inflight != null) {
             inflight.batchAdd(head);
@@ -255,22 +299,11 @@ public final class SplitDeviceQueue implements DeviceQueue {
     }
 
     /**
-     * {@link #addUsed(int, int)} for {@code chain}, whose writable buffers the device filled with {@code len}
-     * bytes from their start: while logging, their pages are marked dirty first (they were written before).
-     */
-    public void addUsed(DescriptorChain chain, int len) {
-        io.jvirtio.core.memory.DirtyLog l = log;
-        if (l != null) {
-            chain.markWritten(l, len);
-        }
-        addUsed(chain.head(), len);
-    }
-
-    /**
      * Publishes every staged used element with one store-release of {@code used.idx}: the elements are
      * written before the index, as §2.7.8 requires, and a batch costs one index update.
      */
     public void publishUsed() {
+        batchOpen = false; // the driver may consume the element now: the next buffer gets one of its own
         GuestMemory.setU16Release(ring.used, USED_IDX, nextUsed);
         logUsed(USED_IDX, 2); // the index last: the front-end sees the elements' pages no later than it
 

@@ -69,6 +69,16 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
     private final int[] nextFree;
     private final int[] chainLength;
     private final Object[] tokens;
+    /**
+     * VIRTIO_F_IN_ORDER: descriptors are used in ring order from 0 (§2.7.5), freed oldest first from
+     * {@code oldestHead}; one used element may stand for a batch ending at {@code batchLast}, the buffers
+     * before it filled completely ({@code inLength}, their writable bytes).
+     */
+    private final boolean inOrder;
+    private final int[] inLength;
+    private int oldestHead;
+    private int batchLast = -1;
+    private int batchLength;
     private final Scatterlist scratch = new Scatterlist();
     private int freeHead;
     private int numFree;
@@ -98,6 +108,11 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         this.tokens = new Object[size];
         for (int i = 0; i < size; i++) {
             nextFree[i] = i + 1;
+        }
+        this.inOrder = Feature.IN_ORDER.isSet(features);
+        this.inLength = inOrder ? new int[size] : null;
+        if (inOrder) {
+            nextFree[size - 1] = 0; // split-drv-5: the table is used as a ring, next of the last entry is 0
         }
         this.numFree = size;
     }
@@ -208,6 +223,13 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         numFree -= needed;
         chainLength[head] = needed;
         tokens[head] = token;
+        if (inOrder) {
+            int in = 0;
+            for (int n = sg.readableCount(); n < total; n++) {
+                in += sg.length(n);
+            }
+            inLength[head] = in;
+        }
         ring.avail.set(GuestMemory.U16, Virtq.availRing(availIdxShadow & mask), (short) head);
         availIdxShadow = (availIdxShadow + 1) & 0xffff;
         GuestMemory.setU16Release(ring.avail, AVAIL_IDX, availIdxShadow);
@@ -288,24 +310,38 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         if (released) {
             throw new IllegalStateException("queue " + index + " was released");
         }
-        int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
-        if (usedIdx == lastUsedIdx) {
-            return null;
+        int head;
+        if (inOrder) {
+            if (batchLast < 0 && !readBatch()) {
+                return null;
+            }
+            head = oldestHead;
+            if (head == batchLast) {
+                lastLength = batchLength;
+                batchLast = -1;
+            } else {
+                lastLength = inLength[head]; // §2.7.9: a buffer the batch skipped was filled completely
+            }
+        } else {
+            int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
+            if (usedIdx == lastUsedIdx) {
+                return null;
+            }
+            int inFlight = (availIdxShadow - lastUsedIdx) & 0xffff;
+            if (((usedIdx - lastUsedIdx) & 0xffff) > inFlight) {
+                throw breakWith(new RingError.UsedIndexJump(usedIdx, lastUsedIdx, inFlight));
+            }
+            long at = Virtq.usedRing(lastUsedIdx & mask);
+            head = ring.used.get(GuestMemory.U32, at);
+            int len = ring.used.get(GuestMemory.U32, at + 4);
+            if (head < 0 || head >= size || tokens[head] == null) {
+                throw breakWith(new RingError.BadUsedId(head, size));
+            }
+            lastLength = len;
         }
-        int inFlight = (availIdxShadow - lastUsedIdx) & 0xffff;
-        if (((usedIdx - lastUsedIdx) & 0xffff) > inFlight) {
-            throw breakWith(new RingError.UsedIndexJump(usedIdx, lastUsedIdx, inFlight));
-        }
-        long at = Virtq.usedRing(lastUsedIdx & mask);
-        int id = ring.used.get(GuestMemory.U32, at);
-        int len = ring.used.get(GuestMemory.U32, at + 4);
-        if (id < 0 || id >= size || tokens[id] == null) {
-            throw breakWith(new RingError.BadUsedId(id, size));
-        }
-        T token = (T) tokens[id];
-        detach(id);
+        T token = (T) tokens[head];
+        detach(head);
         lastUsedIdx = (lastUsedIdx + 1) & 0xffff;
-        lastLength = len;
         if (eventIdx && (availFlagsShadow & AVAIL_F_NO_INTERRUPT) == 0) {
             // Callbacks on: ask for an interrupt at the next entry, and order that store before the
             // next read of used.idx (Linux virtio_store_mb).
@@ -315,6 +351,40 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         return token;
     }
 
+    /**
+     * IN_ORDER: reads the used element at {@code lastUsedIdx}, which names the last buffer of a batch that
+     * starts with the oldest in flight (§2.7.9); checks that it is one of ours and that {@code used.idx}
+     * covers the whole batch.
+     */
+    private boolean readBatch() throws VirtqueueException {
+        int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
+        if (usedIdx == lastUsedIdx) {
+            return false;
+        }
+        int inFlight = (availIdxShadow - lastUsedIdx) & 0xffff;
+        int published = (usedIdx - lastUsedIdx) & 0xffff;
+        if (published > inFlight) {
+            throw breakWith(new RingError.UsedIndexJump(usedIdx, lastUsedIdx, inFlight));
+        }
+        long at = Virtq.usedRing(lastUsedIdx & mask);
+        int id = ring.used.get(GuestMemory.U32, at);
+        int len = ring.used.get(GuestMemory.U32, at + 4);
+        int h = oldestHead;
+        for (int n = 1; ; n++) {
+            if (n > published) {
+                // the named buffer is not among the oldest `published` in flight (or not ours at all)
+                throw breakWith(new RingError.BadUsedId(id, size));
+            }
+            if (h == id) {
+                break;
+            }
+            h = (h + chainLength[h]) & mask;
+        }
+        batchLast = id;
+        batchLength = len;
+        return true;
+    }
+
     /** Bytes the device wrote into the buffer most recently returned by {@link #getBuf()} (Linux's {@code *len}). */
     public int lastLength() {
         return lastLength;
@@ -322,6 +392,13 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
 
     private void detach(int head) {
         int n = chainLength[head];
+        if (inOrder) {
+            // chains are freed oldest first and the table stays a ring: nothing to relink
+            numFree += n;
+            tokens[head] = null;
+            oldestHead = (head + n) & mask;
+            return;
+        }
         int last = head;
         if (n > 1) {
             for (int k = 1; k < n; k++) {
@@ -406,6 +483,18 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
      */
     @SuppressWarnings("unchecked")
     public T detachUnused() {
+        batchLast = -1;
+        if (inOrder) {
+            // oldest first, so the ring order of what is left stays true
+            Object token = tokens[oldestHead];
+            if (token == null) {
+                return null;
+            }
+            detach(oldestHead);
+            availIdxShadow = (availIdxShadow - 1) & 0xffff;
+            GuestMemory.setU16Release(ring.avail, AVAIL_IDX, availIdxShadow);
+            return (T) token;
+        }
         for (int head = 0; head < size; head++) {
             Object token = tokens[head];
             if (token != null) {

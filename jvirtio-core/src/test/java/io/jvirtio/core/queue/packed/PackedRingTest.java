@@ -301,6 +301,20 @@ class PackedRingTest {
             r.device.undoPop();
             assertThat(r.device.pop(c)).isTrue();
             assertThat(c.head()).isEqualTo(id);
+            // several pops given back, last first (a receive path whose frame did not fit): all come again
+            r.device.pop(c);
+            int second = c.head();
+            r.device.undoPop();
+            r.device.undoPop();
+            assertThat(r.device.state()).isEqualTo(QueueState.INITIAL_PACKED);
+            assertThatThrownBy(r.device::undoPop).isInstanceOf(IllegalStateException.class);
+            r.device.pop(c);
+            assertThat(c.head()).isEqualTo(id);
+            r.device.pop(c);
+            assertThat(c.head()).isEqualTo(second);
+            r.device.undoPop();
+            r.device.undoPop();
+            assertThat(r.device.pop(c)).isTrue();
             List<Integer> back = new ArrayList<>();
             for (Integer t; (t = r.driver.detachUnused()) != null; ) {
                 back.add(t);
