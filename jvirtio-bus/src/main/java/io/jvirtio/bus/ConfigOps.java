@@ -32,6 +32,15 @@ public interface ConfigOps {
         return true;
     }
 
+    /**
+     * The ring and transport features the driver accepts over this transport on top of its own: the bus's
+     * {@link VirtioBus#TRANSPORT_FEATURES}, and VIRTIO_F_NOTIFICATION_DATA where a notification can carry data
+     * (virtio-pci modern, virtio-mmio; not vhost-user's eventfd kicks).
+     */
+    default long transportFeatures() {
+        return VirtioBus.TRANSPORT_FEATURES;
+    }
+
     /** The 64 feature bits the device offers. */
     long getFeatures();
 

@@ -139,7 +139,7 @@ public final class VirtioBus {
             }
             ops.setStatus(status);
             long offered = ops.getFeatures();
-            long wanted = driver.features() | TRANSPORT_FEATURES;
+            long wanted = driver.features() | ops.transportFeatures();
             // A legacy interface (§6.1) has 32 feature bits and no FEATURES_OK; a modern one without
             // VERSION_1 cannot be driven at all (negotiate refuses it, as Linux's virtio_pci_modern does).
             boolean modern = ops.modern();

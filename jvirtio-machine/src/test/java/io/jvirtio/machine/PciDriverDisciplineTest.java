@@ -37,9 +37,16 @@ class PciDriverDisciplineTest {
         final List<Access> notifications = new CopyOnWriteArrayList<>();
         final List<Integer> configWrites = new CopyOnWriteArrayList<>();
         final java.util.concurrent.atomic.AtomicInteger isrReads = new java.util.concurrent.atomic.AtomicInteger();
+        /** Shows the device as not offering VIRTIO_F_NOTIFICATION_DATA (bit 38, in the second feature window). */
+        final boolean hideNotificationData;
 
         Logged(VirtioPciDevice inner) {
+            this(inner, false);
+        }
+
+        Logged(VirtioPciDevice inner, boolean hideNotificationData) {
             this.inner = inner;
+            this.hideNotificationData = hideNotificationData;
             this.common = PciRulesTest.Cap.find(inner, COMMON_CFG);
             this.isr = PciRulesTest.Cap.find(inner, ISR_CFG);
             this.notify = PciRulesTest.Cap.find(inner, NOTIFY_CFG);
@@ -54,6 +61,10 @@ class PciDriverDisciplineTest {
                 isrReads.incrementAndGet();
             }
             long v = inner.barRead(bar, offset, size);
+            if (hideNotificationData && isCommon(bar, offset) && offset - common.offset() == DEVICE_FEATURE
+                    && inner.barRead(bar, common.offset() + DEVICE_FEATURE_SELECT, 4) == 1) {
+                v &= ~(1L << (io.jvirtio.core.spec.Feature.NOTIFICATION_DATA.bit() - 32));
+            }
             if (isCommon(bar, offset)) {
                 log.add(new Access(false, (int) (offset - common.offset()), size, v));
             }
@@ -138,12 +149,19 @@ class PciDriverDisciplineTest {
         }
     }
 
-    @Test
-    @Conformance({"pci-drv-9", "pci-drv-21", "pci-drv-22"})
-    void capabilitiesAreNeverWrittenNotificationsCarryTheQueueAndMsixQueueInterruptsSkipTheIsr() throws Exception {
+    /**
+     * Without NOTIFICATION_DATA (the device is shown not offering it) a notification is a 16-bit write of the
+     * queue index (pci-drv-22); with it, a 32-bit write with the index in bits 0–15 and next_off/next_wrap in
+     * bits 16–31 (§4.1.5.2), which for each queue only moves forward.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "notification data offered: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    @Conformance({"pci-drv-9", "pci-drv-21", "pci-drv-22", "notif-drv-1"})
+    void capabilitiesAreNeverWrittenNotificationsCarryTheQueueAndMsixQueueInterruptsSkipTheIsr(boolean data)
+            throws Exception {
         try (Machine m = new Machine(64 << 20)) {
             NetDevice nic = new NetDevice(new VirtualSwitch().port(), new byte[] {0x52, 0x54, 0, 0, 0, 9}, 1);
-            Logged f = new Logged(new VirtioPciDevice(nic, m.memory(), "00:05.0", 4, false));
+            Logged f = new Logged(new VirtioPciDevice(nic, m.memory(), "00:05.0", 4, false), !data);
             m.plug(5, f);
             VirtioBus bus = new VirtioBus();
             NetDriver net = new NetDriver();
@@ -167,13 +185,20 @@ class PciDriverDisciplineTest {
                 assertThat(f.configWrites).as("capability type %d", type)
                         .noneMatch(o -> o >= cap.at() && o < cap.at() + len);
             }
-            // each notification: a 16-bit write of the queue's index at the queue's own doorbell
+            // each notification: a write of the queue's index at the queue's own doorbell
             long multiplier = f.configRead(f.notify.at() + NOTIFY_OFF_MULTIPLIER, 4) & 0xffffffffL;
+            java.util.Map<Long, Long> lastNext = new java.util.HashMap<>();
             assertThat(f.notifications).isNotEmpty().allSatisfy(a -> {
-                assertThat(a.size()).isEqualTo(2);
-                f.barWrite(f.common.bar(), f.common.offset() + QUEUE_SELECT, 2, a.value());
-                assertThat((long) a.offset()).as("doorbell of queue %d", a.value())
+                assertThat(a.size()).isEqualTo(data ? 4 : 2);
+                long queue = a.value() & 0xffff;
+                f.barWrite(f.common.bar(), f.common.offset() + QUEUE_SELECT, 2, queue);
+                assertThat((long) a.offset()).as("doorbell of queue %d", queue)
                         .isEqualTo(f.barRead(f.common.bar(), f.common.offset() + QUEUE_NOTIFY_OFF, 2) * multiplier);
+                if (data) {
+                    long next = a.value() >>> 16; // a split ring: the 16-bit available index
+                    Long before = lastNext.put(queue, next);
+                    assertThat(next).as("queue %d's next_off never moves back", queue).isGreaterThanOrEqualTo(before == null ? 0 : before);
+                }
             });
         }
     }

@@ -76,6 +76,15 @@ public final class QueueRegisters {
     }
 
     /**
+     * The features a modern virtio-pci or a virtio-mmio device offers: the model's, and VIRTIO_F_NOTIFICATION_DATA
+     * (§2.9) — a notification may carry the driver's next available position; the device takes it as a hint
+     * only (its queue reads the ring anyway, and a hostile value must change nothing).
+     */
+    public static long offered(VirtioDeviceModel model) {
+        return model.deviceFeatures() | Feature.NOTIFICATION_DATA.mask();
+    }
+
+    /**
      * Why {@code model} cannot run with the driver's {@code features}, or null (§2.2.2, §3.1.1 step 5):
      * bits never offered, VERSION_1 missing on a modern interface, or the model's own refusal.
      */

@@ -4,6 +4,8 @@ import io.jvirtio.bus.ConfigOps;
 import io.jvirtio.bus.QueueSpec;
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.queue.Doorbell;
+import io.jvirtio.core.spec.Feature;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.queue.DriverQueue;
@@ -72,6 +74,31 @@ final class MmioConfigOps implements ConfigOps {
         return ((read(DEVICE_FEATURES) & 0xffffffffL) << 32) | lo;
     }
 
+    /**
+     * QueueNotify for queue {@code index}: the index alone, or with NOTIFICATION_DATA the index in bits 0–15
+     * and next_off/next_wrap in bits 16–31 (§4.2.3.4).
+     */
+    private Doorbell doorbell(int index) {
+        boolean data = Feature.NOTIFICATION_DATA.isSet(negotiated);
+        return new Doorbell() {
+            @Override
+            public void ring() {
+                host.mmioWrite(base + QUEUE_NOTIFY, 4, index);
+            }
+
+            @Override
+            public void ring(int next) {
+                host.mmioWrite(base + QUEUE_NOTIFY, 4, data ? index | (long) (next & 0xffff) << 16 : index);
+            }
+        };
+    }
+
+    /** QueueNotify carries VIRTIO_F_NOTIFICATION_DATA (a 32-bit value, §4.2.3.4). */
+    @Override
+    public long transportFeatures() {
+        return VirtioBus.TRANSPORT_FEATURES | Feature.NOTIFICATION_DATA.mask();
+    }
+
     @Override
     public void finalizeFeatures(long features) {
         negotiated = features;
@@ -131,7 +158,7 @@ final class MmioConfigOps implements ConfigOps {
                 int size = spec.size() <= 0 ? Integer.highestOneBit(max) : Math.min(Integer.highestOneBit(spec.size()), max);
                 int index = i;
                 DriverQueue<Object> q = DriverQueue.allocate(host.dma(), i, SplitLayout.modern(size), negotiated,
-                        MAX_INDIRECT, () -> host.mmioWrite(base + QUEUE_NOTIFY, 4, index));
+                        MAX_INDIRECT, doorbell(index));
                 queues.add(q);
                 RingAddresses a = q.addresses();
                 write(QUEUE_NUM, size);

@@ -6,6 +6,7 @@ import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
+import io.jvirtio.core.spec.Feature;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;
 
@@ -38,6 +39,8 @@ public final class VirtioMmioDevice {
     private volatile int status;
     private volatile int interruptStatus;
     private volatile boolean active;
+    /** VIRTIO_F_NOTIFICATION_DATA negotiated: QueueNotify carries data above the queue index (set before active). */
+    private boolean notificationData;
     private final QueueRegisters rings;
 
     /**
@@ -78,7 +81,7 @@ public final class VirtioMmioDevice {
             case VERSION -> 2;
             case DEVICE_ID -> model.type().id();
             case VENDOR_ID -> VENDOR;
-            case DEVICE_FEATURES -> deviceFeaturesSel < 2 ? (model.deviceFeatures() >>> (32 * deviceFeaturesSel)) & 0xffffffffL : 0;
+            case DEVICE_FEATURES -> deviceFeaturesSel < 2 ? (QueueRegisters.offered(model) >>> (32 * deviceFeaturesSel)) & 0xffffffffL : 0;
             case QUEUE_NUM_MAX -> qv ? model.maxQueueSize(q) : 0;
             case QUEUE_READY -> qv && rings.enabled[q] ? 1 : 0;
             case INTERRUPT_STATUS -> interruptStatus;
@@ -104,9 +107,11 @@ public final class VirtioMmioDevice {
         }
         int v = (int) value;
         if (offset == QUEUE_NOTIFY) {
-            // the hot path: no lock
-            if (active && v >= 0 && v < numQueues && rings.enabled[v]) {
-                model.queueNotify(v);
+            // the hot path: no lock. With NOTIFICATION_DATA the queue is bits 0-15, next_off/next_wrap above
+            // (§4.2.2: a hint; the queue reads the ring itself)
+            int q = notificationData ? v & 0xffff : v;
+            if (active && q >= 0 && q < numQueues && rings.enabled[q]) {
+                model.queueNotify(q);
             }
             return;
         }
@@ -206,7 +211,7 @@ public final class VirtioMmioDevice {
 
     private boolean writeStatus(int next) {
         StatusRegister w = StatusRegister.write(name, status, next,
-                () -> QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true));
+                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), driverFeatures, true));
         status = w.status();
         return w.activate();
     }
@@ -217,6 +222,7 @@ public final class VirtioMmioDevice {
         long features;
         synchronized (this) {
             features = driverFeatures;
+            notificationData = Feature.NOTIFICATION_DATA.isSet(features);
             try {
                 queues = rings.create(memory, features);
             } catch (IllegalArgumentException e) {

@@ -2,6 +2,7 @@ package io.jvirtio.transport.pci;
 
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.core.queue.Doorbell;
+import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
 
@@ -58,8 +59,12 @@ final class ModernRegisters implements Registers {
         return (read(DEVICE_FEATURE, 4) << 32) | lo;
     }
 
+    /** The features the driver accepted: NOTIFICATION_DATA widens the doorbell to 32 bits. */
+    private long accepted;
+
     @Override
     public void driverFeatures(long features) {
+        accepted = features;
         write(DRIVER_FEATURE_SELECT, 4, 0);
         write(DRIVER_FEATURE, 4, features & 0xffffffffL);
         write(DRIVER_FEATURE_SELECT, 4, 1);
@@ -168,11 +173,28 @@ final class ModernRegisters implements Registers {
     @Override
     public Doorbell doorbell(int queue) throws TransportException {
         long off = read(QUEUE_NOTIFY_OFF, 2) * (long) notifyMultiplier;
-        if (off + 2 > notify.length()) {
+        boolean data = Feature.NOTIFICATION_DATA.isSet(accepted);
+        int width = data ? 4 : 2;
+        if (off + width > notify.length()) {
             throw new TransportException("queue " + queue + " notify offset " + off + " is outside the notify region");
         }
         long address = notify.address() + off;
-        return () -> host.mmioWrite(address, 2, queue);
+        return new Doorbell() {
+            @Override
+            public void ring() {
+                host.mmioWrite(address, 2, queue);
+            }
+
+            @Override
+            public void ring(int next) {
+                // §4.1.5.2: with NOTIFICATION_DATA a 32-bit write, vq index in bits 0-15, next_off/next_wrap above
+                if (data) {
+                    host.mmioWrite(address, 4, queue | (long) (next & 0xffff) << 16);
+                } else {
+                    host.mmioWrite(address, 2, queue);
+                }
+            }
+        };
     }
 
     @Override

@@ -4,6 +4,7 @@ import io.jvirtio.bus.ConfigOps;
 import io.jvirtio.bus.QueueSpec;
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.spec.Feature;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.queue.DriverQueue;
@@ -66,6 +67,12 @@ final class VirtioPciConfigOps implements ConfigOps {
     public void reset() {
         regs.status(0);
         io.jvirtio.transport.common.ResetWait.await(regs::status, busInfo());
+    }
+
+    /** A modern interface's notifications carry VIRTIO_F_NOTIFICATION_DATA (32-bit writes, §4.1.5.2). */
+    @Override
+    public long transportFeatures() {
+        return VirtioBus.TRANSPORT_FEATURES | (modern() ? Feature.NOTIFICATION_DATA.mask() : 0);
     }
 
     @Override

@@ -40,6 +40,7 @@ public final class VirtioPciDevice implements PciFunction {
     static final int DEVICE_OFFSET = 0x2000;
     static final int NOTIFY_OFFSET = 0x3000;
     static final int NOTIFY_MULTIPLIER = 4;
+    static final int NOTIFY_LENGTH = 0x1000;
     static final int PBA_OFFSET = 0x800;
 
     static final int CAP_MSIX = 0x40;
@@ -108,6 +109,10 @@ public final class VirtioPciDevice implements PciFunction {
         this.memory = memory;
         this.name = name;
         this.numQueues = model.numQueues();
+        if ((long) numQueues * NOTIFY_MULTIPLIER > NOTIFY_LENGTH) {
+            // pci-dev-17: every queue's doorbell, 32 bits wide with NOTIFICATION_DATA, inside the notify region
+            throw new IllegalArgumentException(name + ": " + numQueues + " queues do not fit the notify region");
+        }
         this.msixEntries = msixVectors;
         this.transitional = transitional;
         this.legacyBarSize = transitional ? Math.max(32, Long.highestOneBit(24 + model.config().size() - 1) << 1) : 0;
@@ -172,7 +177,7 @@ public final class VirtioPciDevice implements PciFunction {
         virtioCap(CAP_COMMON, CAP_ISR, COMMON_CFG, VIRTIO_BAR, COMMON_OFFSET, 0x1000, SIZE);
         virtioCap(CAP_ISR, CAP_DEVICE, ISR_CFG, VIRTIO_BAR, ISR_OFFSET, 0x1000, SIZE);
         virtioCap(CAP_DEVICE, CAP_NOTIFY, DEVICE_CFG, VIRTIO_BAR, DEVICE_OFFSET, 0x1000, SIZE);
-        virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, 0x1000, SIZE + 4);
+        virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, NOTIFY_LENGTH, SIZE + 4);
         put32(CAP_NOTIFY + NOTIFY_OFF_MULTIPLIER, NOTIFY_MULTIPLIER);
         virtioCap(CAP_PCI_CFG, 0, PCI_CFG, 0, 0, 0, SIZE + 4);
     }
@@ -577,7 +582,7 @@ public final class VirtioPciDevice implements PciFunction {
         long field;
         int start;
         if (at < 4) { field = deviceFeatureSelect; start = DEVICE_FEATURE_SELECT; }
-        else if (at < 8) { field = deviceFeatureSelect < 2 ? model.deviceFeatures() >>> (32 * deviceFeatureSelect) : 0; start = DEVICE_FEATURE; }
+        else if (at < 8) { field = deviceFeatureSelect < 2 ? QueueRegisters.offered(model) >>> (32 * deviceFeatureSelect) : 0; start = DEVICE_FEATURE; }
         else if (at < 12) { field = driverFeatureSelect; start = DRIVER_FEATURE_SELECT; }
         else if (at < 16) { field = driverFeatureSelect < 2 ? driverFeatures >>> (32 * driverFeatureSelect) : 0; start = DRIVER_FEATURE; }
         else if (at < 18) { field = configVector; start = CONFIG_MSIX_VECTOR; }
@@ -665,7 +670,7 @@ public final class VirtioPciDevice implements PciFunction {
     /** Applies a non-zero status write; returns true when it completes DRIVER_OK. */
     private boolean writeStatus(int next) {
         StatusRegister w = StatusRegister.write(name, status, next,
-                () -> QueueRegisters.featuresProblem(model, model.deviceFeatures(), driverFeatures, true));
+                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), driverFeatures, true));
         status = w.status();
         return w.activate();
     }

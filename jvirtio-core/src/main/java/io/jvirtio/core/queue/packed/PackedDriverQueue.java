@@ -285,7 +285,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
 
     @Override
     public void notifyDevice() {
-        doorbell.ring();
+        doorbell.ring(nextAvail | (availWrap ? WRAP : 0)); // NOTIFICATION_DATA: the next slot and wrap counter
     }
 
     @Override

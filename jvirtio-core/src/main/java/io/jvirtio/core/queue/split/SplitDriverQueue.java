@@ -278,7 +278,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
 
     /** Rings the doorbell unconditionally (Linux {@code virtqueue_notify}). */
     public void notifyDevice() {
-        doorbell.ring();
+        doorbell.ring(availIdxShadow); // NOTIFICATION_DATA: next_off and next_wrap are the 16-bit avail index
     }
 
     /** {@link #kickPrepare()} then, if needed, {@link #notifyDevice()}. Returns whether it notified. */
