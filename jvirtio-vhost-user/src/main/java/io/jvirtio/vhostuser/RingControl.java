@@ -385,10 +385,14 @@ final class RingControl {
         DeviceQueue q;
         if (packed()) {
             // both positions (with their wrap counters) come from the base; the driver and device areas are
-            // 4-byte event suppression structures (VIRTIO 1.2 §2.8.10)
+            // 4-byte event suppression structures (VIRTIO 1.2 §2.8.10). A base without its used half (DPDK's
+            // virtio_user sends the available position alone, and DPDK's own back-end reads it so) means the
+            // used side stands where the available one does: nothing was in flight when the ring stopped.
+            int avail = r.base & 0xffff;
+            int used = r.base >>> 16 == 0 ? avail : r.base >>> 16;
             q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
                     memory.translate(r.descUser, 16L * r.num), memory.translate(r.availUser, 4),
-                    memory.translate(r.usedUser, 4)), features, new QueueState(r.base & 0xffff, r.base >>> 16));
+                    memory.translate(r.usedUser, 4)), features, new QueueState(avail, used));
         } else {
             // used_idx is the ring's own; resume both indices from the base (§ "ring states")
             q = DeviceQueue.create(memory.memory, r.index, r.num, new RingAddresses(
