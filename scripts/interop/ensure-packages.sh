@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the QEMU/Linux interop tests need from Debian, if it is missing. Prints nothing on success
+# Installs what the QEMU/Linux/DPDK interop tests need from Debian, if it is missing. Prints nothing on success
 # when everything is already there; exits non-zero (with the reason) when it cannot install.
 set -euo pipefail
 need=()
@@ -9,6 +9,7 @@ command -v qemu-storage-daemon >/dev/null || need+=(qemu-system-common)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || need+=(linux-image-amd64)
 [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx md5sum || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+command -v dpdk-testpmd >/dev/null || need+=(dpdk dpdk-dev)
 if (( ${#need[@]} )); then
   echo "interop: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -332,6 +332,10 @@ final class BackendSession implements Runnable {
         if (!negotiated(VhostUser.PROTOCOL_F_STATUS) && !model.acceptFeatures(virtio)) {
             throw new ProtocolException(String.format("SET_FEATURES 0x%x: the device cannot operate with these", f));
         }
+        if (f != features) {
+            // what the front-end chose: which ring format, IN_ORDER, offloads — what an operator asks first
+            LOG.log(Level.INFO, "{0}: features {1}", name, io.jvirtio.core.spec.Feature.describe(model.type(), virtio));
+        }
         features = f;
         rings.setFeatures(virtio);
         rings.setLogging((f & VhostUser.F_LOG_ALL) != 0);

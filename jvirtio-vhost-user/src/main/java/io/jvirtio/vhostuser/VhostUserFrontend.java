@@ -62,6 +62,11 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         }
     }
 
+    /** Features not to accept whatever the back-end offers ({@link #refuse}). */
+    private volatile long refused;
+    /** The configuration space the front-end keeps itself ({@link #localConfig}), or null: the back-end's. */
+    private volatile byte[] localConfig;
+
     private VhostUserFrontend(Path socket, Channel channel, GuestMemory memory, GuestAllocator dma)
             throws IOException, ProtocolException {
         this.socket = socket;
@@ -208,9 +213,17 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         }
     }
 
+    /**
+     * Features this front-end will not accept even when the back-end offers them — QEMU's {@code packed=off}
+     * or {@code in_order=off}, say. Call before the device is registered with the bus.
+     */
+    public void refuse(long features) {
+        refused |= features;
+    }
+
     @Override
     public long getFeatures() {
-        return offeredFeatures & ~VhostUser.F_PROTOCOL_FEATURES;
+        return offeredFeatures & ~VhostUser.F_PROTOCOL_FEATURES & ~refused;
     }
 
     @Override
@@ -228,10 +241,31 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         return 0;
     }
 
+    /**
+     * Keeps the device configuration space in the front-end, for a back-end without
+     * VHOST_USER_PROTOCOL_F_CONFIG — DPDK's vhost library and most net back-ends: the driver reads
+     * {@code config} and its writes change only this copy, as QEMU's virtio-net keeps the configuration
+     * (its {@code mac=}, the link status, the queue pairs) in front of a vhost-user-net back-end. Call before
+     * the device is registered with the bus.
+     */
+    public void localConfig(byte[] config) {
+        localConfig = config.clone();
+    }
+
     @Override
     public void readConfig(int offset, byte[] dst, int dstOffset, int length) {
+        byte[] local = localConfig;
+        if (local != null) {
+            if (offset < 0 || length < 0 || offset + length > local.length) {
+                throw new IllegalArgumentException("configuration bytes " + offset + "+" + length + " outside the "
+                        + local.length + " the front-end keeps");
+            }
+            System.arraycopy(local, offset, dst, dstOffset, length);
+            return;
+        }
         if ((protocolFeatures & (1L << VhostUser.PROTOCOL_F_CONFIG)) == 0) {
-            throw new IllegalStateException("back-end does not offer VHOST_USER_PROTOCOL_F_CONFIG");
+            throw new IllegalStateException("back-end does not offer VHOST_USER_PROTOCOL_F_CONFIG, and no local"
+                    + " configuration was given (localConfig)");
         }
         ByteBuffer b = ByteBuffer.allocate(12 + length).order(ByteOrder.LITTLE_ENDIAN).putInt(offset).putInt(length).putInt(0);
         try {
@@ -247,6 +281,13 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
 
     @Override
     public void writeConfig(int offset, byte[] src) {
+        byte[] local = localConfig;
+        if (local != null) {
+            if (offset >= 0 && offset + src.length <= local.length) {
+                System.arraycopy(src, 0, local, offset, src.length);
+            }
+            return;
+        }
         ByteBuffer b = ByteBuffer.allocate(12 + src.length).order(ByteOrder.LITTLE_ENDIAN).putInt(offset)
                 .putInt(src.length).putInt(0).put(src);
         try {
