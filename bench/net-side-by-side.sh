@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Packets through a vhost-user net back-end, side by side on this machine: jvirtio serve net against DPDK's
+# vhost PMD (testpmd net_vhost), both driven by DPDK's own front-end, testpmd's net_virtio_user, polling.
+#   one-way  the front-end sends (txonly) and the back-end takes every frame: jvirtio's switch with one port,
+#            testpmd's net_vhost in rxonly
+#   loop     two virtio_user ports on one front-end testpmd in io forwarding, frames injected with
+#            "start tx_first 8" and looping port 0 -> back-end -> port 1 -> back-end -> port 0: jvirtio's switch
+#            between two ports, or two net_vhost ports in io forwarding
+# Split and packed rings (packed_vq=0/1), each RUNS times for SECONDS, the median kept, in million packets per
+# second; 64-byte frames. The front-end's forwarding lcore runs on CPU 0, DPDK's back-end lcore on CPU 1;
+# jvirtio's threads are left to the scheduler.
+#
+# Usage: bench/net-side-by-side.sh [runs] [seconds]      (root: installs dpdk and dpdk-dev)
+# Writes the table between the net-side-by-side markers of docs/benchmarks.md.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$here/scripts/env.sh"
+runs="${1:-3}"
+secs="${2:-5}"
+work="${WORK:-/var/tmp/jvirtio-bench/net}"
+mkdir -p "$work"
+if ! command -v dpdk-testpmd >/dev/null; then
+  echo "installing dpdk dpdk-dev..." >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpdk dpdk-dev >&2
+fi
+# Build once, then run from a private copy of the jars: a rebuild meanwhile cannot change what is measured.
+(cd "$here" && mvn -B -q -pl jvirtio-cli -am install -DskipTests >&2)
+rm -rf "$work/jars" && mkdir -p "$work/jars"
+cp "$here"/jvirtio-cli/target/jvirtio-cli-*.jar "$here"/jvirtio-cli/target/modules/*.jar "$work/jars/"
+jv() { "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" -m io.jvirtio.cli/io.jvirtio.cli.Main "$@"; }
+
+server=""
+back_kind=""
+stop_server() {
+  if [[ -n "$server" ]]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; server=""; fi
+  rm -f "$work"/*.sock
+}
+trap stop_server EXIT
+await_socket() { for _ in $(seq 300); do [[ -S "$1" ]] && return; sleep 0.1; done; echo "no socket $1" >&2; exit 1; }
+# DPDK's back-end: testpmd with net_vhost ports, waiting on stdin until the front-end is done
+start_dpdk() { # mode ports
+  local vdevs=() i
+  for ((i = 0; i < $2; i++)); do vdevs+=(--vdev "net_vhost$i,iface=$work/b$i.sock,queues=1"); done
+  mkfifo "$work/back.in" 2>/dev/null || true
+  stdbuf -oL dpdk-testpmd --lcores 0@1,1@1 --no-pci --no-huge -m 1024 --file-prefix=jvback "${vdevs[@]}" -- \
+    --forward-mode="$1" --auto-start --total-num-mbufs=65536 <"$work/back.in" >"$work/back.log" 2>&1 &
+  server=$!
+  back_kind=dpdk
+  exec 7>"$work/back.in"
+  for ((i = 0; i < $2; i++)); do await_socket "$work/b$i.sock"; done
+}
+start_jvirtio() {
+  jv serve net --socket "$work/b0.sock" --stats 0 >"$work/back.log" 2>&1 &
+  server=$!
+  back_kind=jvirtio
+  await_socket "$work/b0.sock"
+}
+stop_back() {
+  if [[ $back_kind == dpdk ]]; then
+    echo >&7 || true   # testpmd ends on enter
+    exec 7>&-
+    wait "$server" 2>/dev/null || true
+    server=""
+  fi
+  back_kind=""
+  stop_server
+}
+# The front-end: testpmd with virtio_user ports, scripted through its interactive prompt; prints Mpps
+front() { # mode packed socket... (one port per socket)
+  local mode=$1 packed=$2 vdevs=() i=0 sock
+  shift 2
+  for sock in "$@"; do
+    vdevs+=(--vdev "net_virtio_user$i,path=$sock,queues=1,packed_vq=$packed")
+    i=$((i + 1))
+  done
+  local start="start"
+  [[ $mode == io ]] && start="start tx_first 8"
+  { echo "$start"; sleep "$secs"; echo "stop"; sleep 1; echo "quit"; } |
+    stdbuf -oL dpdk-testpmd --lcores 2@1,3@0 --no-pci --no-huge -m 1024 --file-prefix=jvfront "${vdevs[@]}" -- -i \
+      --forward-mode="$mode" --total-num-mbufs=65536 2>&1 | python3 -c '
+import re, sys
+out = sys.stdin.read()
+m = re.search(r"Accumulated forward statistics for all ports.*?RX-packets: (\d+).*?TX-packets: (\d+)", out, re.S)
+if not m:
+    sys.exit("no statistics from testpmd:\n" + out[-3000:])
+rx, tx = int(m.group(1)), int(m.group(2))
+print("%.2f" % ((tx if sys.argv[1] == "txonly" else rx) / float(sys.argv[2]) / 1e6))' "$mode" "$secs"
+}
+median() { python3 -c 'import statistics, sys; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+
+results="$work/results.tsv"
+: >"$results"
+for packed in 0 1; do
+  for shape in one-way loop; do
+    for back in jvirtio dpdk; do
+      vals=()
+      for ((r = 0; r < runs; r++)); do
+        if [[ $back == dpdk ]]; then
+          if [[ $shape == one-way ]]; then start_dpdk rxonly 1; else start_dpdk io 2; fi
+        else
+          start_jvirtio
+        fi
+        if [[ $shape == one-way ]]; then
+          v=$(front txonly "$packed" "$work/b0.sock")
+        elif [[ $back == dpdk ]]; then
+          v=$(front io "$packed" "$work/b0.sock" "$work/b1.sock")
+        else
+          v=$(front io "$packed" "$work/b0.sock" "$work/b0.sock") # two ports of the one switch
+        fi
+        stop_back
+        vals+=("$v")
+        echo "packed=$packed $shape $back run $((r + 1)): $v Mpps" >&2
+      done
+      printf '%s\t%s\t%s\t%s\t%s\n' "$packed" "$shape" "$back" "$(median "${vals[@]}")" "${vals[*]}" >>"$results"
+    done
+  done
+done
+
+python3 - "$results" "$here/docs/benchmarks.md" "$runs" "$secs" <<'EOF'
+import sys, collections
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+m = collections.defaultdict(dict)
+for packed, shape, back, med, allv in rows:
+    m[(packed, shape)][back] = (float(med), allv)
+lines = ["<!-- net-side-by-side:begin -->",
+         "| ring | path | jvirtio `serve net` (Mpps) | DPDK vhost PMD (Mpps) | ratio | runs (jvirtio / DPDK) |",
+         "|---|---|---:|---:|---:|---|"]
+for packed in ("0", "1"):
+    for shape in ("one-way", "loop"):
+        j, d = m[(packed, shape)]["jvirtio"], m[(packed, shape)]["dpdk"]
+        lines.append("| %s | %s | %.2f | %.2f | %.2f× | %s / %s |" % ("packed" if packed == "1" else "split", shape,
+                     j[0], d[0], j[0] / d[0] if d[0] else 0, j[1], d[1]))
+lines.append("")
+lines.append("`bench/net-side-by-side.sh %s %s`: medians of %s runs of %s s, 64-byte frames, testpmd's "
+             "net_virtio_user as the front-end of both." % (sys.argv[3], sys.argv[4], sys.argv[3], sys.argv[4]))
+lines.append("<!-- net-side-by-side:end -->")
+doc = open(sys.argv[2]).read()
+b, e = "<!-- net-side-by-side:begin -->", "<!-- net-side-by-side:end -->"
+block = "\n".join(lines)
+if b in doc:
+    doc = doc[:doc.index(b)] + block + doc[doc.index(e) + len(e):]
+else:
+    doc += "\n## Net: jvirtio serve net against DPDK's vhost PMD\n\n" + block + "\n"
+open(sys.argv[2], "w").write(doc)
+print(block)
+EOF
