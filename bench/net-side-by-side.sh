@@ -7,8 +7,8 @@
 #            "start tx_first 8" and looping port 0 -> back-end -> port 1 -> back-end -> port 0: jvirtio's switch
 #            between two ports, or two net_vhost ports in io forwarding
 # Split and packed rings (packed_vq=0/1), each RUNS times for SECONDS, the median kept, in million packets per
-# second; 64-byte frames. The front-end's forwarding lcore runs on CPU 0, DPDK's back-end lcore on CPU 1;
-# jvirtio's threads are left to the scheduler.
+# second; 64-byte frames. The front-end's forwarding lcore runs on CPU 0, the back-end on CPU 1: DPDK's lcore,
+# or every thread of jvirtio's JVM (taskset). Two seconds of quiet between runs, for the last one's teardown.
 #
 # Usage: bench/net-side-by-side.sh [runs] [seconds]      (root: installs dpdk and dpdk-dev)
 # Writes the table between the net-side-by-side markers of docs/benchmarks.md.
@@ -51,7 +51,8 @@ start_dpdk() { # mode ports
   for ((i = 0; i < $2; i++)); do await_socket "$work/b$i.sock"; done
 }
 start_jvirtio() {
-  jv serve net --socket "$work/b0.sock" --stats 0 >"$work/back.log" 2>&1 &
+  taskset -c 1 "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" \
+    -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$work/b0.sock" --stats 0 >"$work/back.log" 2>&1 &
   server=$!
   back_kind=jvirtio
   await_socket "$work/b0.sock"
@@ -109,6 +110,7 @@ for packed in 0 1; do
           v=$(front io "$packed" "$work/b0.sock" "$work/b0.sock") # two ports of the one switch
         fi
         stop_back
+        sleep 2
         vals+=("$v")
         echo "packed=$packed $shape $back run $((r + 1)): $v Mpps" >&2
       done
