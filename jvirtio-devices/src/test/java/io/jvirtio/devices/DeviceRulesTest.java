@@ -11,7 +11,7 @@ import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.queue.split.SplitLayout;
 import io.jvirtio.core.spec.Conformance;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.blk.Blk;
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.BlockBackends;
 import io.jvirtio.devices.blk.SyncBlockBackend;

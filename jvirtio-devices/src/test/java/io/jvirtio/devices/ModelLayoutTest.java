@@ -2,10 +2,10 @@ package io.jvirtio.devices;
 
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.blk.Blk;
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.MemoryBackend;
-import io.jvirtio.devices.net.Net;
+import io.jvirtio.core.spec.Net;
 import io.jvirtio.devices.net.NetBackend;
 import io.jvirtio.devices.net.NetDevice;
 import org.junit.jupiter.api.Test;

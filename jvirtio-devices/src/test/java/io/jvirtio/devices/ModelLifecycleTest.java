@@ -3,7 +3,7 @@ package io.jvirtio.devices;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
-import io.jvirtio.devices.blk.Blk;
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.devices.blk.BlkDevice;
 import io.jvirtio.devices.blk.FileBackend;
 import io.jvirtio.devices.blk.MemoryBackend;
@@ -97,9 +97,9 @@ class ModelLifecycleTest {
             long hdr = h.alloc.allocate(16, 8);
             h.memory.writeU32(hdr, Blk.T_OUT);
             Scatterlist sg = new Scatterlist().addReadable(hdr, 16);
-            long buf = h.alloc.allocate(512L * (Blk.SEG_MAX + 1), 512);
-            h.memory.slice(buf, 512L * (Blk.SEG_MAX + 1)).fill((byte) 0x42);
-            for (int b = 0; b < Blk.SEG_MAX; b++) {
+            long buf = h.alloc.allocate(512L * (BlkDevice.SEG_MAX + 1), 512);
+            h.memory.slice(buf, 512L * (BlkDevice.SEG_MAX + 1)).fill((byte) 0x42);
+            for (int b = 0; b < BlkDevice.SEG_MAX; b++) {
                 sg.addReadable(buf + 512L * b, 512);
             }
             long status = h.alloc.allocate(1, 1);
@@ -107,7 +107,7 @@ class ModelLifecycleTest {
             assertThat(h.memory.slice(status, 1).get(ValueLayout.JAVA_BYTE, 0)).isEqualTo((byte) Blk.S_OK);
 
             // one more, at sector 1024: a hand-made table, since jvirtio's driver never builds one that long
-            int n = Blk.SEG_MAX + 3;
+            int n = BlkDevice.SEG_MAX + 3;
             long table = h.alloc.allocate(16L * n, 16);
             h.memory.writeU64(hdr + 8, 1024);
             for (int k = 0; k < n; k++) {
@@ -134,8 +134,8 @@ class ModelLifecycleTest {
                     .isEqualTo((byte) Blk.S_IOERR);
             assertThat(h.needsReset.get()).isNull();
         }
-        assertThat(disk.contents().asSlice(0, 512L * Blk.SEG_MAX).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0x42);
-        assertThat(disk.contents().asSlice(1024 * 512, 512L * (Blk.SEG_MAX + 1)).toArray(ValueLayout.JAVA_BYTE))
+        assertThat(disk.contents().asSlice(0, 512L * BlkDevice.SEG_MAX).toArray(ValueLayout.JAVA_BYTE)).containsOnly(0x42);
+        assertThat(disk.contents().asSlice(1024 * 512, 512L * (BlkDevice.SEG_MAX + 1)).toArray(ValueLayout.JAVA_BYTE))
                 .as("the refused request wrote nothing").containsOnly(0);
     }
 

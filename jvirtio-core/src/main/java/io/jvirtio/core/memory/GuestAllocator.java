@@ -1,5 +1,6 @@
 package io.jvirtio.core.memory;
 
+import java.lang.foreign.MemorySegment;
 import java.util.Map;
 import java.util.TreeMap;
 
@@ -12,6 +13,7 @@ import java.util.TreeMap;
 public final class GuestAllocator {
     private final GuestMemory memory;
     private final TreeMap<Long, Long> free = new TreeMap<>(Long::compareUnsigned);
+    private final long start;
     private final long length;
     private long used;
 
@@ -21,6 +23,7 @@ public final class GuestAllocator {
             throw new IllegalArgumentException(String.format("window 0x%x+%d is not inside %s", start, length, memory));
         }
         this.memory = memory;
+        this.start = start;
         this.length = length;
         free.put(start, length);
     }
@@ -47,15 +50,30 @@ public final class GuestAllocator {
                 free.put(at + size, tail);
             }
             used += size;
-            try {
-                memory.slice(at, size).fill((byte) 0);
-            } catch (GuestMemoryException ex) {
-                throw new AssertionError(ex);
-            }
+            slice(at, size).fill((byte) 0);
             return at;
         }
         throw new IllegalStateException("guest allocator exhausted: " + size + " bytes (align " + align
                 + ") wanted, " + (length - used) + " free in pieces");
+    }
+
+    /**
+     * The guest memory at {@code [address, address+length)}, which must lie in this allocator's window — the
+     * driver's own memory, a range it allocated. Asking for anything else is the caller's bug (unchecked); the
+     * window itself lies in guest memory (checked when the allocator was made), so no guest-memory error can
+     * come of it.
+     */
+    public MemorySegment slice(long address, long length) {
+        if (length < 0 || Long.compareUnsigned(address - start, this.length) > 0
+                || Long.compareUnsigned(length, this.length - (address - start)) > 0) {
+            throw new IllegalArgumentException(String.format("0x%x+%d is outside the allocator's window 0x%x+%d",
+                    address, length, start, this.length));
+        }
+        try {
+            return memory.slice(address, length);
+        } catch (GuestMemoryException e) {
+            throw new AssertionError("the allocator's window lies in guest memory", e);
+        }
     }
 
     /** Returns {@code [address, address+size)}, which must be exactly a range {@link #allocate} returned. */

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.DeviceQueue;
@@ -23,6 +24,15 @@ import java.io.IOException;
  * and never reads or writes outside the disk.
  */
 public final class BlkDevice extends QueueDevice {
+    /**
+     * The {@code seg_max} jvirtio's devices offer: data buffers per request. A request's chain then has at
+     * most {@link #MAX_BUFFERS} (header and status byte too) — whatever the queue size, since an indirect
+     * table may be longer than the queue (Linux fills it up to seg_max on a packed ring of 128).
+     */
+    public static final int SEG_MAX = 254;
+    /** Buffers a request may have in all: {@link #SEG_MAX} data buffers, the header and the status byte. */
+    public static final int MAX_BUFFERS = SEG_MAX + 2;
+
     static final int QUEUE_SIZE = 256;
     /** Discard/write-zeroes: one segment per request, up to 4 GiB - 512 of sectors. */
     static final int MAX_DWZ_SECTORS = 0x7fffff;
@@ -80,7 +90,7 @@ public final class BlkDevice extends QueueDevice {
         this.queues = queues;
         config.store(Blk.CFG_CAPACITY, backend.capacity() / Blk.SECTOR_SIZE, 8);
         config.store(Blk.CFG_SIZE_MAX, sizeMax, 4);
-        config.store(Blk.CFG_SEG_MAX, Blk.SEG_MAX, 4);
+        config.store(Blk.CFG_SEG_MAX, SEG_MAX, 4);
         config.store(Blk.CFG_BLK_SIZE, Blk.SECTOR_SIZE, 4);
         config.store(Blk.CFG_PHYSICAL_BLOCK_EXP, 3, 1); // 4 KiB physical blocks
         config.store(Blk.CFG_MIN_IO_SIZE, 8, 2);

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
@@ -93,7 +94,7 @@ final class BlkRequests implements AsyncHandler, BlockCompletion {
         statusAt[slot] = at;
         // §5.2.4: seg_max bounds the data buffers of a request; a longer chain (possible through an indirect
         // table) fails here rather than reach an engine sized for it
-        if (chain.readableBytes() < Blk.HEADER_SIZE || chain.count() > Blk.MAX_BUFFERS) {
+        if (chain.readableBytes() < Blk.HEADER_SIZE || chain.count() > BlkDevice.MAX_BUFFERS) {
             return finishNow(slot, Blk.S_IOERR, 0);
         }
         chain.readReadable(0, header);

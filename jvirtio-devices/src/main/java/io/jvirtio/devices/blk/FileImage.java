@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;

@@ -61,9 +61,9 @@ final class IoUringQueue implements BlockQueue, IoUring.Completion {
         this.requests = new BlockRequest[depth];
         this.fdOf = new int[depth];
         this.backlog = new int[depth];
-        // A request has at most Blk.MAX_BUFFERS buffers (BlkRequests enforces it) — more than the queue size
+        // A request has at most BlkDevice.MAX_BUFFERS buffers (BlkRequests enforces it) — more than the queue size
         // when an indirect table is longer than the queue.
-        this.iovPerTag = Math.max(depth, Blk.MAX_BUFFERS);
+        this.iovPerTag = Math.max(depth, BlkDevice.MAX_BUFFERS);
         this.iovecs = arena.allocate(16L * depth * iovPerTag, 8);
         // Completions never overflow: every request in flight, its follow-up and the wake read fit.
         this.ring = IoUring.create(sqEntries, 2 * depth + 2);

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import java.lang.foreign.MemorySegment;
 
 /** Reads zeroes, drops writes: measures the virtio path without any storage (like QEMU's null-co). */

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.console;
 
+import io.jvirtio.core.spec.Console;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.DescriptorChain;
@@ -25,11 +26,6 @@ import java.util.concurrent.ConcurrentLinkedQueue;
  * while the driver has posted no buffers waits (in order) until it does.
  */
 public final class ConsoleDevice extends QueueDevice {
-    static final int CFG_COLS = 0;
-    static final int CFG_ROWS = 2;
-    static final int CFG_MAX_NR_PORTS = 4;
-    static final int CFG_EMERG_WR = 8;
-    static final int CONFIG_SIZE = 12;
     static final int QUEUE_SIZE = 128;
 
     private static final Logger LOG = System.getLogger(ConsoleDevice.class.getName());
@@ -41,9 +37,9 @@ public final class ConsoleDevice extends QueueDevice {
 
     public ConsoleDevice(ConsoleBackend backend, int cols, int rows) {
         this.backend = backend;
-        this.config = new ConfigSpace(CONFIG_SIZE, (space, offset, data) -> {
+        this.config = new ConfigSpace(Console.CONFIG_SIZE, (space, offset, data) -> {
             // §5.3.4: a write to emerg_wr outputs its low byte at once.
-            if (offset == CFG_EMERG_WR && data.length == 4) {
+            if (offset == Console.CFG_EMERG_WR && data.length == 4) {
                 try {
                     backend.write(data, 0, 1);
                 } catch (IOException e) {
@@ -51,9 +47,9 @@ public final class ConsoleDevice extends QueueDevice {
                 }
             }
         });
-        config.store(CFG_COLS, cols, 2);
-        config.store(CFG_ROWS, rows, 2);
-        config.store(CFG_MAX_NR_PORTS, 1, 4);
+        config.store(Console.CFG_COLS, cols, 2);
+        config.store(Console.CFG_ROWS, rows, 2);
+        config.store(Console.CFG_MAX_NR_PORTS, 1, 4);
         backend.start(this::onInput);
     }
 
@@ -64,7 +60,7 @@ public final class ConsoleDevice extends QueueDevice {
 
     /** Changes the size the driver sees (§5.3.4 with VIRTIO_CONSOLE_F_SIZE): a configuration change. */
     public void resize(int cols, int rows) {
-        config.update(CFG_COLS, cols | (rows << 16), 4);
+        config.update(Console.CFG_COLS, cols | (rows << 16), 4);
     }
 
     @Override

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.spec.Net;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.memory.GuestMemory;

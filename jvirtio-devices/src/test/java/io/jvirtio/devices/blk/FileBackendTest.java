@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.core.os.IoUring;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -76,7 +77,7 @@ class FileBackendTest {
     void aRequestWithMoreBuffersThanTheQueueIsDeepLandsWhole(AioEngine engine) throws Exception {
         Path img = image(dir, "disk.img", MiB, 3);
         int depth = 8;
-        int buffers = Blk.SEG_MAX;
+        int buffers = BlkDevice.SEG_MAX;
         byte[] expect = fileBytes(img);
         try (Arena arena = Arena.ofShared();
              FileBackend backend = new FileBackend(img, false, CacheMode.WRITEBACK, engine, 2, 0);

@@ -1,5 +1,6 @@
 package io.jvirtio.devices.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.DeviceHarness;

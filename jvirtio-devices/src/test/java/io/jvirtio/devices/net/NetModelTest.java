@@ -1,5 +1,6 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.spec.Net;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;

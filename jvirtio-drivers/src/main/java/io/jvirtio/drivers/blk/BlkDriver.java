@@ -1,5 +1,6 @@
 package io.jvirtio.drivers.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.bus.QueueSpec;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.bus.VirtioDriver;
@@ -19,11 +20,6 @@ import java.util.function.Consumer;
  */
 public final class BlkDriver implements VirtioDriver {
     /** Offsets in struct virtio_blk_config the driver reads. */
-    static final int CFG_CAPACITY = 0;
-    static final int CFG_SIZE_MAX = 8;
-    static final int CFG_SEG_MAX = 12;
-    static final int CFG_BLK_SIZE = 20;
-    static final int CFG_NUM_QUEUES = 34;
 
     private final List<VirtioBlock> disks = new CopyOnWriteArrayList<>();
     private final Consumer<VirtioBlock> onProbe;
@@ -55,9 +51,9 @@ public final class BlkDriver implements VirtioDriver {
 
     @Override
     public void probe(VirtioDevice device) throws Exception {
-        long capacity = device.readConfigField(CFG_CAPACITY, 8);
-        int blockSize = device.hasFeature(Feature.BLK_BLK_SIZE) ? (int) device.readConfigField(CFG_BLK_SIZE, 4) : 512;
-        int nq = device.hasFeature(Feature.BLK_MQ) ? Math.max(1, (int) device.readConfigField(CFG_NUM_QUEUES, 2)) : 1;
+        long capacity = device.readConfigField(Blk.CFG_CAPACITY, 8);
+        int blockSize = device.hasFeature(Feature.BLK_BLK_SIZE) ? (int) device.readConfigField(Blk.CFG_BLK_SIZE, 4) : 512;
+        int nq = device.hasFeature(Feature.BLK_MQ) ? Math.max(1, (int) device.readConfigField(Blk.CFG_NUM_QUEUES, 2)) : 1;
         VirtioBlock[] holder = new VirtioBlock[1];
         List<QueueSpec> specs = new ArrayList<>();
         for (int i = 0; i < nq; i++) {
@@ -66,8 +62,8 @@ public final class BlkDriver implements VirtioDriver {
         }
         List<DriverQueue<Object>> queues = device.findQueues(specs);
         // §5.2.4: size_max bounds each data segment, seg_max their number per request.
-        long sizeMax = device.hasFeature(Feature.BLK_SIZE_MAX) ? device.readConfigField(CFG_SIZE_MAX, 4) : 0;
-        long segMax = device.hasFeature(Feature.BLK_SEG_MAX) ? device.readConfigField(CFG_SEG_MAX, 4) : 0;
+        long sizeMax = device.hasFeature(Feature.BLK_SIZE_MAX) ? device.readConfigField(Blk.CFG_SIZE_MAX, 4) : 0;
+        long segMax = device.hasFeature(Feature.BLK_SEG_MAX) ? device.readConfigField(Blk.CFG_SEG_MAX, 4) : 0;
         holder[0] = new VirtioBlock(device, queues, capacity, blockSize,
                 sizeMax >= 512 ? (int) Math.min(sizeMax, Integer.MAX_VALUE) & ~511 : Integer.MAX_VALUE & ~511,
                 segMax > 0 ? (int) Math.min(segMax, 1024) : 1);

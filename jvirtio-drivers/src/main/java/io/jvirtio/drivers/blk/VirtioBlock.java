@@ -1,5 +1,6 @@
 package io.jvirtio.drivers.blk;
 
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
@@ -32,8 +33,6 @@ import java.util.concurrent.CompletableFuture;
  * }</pre>
  */
 public final class VirtioBlock {
-    static final int SECTOR = 512;
-    static final int T_IN = 0, T_OUT = 1, T_FLUSH = 4, T_GET_ID = 8, T_DISCARD = 11, T_WRITE_ZEROES = 13;
 
     private final VirtioDevice device;
     private final GuestAllocator dma;
@@ -66,11 +65,7 @@ public final class VirtioBlock {
             this.queue = queue;
             this.slotCount = queue.size();
             this.slotMemory = dma.allocate(32L * slotCount, 64);
-            try {
-                this.slots = dma.memory().slice(slotMemory, 32L * slotCount);
-            } catch (io.jvirtio.core.memory.GuestMemoryException e) {
-                throw new AssertionError(e);
-            }
+            this.slots = dma.slice(slotMemory, 32L * slotCount);
             this.freeSlots = new int[slotCount];
             this.done = new Request[slotCount];
             this.inFlight = new Request[slotCount];
@@ -145,12 +140,7 @@ public final class VirtioBlock {
 
     /** A buffer in guest memory: I/O through it is zero-copy. Give it back with {@link #freeBuffer}. */
     public MemorySegment allocateBuffer(long bytes) {
-        long at = dma.allocate(bytes, 4096);
-        try {
-            return memory.slice(at, bytes);
-        } catch (io.jvirtio.core.memory.GuestMemoryException e) {
-            throw new AssertionError(e);
-        }
+        return dma.slice(dma.allocate(bytes, 4096), bytes);
     }
 
     public void freeBuffer(MemorySegment buffer) {
@@ -159,7 +149,7 @@ public final class VirtioBlock {
 
     /** Reads {@code buffer.byteSize()} bytes (a multiple of 512) starting at {@code sector}. */
     public CompletableFuture<Void> read(long sector, MemorySegment buffer) {
-        return data(T_IN, sector, buffer, true);
+        return data(Blk.T_IN, sector, buffer, true);
     }
 
     /** Writes {@code buffer} (a multiple of 512 bytes) starting at {@code sector}. */
@@ -167,7 +157,7 @@ public final class VirtioBlock {
         if (readOnly) {
             return CompletableFuture.failedFuture(new IOException(device + " is read-only (VIRTIO_BLK_F_RO)"));
         }
-        return data(T_OUT, sector, buffer, false);
+        return data(Blk.T_OUT, sector, buffer, false);
     }
 
     /**
@@ -175,7 +165,7 @@ public final class VirtioBlock {
      * callers that spread their I/O over the queues themselves (a load generator, one queue per thread).
      */
     public CompletableFuture<Void> read(int queue, long sector, MemorySegment buffer) {
-        return data(T_IN, sector, buffer, true, queue);
+        return data(Blk.T_IN, sector, buffer, true, queue);
     }
 
     /** {@link #write(long, MemorySegment)} on request queue {@code queue}. */
@@ -183,26 +173,26 @@ public final class VirtioBlock {
         if (readOnly) {
             return CompletableFuture.failedFuture(new IOException(device + " is read-only (VIRTIO_BLK_F_RO)"));
         }
-        return data(T_OUT, sector, buffer, false, queue);
+        return data(Blk.T_OUT, sector, buffer, false, queue);
     }
 
     /** Makes every completed write durable. */
     public CompletableFuture<Void> flush() {
-        return submit(new Request(T_FLUSH, 0, 0, 0, false, null, 0));
+        return submit(new Request(Blk.T_FLUSH, 0, 0, 0, false, null, 0));
     }
 
     public CompletableFuture<Void> discard(long sector, int sectors) {
-        return dwz(T_DISCARD, sector, sectors, Feature.BLK_DISCARD);
+        return dwz(Blk.T_DISCARD, sector, sectors, Feature.BLK_DISCARD);
     }
 
     public CompletableFuture<Void> writeZeroes(long sector, int sectors) {
-        return dwz(T_WRITE_ZEROES, sector, sectors, Feature.BLK_WRITE_ZEROES);
+        return dwz(Blk.T_WRITE_ZEROES, sector, sectors, Feature.BLK_WRITE_ZEROES);
     }
 
     /** The device's serial (GET_ID). */
     public CompletableFuture<String> id() {
         long buf = dma.allocate(20, 8);
-        Request r = new Request(T_GET_ID, 0, buf, 20, true, null, 0);
+        Request r = new Request(Blk.T_GET_ID, 0, buf, Blk.ID_BYTES, true, null, 0);
         return submit(r).whenComplete((n, e) -> dma.free(buf, 20)).thenApply(n -> {
             byte[] b = new byte[20];
             MemorySegment.copy(slice(buf, 20), ValueLayout.JAVA_BYTE, 0, b, 0, 20);
@@ -248,11 +238,11 @@ public final class VirtioBlock {
     /** A data request on lane {@code queue}, or on the calling thread's lane when it is negative. */
     private CompletableFuture<Void> data(int type, long sector, MemorySegment buffer, boolean deviceWrites, int queue) {
         long len = buffer.byteSize();
-        if (len == 0 || len % SECTOR != 0 || len > Integer.MAX_VALUE) {
+        if (len == 0 || len % Blk.SECTOR_SIZE != 0 || len > Integer.MAX_VALUE) {
             return CompletableFuture.failedFuture(new IllegalArgumentException(
                     "buffer of " + len + " bytes is not a positive multiple of 512"));
         }
-        IllegalArgumentException range = outOfRange(sector, len / SECTOR);
+        IllegalArgumentException range = outOfRange(sector, len / Blk.SECTOR_SIZE);
         if (range != null) {
             return CompletableFuture.failedFuture(range);
         }
@@ -282,11 +272,7 @@ public final class VirtioBlock {
     }
 
     private MemorySegment slice(long address, long len) {
-        try {
-            return memory.slice(address, len);
-        } catch (io.jvirtio.core.memory.GuestMemoryException e) {
-            throw new AssertionError(e);
-        }
+        return dma.slice(address, len);
     }
 
     private CompletableFuture<Void> submit(Request r) {
@@ -381,9 +367,9 @@ public final class VirtioBlock {
         // split-drv-15: nothing beyond the used length is assumed written. The status byte is the last
         // writable byte, so a length that does not reach it (or, for a read, that leaves out data) means the
         // device did not do what it reported: the request fails rather than return stale bytes.
-        long needed = (r.deviceWrites && r.type == T_IN ? r.dataLength : 0) + 1L;
+        long needed = (r.deviceWrites && r.type == Blk.T_IN ? r.dataLength : 0) + 1L;
         if (status == 0 && Integer.toUnsignedLong(r.usedLength) < needed) {
-            status = BlockIOException.S_IOERR;
+            status = Blk.S_IOERR;
             System.getLogger(VirtioBlock.class.getName()).log(System.Logger.Level.WARNING,
                     "{0}: {1} at sector {2}: device reported {3} bytes written, {4} expected", device, name(r.type),
                     r.sector, Integer.toUnsignedLong(r.usedLength), needed);
@@ -465,7 +451,7 @@ public final class VirtioBlock {
 
     void refreshCapacity() {
         try {
-            capacitySectors = device.readConfigField(BlkDriver.CFG_CAPACITY, 8);
+            capacitySectors = device.readConfigField(Blk.CFG_CAPACITY, 8);
         } catch (TransportException e) {
             System.getLogger(VirtioBlock.class.getName()).log(System.Logger.Level.WARNING, e.getMessage());
         }
@@ -473,12 +459,12 @@ public final class VirtioBlock {
 
     private static String name(int type) {
         return switch (type) {
-            case T_IN -> "read";
-            case T_OUT -> "write";
-            case T_FLUSH -> "flush";
-            case T_GET_ID -> "get-id";
-            case T_DISCARD -> "discard";
-            case T_WRITE_ZEROES -> "write-zeroes";
+            case Blk.T_IN -> "read";
+            case Blk.T_OUT -> "write";
+            case Blk.T_FLUSH -> "flush";
+            case Blk.T_GET_ID -> "get-id";
+            case Blk.T_DISCARD -> "discard";
+            case Blk.T_WRITE_ZEROES -> "write-zeroes";
             default -> "request " + type;
         };
     }

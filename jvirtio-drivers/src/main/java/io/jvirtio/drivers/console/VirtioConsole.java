@@ -1,5 +1,6 @@
 package io.jvirtio.drivers.console;
 
+import io.jvirtio.core.spec.Console;
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
@@ -78,7 +79,7 @@ public final class VirtioConsole {
     void refreshSize() {
         if (device.hasFeature(Feature.CONSOLE_SIZE)) {
             try {
-                long[] v = device.readConfigFields(0, 2, 2, 2); // cols and rows: two 16-bit fields
+                long[] v = device.readConfigFields(Console.CFG_COLS, 2, Console.CFG_ROWS, 2);
                 cols = (int) v[0];
                 rows = (int) v[1];
             } catch (TransportException e) {
@@ -92,7 +93,7 @@ public final class VirtioConsole {
         if (!device.hasFeature(Feature.CONSOLE_EMERG_WRITE)) {
             throw new IOException("VIRTIO_CONSOLE_F_EMERG_WRITE was not negotiated");
         }
-        device.config().writeConfig(8, new byte[] {(byte) c, 0, 0, 0});
+        device.config().writeConfig(Console.CFG_EMERG_WR, new byte[] {(byte) c, 0, 0, 0});
     }
 
     /** Bytes from the device, in order; blocks until some arrive; -1 after the device is removed. */

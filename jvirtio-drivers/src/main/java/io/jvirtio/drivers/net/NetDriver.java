@@ -1,5 +1,6 @@
 package io.jvirtio.drivers.net;
 
+import io.jvirtio.core.spec.Net;
 import io.jvirtio.bus.QueueSpec;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.bus.VirtioDriver;
@@ -48,7 +49,7 @@ public final class NetDriver implements VirtioDriver {
 
     @Override
     public void probe(VirtioDevice device) throws Exception {
-        int pairs = device.hasFeature(Feature.NET_MQ) ? Math.max(1, (int) device.readConfigField(8, 2)) : 1;
+        int pairs = device.hasFeature(Feature.NET_MQ) ? Math.max(1, (int) device.readConfigField(Net.CFG_MAX_VIRTQUEUE_PAIRS, 2)) : 1;
         VirtioNet[] holder = new VirtioNet[1];
         List<QueueSpec> specs = new ArrayList<>();
         for (int p = 0; p < pairs; p++) {

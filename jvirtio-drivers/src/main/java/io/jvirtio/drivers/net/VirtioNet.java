@@ -1,10 +1,10 @@
 package io.jvirtio.drivers.net;
 
+import io.jvirtio.core.spec.Net;
 import io.jvirtio.bus.TransportException;
 import io.jvirtio.bus.VirtioDevice;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.memory.GuestMemoryException;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.queue.VirtqueueException;
@@ -34,13 +34,11 @@ import java.util.function.Consumer;
 public final class VirtioNet {
     /** Receive buffers (with MRG_RXBUF a large frame spans several) and transmit slots are at least this. */
     static final int BUFFER = 2048;
-    static final int HDR = 12;
     /** The Ethernet header, which the MTU does not count. */
     static final int ETH_HLEN = 14;
 
     private final VirtioDevice device;
     private final GuestAllocator dma;
-    private final GuestMemory memory;
     private final int pairs;
     private final Lane[] lanes;
     private final DriverQueue<Object> ctrl;
@@ -94,13 +92,12 @@ public final class VirtioNet {
             throws TransportException {
         this.device = device;
         this.dma = device.config().dma();
-        this.memory = dma.memory();
         this.pairs = pairs;
         // §5.1.4.1 / net-drv-5, net-drv-6: with VIRTIO_NET_F_MTU the device's mtu bounds what is sent, and
         // every receive buffer (or, with MRG_RXBUF, a chain of them) holds a header and a frame that size.
-        int mtu = device.hasFeature(Feature.NET_MTU) ? (int) device.readConfigField(10, 2) : 1500;
+        int mtu = device.hasFeature(Feature.NET_MTU) ? (int) device.readConfigField(Net.CFG_MTU, 2) : Net.MTU;
         this.maxFrame = mtu + ETH_HLEN;
-        int whole = (HDR + maxFrame + 63) & ~63;
+        int whole = (Net.HDR_SIZE + maxFrame + 63) & ~63;
         this.txBuffer = Math.max(BUFFER, whole);
         this.mergeable = device.hasFeature(Feature.NET_MRG_RXBUF);
         this.rxBuffer = mergeable ? BUFFER : Math.max(BUFFER, whole);
@@ -111,7 +108,7 @@ public final class VirtioNet {
         this.ctrl = hasCtrl ? queues.getLast() : null;
         this.ctrlMemory = hasCtrl ? dma.allocate(1024, 64) : 0;
         if (device.hasFeature(Feature.NET_MAC)) {
-            device.readConfig(0, mac);
+            device.readConfig(Net.CFG_MAC, mac);
         } else {
             new java.security.SecureRandom().nextBytes(mac);
             mac[0] = (byte) ((mac[0] & 0xfe) | 0x02); // locally administered unicast
@@ -130,7 +127,7 @@ public final class VirtioNet {
             }
         }
         if (pairs > 1) {
-            command(4, 0, new byte[] {(byte) pairs, (byte) (pairs >> 8)});
+            command(Net.CTRL_MQ, Net.CTRL_MQ_VQ_PAIRS_SET, new byte[] {(byte) pairs, (byte) (pairs >> 8)});
         }
     }
 
@@ -158,7 +155,7 @@ public final class VirtioNet {
     void refreshStatus() {
         if (device.hasFeature(Feature.NET_STATUS)) {
             try {
-                linkUp = (device.readConfigField(6, 2) & 1) != 0;
+                linkUp = (device.readConfigField(Net.CFG_STATUS, 2) & Net.S_LINK_UP) != 0;
             } catch (TransportException e) {
                 System.getLogger(VirtioNet.class.getName()).log(System.Logger.Level.WARNING, e.getMessage());
             }
@@ -219,10 +216,10 @@ public final class VirtioNet {
             }
             int slot = l.freeTx[--l.freeCount];
             long at = l.txMemory + (long) slot * txBuffer;
-            MemorySegment buf = slice(at, HDR + len);
-            buf.asSlice(0, HDR).fill((byte) 0);
-            MemorySegment.copy(frame, 0, buf, HDR, len);
-            l.tx.addOutBuf(at, (int) (HDR + len), l.tokens[slot]);
+            MemorySegment buf = slice(at, Net.HDR_SIZE + len);
+            buf.asSlice(0, Net.HDR_SIZE).fill((byte) 0);
+            MemorySegment.copy(frame, 0, buf, Net.HDR_SIZE, len);
+            l.tx.addOutBuf(at, (int) (Net.HDR_SIZE + len), l.tokens[slot]);
             l.tx.kick();
             txFrames.incrementAndGet();
         }
@@ -266,12 +263,12 @@ public final class VirtioNet {
                     long at = l.rxMemory + (long) slot * rxBuffer;
                     // §5.1.6.4.1 net-drv-10: of the header only num_buffers is used, and only with MRG_RXBUF;
                     // flags, gso and checksum fields a device sets (or leaves as junk) change nothing here.
-                    int numBuffers = mergeable && len >= HDR
-                            ? Short.toUnsignedInt(slice(at, HDR).get(GuestMemory.U16, 10)) : 1;
+                    int numBuffers = mergeable && len >= Net.HDR_SIZE
+                            ? Short.toUnsignedInt(slice(at, Net.HDR_SIZE).get(GuestMemory.U16, Net.HDR_NUM_BUFFERS)) : 1;
                     if (numBuffers <= 1) {
-                        if (len >= HDR + 14) {
+                        if (len >= Net.HDR_SIZE + 14) {
                             rxFrames.incrementAndGet();
-                            r.accept(slice(at + HDR, len - HDR));
+                            r.accept(slice(at + Net.HDR_SIZE, len - Net.HDR_SIZE));
                         } else {
                             rxDropped.incrementAndGet();
                         }
@@ -299,8 +296,8 @@ public final class VirtioNet {
     private void mergeFrame(Lane l, Consumer<MemorySegment> r, int slot, long at, int len, int count)
             throws VirtqueueException {
         MemorySegment frame = merged;
-        long size = len - HDR;
-        MemorySegment.copy(slice(at + HDR, size), 0, frame, 0, size);
+        long size = len - Net.HDR_SIZE;
+        MemorySegment.copy(slice(at + Net.HDR_SIZE, size), 0, frame, 0, size);
         l.rx.addInBuf(at, rxBuffer, l.tokens[slot]);
         boolean complete = true;
         for (int i = 1; i < count; i++) {
@@ -331,13 +328,13 @@ public final class VirtioNet {
     /** Promiscuous mode (VIRTIO_NET_CTRL_RX_PROMISC). */
     public void setPromiscuous(boolean on) throws IOException {
         requireFeature(Feature.NET_CTRL_RX);
-        command(0, 0, new byte[] {(byte) (on ? 1 : 0)});
+        command(Net.CTRL_RX, Net.CTRL_RX_PROMISC, new byte[] {(byte) (on ? 1 : 0)});
     }
 
     /** All-multicast mode (VIRTIO_NET_CTRL_RX_ALLMULTI). */
     public void setAllMulticast(boolean on) throws IOException {
         requireFeature(Feature.NET_CTRL_RX);
-        command(0, 1, new byte[] {(byte) (on ? 1 : 0)});
+        command(Net.CTRL_RX, Net.CTRL_RX_ALLMULTI, new byte[] {(byte) (on ? 1 : 0)});
     }
 
     /** The MAC filter (VIRTIO_NET_CTRL_MAC_TABLE_SET): extra unicast and multicast addresses. */
@@ -354,14 +351,14 @@ public final class VirtioNet {
                 at += 6;
             }
         }
-        command(1, 0, data);
+        command(Net.CTRL_MAC, Net.CTRL_MAC_TABLE_SET, data);
     }
 
     /** Changes the station address (VIRTIO_NET_CTRL_MAC_ADDR_SET). */
     public void setMacAddress(byte[] newMac) throws IOException {
         requireFeature(Feature.NET_CTRL_MAC_ADDR);
         requireFeature(Feature.NET_CTRL_RX); // net-drv-12
-        command(1, 1, newMac);
+        command(Net.CTRL_MAC, Net.CTRL_MAC_ADDR_SET, newMac);
         System.arraycopy(newMac, 0, mac, 0, 6);
     }
 
@@ -409,7 +406,7 @@ public final class VirtioNet {
             }
         }
         int status = slice(ctrlMemory + 2 + data.length, 1).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
-        if (status != 0) {
+        if (status != Net.OK) {
             throw new IOException("device refused control command " + cls + "/" + cmd + " (VIRTIO_NET_ERR)");
         }
     }
@@ -458,11 +455,7 @@ public final class VirtioNet {
     }
 
     private MemorySegment slice(long at, long len) {
-        try {
-            return memory.slice(at, len);
-        } catch (GuestMemoryException e) {
-            throw new AssertionError(e);
-        }
+        return dma.slice(at, len);
     }
 
     @Override

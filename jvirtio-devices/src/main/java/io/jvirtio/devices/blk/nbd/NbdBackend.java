@@ -1,6 +1,6 @@
 package io.jvirtio.devices.blk.nbd;
 
-import io.jvirtio.devices.blk.Blk;
+import io.jvirtio.core.spec.Blk;
 import io.jvirtio.devices.blk.BlockBackend;
 import io.jvirtio.devices.blk.BlockCompletion;
 import io.jvirtio.devices.blk.BlockQueue;

@@ -1,6 +1,9 @@
-package io.jvirtio.devices.blk;
+package io.jvirtio.core.spec;
 
-/** Block device constants, VIRTIO 1.2 §5.2: configuration layout, request types and status values. */
+/**
+ * The block device's wire format, VIRTIO 1.2 §5.2: configuration layout, request header, request types and
+ * status values — defined once, for the device model and the driver.
+ */
 public final class Blk {
     public static final int SECTOR_SIZE = 512;
 
@@ -25,14 +28,6 @@ public final class Blk {
 
     // struct virtio_blk_req (§5.2.6): le32 type, le32 reserved, le64 sector, data, u8 status
     public static final int HEADER_SIZE = 16;
-    /**
-     * The {@code seg_max} jvirtio's devices offer: data buffers per request. A request's chain then has at
-     * most {@link #MAX_BUFFERS} (header and status byte too) — whatever the queue size, since an indirect
-     * table may be longer than the queue (Linux fills it up to seg_max on a packed ring of 128).
-     */
-    public static final int SEG_MAX = 254;
-    /** Buffers a request may have in all: {@link #SEG_MAX} data buffers, the header and the status byte. */
-    public static final int MAX_BUFFERS = SEG_MAX + 2;
     public static final int T_IN = 0;
     public static final int T_OUT = 1;
     public static final int T_FLUSH = 4;

@@ -1,6 +1,9 @@
-package io.jvirtio.devices.net;
+package io.jvirtio.core.spec;
 
-/** Network device constants, VIRTIO 1.2 §5.1. */
+/**
+ * The network device's wire format, VIRTIO 1.2 §5.1: configuration layout, the frame header and the control
+ * queue's commands — defined once, for the device model and the driver.
+ */
 public final class Net {
     // struct virtio_net_config (§5.1.4)
     public static final int CFG_MAC = 0;
