@@ -23,7 +23,8 @@ import java.util.concurrent.CompletableFuture;
  * An asynchronous block device over virtio-blk. Every operation returns a future and many may be in
  * flight at once (up to the queue size per queue; more wait in order). Buffers that already live in
  * guest memory ({@link #allocateBuffer}) go to the device without a copy; any other segment is bounced
- * through guest memory.
+ * through guest memory. Continuations attached to a future run on this disk's completion thread, never on
+ * the interrupt thread every device shares ({@link Completions}).
  *
  * <pre>{@code
  * MemorySegment buf = disk.allocateBuffer(4096);
@@ -35,6 +36,8 @@ import java.util.concurrent.CompletableFuture;
 public final class VirtioBlock {
 
     private final VirtioDevice device;
+    /** Where futures complete: continuations never on the interrupt thread (see {@link Completions}). */
+    private final Completions completions;
     private final GuestAllocator dma;
     private final GuestMemory memory;
     private final Lane[] lanes;
@@ -106,6 +109,7 @@ public final class VirtioBlock {
         this.sizeMax = sizeMax;
         this.segMax = segMax;
         this.device = device;
+        this.completions = new Completions(device.toString());
         this.dma = device.config().dma();
         this.memory = dma.memory();
         this.capacitySectors = capacitySectors;
@@ -282,7 +286,7 @@ public final class VirtioBlock {
     private CompletableFuture<Void> submit(Request r, Lane lane) {
         synchronized (lane) {
             if (lane.detached) {
-                r.future.completeExceptionally(new IOException(device + " was removed"));
+                completions.fail(r.future, new IOException(device + " was removed"));
             } else if (!lane.waiting.isEmpty() || !post(lane, r)) {
                 lane.waiting.add(r);
             } else {
@@ -378,7 +382,7 @@ public final class VirtioBlock {
             if (r.bounce != 0) {
                 dma.free(r.bounce, r.dataLength);
             }
-            r.future.completeExceptionally(new BlockIOException(name(r.type) + " at sector " + r.sector, status));
+            completions.fail(r.future, new BlockIOException(name(r.type) + " at sector " + r.sector, status));
             return;
         }
         if (r.bounce != 0) {
@@ -387,7 +391,7 @@ public final class VirtioBlock {
             }
             dma.free(r.bounce, r.dataLength);
         }
-        r.future.complete(null);
+        completions.complete(r.future, null);
     }
 
     private void failAll(Lane lane, Exception cause) {
@@ -398,7 +402,7 @@ public final class VirtioBlock {
             lane.waiting.clear();
         }
         for (Request r : failed) {
-            r.future.completeExceptionally(new IOException(device + ": " + cause.getMessage(), cause));
+            completions.fail(r.future, new IOException(device + ": " + cause.getMessage(), cause));
         }
     }
 
@@ -421,7 +425,7 @@ public final class VirtioBlock {
                 lane.waiting.clear();
             }
             for (Request r : failed) {
-                r.future.completeExceptionally(cause);
+                completions.fail(r.future, cause);
             }
         }
     }
@@ -444,9 +448,10 @@ public final class VirtioBlock {
                 if (r.bounce != 0) {
                     dma.free(r.bounce, r.dataLength);
                 }
-                r.future.completeExceptionally(new IOException(device + " was removed"));
+                completions.fail(r.future, new IOException(device + " was removed"));
             }
         }
+        completions.close();
     }
 
     void refreshCapacity() {

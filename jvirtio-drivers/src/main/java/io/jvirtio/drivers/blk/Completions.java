@@ -1,0 +1,50 @@
+package io.jvirtio.drivers.blk;
+
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.RejectedExecutionException;
+
+/**
+ * Where a driver completes the futures it handed out. Used buffers are reaped on the interrupt thread — one
+ * thread for every device of a machine, like a CPU taking interrupts — which must not run user code: a slow
+ * continuation there would hold up every other device. So a future nobody has attached a continuation to is
+ * completed right there (that only releases a thread blocked in {@code get()} or {@code join()}), and one
+ * with continuations is completed on this device's own completion thread (a virtual thread, in completion
+ * order), where they run. A continuation attached while the request completes may still run on the
+ * completing thread (CompletableFuture runs late-attached ones where they are attached).
+ */
+final class Completions implements AutoCloseable {
+    private final ExecutorService thread;
+
+    Completions(String device) {
+        this.thread = Executors.newSingleThreadExecutor(Thread.ofVirtual().name("jvirtio-completions-" + device).factory());
+    }
+
+    <T> void complete(CompletableFuture<T> f, T value) {
+        if (f.getNumberOfDependents() == 0 || !handOff(() -> f.complete(value))) {
+            f.complete(value);
+        }
+    }
+
+    void fail(CompletableFuture<?> f, Throwable cause) {
+        if (f.getNumberOfDependents() == 0 || !handOff(() -> f.completeExceptionally(cause))) {
+            f.completeExceptionally(cause);
+        }
+    }
+
+    private boolean handOff(Runnable completion) {
+        try {
+            thread.execute(completion);
+            return true;
+        } catch (RejectedExecutionException e) {
+            return false; // the device is gone: complete where we are
+        }
+    }
+
+    /** Lets the completions handed off run, then ends the thread. */
+    @Override
+    public void close() {
+        thread.shutdown();
+    }
+}
