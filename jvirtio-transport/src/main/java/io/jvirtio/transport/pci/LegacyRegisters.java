@@ -5,6 +5,8 @@ import io.jvirtio.core.queue.Doorbell;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
 
+import static io.jvirtio.transport.pci.LegacyLayout.*;
+
 /**
  * The legacy virtio-pci interface (§4.1.4.10, Linux {@code virtio_pci_legacy}): registers in I/O BAR0,
  * 32 feature bits, rings at a page frame number in the contiguous legacy layout of §2.7.2, no
@@ -12,18 +14,6 @@ import io.jvirtio.core.queue.split.SplitLayout;
  * is enabled.
  */
 final class LegacyRegisters implements Registers {
-    static final int HOST_FEATURES = 0;
-    static final int GUEST_FEATURES = 4;
-    static final int QUEUE_PFN = 8;
-    static final int QUEUE_NUM = 12;
-    static final int QUEUE_SEL = 14;
-    static final int QUEUE_NOTIFY = 16;
-    static final int STATUS = 18;
-    static final int ISR = 19;
-    static final int CONFIG_VECTOR = 20;
-    static final int QUEUE_VECTOR = 22;
-    static final int QUEUE_ALIGN = 4096;
-
     private final PciHost host;
     private final int slot;
     private final long base;
@@ -39,7 +29,7 @@ final class LegacyRegisters implements Registers {
     private int configOffset() {
         boolean msix = msixCap != 0
                 && (host.configRead(slot, msixCap + Pci.MSIX_CONTROL, 2) & Pci.MSIX_CONTROL_ENABLE) != 0;
-        return msix ? 24 : 20;
+        return LegacyLayout.configOffset(msix);
     }
 
     private long in(int reg, int size) {

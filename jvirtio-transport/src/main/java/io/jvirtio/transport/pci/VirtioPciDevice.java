@@ -62,11 +62,8 @@ public final class VirtioPciDevice implements PciFunction {
     private final byte[] config = new byte[Pci.CONFIG_SPACE_SIZE];
     private final long[] barAddress = new long[Pci.BAR_COUNT];
 
-    // MSI-X table and PBA (entries: address, data, control)
-    private final long[] msixAddress;
-    private final int[] msixData;
-    private final int[] msixControl;
-    private final boolean[] msixPending;
+    /** The MSI-X table and PBA, under this function's lock. */
+    private final MsixTable msix;
 
     // virtio common configuration
     private int deviceFeatureSelect;
@@ -116,11 +113,7 @@ public final class VirtioPciDevice implements PciFunction {
         this.msixEntries = msixVectors;
         this.transitional = transitional;
         this.legacyBarSize = transitional ? Math.max(32, Long.highestOneBit(24 + model.config().size() - 1) << 1) : 0;
-        this.msixAddress = new long[msixEntries];
-        this.msixData = new int[msixEntries];
-        this.msixControl = new int[msixEntries];
-        this.msixPending = new boolean[msixEntries];
-        Arrays.fill(msixControl, Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT);
+        this.msix = new MsixTable(msixEntries, PBA_OFFSET);
         this.queueVector = new int[numQueues];
         this.rings = new QueueRegisters(numQueues);
         Arrays.fill(barAddress, 0);
@@ -437,21 +430,10 @@ public final class VirtioPciDevice implements PciFunction {
 
     // ---- legacy I/O BAR (§4.1.4.10) -------------------------------------------------------------
 
-    static final int L_HOST_FEATURES = 0;
-    static final int L_GUEST_FEATURES = 4;
-    static final int L_QUEUE_PFN = 8;
-    static final int L_QUEUE_NUM = 12;
-    static final int L_QUEUE_SEL = 14;
-    static final int L_QUEUE_NOTIFY = 16;
-    static final int L_STATUS = 18;
-    static final int L_ISR = 19;
-    static final int L_CONFIG_VECTOR = 20;
-    static final int L_QUEUE_VECTOR = 22;
-    static final int LEGACY_QUEUE_ALIGN = 4096;
 
     /** Device configuration starts at 20, or at 24 when MSI-X is enabled (two vector registers in between). */
     private int legacyConfigOffset() {
-        return msixEnabled() ? 24 : 20;
+        return LegacyLayout.configOffset(msixEnabled());
     }
 
     private long legacyRead(int off, int size) {
@@ -465,7 +447,7 @@ public final class VirtioPciDevice implements PciFunction {
             }
             return v;
         }
-        if (off == L_ISR) {
+        if (off == LegacyLayout.ISR) {
             return barRead(VIRTIO_BAR, ISR_OFFSET, 1);
         }
         synchronized (this) {
@@ -473,14 +455,14 @@ public final class VirtioPciDevice implements PciFunction {
             boolean qv = q < numQueues;
             return switch (off) {
                 // Legacy features are 32 bits; VERSION_1 and above do not exist there.
-                case L_HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
-                case L_GUEST_FEATURES -> driverFeatures & 0xffffffffL;
-                case L_QUEUE_PFN -> qv && rings.enabled[q] ? rings.desc[q] / LEGACY_QUEUE_ALIGN : 0;
-                case L_QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
-                case L_QUEUE_SEL -> queueSelect;
-                case L_STATUS -> status;
-                case L_CONFIG_VECTOR -> configVector;
-                case L_QUEUE_VECTOR -> qv ? queueVector[q] : NO_VECTOR;
+                case LegacyLayout.HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
+                case LegacyLayout.GUEST_FEATURES -> driverFeatures & 0xffffffffL;
+                case LegacyLayout.QUEUE_PFN -> qv && rings.enabled[q] ? rings.desc[q] / LegacyLayout.QUEUE_ALIGN : 0;
+                case LegacyLayout.QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
+                case LegacyLayout.QUEUE_SEL -> queueSelect;
+                case LegacyLayout.STATUS -> status;
+                case LegacyLayout.CONFIG_VECTOR -> configVector;
+                case LegacyLayout.QUEUE_VECTOR -> qv ? queueVector[q] : NO_VECTOR;
                 default -> 0;
             };
         }
@@ -496,7 +478,7 @@ public final class VirtioPciDevice implements PciFunction {
             model.config().driverWrite(off - cfg, b);
             return;
         }
-        if (off == L_QUEUE_NOTIFY) {
+        if (off == LegacyLayout.QUEUE_NOTIFY) {
             notify((int) value & 0xffff);
             return;
         }
@@ -506,12 +488,12 @@ public final class VirtioPciDevice implements PciFunction {
             int q = queueSelect;
             boolean qv = q < numQueues;
             switch (off) {
-                case L_GUEST_FEATURES -> {
+                case LegacyLayout.GUEST_FEATURES -> {
                     if (!active) {
                         driverFeatures = value & 0xffffffffL;
                     }
                 }
-                case L_QUEUE_PFN -> {
+                case LegacyLayout.QUEUE_PFN -> {
                     if (qv && !active) {
                         if (value == 0) {
                             rings.enabled[q] = false;
@@ -519,8 +501,8 @@ public final class VirtioPciDevice implements PciFunction {
                             // §2.7.2: the legacy layout, contiguous from the page frame the driver gave.
                             int n = model.maxQueueSize(q);
                             io.jvirtio.core.queue.split.SplitLayout l =
-                                    io.jvirtio.core.queue.split.SplitLayout.legacy(n, LEGACY_QUEUE_ALIGN);
-                            long base = (value & 0xffffffffL) * LEGACY_QUEUE_ALIGN;
+                                    io.jvirtio.core.queue.split.SplitLayout.legacy(n, LegacyLayout.QUEUE_ALIGN);
+                            long base = (value & 0xffffffffL) * LegacyLayout.QUEUE_ALIGN;
                             rings.size[q] = n;
                             rings.desc[q] = base;
                             rings.driver[q] = base + l.availOffset();
@@ -529,8 +511,8 @@ public final class VirtioPciDevice implements PciFunction {
                         }
                     }
                 }
-                case L_QUEUE_SEL -> queueSelect = (int) value & 0xffff;
-                case L_STATUS -> {
+                case LegacyLayout.QUEUE_SEL -> queueSelect = (int) value & 0xffff;
+                case LegacyLayout.STATUS -> {
                     int next = (int) value & 0xff;
                     if (next == 0) {
                         reset = true;
@@ -542,8 +524,8 @@ public final class VirtioPciDevice implements PciFunction {
                                 && legacyFeaturesAcceptable();
                     }
                 }
-                case L_CONFIG_VECTOR -> configVector = validVector((int) value & 0xffff);
-                case L_QUEUE_VECTOR -> {
+                case LegacyLayout.CONFIG_VECTOR -> configVector = validVector((int) value & 0xffff);
+                case LegacyLayout.QUEUE_VECTOR -> {
                     if (qv) queueVector[q] = validVector((int) value & 0xffff);
                 }
                 default -> {
@@ -790,27 +772,24 @@ public final class VirtioPciDevice implements PciFunction {
         long address;
         int data;
         synchronized (this) {
-            boolean masked = (msixControl[v] & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT) != 0
-                    || (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) != 0;
-            if (masked) {
-                msixPending[v] = true;
+            if (!msix.sendable(v, functionMasked())) {
                 return;
             }
-            address = msixAddress[v];
-            data = msixData[v];
+            address = msix.address(v);
+            data = msix.data(v);
         }
         interrupts.msi(address, data);
+    }
+
+    private boolean functionMasked() {
+        return (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) != 0;
     }
 
     private void deliverPending() {
         for (int v = 0; v < msixEntries; v++) {
             boolean fire;
             synchronized (this) {
-                fire = msixPending[v] && (msixControl[v] & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT) == 0
-                        && msixEnabled() && (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) == 0;
-                if (fire) {
-                    msixPending[v] = false;
-                }
+                fire = msix.takePending(v, msixEnabled() && !functionMasked());
             }
             if (fire) {
                 deliverVector(v);
@@ -819,44 +798,12 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private synchronized long msixRead(long offset, int size) {
-        if (offset >= PBA_OFFSET) {
-            long bits = 0;
-            for (int v = 0; v < msixEntries && v < 64; v++) {
-                if (msixPending[v]) {
-                    bits |= 1L << v;
-                }
-            }
-            long shift = 8 * (offset - PBA_OFFSET);
-            return shift >= 64 ? 0 : (bits >>> shift) & (size == 8 ? -1L : (1L << (8 * size)) - 1);
-        }
-        int entry = (int) (offset / Pci.MSIX_ENTRY_SIZE);
-        if (entry >= msixEntries) {
-            return 0;
-        }
-        return switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
-            case 0 -> size == 8 ? msixAddress[entry] : msixAddress[entry] & 0xffffffffL;
-            case 4 -> msixAddress[entry] >>> 32;
-            case 8 -> msixData[entry] & 0xffffffffL;
-            case 12 -> msixControl[entry] & 0xffffffffL;
-            default -> 0;
-        };
+        return msix.read(offset, size);
     }
 
     private void msixWrite(long offset, int size, long value) {
         synchronized (this) {
-            int entry = (int) (offset / Pci.MSIX_ENTRY_SIZE);
-            if (offset >= PBA_OFFSET || entry >= msixEntries) {
-                return;
-            }
-            switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
-                case 0 -> msixAddress[entry] = size == 8 ? value
-                        : (msixAddress[entry] & ~0xffffffffL) | (value & 0xffffffffL);
-                case 4 -> msixAddress[entry] = (msixAddress[entry] & 0xffffffffL) | (value << 32);
-                case 8 -> msixData[entry] = (int) value;
-                case 12 -> msixControl[entry] = (int) value & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT;
-                default -> {
-                }
-            }
+            msix.write(offset, size, value);
         }
         deliverPending();
     }
