@@ -16,6 +16,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
+import static io.jvirtio.transport.pci.PciConfigHeader.*;
 import static io.jvirtio.transport.pci.VirtioPciCap.*;
 
 /**
@@ -30,26 +31,6 @@ import static io.jvirtio.transport.pci.VirtioPciCap.*;
  * PCI configuration access capability (§4.1.4.9).
  */
 public final class VirtioPciDevice implements PciFunction {
-    static final int LEGACY_BAR = 0;
-    static final int MSIX_BAR = 1;
-    static final int VIRTIO_BAR = 4;
-    static final long VIRTIO_BAR_SIZE = 0x4000;
-    static final long MSIX_BAR_SIZE = 0x1000;
-    static final int COMMON_OFFSET = 0x0000;
-    static final int ISR_OFFSET = 0x1000;
-    static final int DEVICE_OFFSET = 0x2000;
-    static final int NOTIFY_OFFSET = 0x3000;
-    static final int NOTIFY_MULTIPLIER = 4;
-    static final int NOTIFY_LENGTH = 0x1000;
-    static final int PBA_OFFSET = 0x800;
-
-    static final int CAP_MSIX = 0x40;
-    static final int CAP_COMMON = 0x50;
-    static final int CAP_ISR = 0x60;
-    static final int CAP_DEVICE = 0x70;
-    static final int CAP_NOTIFY = 0x80;
-    static final int CAP_PCI_CFG = 0x98;
-
     private static final Logger LOG = System.getLogger(VirtioPciDevice.class.getName());
 
     private final VirtioDeviceModel model;
@@ -58,9 +39,8 @@ public final class VirtioPciDevice implements PciFunction {
     private final int numQueues;
     private final int msixEntries;
     private final boolean transitional;
-    private final long legacyBarSize;
-    private final byte[] config = new byte[Pci.CONFIG_SPACE_SIZE];
-    private final long[] barAddress = new long[Pci.BAR_COUNT];
+    /** The configuration space: header, BARs, capabilities (under this function's lock). */
+    private final PciConfigHeader header;
 
     /** The MSI-X table and PBA, under this function's lock. */
     private final MsixTable msix;
@@ -112,13 +92,11 @@ public final class VirtioPciDevice implements PciFunction {
         }
         this.msixEntries = msixVectors;
         this.transitional = transitional;
-        this.legacyBarSize = transitional ? Math.max(32, Long.highestOneBit(24 + model.config().size() - 1) << 1) : 0;
         this.msix = new MsixTable(msixEntries, PBA_OFFSET);
         this.queueVector = new int[numQueues];
         this.rings = new QueueRegisters(numQueues);
-        Arrays.fill(barAddress, 0);
+        this.header = new PciConfigHeader(model.type(), transitional, msixEntries, model.config().size());
         resetRegisters();
-        buildConfigHeader(model.type());
         model.config().onChange(this::configChanged);
     }
 
@@ -133,85 +111,10 @@ public final class VirtioPciDevice implements PciFunction {
 
     // ---- PCI configuration space --------------------------------------------------------------
 
-    private void buildConfigHeader(DeviceType type) {
-        put16(Pci.VENDOR_ID, Pci.VIRTIO_VENDOR);
-        if (transitional) {
-            // §4.1.2.3: transitional ids, revision 0, the device type in the subsystem id
-            put16(Pci.DEVICE_ID, legacyDeviceId(type));
-            put16(Pci.SUBSYSTEM_ID, type.id());
-        } else {
-            put16(Pci.DEVICE_ID, Pci.VIRTIO_MODERN_BASE + type.id());
-            put16(Pci.SUBSYSTEM_ID, 0x1100);
-            config[Pci.REVISION_ID] = 1; // §4.1.2.1: non-transitional devices SHOULD have revision ≥ 1
-        }
-        int cls = switch (type) {
-            case NET -> 0x020000;
-            case BLOCK -> 0x010000;
-            case CONSOLE -> 0x078000;
-            default -> 0xff0000;
-        };
-        config[Pci.CLASS_PROG] = (byte) cls;
-        config[Pci.CLASS_PROG + 1] = (byte) (cls >> 8);
-        config[Pci.CLASS_PROG + 2] = (byte) (cls >> 16);
-        put16(Pci.STATUS, Pci.STATUS_CAP_LIST);
-        put16(Pci.SUBSYSTEM_VENDOR_ID, Pci.VIRTIO_VENDOR);
-        config[Pci.CAPABILITY_LIST] = (byte) (msixEntries > 0 ? CAP_MSIX : CAP_COMMON);
-        config[Pci.INTERRUPT_PIN] = 1; // INTA#
-
-        if (msixEntries > 0) {
-            // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800
-            config[CAP_MSIX] = Pci.CAP_ID_MSIX;
-            config[CAP_MSIX + 1] = (byte) CAP_COMMON;
-            put16(CAP_MSIX + Pci.MSIX_CONTROL, msixEntries - 1);
-            put32(CAP_MSIX + Pci.MSIX_TABLE, MSIX_BAR);
-            put32(CAP_MSIX + Pci.MSIX_PBA, PBA_OFFSET | MSIX_BAR);
-        }
-
-        virtioCap(CAP_COMMON, CAP_ISR, COMMON_CFG, VIRTIO_BAR, COMMON_OFFSET, 0x1000, SIZE);
-        virtioCap(CAP_ISR, CAP_DEVICE, ISR_CFG, VIRTIO_BAR, ISR_OFFSET, 0x1000, SIZE);
-        virtioCap(CAP_DEVICE, CAP_NOTIFY, DEVICE_CFG, VIRTIO_BAR, DEVICE_OFFSET, 0x1000, SIZE);
-        virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, NOTIFY_LENGTH, SIZE + 4);
-        put32(CAP_NOTIFY + NOTIFY_OFF_MULTIPLIER, NOTIFY_MULTIPLIER);
-        virtioCap(CAP_PCI_CFG, 0, PCI_CFG, 0, 0, 0, SIZE + 4);
-    }
-
-    /** §4.1.2.3 Transitional PCI Device ID table. */
-    static int legacyDeviceId(DeviceType type) {
-        return switch (type) {
-            case NET -> 0x1000;
-            case BLOCK -> 0x1001;
-            case BALLOON -> 0x1002;
-            case CONSOLE -> 0x1003;
-            case SCSI -> 0x1004;
-            case ENTROPY -> 0x1005;
-            case NINEP -> 0x1009;
-            default -> throw new IllegalArgumentException(type + " has no transitional device id");
-        };
-    }
-
-    private void virtioCap(int at, int next, int type, int bar, int offset, int length, int len) {
-        config[at] = Pci.CAP_ID_VNDR;
-        config[at + 1] = (byte) next;
-        config[at + CAP_LEN] = (byte) len;
-        config[at + CFG_TYPE] = (byte) type;
-        config[at + BAR] = (byte) bar;
-        put32(at + OFFSET, offset);
-        put32(at + LENGTH, length);
-    }
-
     @Override
     public synchronized int configRead(int offset, int size) {
         if (offset < 0 || offset + size > Pci.CONFIG_SPACE_SIZE) {
             return -1;
-        }
-        if (offset >= Pci.BAR0 && offset < Pci.BAR0 + 4 * Pci.BAR_COUNT) {
-            int v = 0;
-            for (int i = 0; i < size; i++) {
-                int reg = (offset + i - Pci.BAR0) / 4;
-                int shift = 8 * ((offset + i - Pci.BAR0) % 4);
-                v |= ((barRegister(reg) >>> shift) & 0xff) << (8 * i);
-            }
-            return v;
         }
         if (offset >= CAP_PCI_CFG + PCI_CFG_DATA && offset < CAP_PCI_CFG + PCI_CFG_DATA + 4) {
             // the access's bytes sit in pci_cfg_data from its first byte; a narrower read gets its own part
@@ -219,11 +122,7 @@ public final class VirtioPciDevice implements PciFunction {
             long data = pciCfgAccess(false, 0) >>> shift;
             return (int) (size == 4 ? data : data & ((1L << (8 * size)) - 1));
         }
-        int v = 0;
-        for (int i = 0; i < size; i++) {
-            v |= (config[offset + i] & 0xff) << (8 * i);
-        }
-        return v;
+        return header.read(offset, size);
     }
 
     @Override
@@ -238,9 +137,9 @@ public final class VirtioPciDevice implements PciFunction {
                 return;
             }
             for (int i = 0; i < size; i++) {
-                writeConfigByte(offset + i, (value >>> (8 * i)) & 0xff);
+                header.writeByte(offset + i, (value >>> (8 * i)) & 0xff);
             }
-            unmasked = (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) == 0;
+            unmasked = !header.msixFunctionMasked();
         }
         if (unmasked) {
             deliverPending();
@@ -250,83 +149,19 @@ public final class VirtioPciDevice implements PciFunction {
         }
     }
 
-    private void writeConfigByte(int at, int b) {
-        if (at >= Pci.BAR0 && at < Pci.BAR0 + 4 * Pci.BAR_COUNT) {
-            int reg = (at - Pci.BAR0) / 4;
-            int shift = 8 * ((at - Pci.BAR0) % 4);
-            writeBarByte(reg, shift, b);
-            return;
-        }
-        switch (at) {
-            case Pci.COMMAND -> config[at] = (byte) (b & (Pci.COMMAND_IO | Pci.COMMAND_MEMORY | Pci.COMMAND_MASTER));
-            case Pci.COMMAND + 1 -> config[at] = (byte) (b & (Pci.COMMAND_INTX_DISABLE >> 8));
-            case Pci.INTERRUPT_LINE -> config[at] = (byte) b;
-            case CAP_MSIX + Pci.MSIX_CONTROL + 1 -> {
-                if (msixEntries > 0) {
-                    config[at] = (byte) ((config[at] & 0x3f) | (b & 0xc0)); // enable and function mask
-                }
-            }
-            case CAP_PCI_CFG + BAR, CAP_PCI_CFG + OFFSET, CAP_PCI_CFG + OFFSET + 1, CAP_PCI_CFG + OFFSET + 2,
-                 CAP_PCI_CFG + OFFSET + 3, CAP_PCI_CFG + LENGTH, CAP_PCI_CFG + LENGTH + 1,
-                 CAP_PCI_CFG + LENGTH + 2, CAP_PCI_CFG + LENGTH + 3 -> config[at] = (byte) b;
-            default -> {
-                // read-only
-            }
-        }
-    }
-
-    /** The value a BAR register reads as: address bits above the size, plus its type bits. */
-    private long barRegister(int reg) {
-        return switch (reg) {
-            case LEGACY_BAR -> transitional ? ((barAddress[LEGACY_BAR] & ~(legacyBarSize - 1)) & 0xffffffffL) | Pci.BAR_IO : 0;
-            case MSIX_BAR -> msixEntries > 0 ? (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL : 0;
-            case VIRTIO_BAR -> ((barAddress[VIRTIO_BAR] & ~(VIRTIO_BAR_SIZE - 1)) & 0xffffffffL)
-                    | Pci.BAR_MEM_TYPE_64 | Pci.BAR_PREFETCH;
-            case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] >>> 32;
-            default -> 0;
-        };
-    }
-
-    private void writeBarByte(int reg, int shift, int b) {
-        switch (reg) {
-            case LEGACY_BAR -> barAddress[LEGACY_BAR] = replaceByte(barAddress[LEGACY_BAR], shift, b) & 0xffffffffL;
-            case MSIX_BAR -> barAddress[MSIX_BAR] = replaceByte(barAddress[MSIX_BAR], shift, b) & 0xffffffffL;
-            case VIRTIO_BAR -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift, b);
-            case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] = replaceByte(barAddress[VIRTIO_BAR], shift + 32, b);
-            default -> {
-                // unimplemented BARs are hard-wired to zero
-            }
-        }
-    }
-
-    private static long replaceByte(long v, int shift, int b) {
-        return (v & ~(0xffL << shift)) | ((long) (b & 0xff) << shift);
-    }
-
     @Override
     public synchronized long barAddress(int bar) {
-        int cmd = config[Pci.COMMAND];
-        int decode = barIsIo(bar) ? Pci.COMMAND_IO : Pci.COMMAND_MEMORY;
-        if ((cmd & decode) == 0 || barSize(bar) == 0) {
-            return -1;
-        }
-        long a = barAddress[bar] & ~(barSize(bar) - 1);
-        return a == 0 ? -1 : a;
+        return header.barAddress(bar);
     }
 
     @Override
     public long barSize(int bar) {
-        return switch (bar) {
-            case LEGACY_BAR -> legacyBarSize;
-            case MSIX_BAR -> msixEntries > 0 ? MSIX_BAR_SIZE : 0;
-            case VIRTIO_BAR -> VIRTIO_BAR_SIZE;
-            default -> 0;
-        };
+        return header.barSize(bar);
     }
 
     @Override
     public boolean barIsIo(int bar) {
-        return bar == LEGACY_BAR && transitional;
+        return header.barIsIo(bar);
     }
 
     @Override
@@ -340,9 +175,9 @@ public final class VirtioPciDevice implements PciFunction {
         long offset;
         int length;
         synchronized (this) {
-            bar = config[CAP_PCI_CFG + BAR] & 0xff;
-            offset = get32(CAP_PCI_CFG + OFFSET) & 0xffffffffL;
-            length = get32(CAP_PCI_CFG + LENGTH);
+            bar = header.pciCfgBar();
+            offset = header.pciCfgOffset();
+            length = header.pciCfgLength();
         }
         if (bar >= Pci.BAR_COUNT || (length != 1 && length != 2 && length != 4) || offset % length != 0) {
             return write ? 0 : 0xffffffffL;
@@ -703,7 +538,7 @@ public final class VirtioPciDevice implements PciFunction {
         configVector = NO_VECTOR;
         queueSelect = 0;
         rings.reset(model, false);
-        java.util.Arrays.fill(queueVector, NO_VECTOR);
+        Arrays.fill(queueVector, NO_VECTOR);
     }
 
     /** DEVICE_NEEDS_RESET (§2.1.2) plus a configuration change notification. */
@@ -718,7 +553,7 @@ public final class VirtioPciDevice implements PciFunction {
     // ---- interrupts ----------------------------------------------------------------------------
 
     private boolean msixEnabled() {
-        return msixEntries > 0 && (config[CAP_MSIX + Pci.MSIX_CONTROL + 1] & (Pci.MSIX_CONTROL_ENABLE >> 8)) != 0;
+        return header.msixEnabled();
     }
 
     /** Used-buffer notification for queue {@code q} (§4.1.5.4). */
@@ -758,9 +593,8 @@ public final class VirtioPciDevice implements PciFunction {
             // pci-dev-21: without MSI-X, Status.Interrupt is the OR of the ISR bits; Interrupt Disable only
             // keeps the line from being asserted (PCI 3.0 §6.2.3), it does not hide the status.
             boolean pending = isr != 0 && !msixEnabled();
-            level = pending && (get16(Pci.COMMAND) & Pci.COMMAND_INTX_DISABLE) == 0;
-            int st = get16(Pci.STATUS);
-            put16(Pci.STATUS, pending ? st | Pci.STATUS_INTERRUPT : st & ~Pci.STATUS_INTERRUPT);
+            level = pending && !header.intxDisabled();
+            header.interruptStatus(pending);
         }
         interrupts.intx(level);
     }
@@ -782,7 +616,7 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private boolean functionMasked() {
-        return (get16(CAP_MSIX + Pci.MSIX_CONTROL) & Pci.MSIX_CONTROL_MASKALL) != 0;
+        return header.msixFunctionMasked();
     }
 
     private void deliverPending() {
@@ -809,24 +643,6 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     // ---- little helpers ------------------------------------------------------------------------
-
-    private void put16(int at, int v) {
-        config[at] = (byte) v;
-        config[at + 1] = (byte) (v >> 8);
-    }
-
-    private void put32(int at, int v) {
-        put16(at, v);
-        put16(at + 2, v >> 16);
-    }
-
-    private int get16(int at) {
-        return (config[at] & 0xff) | (config[at + 1] & 0xff) << 8;
-    }
-
-    private int get32(int at) {
-        return get16(at) | get16(at + 2) << 16;
-    }
 
     @Override
     public String toString() {
