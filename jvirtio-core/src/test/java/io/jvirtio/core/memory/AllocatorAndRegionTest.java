@@ -138,4 +138,21 @@ class AllocatorAndRegionTest {
             assertThat(own.get(ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), 4)).isEqualTo(0xdeadbeef);
         }
     }
+
+    @Test
+    void sliceServesExactlyTheWindowAndRefusesAByteMore() throws Exception {
+        try (GuestMemory mem = GuestMemory.allocate(BASE, 0x2000)) {
+            GuestAllocator a = new GuestAllocator(mem, BASE + 0x100, 0x1000);
+            assertThat(a.slice(BASE + 0x100, 0x1000).byteSize()).as("the whole window").isEqualTo(0x1000);
+            assertThat(a.slice(BASE + 0x1100, 0).byteSize()).as("empty, at its end").isZero();
+            assertThat(a.slice(BASE + 0x10ff, 1).byteSize()).isEqualTo(1);
+            assertThatThrownBy(() -> a.slice(BASE + 0x10ff, 2)).isInstanceOf(IllegalArgumentException.class)
+                    .hasMessageContaining("outside the allocator's window");
+            assertThatThrownBy(() -> a.slice(BASE + 0xff, 1)).as("a byte below").isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(() -> a.slice(BASE + 0x1101, 0)).as("past the end").isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(() -> a.slice(BASE + 0x100, -1)).isInstanceOf(IllegalArgumentException.class);
+            assertThatThrownBy(() -> a.slice(BASE + 0x200, Long.MAX_VALUE)).as("a length that wraps")
+                    .isInstanceOf(IllegalArgumentException.class);
+        }
+    }
 }

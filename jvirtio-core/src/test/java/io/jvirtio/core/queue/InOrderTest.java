@@ -155,6 +155,92 @@ class InOrderTest {
         }
     }
 
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    @Conformance({"inorder-dev-1", "inorder-drv-1"})
+    void batchesLapTheRingAndADriverHalfwayThroughOneDoesNotWaitForAnInterrupt(boolean packed) throws Exception {
+        try (Rings r = new Rings(8, features(packed, Feature.EVENT_IDX.mask()), 4)) {
+            long b = r.buffer(64);
+            DescriptorChain c = new DescriptorChain();
+            int token = 0;
+            for (int round = 0; round < 40; round++) { // 120 buffers: 15 laps of a ring of 8
+                for (int i = 0; i < 3; i++) {
+                    r.driver.addInBuf(b + 8L * i, 8, token + i);
+                }
+                for (int i = 0; i < 3; i++) {
+                    assertThat(r.device.pop(c)).isTrue();
+                    r.device.addUsed(c, 8);
+                }
+                r.device.publishUsed();
+                assertThat(r.driver.getBuf()).isEqualTo(token);
+                // two buffers of the batch still to take: enabling callbacks must say so, not wait
+                assertThat(r.driver.enableCallbacks()).as("round %d: the rest of the batch is there", round).isFalse();
+                assertThat(r.driver.hasUsed()).isTrue();
+                assertThat(r.driver.getBuf()).isEqualTo(token + 1);
+                assertThat(r.driver.getBuf()).isEqualTo(token + 2);
+                assertThat(r.driver.getBuf()).isNull();
+                assertThat(r.driver.hasUsed()).isFalse();
+                // now it may wait: the next batch the device publishes must interrupt it
+                assertThat(r.driver.enableCallbacks()).isTrue();
+                r.device.needsNotification(); // the decision for this batch was taken above
+                token += 3;
+                r.driver.addInBuf(b, 8, token);
+                assertThat(r.device.pop(c)).isTrue();
+                r.device.addUsed(c, 8);
+                r.device.publishUsed();
+                assertThat(r.device.needsNotification()).as("round %d: the driver waits at the batch's end", round).isTrue();
+                assertThat(r.driver.getBuf()).isEqualTo(token);
+                token += 1;
+                r.driver.disableCallbacks();
+            }
+            assertThat(r.driver.numFree()).isEqualTo(r.driver.size());
+        }
+    }
+
+    @ParameterizedTest(name = "packed={0}")
+    @ValueSource(booleans = {false, true})
+    @Conformance("inorder-drv-1")
+    void detachUnusedGivesBuffersBackOldestFirst(boolean packed) throws Exception {
+        try (Rings r = new Rings(4, features(packed, 0), 4)) {
+            long b = r.buffer(64);
+            DescriptorChain c = new DescriptorChain();
+            for (int t = 0; t < 6; t++) { // a lap first, so the oldest is not at slot 0
+                r.driver.addInBuf(b, 8, 100 + t);
+                r.device.pop(c);
+                r.device.addUsed(c, 8);
+                r.device.publishUsed();
+                r.driver.getBuf();
+            }
+            for (int t = 0; t < 3; t++) {
+                r.driver.addInBuf(b + 8L * t, 8, t);
+            }
+            // the device was reset before taking them
+            assertThat(r.driver.detachUnused()).isZero();
+            assertThat(r.driver.detachUnused()).isEqualTo(1);
+            assertThat(r.driver.detachUnused()).isEqualTo(2);
+            assertThat(r.driver.detachUnused()).isNull();
+            assertThat(r.driver.numFree()).isEqualTo(4);
+        }
+    }
+
+    @Test
+    @Conformance("basic-dev-13")
+    void theOrderTakenSurvivesGivingBackAndLappingItsArray() {
+        TakenOrder order = new TakenOrder(3, 0);
+        for (int lap = 0; lap < 4; lap++) {
+            order.taken(5);
+            order.taken(6);
+            order.untaken();      // 6 given back
+            order.taken(7);
+            order.taken(8);
+            order.used(5);
+            assertThatThrownBy(() -> order.used(6)).as("6 was given back").isInstanceOf(IllegalStateException.class);
+            order.used(7);
+            order.used(8);
+        }
+        assertThatThrownBy(() -> order.used(5)).hasMessageContaining("before being taken");
+    }
+
     @Test
     @Conformance("split-drv-5")
     void theSplitDriverUsesItsTableAsARingWithNextPointingToTheFollowingEntry() throws Exception {
