@@ -9,6 +9,7 @@ import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.RingPart;
 import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.UsedBatch;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
@@ -63,16 +64,13 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     private final Object[] tokens;
     /**
      * VIRTIO_F_IN_ORDER: the ids in the order made available ({@code order}, from {@code oldest}); one used
-     * descriptor may stand for a batch ending at {@code batchLast}, the buffers before it filled completely
-     * ({@code inLength}, their writable bytes) — §2.8.8.
+     * descriptor may stand for a batch of them ({@code batch}) — §2.8.8.
      */
     private final boolean inOrder;
     private final int[] order;
-    private final int[] inLength;
     private int oldest;
     private int ordered;
-    private int batchLast = -1;
-    private int batchLength;
+    private final UsedBatch batch;
     /** The slot (with the wrap counter in bit 15) after the pending batch: where the device writes next. */
     private int batchEnd;
     private final Scatterlist scratch = new Scatterlist();
@@ -118,7 +116,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         }
         this.inOrder = Feature.IN_ORDER.isSet(features);
         this.order = inOrder ? new int[size] : null;
-        this.inLength = inOrder ? new int[size] : null;
+        this.batch = inOrder ? new UsedBatch(size) : null;
         this.numFree = size;
     }
 
@@ -233,11 +231,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         slotsOf[id] = needed;
         tokens[id] = token;
         if (inOrder) {
-            int in = 0;
-            for (int n = sg.readableCount(); n < total; n++) {
-                in += sg.length(n);
-            }
-            inLength[id] = in;
+            batch.added(id, sg);
             int at = oldest + ordered;
             order[at >= size ? at - size : at] = id;
             ordered++;
@@ -299,7 +293,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
 
     @Override
     public boolean hasUsed() {
-        return batchLast >= 0 || inFlightSlots > 0 && isUsedAt(lastUsed, usedWrap);
+        return batchOpen() || inFlightSlots > 0 && isUsedAt(lastUsed, usedWrap);
     }
 
     private boolean isUsedAt(int slot, boolean wrap) {
@@ -323,20 +317,11 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         }
         int id;
         if (inOrder) {
-            if (batchLast < 0 && !readBatch()) {
+            if (!batch.open() && !readBatch()) {
                 return null;
             }
-            id = order[oldest];
-            if (++oldest == size) {
-                oldest = 0;
-            }
-            ordered--;
-            if (id == batchLast) {
-                lastLength = batchLength;
-                batchLast = -1;
-            } else {
-                lastLength = inLength[id]; // §2.8.8: a buffer the batch skipped was filled completely
-            }
+            id = takeOldest();
+            lastLength = batch.take(id);
         } else {
             if (inFlightSlots == 0) {
                 return null; // whatever the ring says: nothing of ours is out there
@@ -368,6 +353,20 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             VarHandle.fullFence();
         }
         return token;
+    }
+
+    private boolean batchOpen() {
+        return batch != null && batch.open();
+    }
+
+    /** IN_ORDER: the oldest buffer id made available, taken off the order. */
+    private int takeOldest() {
+        int id = order[oldest];
+        if (++oldest == size) {
+            oldest = 0;
+        }
+        ordered--;
+        return id;
     }
 
     /**
@@ -405,8 +404,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             wrap = !wrap;
         }
         batchEnd = end | (wrap ? WRAP : 0);
-        batchLast = id;
-        batchLength = (flags & F_WRITE) != 0 ? desc.get(GuestMemory.U32, at + DESC_LEN) : 0;
+        batch.open(id, (flags & F_WRITE) != 0 ? desc.get(GuestMemory.U32, at + DESC_LEN) : 0);
         return true;
     }
 
@@ -425,7 +423,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
      * and an event offset — {@code lastUsed}, or the end of an IN_ORDER batch not yet all taken.
      */
     private int position() {
-        return batchLast >= 0 ? batchEnd : lastUsed | (usedWrap ? WRAP : 0);
+        return batchOpen() ? batchEnd : lastUsed | (usedWrap ? WRAP : 0);
     }
 
     @Override
@@ -459,7 +457,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     public boolean poll(int position) {
         // The event structure store must be visible before we re-read the ring (the lost-interrupt race).
         VarHandle.fullFence();
-        return batchLast >= 0 || isUsedAt(position & ~WRAP, (position & WRAP) != 0);
+        return batchOpen() || isUsedAt(position & ~WRAP, (position & WRAP) != 0);
     }
 
     @Override
@@ -486,22 +484,18 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             driverEvent.set(GuestMemory.U16, EVENT_FLAGS, (short) EVENT_FLAGS_DESC);
         }
         VarHandle.fullFence();
-        return batchLast < 0 && !isUsedAt(slot, wrap);
+        return !batchOpen() && !isUsedAt(slot, wrap);
     }
 
     @Override
     @SuppressWarnings("unchecked")
     public T detachUnused() {
-        batchLast = -1;
         if (inOrder) {
+            batch.clear();
             if (ordered == 0) {
                 return null;
             }
-            int id = order[oldest]; // oldest first, so the order of what is left stays true
-            if (++oldest == size) {
-                oldest = 0;
-            }
-            ordered--;
+            int id = takeOldest(); // oldest first, so the order of what is left stays true
             T token = (T) tokens[id];
             free(id);
             return token;

@@ -8,6 +8,7 @@ import io.jvirtio.core.queue.IndirectPool;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.RingError;
 import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.queue.UsedBatch;
 import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.Feature;
 
@@ -71,14 +72,11 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
     private final Object[] tokens;
     /**
      * VIRTIO_F_IN_ORDER: descriptors are used in ring order from 0 (§2.7.5), freed oldest first from
-     * {@code oldestHead}; one used element may stand for a batch ending at {@code batchLast}, the buffers
-     * before it filled completely ({@code inLength}, their writable bytes).
+     * {@code oldestHead}; one used element may stand for a batch of them ({@code batch}).
      */
     private final boolean inOrder;
-    private final int[] inLength;
+    private final UsedBatch batch;
     private int oldestHead;
-    private int batchLast = -1;
-    private int batchLength;
     private final Scatterlist scratch = new Scatterlist();
     private int freeHead;
     private int numFree;
@@ -110,7 +108,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
             nextFree[i] = i + 1;
         }
         this.inOrder = Feature.IN_ORDER.isSet(features);
-        this.inLength = inOrder ? new int[size] : null;
+        this.batch = inOrder ? new UsedBatch(size) : null;
         if (inOrder) {
             nextFree[size - 1] = 0; // split-drv-5: the table is used as a ring, next of the last entry is 0
         }
@@ -224,11 +222,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         chainLength[head] = needed;
         tokens[head] = token;
         if (inOrder) {
-            int in = 0;
-            for (int n = sg.readableCount(); n < total; n++) {
-                in += sg.length(n);
-            }
-            inLength[head] = in;
+            batch.added(head, sg);
         }
         ring.avail.set(GuestMemory.U16, Virtq.availRing(availIdxShadow & mask), (short) head);
         availIdxShadow = (availIdxShadow + 1) & 0xffff;
@@ -312,16 +306,11 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
         }
         int head;
         if (inOrder) {
-            if (batchLast < 0 && !readBatch()) {
+            if (!batch.open() && !readBatch()) {
                 return null;
             }
             head = oldestHead;
-            if (head == batchLast) {
-                lastLength = batchLength;
-                batchLast = -1;
-            } else {
-                lastLength = inLength[head]; // §2.7.9: a buffer the batch skipped was filled completely
-            }
+            lastLength = batch.take(head);
         } else {
             int usedIdx = GuestMemory.getU16Acquire(ring.used, USED_IDX);
             if (usedIdx == lastUsedIdx) {
@@ -380,8 +369,7 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
             }
             h = (h + chainLength[h]) & mask;
         }
-        batchLast = id;
-        batchLength = len;
+        batch.open(id, len);
         return true;
     }
 
@@ -483,8 +471,8 @@ public final class SplitDriverQueue<T> implements DriverQueue<T> {
      */
     @SuppressWarnings("unchecked")
     public T detachUnused() {
-        batchLast = -1;
         if (inOrder) {
+            batch.clear();
             // oldest first, so the ring order of what is left stays true
             Object token = tokens[oldestHead];
             if (token == null) {
