@@ -323,14 +323,12 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             id = takeOldest();
             lastLength = batch.take(id);
         } else {
-            if (inFlightSlots == 0) {
-                return null; // whatever the ring says: nothing of ours is out there
-            }
-            long at = (long) lastUsed * DESC_SIZE;
-            int flags = GuestMemory.getU16Acquire(desc, at + DESC_FLAGS);
-            if (!Packed.isUsed(flags, usedWrap)) {
+            // whatever the ring says with nothing of ours out there, there is nothing to take
+            int flags = inFlightSlots == 0 ? -1 : usedFlagsAtLastUsed();
+            if (flags < 0) {
                 return null;
             }
+            long at = (long) lastUsed * DESC_SIZE;
             id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
             if (id >= size || tokens[id] == null) {
                 broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
@@ -370,18 +368,24 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     }
 
     /**
+     * The flags of the descriptor at {@code lastUsed} if the device has used it (load-acquire: its id and
+     * length, written before, are then visible), else -1.
+     */
+    private int usedFlagsAtLastUsed() {
+        int flags = GuestMemory.getU16Acquire(desc, (long) lastUsed * DESC_SIZE + DESC_FLAGS);
+        return Packed.isUsed(flags, usedWrap) ? flags : -1;
+    }
+
+    /**
      * IN_ORDER: reads the used descriptor at {@code lastUsed}, which names the last buffer of a batch that
      * starts with the oldest in flight (§2.8.8), and checks that the buffer is one of ours.
      */
     private boolean readBatch() throws VirtqueueException {
-        if (ordered == 0) {
-            return false; // whatever the ring says: nothing of ours is out there
-        }
-        long at = (long) lastUsed * DESC_SIZE;
-        int flags = GuestMemory.getU16Acquire(desc, at + DESC_FLAGS);
-        if (!Packed.isUsed(flags, usedWrap)) {
+        int flags = ordered == 0 ? -1 : usedFlagsAtLastUsed();
+        if (flags < 0) {
             return false;
         }
+        long at = (long) lastUsed * DESC_SIZE;
         int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
         int slots = 0;
         for (int k = 0, i = oldest; ; k++) {
