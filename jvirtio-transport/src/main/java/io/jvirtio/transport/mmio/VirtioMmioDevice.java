@@ -7,6 +7,7 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
+import io.jvirtio.transport.common.FeatureRegisters;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;
 
@@ -32,9 +33,7 @@ public final class VirtioMmioDevice {
     private final int numQueues;
     private final Consumer<Boolean> irqLine;
 
-    private int deviceFeaturesSel;
-    private int driverFeaturesSel;
-    private long driverFeatures;
+    private final FeatureRegisters features = new FeatureRegisters();
     private int queueSel;
     private volatile int status;
     private volatile int interruptStatus;
@@ -81,7 +80,7 @@ public final class VirtioMmioDevice {
             case VERSION -> 2;
             case DEVICE_ID -> model.type().id();
             case VENDOR_ID -> VENDOR;
-            case DEVICE_FEATURES -> deviceFeaturesSel < 2 ? (QueueRegisters.offered(model) >>> (32 * deviceFeaturesSel)) & 0xffffffffL : 0;
+            case DEVICE_FEATURES -> features.deviceWindow(QueueRegisters.offered(model));
             case QUEUE_NUM_MAX -> qv ? model.maxQueueSize(q) : 0;
             case QUEUE_READY -> qv && rings.enabled[q] ? 1 : 0;
             case INTERRUPT_STATUS -> interruptStatus;
@@ -126,14 +125,9 @@ public final class VirtioMmioDevice {
             boolean qv = q < numQueues;
             boolean qw = qv && !rings.enabled[q];
             switch ((int) offset) {
-                case DEVICE_FEATURES_SEL -> deviceFeaturesSel = v;
-                case DRIVER_FEATURES_SEL -> driverFeaturesSel = v;
-                case DRIVER_FEATURES -> {
-                    if ((status & DeviceStatus.FEATURES_OK) == 0 && driverFeaturesSel < 2) {
-                        int shift = 32 * driverFeaturesSel;
-                        driverFeatures = (driverFeatures & ~(0xffffffffL << shift)) | ((value & 0xffffffffL) << shift);
-                    }
-                }
+                case DEVICE_FEATURES_SEL -> features.selectDevice(v);
+                case DRIVER_FEATURES_SEL -> features.selectDriver(v);
+                case DRIVER_FEATURES -> features.writeDriverWindow(value, (status & DeviceStatus.FEATURES_OK) != 0);
                 case QUEUE_SEL -> queueSel = v;
                 case QUEUE_NUM -> { if (qw) rings.size[q] = v; }
                 case QUEUE_READY -> {
@@ -144,7 +138,7 @@ public final class VirtioMmioDevice {
                         if (active) {
                             if (v == 1) {
                                 start = q;
-                                startFeatures = driverFeatures;
+                                startFeatures = features.driver();
                             } else {
                                 stop = q;
                             }
@@ -211,7 +205,7 @@ public final class VirtioMmioDevice {
 
     private boolean writeStatus(int next) {
         StatusRegister w = StatusRegister.write(name, status, next,
-                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), driverFeatures, true));
+                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), features.driver(), true));
         status = w.status();
         return w.activate();
     }
@@ -219,12 +213,12 @@ public final class VirtioMmioDevice {
     private void activate() {
         List<DeviceQueue> queues;
         List<Interrupt> irqs = new ArrayList<>(numQueues);
-        long features;
+        long negotiated;
         synchronized (this) {
-            features = driverFeatures;
-            notificationData = Feature.NOTIFICATION_DATA.isSet(features);
+            negotiated = features.driver();
+            notificationData = Feature.NOTIFICATION_DATA.isSet(negotiated);
             try {
-                queues = rings.create(memory, features);
+                queues = rings.create(memory, negotiated);
             } catch (IllegalArgumentException e) {
                 needsReset(e.getMessage());
                 return;
@@ -234,7 +228,7 @@ public final class VirtioMmioDevice {
             }
             active = true;
         }
-        model.activate(new DeviceContext(memory, features, queues, irqs, this::needsReset));
+        model.activate(new DeviceContext(memory, negotiated, queues, irqs, this::needsReset));
     }
 
     /** Device reset (§2.4, §4.2.3.1): registers, queues and the interrupt back to their initial state. */
@@ -245,9 +239,7 @@ public final class VirtioMmioDevice {
         model.reset();
         synchronized (this) {
             status = 0;
-            deviceFeaturesSel = 0;
-            driverFeaturesSel = 0;
-            driverFeatures = 0;
+            features.reset();
             queueSel = 0;
             interruptStatus = 0;
             rings.reset(model, true);

@@ -7,6 +7,7 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.transport.common.FeatureRegisters;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;
 
@@ -46,9 +47,7 @@ public final class VirtioPciDevice implements PciFunction {
     private final MsixTable msix;
 
     // virtio common configuration
-    private int deviceFeatureSelect;
-    private int driverFeatureSelect;
-    private long driverFeatures;
+    private final FeatureRegisters features = new FeatureRegisters();
     private volatile int configVector = NO_VECTOR;
     private volatile int status;
     private int queueSelect;
@@ -291,7 +290,7 @@ public final class VirtioPciDevice implements PciFunction {
             return switch (off) {
                 // Legacy features are 32 bits; VERSION_1 and above do not exist there.
                 case LegacyLayout.HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
-                case LegacyLayout.GUEST_FEATURES -> driverFeatures & 0xffffffffL;
+                case LegacyLayout.GUEST_FEATURES -> features.driver() & 0xffffffffL;
                 case LegacyLayout.QUEUE_PFN -> qv && rings.enabled[q] ? rings.desc[q] / LegacyLayout.QUEUE_ALIGN : 0;
                 case LegacyLayout.QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
                 case LegacyLayout.QUEUE_SEL -> queueSelect;
@@ -325,7 +324,7 @@ public final class VirtioPciDevice implements PciFunction {
             switch (off) {
                 case LegacyLayout.GUEST_FEATURES -> {
                     if (!active) {
-                        driverFeatures = value & 0xffffffffL;
+                        features.writeLegacy(value);
                     }
                 }
                 case LegacyLayout.QUEUE_PFN -> {
@@ -375,7 +374,7 @@ public final class VirtioPciDevice implements PciFunction {
     }
 
     private boolean legacyFeaturesAcceptable() {
-        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures() & 0xffffffffL, driverFeatures, false);
+        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures() & 0xffffffffL, features.driver(), false);
         if (problem != null) {
             needsReset("legacy driver: " + problem);
             return false;
@@ -398,10 +397,10 @@ public final class VirtioPciDevice implements PciFunction {
         boolean qv = q < numQueues;
         long field;
         int start;
-        if (at < 4) { field = deviceFeatureSelect; start = DEVICE_FEATURE_SELECT; }
-        else if (at < 8) { field = deviceFeatureSelect < 2 ? QueueRegisters.offered(model) >>> (32 * deviceFeatureSelect) : 0; start = DEVICE_FEATURE; }
-        else if (at < 12) { field = driverFeatureSelect; start = DRIVER_FEATURE_SELECT; }
-        else if (at < 16) { field = driverFeatureSelect < 2 ? driverFeatures >>> (32 * driverFeatureSelect) : 0; start = DRIVER_FEATURE; }
+        if (at < 4) { field = features.deviceSelect(); start = DEVICE_FEATURE_SELECT; }
+        else if (at < 8) { field = features.deviceWindow(QueueRegisters.offered(model)); start = DEVICE_FEATURE; }
+        else if (at < 12) { field = features.driverSelect(); start = DRIVER_FEATURE_SELECT; }
+        else if (at < 16) { field = features.driverWindow(); start = DRIVER_FEATURE; }
         else if (at < 18) { field = configVector; start = CONFIG_MSIX_VECTOR; }
         else if (at < 20) { field = numQueues; start = NUM_QUEUES; }
         else if (at == 20) { field = status; start = DEVICE_STATUS; }
@@ -428,14 +427,9 @@ public final class VirtioPciDevice implements PciFunction {
             // Queue registers may only change while the queue is disabled (§4.1.4.3.2).
             boolean qw = qv && !rings.enabled[q];
             switch (offset) {
-                case DEVICE_FEATURE_SELECT -> deviceFeatureSelect = (int) value;
-                case DRIVER_FEATURE_SELECT -> driverFeatureSelect = (int) value;
-                case DRIVER_FEATURE -> {
-                    if ((status & DeviceStatus.FEATURES_OK) == 0 && driverFeatureSelect < 2) {
-                        int shift = 32 * driverFeatureSelect;
-                        driverFeatures = (driverFeatures & ~(0xffffffffL << shift)) | ((value & 0xffffffffL) << shift);
-                    }
-                }
+                case DEVICE_FEATURE_SELECT -> features.selectDevice((int) value);
+                case DRIVER_FEATURE_SELECT -> features.selectDriver((int) value);
+                case DRIVER_FEATURE -> features.writeDriverWindow(value, (status & DeviceStatus.FEATURES_OK) != 0);
                 case CONFIG_MSIX_VECTOR -> configVector = validVector((int) value & 0xffff);
                 case DEVICE_STATUS -> {
                     int next = (int) value & 0xff;
@@ -487,7 +481,7 @@ public final class VirtioPciDevice implements PciFunction {
     /** Applies a non-zero status write; returns true when it completes DRIVER_OK. */
     private boolean writeStatus(int next) {
         StatusRegister w = StatusRegister.write(name, status, next,
-                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), driverFeatures, true));
+                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), features.driver(), true));
         status = w.status();
         return w.activate();
     }
@@ -495,11 +489,11 @@ public final class VirtioPciDevice implements PciFunction {
     private void activate() {
         List<DeviceQueue> queues;
         List<Interrupt> irqs = new ArrayList<>(numQueues);
-        long features;
+        long negotiated;
         synchronized (this) {
-            features = driverFeatures;
+            negotiated = features.driver();
             try {
-                queues = rings.create(memory, features);
+                queues = rings.create(memory, negotiated);
             } catch (IllegalArgumentException e) {
                 needsReset(e.getMessage());
                 return;
@@ -510,7 +504,7 @@ public final class VirtioPciDevice implements PciFunction {
             }
             active = true;
         }
-        model.activate(new DeviceContext(memory, features, queues, irqs, this::needsReset));
+        model.activate(new DeviceContext(memory, negotiated, queues, irqs, this::needsReset));
     }
 
     /**
@@ -532,9 +526,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     private void resetRegisters() {
         status = 0;
-        deviceFeatureSelect = 0;
-        driverFeatureSelect = 0;
-        driverFeatures = 0;
+        features.reset();
         configVector = NO_VECTOR;
         queueSelect = 0;
         rings.reset(model, false);
