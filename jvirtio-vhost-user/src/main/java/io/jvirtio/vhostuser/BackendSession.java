@@ -334,7 +334,7 @@ final class BackendSession implements Runnable {
         }
         if (f != features) {
             // what the front-end chose: which ring format, IN_ORDER, offloads — what an operator asks first
-            LOG.log(Level.INFO, "{0}: features {1}", name, io.jvirtio.core.spec.Feature.describe(model.type(), virtio));
+            LOG.log(Level.INFO, "{0}: features {1}", name, Feature.describe(model.type(), virtio));
         }
         features = f;
         rings.setFeatures(virtio);

@@ -3,6 +3,7 @@ package io.jvirtio.vhostuser;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
 import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.spec.Feature;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -58,8 +59,8 @@ final class InflightBuffer implements AutoCloseable {
      * in the layout of {@code ringFeatures}.
      */
     MemorySegment region(int index, int num, long ringFeatures) {
-        boolean packed = io.jvirtio.core.spec.Feature.RING_PACKED.isSet(features);
-        if (index >= queues || num != queueSize || packed != io.jvirtio.core.spec.Feature.RING_PACKED.isSet(ringFeatures)) {
+        boolean packed = Feature.RING_PACKED.isSet(features);
+        if (index >= queues || num != queueSize || packed != Feature.RING_PACKED.isSet(ringFeatures)) {
             return null;
         }
         long each = queueBytes(features, queueSize);

@@ -9,6 +9,7 @@ import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.QueueState;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.spec.Feature;
 
 import java.lang.System.Logger.Level;
 import java.lang.System.Logger;
@@ -408,7 +409,7 @@ final class RingControl {
                 LOG.log(System.Logger.Level.WARNING, "{0}: ring {1} ({2} entries, {3}) is not covered by the in-flight"
                         + " buffer ({4} queues of {5}, {6}): its requests in flight are not logged for a reconnect",
                         name, r.index, r.num, packed() ? "packed" : "split", inflight.queues, inflight.queueSize,
-                        io.jvirtio.core.spec.Feature.RING_PACKED.isSet(inflight.features) ? "packed" : "split");
+                        Feature.RING_PACKED.isSet(inflight.features) ? "packed" : "split");
             }
         }
         return q;
@@ -416,7 +417,7 @@ final class RingControl {
 
     /** VIRTIO_F_RING_PACKED negotiated: every ring of the session is packed. */
     boolean packed() {
-        return io.jvirtio.core.spec.Feature.RING_PACKED.isSet(features);
+        return Feature.RING_PACKED.isSet(features);
     }
 
     private int usedIndex(Vring r) throws ProtocolException {

@@ -2,7 +2,7 @@ package io.jvirtio.core.queue;
 
 /**
  * VIRTIO_F_IN_ORDER on the device side: the buffers taken, in the order they were taken, so that each one
- * used is checked to be the oldest (VIRTIO 1.2 §2.4: "a device MUST use buffers in the same order in which
+ * used is checked to be the oldest (VIRTIO 1.2 §6.2: "a device MUST use buffers in the same order in which
  * they have been available"). A device using them otherwise is a bug in the device, not in the driver: it
  * gets an {@link IllegalStateException}. Both ring formats keep one; it neither allocates nor locks.
  */

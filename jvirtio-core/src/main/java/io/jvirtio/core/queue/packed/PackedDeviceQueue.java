@@ -81,10 +81,9 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private boolean notificationsEnabled = true;
     private VirtqueueException broken;
     /**
-     * For {@link #undoPop}: the position before each pop since the last used buffer (slot with the wrap
-     * counter in bit 15) and the id it took, so several pops can be given back, last first.
+     * For {@link #undoPop}: the ids popped since the last used buffer, so several pops can be given back, last
+     * first (each one's slot count says how far back its list started).
      */
-    private final int[] popFrom;
     private final int[] popId;
     private int pops;
     private volatile DirtyLog log;
@@ -120,7 +119,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
         this.slots = new int[size];
         this.stagedSlot = new int[size];
         this.stagedFlags = new short[size];
-        this.popFrom = new int[size];
         this.popId = new int[size];
         this.order = Feature.IN_ORDER.isSet(features) ? new TakenOrder(size, index) : null;
     }
@@ -234,7 +232,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
                 if (order != null) {
                     order.taken(id);
                 }
-                popFrom[pops] = nextAvail | (availWrap ? WRAP : 0);
                 popId[pops++] = id;
                 nextAvail = slot;
                 availWrap = wrap;
@@ -281,7 +278,11 @@ public final class PackedDeviceQueue implements DeviceQueue {
             throw new IllegalStateException("queue " + index + ": nothing popped to give back");
         }
         int id = popId[--pops];
-        int from = popFrom[pops];
+        nextAvail -= slots[id];
+        if (nextAvail < 0) {
+            nextAvail += size;
+            availWrap = !availWrap;
+        }
         slots[id] = 0;
         if (order != null) {
             order.untaken();
@@ -289,8 +290,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (inflight != null) {
             inflight.untake(entryOf[id]);
         }
-        nextAvail = from & ~WRAP;
-        availWrap = (from & WRAP) != 0;
     }
 
     /** Bytes of one queue's in-flight log (QueueRegionPacked) for a ring of {@code size}. */
