@@ -25,12 +25,12 @@ import static org.assertj.core.api.Assertions.assertThat;
  */
 class QemuRestartTest {
 
-    static Process serve(Path socket, Path image) throws Exception {
+    static Process serve(Path socket, Path image, Path log) throws Exception {
         String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         Process p = new ProcessBuilder(javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                 System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "blk",
                 "--socket", socket.toString(), "--image", image.toString(), "--stats", "0")
-                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         while (!Files.exists(socket) && System.nanoTime() < deadline) {
             assertThat(p.isAlive()).as("jvirtio serve started").isTrue();
@@ -41,12 +41,12 @@ class QemuRestartTest {
     }
 
     /** {@code jvirtio serve blk --connect socket}: the back-end connects to QEMU, which listens. */
-    static Process serveConnecting(Path socket, Path image) throws Exception {
+    static Process serveConnecting(Path socket, Path image, Path log) throws Exception {
         String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         return new ProcessBuilder(javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                 System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "blk",
                 "--connect", socket.toString(), "--image", image.toString(), "--stats", "0")
-                .redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
     }
 
     /**
@@ -81,14 +81,16 @@ class QemuRestartTest {
         QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
                 guest.toString(), initrd.toString()), 120);
         Path socket = dir.resolve("blk.sock");
-        Process first = connecting ? null : serve(socket, image);
+        Path firstLog = dir.resolve("first.log");
+        Path secondLog = dir.resolve("second.log");
+        Process first = connecting ? null : serve(socket, image, firstLog);
         Process second = null;
         Process qemu = new ProcessBuilder(QemuInteropTest.qemu(initrd, "-chardev",
                 "socket,id=vblk,path=" + socket + (connecting ? ",server=on,wait=off" : ",reconnect=1"),
                 "-device", "vhost-user-blk-pci,chardev=vblk,num-queues=1,packed=" + (packed ? "on" : "off")))
                 .redirectErrorStream(true).start();
         if (connecting) {
-            first = serveConnecting(socket, image); // QEMU's realize waits for it
+            first = serveConnecting(socket, image, firstLog); // QEMU's realize waits for it
         }
         StringBuilder console = new StringBuilder();
         CountDownLatch writing = new CountDownLatch(1);
@@ -113,12 +115,13 @@ class QemuRestartTest {
             first.destroyForcibly().waitFor(10, TimeUnit.SECONDS);   // SIGKILL under guest I/O
             Thread.sleep(300);
             if (connecting) {
-                second = serveConnecting(socket, image);
+                second = serveConnecting(socket, image, secondLog);
             } else {
                 Files.deleteIfExists(socket);
-                second = serve(socket, image);
+                second = serve(socket, image, secondLog);
             }
-            assertThat(qemu.waitFor(240, TimeUnit.SECONDS)).as("guest finished:\n%s", console).isTrue();
+            assertThat(qemu.waitFor(240, TimeUnit.SECONDS)).as("guest finished:\n%s\nfirst back-end:\n%s\nsecond back-end:\n%s",
+                    console, Files.readString(firstLog), Files.readString(secondLog)).isTrue();
             reader.join(5000);
         } finally {
             qemu.destroyForcibly();

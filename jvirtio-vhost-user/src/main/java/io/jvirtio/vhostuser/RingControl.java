@@ -378,6 +378,16 @@ final class RingControl {
                 }
             }
         }
+        for (int i = 0; i < rings.length; i++) {
+            if (queues[i] != null) {
+                // The device that ran this ring before (a back-end killed between publishing used buffers and
+                // writing the call fd, or a ring stopped mid-batch) may have used buffers the driver was never
+                // told about; with EVENT_IDX no later publish crosses used_event again, and a driver waiting
+                // for them waits for ever. One interrupt at each start says so; a spurious one costs the
+                // driver a look at its used ring (§2.7.7: it must tolerate them). Queued until the call fd.
+                irqs[i].raise();
+            }
+        }
         rebuildKicks();
     }
 

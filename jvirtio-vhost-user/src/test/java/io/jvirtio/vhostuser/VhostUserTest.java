@@ -267,6 +267,40 @@ class VhostUserTest {
         }
     }
 
+    /**
+     * A back-end killed after publishing used buffers and before writing the call fd: the driver was never
+     * told, and nothing the new back-end uses later need cross its used_event again. The ring's start says so.
+     */
+    @Test
+    @io.jvirtio.core.spec.Conformance("vu-be-11")
+    void aStartingRingNotifiesForWhatThePreviousBackEndUsedWithoutSaying(@TempDir Path dir) throws Exception {
+        try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("s.sock"), RngDevice::new);
+             RawRing ring = new RawRing(backend)) {
+            ring.desc(0, 0x8000, 64, 2, 0);
+            ring.desc(1, 0x8100, 64, 2, 0);
+            ring.mem.writeU16(0x1080 + 4, (short) 0);
+            ring.mem.writeU16(0x1080 + 6, (short) 1);
+            ring.mem.writeU16(0x1080 + 2, (short) 2);
+            ring.mem.writeU32(0x1100 + 4, 0);       // both used by the back-end before: ids and lengths
+            ring.mem.writeU32(0x1100 + 8, 64);
+            ring.mem.writeU32(0x1100 + 12, 1);
+            ring.mem.writeU32(0x1100 + 16, 64);
+            ring.mem.writeU16(0x1100 + 2, (short) 2);
+            ring.ch.write(Message.of(VhostUser.SET_VRING_BASE, Message.vringState(0, 2)));
+            int call = Posix.eventfd();
+            int kick = Posix.eventfd();
+            try {
+                ring.ch.write(Message.u64(VhostUser.SET_VRING_CALL, 0, call));
+                ring.ch.write(Message.u64(VhostUser.SET_VRING_KICK, 0, kick));
+                assertThat(readable(call, 5)).as("the driver is told when the ring starts").isTrue();
+                assertThat(ring.usedIdx()).as("with nothing new used").isEqualTo(2);
+            } finally {
+                Channel.closeQuietly(call);
+                Channel.closeQuietly(kick);
+            }
+        }
+    }
+
     @Test
     @io.jvirtio.core.spec.Conformance("vu-be-5")
     void kickWithoutDescriptorMeansTheBackendPolls(@TempDir Path dir) throws Exception {

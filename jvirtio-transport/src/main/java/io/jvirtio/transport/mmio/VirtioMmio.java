@@ -39,8 +39,8 @@ public final class VirtioMmio {
     /** Size of a device's register window. */
     public static final int WINDOW = 0x200;
 
-    public static final int INT_VRING = 0x1;
-    public static final int INT_CONFIG = 0x2;
+    public static final int INT_VRING = io.jvirtio.transport.common.InterruptStatus.USED_BUFFER;
+    public static final int INT_CONFIG = io.jvirtio.transport.common.InterruptStatus.CONFIG_CHANGE;
 
     private VirtioMmio() {
     }

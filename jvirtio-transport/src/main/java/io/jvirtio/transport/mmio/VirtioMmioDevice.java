@@ -8,6 +8,7 @@ import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.transport.common.FeatureRegisters;
+import io.jvirtio.transport.common.InterruptStatus;
 import io.jvirtio.transport.common.QueueRegisters;
 import io.jvirtio.transport.common.StatusRegister;
 
@@ -36,7 +37,7 @@ public final class VirtioMmioDevice {
     private final FeatureRegisters features = new FeatureRegisters();
     private int queueSel;
     private volatile int status;
-    private volatile int interruptStatus;
+    private final InterruptStatus interruptStatus = new InterruptStatus();
     private volatile boolean active;
     /** VIRTIO_F_NOTIFICATION_DATA negotiated: QueueNotify carries data above the queue index (set before active). */
     private boolean notificationData;
@@ -83,7 +84,7 @@ public final class VirtioMmioDevice {
             case DEVICE_FEATURES -> features.deviceWindow(QueueRegisters.offered(model));
             case QUEUE_NUM_MAX -> qv ? model.maxQueueSize(q) : 0;
             case QUEUE_READY -> qv && rings.enabled[q] ? 1 : 0;
-            case INTERRUPT_STATUS -> interruptStatus;
+            case INTERRUPT_STATUS -> interruptStatus.get();
             case STATUS -> status;
             case CONFIG_GENERATION -> model.config().generation();
             // §4.2.2: no shared memory regions; reading a non-existent one gives a length (and base) of -1
@@ -146,8 +147,7 @@ public final class VirtioMmioDevice {
                     }
                 }
                 case INTERRUPT_ACK -> {
-                    interruptStatus &= ~v;
-                    lower = interruptStatus == 0;
+                    lower = !interruptStatus.acknowledge(v);
                 }
                 case STATUS -> {
                     if (v == 0) {
@@ -169,6 +169,9 @@ public final class VirtioMmioDevice {
         }
         if (lower) {
             irqLine.accept(false);
+            if (interruptStatus.get() != 0) {
+                irqLine.accept(true); // raised between the acknowledgement and the line going down
+            }
         }
         // the model is called without this lock: its queue threads take it to raise interrupts
         if (reset) {
@@ -241,7 +244,7 @@ public final class VirtioMmioDevice {
             status = 0;
             features.reset();
             queueSel = 0;
-            interruptStatus = 0;
+            interruptStatus.clear();
             rings.reset(model, true);
         }
         irqLine.accept(false);
@@ -259,9 +262,7 @@ public final class VirtioMmioDevice {
         if (cause == INT_CONFIG && (status & (DeviceStatus.DRIVER_OK | DeviceStatus.DEVICE_NEEDS_RESET)) == 0) {
             return;
         }
-        synchronized (this) {
-            interruptStatus |= cause;
-        }
+        interruptStatus.raise(cause);
         irqLine.accept(true);
     }
 

@@ -48,8 +48,8 @@ public final class VirtioPciCap {
     /** "No vector" for config_msix_vector / queue_msix_vector (§4.1.5.1.2). */
     public static final int NO_VECTOR = 0xffff;
 
-    public static final int ISR_QUEUE = 0x1;
-    public static final int ISR_CONFIG = 0x2;
+    public static final int ISR_QUEUE = io.jvirtio.transport.common.InterruptStatus.USED_BUFFER;
+    public static final int ISR_CONFIG = io.jvirtio.transport.common.InterruptStatus.CONFIG_CHANGE;
 
     private VirtioPciCap() {
     }

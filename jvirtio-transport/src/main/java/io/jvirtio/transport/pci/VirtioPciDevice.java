@@ -7,14 +7,11 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
-import io.jvirtio.transport.common.FeatureRegisters;
-import io.jvirtio.transport.common.QueueRegisters;
-import io.jvirtio.transport.common.StatusRegister;
+import io.jvirtio.transport.common.InterruptStatus;
 
 import java.lang.System.Logger.Level;
 import java.lang.System.Logger;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 
 import static io.jvirtio.transport.pci.PciConfigHeader.*;
@@ -46,16 +43,12 @@ public final class VirtioPciDevice implements PciFunction {
     /** The MSI-X table and PBA, under this function's lock. */
     private final MsixTable msix;
 
-    // virtio common configuration
-    private final FeatureRegisters features = new FeatureRegisters();
-    private volatile int configVector = NO_VECTOR;
-    private volatile int status;
-    private int queueSelect;
-    private final int[] queueVector;
-    private final QueueRegisters rings;
-    private volatile boolean active;
+    /** The virtio registers, and the two layouts a driver reaches them through (under this function's lock). */
+    private final FunctionRegisters regs;
+    private final CommonConfig common;
+    private final LegacyInterface legacy;
 
-    private volatile int isr;
+    private final InterruptStatus isr = new InterruptStatus();
     private volatile PciInterrupts interrupts = new PciInterrupts() {
         public void msi(long address, int data) { }
         public void intx(boolean asserted) { }
@@ -92,10 +85,10 @@ public final class VirtioPciDevice implements PciFunction {
         this.msixEntries = msixVectors;
         this.transitional = transitional;
         this.msix = new MsixTable(msixEntries, PBA_OFFSET);
-        this.queueVector = new int[numQueues];
-        this.rings = new QueueRegisters(numQueues);
+        this.regs = new FunctionRegisters(model, msixEntries);
+        this.common = new CommonConfig(regs, name);
+        this.legacy = new LegacyInterface(regs, this::needsReset);
         this.header = new PciConfigHeader(model.type(), transitional, msixEntries, model.config().size());
-        resetRegisters();
         model.config().onChange(this::configChanged);
     }
 
@@ -105,7 +98,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     /** The device status byte as the device sees it. */
     public int status() {
-        return status;
+        return regs.status;
     }
 
     // ---- PCI configuration space --------------------------------------------------------------
@@ -202,18 +195,16 @@ public final class VirtioPciDevice implements PciFunction {
             return 0;
         }
         if (offset < ISR_OFFSET) {
-            return commonRead((int) offset, size);
+            synchronized (this) {
+                return common.read((int) offset, size);
+            }
         }
         if (offset < DEVICE_OFFSET) {
             // §4.1.4.5: reading the ISR clears it and de-asserts INTx.
             if (offset != ISR_OFFSET) {
                 return 0;
             }
-            int v;
-            synchronized (this) {
-                v = isr;
-                isr = 0;
-            }
+            int v = isr.readAndClear();
             updateIntx();
             return v;
         }
@@ -243,7 +234,11 @@ public final class VirtioPciDevice implements PciFunction {
             return;
         }
         if (offset < ISR_OFFSET) {
-            commonWrite((int) offset, size, value);
+            FunctionRegisters.Effect effect;
+            synchronized (this) {
+                effect = common.write((int) offset, size, value);
+            }
+            apply(effect);
         } else if (offset >= DEVICE_OFFSET && offset < NOTIFY_OFFSET) {
             byte[] b = new byte[size];
             for (int i = 0; i < size; i++) {
@@ -257,7 +252,7 @@ public final class VirtioPciDevice implements PciFunction {
 
     /** §4.1.4.4: a write to queue n's notification address. The hot path: no lock, no allocation. */
     private void notify(int queue) {
-        if (active && queue < numQueues && rings.enabled[queue]) {
+        if (regs.active && queue < numQueues && regs.rings.enabled[queue]) {
             model.queueNotify(queue);
         }
     }
@@ -285,20 +280,7 @@ public final class VirtioPciDevice implements PciFunction {
             return barRead(VIRTIO_BAR, ISR_OFFSET, 1);
         }
         synchronized (this) {
-            int q = queueSelect;
-            boolean qv = q < numQueues;
-            return switch (off) {
-                // Legacy features are 32 bits; VERSION_1 and above do not exist there.
-                case LegacyLayout.HOST_FEATURES -> model.deviceFeatures() & 0xffffffffL;
-                case LegacyLayout.GUEST_FEATURES -> features.driver() & 0xffffffffL;
-                case LegacyLayout.QUEUE_PFN -> qv && rings.enabled[q] ? rings.desc[q] / LegacyLayout.QUEUE_ALIGN : 0;
-                case LegacyLayout.QUEUE_NUM -> qv ? model.maxQueueSize(q) : 0;
-                case LegacyLayout.QUEUE_SEL -> queueSelect;
-                case LegacyLayout.STATUS -> status;
-                case LegacyLayout.CONFIG_VECTOR -> configVector;
-                case LegacyLayout.QUEUE_VECTOR -> qv ? queueVector[q] : NO_VECTOR;
-                default -> 0;
-            };
+            return legacy.read(off);
         }
     }
 
@@ -316,174 +298,21 @@ public final class VirtioPciDevice implements PciFunction {
             notify((int) value & 0xffff);
             return;
         }
-        boolean activate = false;
-        boolean reset = false;
+        FunctionRegisters.Effect effect;
         synchronized (this) {
-            int q = queueSelect;
-            boolean qv = q < numQueues;
-            switch (off) {
-                case LegacyLayout.GUEST_FEATURES -> {
-                    if (!active) {
-                        features.writeLegacy(value);
-                    }
-                }
-                case LegacyLayout.QUEUE_PFN -> {
-                    if (qv && !active) {
-                        if (value == 0) {
-                            rings.enabled[q] = false;
-                        } else {
-                            // §2.7.2: the legacy layout, contiguous from the page frame the driver gave.
-                            int n = model.maxQueueSize(q);
-                            io.jvirtio.core.queue.split.SplitLayout l =
-                                    io.jvirtio.core.queue.split.SplitLayout.legacy(n, LegacyLayout.QUEUE_ALIGN);
-                            long base = (value & 0xffffffffL) * LegacyLayout.QUEUE_ALIGN;
-                            rings.size[q] = n;
-                            rings.desc[q] = base;
-                            rings.driver[q] = base + l.availOffset();
-                            rings.device[q] = base + l.usedOffset();
-                            rings.enabled[q] = true;
-                        }
-                    }
-                }
-                case LegacyLayout.QUEUE_SEL -> queueSelect = (int) value & 0xffff;
-                case LegacyLayout.STATUS -> {
-                    int next = (int) value & 0xff;
-                    if (next == 0) {
-                        reset = true;
-                    } else {
-                        int added = next & ~status;
-                        status = next | (status & DeviceStatus.DEVICE_NEEDS_RESET);
-                        // Legacy drivers have no FEATURES_OK step: DRIVER_OK starts the device.
-                        activate = (added & DeviceStatus.DRIVER_OK) != 0 && (next & DeviceStatus.FAILED) == 0
-                                && legacyFeaturesAcceptable();
-                    }
-                }
-                case LegacyLayout.CONFIG_VECTOR -> configVector = validVector((int) value & 0xffff);
-                case LegacyLayout.QUEUE_VECTOR -> {
-                    if (qv) queueVector[q] = validVector((int) value & 0xffff);
-                }
-                default -> {
-                }
+            effect = legacy.write(off, value);
+        }
+        apply(effect);
+    }
+
+    /** What a register write asked for, done outside the lock: the model's reset and start call back in. */
+    private void apply(FunctionRegisters.Effect effect) {
+        switch (effect) {
+            case RESET -> reset();
+            case ACTIVATE -> activate();
+            case NONE -> {
             }
         }
-        if (reset) {
-            reset();
-        } else if (activate) {
-            activate();
-        }
-    }
-
-    private boolean legacyFeaturesAcceptable() {
-        String problem = QueueRegisters.featuresProblem(model, model.deviceFeatures() & 0xffffffffL, features.driver(), false);
-        if (problem != null) {
-            needsReset("legacy driver: " + problem);
-            return false;
-        }
-        return true;
-    }
-
-    // ---- common configuration (§4.1.4.3) -------------------------------------------------------
-
-    private synchronized long commonRead(int offset, int size) {
-        long v = 0;
-        for (int i = 0; i < size; i++) {
-            v |= (long) commonByte(offset + i) << (8 * i);
-        }
-        return v;
-    }
-
-    private int commonByte(int at) {
-        int q = queueSelect;
-        boolean qv = q < numQueues;
-        long field;
-        int start;
-        if (at < 4) { field = features.deviceSelect(); start = DEVICE_FEATURE_SELECT; }
-        else if (at < 8) { field = features.deviceWindow(QueueRegisters.offered(model)); start = DEVICE_FEATURE; }
-        else if (at < 12) { field = features.driverSelect(); start = DRIVER_FEATURE_SELECT; }
-        else if (at < 16) { field = features.driverWindow(); start = DRIVER_FEATURE; }
-        else if (at < 18) { field = configVector; start = CONFIG_MSIX_VECTOR; }
-        else if (at < 20) { field = numQueues; start = NUM_QUEUES; }
-        else if (at == 20) { field = status; start = DEVICE_STATUS; }
-        else if (at == 21) { field = model.config().generation(); start = CONFIG_GENERATION; }
-        else if (at < 24) { field = queueSelect; start = QUEUE_SELECT; }
-        else if (at < 26) { field = qv ? rings.size[q] : 0; start = QUEUE_SIZE; }
-        else if (at < 28) { field = qv ? queueVector[q] : NO_VECTOR; start = QUEUE_MSIX_VECTOR; }
-        else if (at < 30) { field = qv && rings.enabled[q] ? 1 : 0; start = QUEUE_ENABLE; }
-        else if (at < 32) { field = qv ? q : 0; start = QUEUE_NOTIFY_OFF; }
-        else if (at < 40) { field = qv ? rings.desc[q] : 0; start = QUEUE_DESC; }
-        else if (at < 48) { field = qv ? rings.driver[q] : 0; start = QUEUE_DRIVER; }
-        else if (at < 56) { field = qv ? rings.device[q] : 0; start = QUEUE_DEVICE; }
-        else if (at < 58) { field = qv ? q : 0; start = QUEUE_NOTIFY_DATA; }
-        else { field = 0; start = QUEUE_RESET; }
-        return (int) ((field >>> (8 * (at - start))) & 0xff);
-    }
-
-    private void commonWrite(int offset, int size, long value) {
-        boolean activate = false;
-        boolean reset = false;
-        synchronized (this) {
-            int q = queueSelect;
-            boolean qv = q < numQueues;
-            // Queue registers may only change while the queue is disabled (§4.1.4.3.2).
-            boolean qw = qv && !rings.enabled[q];
-            switch (offset) {
-                case DEVICE_FEATURE_SELECT -> features.selectDevice((int) value);
-                case DRIVER_FEATURE_SELECT -> features.selectDriver((int) value);
-                case DRIVER_FEATURE -> features.writeDriverWindow(value, (status & DeviceStatus.FEATURES_OK) != 0);
-                case CONFIG_MSIX_VECTOR -> configVector = validVector((int) value & 0xffff);
-                case DEVICE_STATUS -> {
-                    int next = (int) value & 0xff;
-                    if (next == 0) {
-                        reset = true;
-                    } else {
-                        activate = writeStatus(next);
-                    }
-                }
-                case QUEUE_SELECT -> queueSelect = (int) value & 0xffff;
-                case QUEUE_SIZE -> {
-                    if (qw) rings.size[q] = (int) value & 0xffff;
-                }
-                case QUEUE_MSIX_VECTOR -> {
-                    if (qv) queueVector[q] = validVector((int) value & 0xffff);
-                }
-                case QUEUE_ENABLE -> {
-                    // §4.1.4.3.2: the driver MUST NOT write 0; enabling is one-way until reset.
-                    if (qv && value == 1) rings.enabled[q] = true;
-                }
-                case QUEUE_DESC -> { if (qw) rings.desc[q] = merge(rings.desc[q], value, size, 0); }
-                case QUEUE_DESC + 4 -> { if (qw) rings.desc[q] = merge(rings.desc[q], value, size, 32); }
-                case QUEUE_DRIVER -> { if (qw) rings.driver[q] = merge(rings.driver[q], value, size, 0); }
-                case QUEUE_DRIVER + 4 -> { if (qw) rings.driver[q] = merge(rings.driver[q], value, size, 32); }
-                case QUEUE_DEVICE -> { if (qw) rings.device[q] = merge(rings.device[q], value, size, 0); }
-                case QUEUE_DEVICE + 4 -> { if (qw) rings.device[q] = merge(rings.device[q], value, size, 32); }
-                default -> {
-                    // read-only registers
-                }
-            }
-        }
-        if (reset) {
-            reset();
-        } else if (activate) {
-            activate();
-        }
-    }
-
-    private static long merge(long old, long value, int size, int shift) {
-        long mask = size >= 8 ? -1L : ((1L << (8 * size)) - 1) << shift;
-        return (old & ~mask) | ((value << shift) & mask);
-    }
-
-    /** A vector the table does not have reads back as NO_VECTOR, telling the driver it failed (§4.1.5.1.2). */
-    private int validVector(int v) {
-        return v < msixEntries ? v : NO_VECTOR;
-    }
-
-    /** Applies a non-zero status write; returns true when it completes DRIVER_OK. */
-    private boolean writeStatus(int next) {
-        StatusRegister w = StatusRegister.write(name, status, next,
-                () -> QueueRegisters.featuresProblem(model, QueueRegisters.offered(model), features.driver(), true));
-        status = w.status();
-        return w.activate();
     }
 
     private void activate() {
@@ -491,9 +320,9 @@ public final class VirtioPciDevice implements PciFunction {
         List<Interrupt> irqs = new ArrayList<>(numQueues);
         long negotiated;
         synchronized (this) {
-            negotiated = features.driver();
+            negotiated = regs.features.driver();
             try {
-                queues = rings.create(memory, negotiated);
+                queues = regs.rings.create(memory, negotiated);
             } catch (IllegalArgumentException e) {
                 needsReset(e.getMessage());
                 return;
@@ -502,7 +331,7 @@ public final class VirtioPciDevice implements PciFunction {
                 int qi = i;
                 irqs.add(() -> signalQueue(qi));
             }
-            active = true;
+            regs.active = true;
         }
         model.activate(new DeviceContext(memory, negotiated, queues, irqs, this::needsReset));
     }
@@ -514,30 +343,21 @@ public final class VirtioPciDevice implements PciFunction {
      */
     public void reset() {
         synchronized (this) {
-            active = false;
+            regs.active = false;
         }
         model.reset();
         synchronized (this) {
-            resetRegisters();
-            isr = 0;
+            regs.reset();
+            isr.clear();
         }
         updateIntx();
-    }
-
-    private void resetRegisters() {
-        status = 0;
-        features.reset();
-        configVector = NO_VECTOR;
-        queueSelect = 0;
-        rings.reset(model, false);
-        Arrays.fill(queueVector, NO_VECTOR);
     }
 
     /** DEVICE_NEEDS_RESET (§2.1.2) plus a configuration change notification. */
     void needsReset(String reason) {
         LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
         synchronized (this) {
-            status |= DeviceStatus.DEVICE_NEEDS_RESET;
+            regs.status |= DeviceStatus.DEVICE_NEEDS_RESET;
         }
         configChanged();
     }
@@ -551,44 +371,45 @@ public final class VirtioPciDevice implements PciFunction {
     /** Used-buffer notification for queue {@code q} (§4.1.5.4). */
     void signalQueue(int q) {
         if (msixEnabled()) {
-            deliverVector(queueVector[q]);
+            deliverVector(regs.queueVector[q]);
         } else {
-            raiseIsr(ISR_QUEUE);
+            raiseIsr(InterruptStatus.USED_BUFFER);
         }
     }
 
     /** Configuration change notification (§4.1.5.3). */
     private void configChanged() {
+        int status = regs.status;
         if ((status & DeviceStatus.DRIVER_OK) == 0 && (status & DeviceStatus.DEVICE_NEEDS_RESET) == 0) {
             return;
         }
         if (msixEnabled()) {
-            synchronized (this) {
-                isr |= ISR_CONFIG;
-            }
-            deliverVector(configVector);
+            isr.raise(InterruptStatus.CONFIG_CHANGE);
+            deliverVector(regs.configVector);
         } else {
-            raiseIsr(ISR_CONFIG);
+            raiseIsr(InterruptStatus.CONFIG_CHANGE);
         }
     }
 
     private void raiseIsr(int bit) {
-        synchronized (this) {
-            isr |= bit;
-        }
+        isr.raise(bit);
         updateIntx();
     }
 
     private void updateIntx() {
-        boolean level;
-        synchronized (this) {
-            // pci-dev-21: without MSI-X, Status.Interrupt is the OR of the ISR bits; Interrupt Disable only
-            // keeps the line from being asserted (PCI 3.0 §6.2.3), it does not hide the status.
-            boolean pending = isr != 0 && !msixEnabled();
-            level = pending && !header.intxDisabled();
-            header.interruptStatus(pending);
-        }
+        boolean level = intxLevel();
         interrupts.intx(level);
+        if (!level && intxLevel()) {
+            interrupts.intx(true); // raised between the decision and the line going down
+        }
+    }
+
+    private synchronized boolean intxLevel() {
+        // pci-dev-21: without MSI-X, Status.Interrupt is the OR of the ISR bits; Interrupt Disable only
+        // keeps the line from being asserted (PCI 3.0 §6.2.3), it does not hide the status.
+        boolean pending = isr.get() != 0 && !msixEnabled();
+        header.interruptStatus(pending);
+        return pending && !header.intxDisabled();
     }
 
     private void deliverVector(int v) {

@@ -2,8 +2,6 @@ package io.jvirtio.core.queue.packed;
 
 import io.jvirtio.core.memory.DirtyLog;
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.memory.GuestMemoryException;
-import io.jvirtio.core.memory.MemoryRegion;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.QueueState;
@@ -17,7 +15,6 @@ import io.jvirtio.core.spec.Feature;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
-import static io.jvirtio.core.queue.packed.Packed.DESC_ADDR;
 import static io.jvirtio.core.queue.packed.Packed.DESC_FLAGS;
 import static io.jvirtio.core.queue.packed.Packed.DESC_ID;
 import static io.jvirtio.core.queue.packed.Packed.DESC_LEN;
@@ -27,8 +24,6 @@ import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS;
 import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_DESC;
 import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_DISABLE;
 import static io.jvirtio.core.queue.packed.Packed.EVENT_FLAGS_ENABLE;
-import static io.jvirtio.core.queue.packed.Packed.F_INDIRECT;
-import static io.jvirtio.core.queue.packed.Packed.F_NEXT;
 import static io.jvirtio.core.queue.packed.Packed.F_WRITE;
 import static io.jvirtio.core.queue.packed.Packed.WRAP;
 
@@ -173,102 +168,36 @@ public final class PackedDeviceQueue implements DeviceQueue {
             return false;
         }
         int first = nextAvail;
-        int slot = nextAvail;
-        boolean wrap = availWrap;
-        chain.begin(memory, -1);
-        int taken = 0;
-        while (true) {
-            if (++taken > size) {
-                throw breakWith(chain, new RingError.ChainLoop(first, size, false));
-            }
-            long at = (long) slot * DESC_SIZE;
-            if (taken > 1) {
-                flags = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_FLAGS));
-                if (!Packed.isAvail(flags, wrap)) {
-                    throw breakWith(chain, new RingError.ChainDescriptorNotAvailable(first, slot, flags));
-                }
-            }
-            long addr = desc.get(GuestMemory.U64, at + DESC_ADDR);
-            int len = desc.get(GuestMemory.U32, at + DESC_LEN);
-            if ((flags & F_INDIRECT) != 0) {
-                if (!indirect) {
-                    throw breakWith(chain, new RingError.IndirectNotNegotiated(first));
-                }
-                if (taken > 1 || (flags & F_NEXT) != 0) {
-                    throw breakWith(chain, new RingError.IndirectInChain(first));
-                }
-                loadIndirect(chain, first, addr, len);
-            } else {
-                try {
-                    chain.append(index, addr, len, (flags & F_WRITE) != 0);
-                } catch (VirtqueueException e) {
-                    broken = e;
-                    throw e;
-                }
-            }
-            int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
-            if (++slot == size) {
-                slot = 0;
-                wrap = !wrap;
-            }
-            if ((flags & F_NEXT) == 0) {
-                // §2.8.6: the buffer id is in the last descriptor of the list
-                if (id >= size) {
-                    throw breakWith(chain, new RingError.BufferIdOutOfRange(first, id, size));
-                }
-                if (slots[id] != 0) {
-                    throw breakWith(chain, new RingError.BufferIdInFlight(first, id));
-                }
-                chain.setHead(id);
-                if (inflight != null) {
-                    try {
-                        entryOf[id] = inflight.took(desc, first, taken);
-                    } catch (VirtqueueException e) {
-                        broken = e;
-                        throw e;
-                    }
-                }
-                slots[id] = taken;
-                if (order != null) {
-                    order.taken(id);
-                }
-                popId[pops++] = id;
-                nextAvail = slot;
-                availWrap = wrap;
-                if (eventIdx && notificationsEnabled) {
-                    // ask to be told about the descriptor after the one just taken (as the split ring's avail_event)
-                    writeDeviceEvent(EVENT_FLAGS_DESC);
-                }
-                return true;
-            }
-        }
-    }
-
-    /** §2.8.8: a table of {@code len / 16} descriptors, of whose flags only WRITE counts. */
-    private void loadIndirect(DescriptorChain chain, int first, long addr, int len) throws VirtqueueException {
-        long bytes = Integer.toUnsignedLong(len);
-        if (bytes == 0 || bytes % DESC_SIZE != 0 || bytes / DESC_SIZE > DescriptorChain.MAX_INDIRECT) {
-            throw breakWith(chain, new RingError.BadIndirectLength(first, bytes));
-        }
-        MemorySegment table;
-        long base;
+        int taken;
         try {
-            MemoryRegion r = memory.region(memory.regionIndex(addr, bytes));
-            table = r.segment();
-            base = addr - r.guestAddress();
-        } catch (GuestMemoryException e) {
-            throw breakWith(chain, new RingError.BufferOutsideMemory(first, addr, bytes));
-        }
-        for (long off = base; off < base + bytes; off += DESC_SIZE) {
-            int f = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
-            try {
-                chain.append(index, table.get(GuestMemory.U64, off + DESC_ADDR), table.get(GuestMemory.U32, off + DESC_LEN),
-                        (f & F_WRITE) != 0);
-            } catch (VirtqueueException e) {
-                broken = e;
-                throw e;
+            taken = PackedChains.walk(chain, memory, desc, size, index, first, availWrap, flags, indirect);
+            int id = chain.head();
+            if (slots[id] != 0) {
+                throw chain.fail(index, new RingError.BufferIdInFlight(first, id));
             }
+            if (inflight != null) {
+                entryOf[id] = inflight.took(desc, first, taken);
+            }
+        } catch (VirtqueueException e) {
+            broken = e;
+            throw e;
         }
+        int id = chain.head();
+        slots[id] = taken;
+        if (order != null) {
+            order.taken(id);
+        }
+        popId[pops++] = id;
+        nextAvail += taken;
+        if (nextAvail >= size) {
+            nextAvail -= size;
+            availWrap = !availWrap;
+        }
+        if (eventIdx && notificationsEnabled) {
+            // ask to be told about the descriptor after the one just taken (as the split ring's avail_event)
+            writeDeviceEvent(EVENT_FLAGS_DESC);
+        }
+        return true;
     }
 
     /** Gives back the last buffer popped (again for the one before, and so on) since the last one used. */
@@ -340,29 +269,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private boolean popResubmitted(DescriptorChain chain) throws VirtqueueException {
         int head = resubmit[resubmitNext++];
         pops = 0; // already logged: there is nothing to give back
-        int n = inflight.num(head);
-        chain.begin(memory, -1);
-        int e = head;
-        for (int k = 0; k < n; k++, e = inflight.next(e)) {
-            int flags = inflight.flags(e);
-            if ((flags & F_INDIRECT) != 0) {
-                if (!indirect) {
-                    throw breakWith(chain, new RingError.IndirectNotNegotiated(head));
-                }
-                if (n > 1) {
-                    throw breakWith(chain, new RingError.IndirectInChain(head));
-                }
-                loadIndirect(chain, head, inflight.addr(e), inflight.len(e));
-            } else {
-                try {
-                    chain.append(index, inflight.addr(e), inflight.len(e), (flags & F_WRITE) != 0);
-                } catch (VirtqueueException ex) {
-                    broken = ex;
-                    throw ex;
-                }
-            }
+        try {
+            PackedChains.walkLogged(chain, memory, inflight, index, head, indirect);
+        } catch (VirtqueueException e) {
+            broken = e;
+            throw e;
         }
-        chain.setHead(inflight.id(inflight.last(head)));
         if (order != null) {
             order.taken(chain.head());
         }
@@ -516,10 +428,5 @@ public final class PackedDeviceQueue implements DeviceQueue {
         if (broken != null) {
             throw broken;
         }
-    }
-
-    private VirtqueueException breakWith(DescriptorChain chain, RingError error) {
-        broken = chain.fail(index, error);
-        return broken;
     }
 }

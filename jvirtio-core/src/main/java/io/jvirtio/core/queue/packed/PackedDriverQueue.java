@@ -63,13 +63,11 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     private final int[] slotsOf;
     private final Object[] tokens;
     /**
-     * VIRTIO_F_IN_ORDER: the ids in the order made available ({@code order}, from {@code oldest}); one used
-     * descriptor may stand for a batch of them ({@code batch}) — §2.8.8.
+     * VIRTIO_F_IN_ORDER: the ids in the order made available; one used descriptor may stand for a batch of
+     * them ({@code batch}) — §2.8.8.
      */
     private final boolean inOrder;
-    private final int[] order;
-    private int oldest;
-    private int ordered;
+    private final IdOrder order;
     private final UsedBatch batch;
     /** The slot (with the wrap counter in bit 15) after the pending batch: where the device writes next. */
     private int batchEnd;
@@ -115,7 +113,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             nextFreeId[i] = i + 1;
         }
         this.inOrder = Feature.IN_ORDER.isSet(features);
-        this.order = inOrder ? new int[size] : null;
+        this.order = inOrder ? new IdOrder(size) : null;
         this.batch = inOrder ? new UsedBatch(size) : null;
         this.numFree = size;
     }
@@ -232,9 +230,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         tokens[id] = token;
         if (inOrder) {
             batch.added(id, sg);
-            int at = oldest + ordered;
-            order[at >= size ? at - size : at] = id;
-            ordered++;
+            order.add(id);
         }
         // §2.8.13.1: the rest of the list (and its contents) before the first descriptor's flags
         GuestMemory.setU16Release(desc, (long) first * DESC_SIZE + DESC_FLAGS, headFlags);
@@ -320,7 +316,7 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
             if (!batch.open() && !readBatch()) {
                 return null;
             }
-            id = takeOldest();
+            id = order.takeOldest();
             lastLength = batch.take(id);
         } else {
             // whatever the ring says with nothing of ours out there, there is nothing to take
@@ -357,16 +353,6 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
         return batch != null && batch.open();
     }
 
-    /** IN_ORDER: the oldest buffer id made available, taken off the order. */
-    private int takeOldest() {
-        int id = order[oldest];
-        if (++oldest == size) {
-            oldest = 0;
-        }
-        ordered--;
-        return id;
-    }
-
     /**
      * The flags of the descriptor at {@code lastUsed} if the device has used it (load-acquire: its id and
      * length, written before, are then visible), else -1.
@@ -381,25 +367,16 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
      * starts with the oldest in flight (§2.8.8), and checks that the buffer is one of ours.
      */
     private boolean readBatch() throws VirtqueueException {
-        int flags = ordered == 0 ? -1 : usedFlagsAtLastUsed();
+        int flags = order.count() == 0 ? -1 : usedFlagsAtLastUsed();
         if (flags < 0) {
             return false;
         }
         long at = (long) lastUsed * DESC_SIZE;
         int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
-        int slots = 0;
-        for (int k = 0, i = oldest; ; k++) {
-            if (k == ordered) {
-                broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
-                throw broken;
-            }
-            slots += slotsOf[order[i]];
-            if (order[i] == id) {
-                break;
-            }
-            if (++i == size) {
-                i = 0;
-            }
+        int slots = order.slotsThrough(id, slotsOf);
+        if (slots < 0) {
+            broken = new VirtqueueException(index, new RingError.BadUsedId(id, size));
+            throw broken;
         }
         int end = lastUsed + slots;
         boolean wrap = usedWrap;
@@ -496,10 +473,10 @@ public final class PackedDriverQueue<T> implements DriverQueue<T> {
     public T detachUnused() {
         if (inOrder) {
             batch.clear();
-            if (ordered == 0) {
+            if (order.count() == 0) {
                 return null;
             }
-            int id = takeOldest(); // oldest first, so the order of what is left stays true
+            int id = order.takeOldest(); // oldest first, so the order of what is left stays true
             T token = (T) tokens[id];
             free(id);
             return token;
