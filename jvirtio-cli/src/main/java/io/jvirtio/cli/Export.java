@@ -33,7 +33,7 @@ import java.util.function.Supplier;
 final class Export implements AutoCloseable {
     static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
             "threads", "poll-us", "nbd-reconnect");
-    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip");
+    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection");
     static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
 
     final String type;
@@ -94,17 +94,36 @@ final class Export implements AutoCloseable {
         String path = socket != null ? socket : connect;
         return switch (type) {
             case "blk" -> blk(spec, path, connect != null);
-            case "net" -> {
-                Shared.Net net = shared.net(spec.get("ip"));
-                yield new Export(type, path, connect != null, net::device, null, List.of(),
-                        "vhost-user-net on " + path + "; " + net.ip() + " answers ARP and ping");
-            }
+            case "net" -> net(spec, path, connect != null, shared);
             case "console" -> new Export(type, path, connect != null, () -> new ConsoleDevice(shared.stdio(), 80, 25), null,
                     List.of(),
                     "vhost-user console on " + path + " (this terminal is the guest's console)");
             default -> new Export(type, path, connect != null, RngDevice::new, null, List.of(),
                     "vhost-user entropy on " + path);
         };
+    }
+
+    /**
+     * A NIC per connection: on the process's switch (with its responder, and its TAP uplink with tap=NAME),
+     * or with tap-per-connection=TEMPLATE on a TAP device of its own, as QEMU's {@code -netdev tap}.
+     */
+    private static Export net(Map<String, String> spec, String path, boolean connecting, Shared shared) throws IOException {
+        String own = spec.get("tap-per-connection");
+        if (own != null) {
+            if (spec.containsKey("tap") || spec.containsKey("ip")) {
+                throw new IllegalArgumentException("net export: tap-per-connection gives each guest its own TAP device,"
+                        + " without the switch: it does not go with tap= or ip=");
+            }
+            Shared.openTap(own).close(); // fail now, naming what is missing, rather than at each connection
+            Shared.Net net = shared.net(null, null);
+            return new Export("net", path, connecting, () -> net.deviceOnOwnTap(own), null, List.of(),
+                    "vhost-user-net on " + path + "; each guest gets its own TAP device " + own);
+        }
+        Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"));
+        String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
+                + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
+        return new Export("net", path, connecting, net::device, null, List.of(),
+                "vhost-user-net on " + path + "; " + net.ip() + " answers ARP and ping" + uplink);
     }
 
     private static Export blk(Map<String, String> spec, String path, boolean connecting) throws IOException {

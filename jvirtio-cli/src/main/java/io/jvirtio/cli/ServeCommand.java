@@ -26,7 +26,8 @@ final class ServeCommand implements Command {
         return """
                 Usage: jvirtio serve blk     (--socket PATH | --connect PATH) --image FILE [--readonly] [--queues N] [--cache MODE]
                                              [--aio ENGINE] [--poll-us N] [options]
-                       jvirtio serve net     --socket PATH [--ip A.B.C.D] [options]
+                       jvirtio serve net     --socket PATH [--ip A.B.C.D] [--tap NAME | --tap-per-connection TEMPLATE]
+                                             [options]
                        jvirtio serve console --socket PATH [options]
                        jvirtio serve rng     --socket PATH [options]
                        jvirtio serve --export TYPE,socket=PATH[,KEY=VALUE...] [--export ...] [options]
@@ -64,10 +65,17 @@ final class ServeCommand implements Command {
                                            fail with IOERR (default 60)
                 net:      --ip A.B.C.D     a host on the switch answering ARP and ping (default 192.0.2.1);
                                            all connected guests share one switch
+                          --tap NAME       plug host TAP device NAME (created if absent) into the switch:
+                                           the guests reach the host's network stack, and through a
+                                           bridge or routing the world (needs CAP_NET_ADMIN)
+                          --tap-per-connection TEMPLATE  no switch: each guest gets a TAP device of
+                                           its own, e.g. jv%d (the kernel numbers it), as QEMU's -netdev
+                                           tap; it disappears when the guest disconnects
                 console:  the guest's console is this process's stdin/stdout
                 Many devices in one process: one --export per device, each on its own socket (or
                 connect=PATH), with the keys of the options above: blk: image, readonly, queues, cache,
-                aio, threads, poll-us, nbd-reconnect; net: ip (all net exports share one switch). For
+                aio, threads, poll-us, nbd-reconnect; net: ip, tap (all net exports share one switch),
+                tap-per-connection. For
                 example: --export blk,socket=/run/a.sock,image=a.img --export blk,socket=/run/b.sock,
                 image=b.img,cache=none --export net,socket=/run/n.sock. The control socket adds and
                 removes exports at run time (export-add, export-del).
@@ -93,8 +101,8 @@ final class ServeCommand implements Command {
         boolean exports = args.getFirst().startsWith("--");
         String type = exports ? null : args.getFirst();
         Options o = new Options(exports ? args : args.subList(1, args.size()), Set.of("--socket", "--connect", "--control",
-                "--image", "--queues", "--ip", "--stats", "--cache", "--aio", "--threads", "--poll-us", "--nbd-reconnect",
-                "--export"), Set.of("--readonly"));
+                "--image", "--queues", "--ip", "--tap", "--tap-per-connection", "--stats", "--cache", "--aio", "--threads",
+                "--poll-us", "--nbd-reconnect", "--export"), Set.of("--readonly"));
         if (o.help()) {
             out.print(usage());
             return 0;
@@ -177,8 +185,8 @@ final class ServeCommand implements Command {
     private static Map<String, String> legacySpec(String type, Options o) throws UsageException {
         Map<String, String> spec = new java.util.LinkedHashMap<>();
         spec.put("type", type);
-        for (String key : List.of("socket", "connect", "image", "queues", "ip", "cache", "aio", "threads", "poll-us",
-                "nbd-reconnect")) {
+        for (String key : List.of("socket", "connect", "image", "queues", "ip", "tap", "tap-per-connection", "cache", "aio",
+                "threads", "poll-us", "nbd-reconnect")) {
             String v = o.value("--" + key);
             if (v != null) {
                 spec.put(key, v);

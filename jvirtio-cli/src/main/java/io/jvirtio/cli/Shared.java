@@ -1,38 +1,74 @@
 package io.jvirtio.cli;
 
+import io.jvirtio.core.os.NativeException;
 import io.jvirtio.devices.console.StreamBackend;
 import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.net.Responder;
+import io.jvirtio.devices.net.TapBackend;
 import io.jvirtio.devices.net.VirtualSwitch;
 
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * What the exports of one {@code jvirtio serve} process share: one virtual switch for every net export (with
- * one host answering ARP and ping on it), and one terminal for console exports.
+ * one host answering ARP and ping on it, and optionally a host TAP device as its uplink), and one terminal for
+ * console exports.
  */
 final class Shared {
     private Net net;
     private StreamBackend stdio;
 
-    /** The process's switch; the first net export decides the responder's address. */
-    record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs) {
+    /**
+     * The process's switch; the first net export decides the responder's address and the host TAP device
+     * plugged into it, if any ({@code tap}: its name, null for none).
+     */
+    record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs, TapBackend tap) {
         NetDevice device() {
             return new NetDevice(sw.port(), connectionMac(macs.incrementAndGet()), 1);
         }
+
+        /** A NIC with a TAP device of its own, named from {@code template} ({@code %d}: the kernel's number). */
+        NetDevice deviceOnOwnTap(String template) {
+            try {
+                return new NetDevice(new TapBackend(template), connectionMac(macs.incrementAndGet()), 1);
+            } catch (NativeException e) {
+                throw new IllegalStateException("TAP device " + template + ": " + e.getMessage(), e);
+            }
+        }
     }
 
-    synchronized Net net(String ip) {
+    synchronized Net net(String ip, String tap) {
         if (net == null) {
             String address = ip == null ? "192.0.2.1" : ip;
             VirtualSwitch sw = new VirtualSwitch();
             Responder responder = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, parseIp(address));
-            net = new Net(sw, responder, address, new AtomicInteger(1)); // 52:54:00:4a:56:01 is the responder
-        } else if (ip != null && !ip.equals(net.ip())) {
-            throw new IllegalArgumentException("ip=" + ip + ": the net exports of a process share one switch, whose host is "
-                    + net.ip());
+            TapBackend uplink = null;
+            if (tap != null) {
+                uplink = openTap(tap);
+                sw.attach(uplink);
+            }
+            net = new Net(sw, responder, address, new AtomicInteger(1), uplink); // 52:54:00:4a:56:01: the responder
+        } else {
+            if (ip != null && !ip.equals(net.ip())) {
+                throw new IllegalArgumentException("ip=" + ip + ": the net exports of a process share one switch, whose host is "
+                        + net.ip());
+            }
+            if (tap != null && (net.tap() == null || !tap.equals(net.tap().name()))) {
+                throw new IllegalArgumentException("tap=" + tap + ": the net exports of a process share one switch, "
+                        + (net.tap() == null ? "made without a TAP device" : "whose TAP device is " + net.tap().name()));
+            }
         }
         return net;
+    }
+
+    /** Opens a TAP device for the command line: a failure names the device and what it needs. */
+    static TapBackend openTap(String name) {
+        try {
+            return new TapBackend(name);
+        } catch (NativeException e) {
+            throw new IllegalArgumentException("tap " + name + ": " + e.getMessage()
+                    + " (a TAP device needs /dev/net/tun and CAP_NET_ADMIN)", e);
+        }
     }
 
     synchronized StreamBackend stdio() {

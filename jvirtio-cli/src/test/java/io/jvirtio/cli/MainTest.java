@@ -71,6 +71,15 @@ class MainTest {
         assertThat(run("serve", "net", "--socket", "/tmp/s", "--ip", "300.1.1.1")).isEqualTo(2);
         assertThat(err()).contains("ip '300.1.1.1' is not an IPv4 address");
         err.reset();
+        assertThat(run("serve", "net", "--socket", "/tmp/s", "--tap-per-connection", "jv%d", "--ip", "10.0.0.1")).isEqualTo(2);
+        assertThat(err()).contains("tap-per-connection gives each guest its own TAP device");
+        err.reset();
+        assertThat(run("serve", "blk", "--socket", "/tmp/s", "--image", "/etc/hostname", "--tap", "jv0")).isEqualTo(2);
+        assertThat(err()).contains("blk export: unknown key 'tap'");
+        err.reset();
+        assertThat(run("serve", "net", "--socket", "/tmp/s", "--tap", "a-name-longer-than-15")).isEqualTo(2);
+        assertThat(err()).contains("interface name 'a-name-longer-than-15' must be 1..15 characters");
+        err.reset();
         assertThat(run("serve", "rng")).isEqualTo(2);
         assertThat(err()).contains("give --socket PATH (listen) or --connect PATH");
         err.reset();

@@ -14,7 +14,7 @@ import java.nio.charset.StandardCharsets;
  * A host TAP device as a NIC's backend (Linux {@code /dev/net/tun}, {@code IFF_TAP | IFF_NO_PI}): frames
  * the guest transmits are written to the TAP fd and appear on the host interface; frames the host sends
  * out of that interface are read by a thread and delivered to the NIC. Needs CAP_NET_ADMIN; bring the
- * interface up with {@code ip link set NAME up}.
+ * interface up with {@code ip link set NAME up}. A TAP device the process created disappears when it closes.
  */
 public final class TapBackend implements NetBackend {
     static final long TUNSETIFF = 0x400454caL;
@@ -32,7 +32,8 @@ public final class TapBackend implements NetBackend {
     private final Thread reader;
 
     /**
-     * Opens (creating if needed) the TAP interface {@code name}.
+     * Opens (creating if needed) the TAP interface {@code name}; a name with {@code %d} (such as {@code jv%d})
+     * is a template the kernel completes with the first free number — {@link #name()} tells which.
      *
      * @throws NativeException naming {@code open} or {@code ioctl} when /dev/net/tun is missing or the
      *                         process lacks CAP_NET_ADMIN

@@ -32,6 +32,28 @@ public final class VirtualSwitch {
         return p;
     }
 
+    /**
+     * Plugs {@code link} (a host TAP device, another switch's port) into a new port: what the switch sends to
+     * that port goes out of {@code link}, and what arrives on {@code link} is switched like a NIC's frames.
+     *
+     * @return closing it unplugs the port and closes {@code link}
+     */
+    public Attached attach(NetBackend link) {
+        NetBackend port = port();
+        port.connect(link::transmit);
+        link.connect(port::transmit);
+        return new Attached(port, link);
+    }
+
+    /** A link plugged into the switch by {@link #attach}. */
+    public record Attached(NetBackend port, NetBackend link) implements AutoCloseable {
+        @Override
+        public void close() {
+            port.close();
+            link.close();
+        }
+    }
+
     /** Ports currently connected. */
     public int portCount() {
         return ports.size();

@@ -1,0 +1,60 @@
+package io.jvirtio.devices.net;
+
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** The switch's learning and forwarding, and a link (a TAP device, another switch) plugged into a port. */
+class VirtualSwitchTest {
+    static byte[] frame(int to, int from) {
+        byte[] f = new byte[60];
+        f[0] = 0x52;
+        f[5] = (byte) to;
+        f[6] = 0x52;
+        f[11] = (byte) from;
+        f[12] = 0x08;
+        return f;
+    }
+
+    static void send(NetBackend port, byte[] f) {
+        port.transmit(MemorySegment.ofArray(f), f.length);
+    }
+
+    /** A port's frames, as the last byte of their destination and source. */
+    static List<String> recording(NetBackend port) {
+        List<String> got = new ArrayList<>();
+        port.connect((b, n) -> got.add(b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 5) + "<"
+                + b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 11) + ":" + n));
+        return got;
+    }
+
+    @Test
+    void aLinkPluggedIntoAPortCarriesFramesBothWaysAndClosingItUnplugsIt() {
+        VirtualSwitch a = new VirtualSwitch();
+        VirtualSwitch b = new VirtualSwitch();
+        NetBackend nicA = a.port();
+        NetBackend nicB = b.port();
+        List<String> atA = recording(nicA);
+        List<String> atB = recording(nicB);
+        VirtualSwitch.Attached link = a.attach(b.port()); // two switches joined, as a TAP joins the host's stack
+        assertThat(a.portCount()).isEqualTo(2);
+
+        send(nicA, frame(2, 1));           // unknown destination: flooded over the link to b, and to nicB
+        assertThat(atB).containsExactly("2<1:60");
+        send(nicB, frame(1, 2));           // b learned nothing of 1 yet: flooded back; a knows 1 is nicA
+        assertThat(atA).containsExactly("1<2:60");
+        send(nicA, frame(2, 1));           // a learned 2 is behind the link: forwarded, not flooded
+        assertThat(atB).containsExactly("2<1:60", "2<1:60");
+        assertThat(a.forwarded()).isEqualTo(2);
+
+        link.close();
+        assertThat(a.portCount()).as("the link's port left switch a").isEqualTo(1);
+        assertThat(b.portCount()).as("and the link, a port of b, was closed").isEqualTo(1);
+        send(nicA, frame(2, 1));
+        assertThat(atB).as("nothing crosses an unplugged link").hasSize(2);
+    }
+}
