@@ -27,10 +27,13 @@ final class Shared {
             return new NetDevice(sw.port(), connectionMac(macs.incrementAndGet()), 1);
         }
 
-        /** A NIC with a TAP device of its own, named from {@code template} ({@code %d}: the kernel's number). */
+        /**
+         * A NIC with a TAP device of its own, named from {@code template} ({@code %d}: the kernel's number), with
+         * the virtio-net header: checksum and segmentation offloads pass between the guest and the host kernel.
+         */
         NetDevice deviceOnOwnTap(String template) {
             try {
-                return new NetDevice(new TapBackend(template), connectionMac(macs.incrementAndGet()), 1);
+                return new NetDevice(new TapBackend(template, true), connectionMac(macs.incrementAndGet()), 1);
             } catch (NativeException e) {
                 throw new IllegalStateException("TAP device " + template + ": " + e.getMessage(), e);
             }

@@ -20,7 +20,9 @@ import static org.assertj.core.api.Assertions.assertThat;
  * A Linux guest on the real network through {@code jvirtio serve net}: the back-end runs in a network namespace
  * the test makes (so nothing leaves it) with a host TAP device — plugged into its switch ({@code --tap}) or the
  * guest's own ({@code --tap-per-connection}) — addressed 10.0.2.1 there. The guest, in QEMU over vhost-user,
- * pings the namespace's Linux stack and moves 4 MiB over TCP each way; both ends checksum what they got.
+ * pings the namespace's Linux stack and moves 4 MiB over TCP each way; both ends checksum what they got. On
+ * its own TAP device the guest's NIC carries the virtio-net header: checksum and segmentation offloads are
+ * negotiated and used both ways (few, large segments cross the ring); on the switch they are not offered.
  */
 class ServeTapTest {
     static final int BYTES = 4 << 20;
@@ -40,6 +42,7 @@ class ServeTapTest {
     }
 
     @ParameterizedTest(name = "{0}")
+    @io.jvirtio.core.spec.Conformance("net-dev-5")
     @ValueSource(strings = {"--tap", "--tap-per-connection"})
     void aGuestPingsAndMovesDataOverTcpThroughAHostTap(String mode, @TempDir Path dir) throws Exception {
         QemuInteropTest.requireTools();
@@ -106,6 +109,9 @@ class ServeTapTest {
                 nc 10.0.2.1 5002 > /tmp/down
                 echo "DOWNLEN $(wc -c < /tmp/down)"
                 echo "DOWNMD5 $(md5sum < /tmp/down)"
+                echo "FEATURES $(cat /sys/class/net/eth0/device/features)"
+                echo "TXPACKETS $(cat /sys/class/net/eth0/statistics/tx_packets)"
+                echo "RXPACKETS $(cat /sys/class/net/eth0/statistics/rx_packets)"
                 """);
         Path initrd = dir.resolve("initrd.cpio.gz");
         QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
@@ -177,6 +183,21 @@ class ServeTapTest {
             assertThat(QemuInteropTest.field(out, "DOWNLEN")).as(what).isEqualTo(Integer.toString(BYTES));
             assertThat(QemuInteropTest.field(out, "DOWNMD5")).as("the guest got the host's 4 MiB: %s", what)
                     .isEqualTo(HexFormat.of().formatHex(MessageDigest.getInstance("MD5").digest(down)));
+            // 4 MiB each way is about 2,900 frames of 1,500 bytes; with segmentation offloads a few hundred
+            // segments of up to 64 KiB (and their acknowledgements) cross the ring instead
+            long tx = Long.parseLong(QemuInteropTest.field(out, "TXPACKETS"));
+            long rx = Long.parseLong(QemuInteropTest.field(out, "RXPACKETS"));
+            boolean offloads = mode.equals("--tap-per-connection");
+            for (int bit : new int[] {0, 1, 7, 8, 11, 12}) { // CSUM, GUEST_CSUM, GUEST_TSO4/6, HOST_TSO4/6
+                assertThat(QemuInteropTest.guestFeature(out, bit)).as("offload feature bit %d: %s", bit, what).isEqualTo(offloads);
+            }
+            if (offloads) {
+                assertThat(tx).as("the guest sent segments, the host kernel cut them: %s", what).isLessThan(1500);
+                assertThat(rx).as("the host sent the guest segments: %s", what).isLessThan(1500);
+            } else {
+                assertThat(tx).as("frames of the MTU at most: %s", what).isGreaterThan(2800);
+                assertThat(rx).as("frames of the MTU at most: %s", what).isGreaterThan(2800);
+            }
         } finally {
             if (py != null) {
                 py.destroyForcibly();

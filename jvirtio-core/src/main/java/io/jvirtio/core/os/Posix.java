@@ -42,6 +42,7 @@ public final class Posix {
             FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG));
     private static final MethodHandle MUNMAP = bind("munmap", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle IOCTL = bind("ioctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, ADDRESS));
+    private static final MethodHandle IOCTL_VALUE = bind("ioctl", FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_LONG, JAVA_LONG));
     private static final MethodHandle READ = bind("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle WRITE = bind("write", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle POLL = bind("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
@@ -87,6 +88,12 @@ public final class Posix {
     public static int ioctl(int fd, long request, MemorySegment arg) throws NativeException {
         return (int) check("ioctl", "fd " + fd + ", request 0x" + Long.toHexString(request),
                 (st, a) -> (int) IOCTL.invokeExact(st, fd, request, arg));
+    }
+
+    /** {@code ioctl(fd, request, value)} with an integer argument (such as TUNSETOFFLOAD's flags). */
+    public static int ioctlValue(int fd, long request, long value) throws NativeException {
+        return (int) check("ioctl", "fd " + fd + ", request 0x" + Long.toHexString(request),
+                (st, a) -> (int) IOCTL_VALUE.invokeExact(st, fd, request, value));
     }
 
     /** {@code read(fd, buf, len)}; returns the byte count (0 at end of file). */

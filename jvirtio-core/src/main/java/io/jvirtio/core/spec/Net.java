@@ -15,7 +15,11 @@ public final class Net {
 
     /** struct virtio_net_hdr with VERSION_1: 12 bytes, num_buffers included (§5.1.6). */
     public static final int HDR_SIZE = 12;
+    public static final int HDR_FLAGS = 0;
+    public static final int HDR_GSO_TYPE = 1;
     public static final int HDR_NUM_BUFFERS = 10;
+    /** gso_type: not a segmentation offload (a frame within the MTU). */
+    public static final int HDR_GSO_NONE = 0;
 
     // control virtqueue (§5.1.6.5): u8 class, u8 command, data, u8 ack
     public static final int CTRL_RX = 0;

@@ -6,6 +6,11 @@ import java.lang.foreign.MemorySegment;
  * Where a NIC's frames go: a port of a {@link VirtualSwitch}, a TAP device, ... Frames are passed as
  * the first {@code length} bytes of a segment that is valid only during the call, so nothing is
  * allocated per frame: whoever keeps a frame copies it.
+ *
+ * <p>A backend that can carry offloads ({@link #offloads()} not 0) passes every frame, both ways, behind the
+ * 12-byte {@code virtio_net_hdr} of VERSION_1 (§5.1.6: flags, gso_type, hdr_len, gso_size, csum_start,
+ * csum_offset; num_buffers is not its business): a frame may then be a 64 KiB segment to be cut, or carry a
+ * partial checksum, as the header says.
  */
 public interface NetBackend extends AutoCloseable {
     /** Receives frames for the NIC. */
@@ -19,6 +24,21 @@ public interface NetBackend extends AutoCloseable {
 
     /** Frames for the NIC arrive at {@code receiver}, on whatever thread the backend uses. */
     void connect(Receiver receiver);
+
+    /**
+     * The virtio-net offload features (CSUM, GUEST_CSUM, HOST_/GUEST_TSO4/6, HOST_/GUEST_ECN) this backend
+     * carries, which the NIC offers its driver; 0: plain frames, no header.
+     */
+    default long offloads() {
+        return 0;
+    }
+
+    /**
+     * The features the driver accepted: from now on the backend hands the NIC only what the driver takes
+     * (no partial checksum without GUEST_CSUM, no TCP segment larger than the MTU without GUEST_TSO4/6).
+     */
+    default void acceptOffloads(long features) {
+    }
 
     @Override
     default void close() {

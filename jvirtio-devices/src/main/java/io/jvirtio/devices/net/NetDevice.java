@@ -40,8 +40,14 @@ public final class NetDevice extends QueueDevice {
 
     /** The Ethernet header, which the MTU does not count. */
     static final int ETH_HLEN = 14;
+    /** With GUEST_TSO a frame for the guest may be a 64 KiB segment, behind its virtio-net header. */
+    static final int MAX_SEGMENT = 65536 + ETH_HLEN + Net.HDR_SIZE;
+    /** Segments that may wait per pair: as many bytes as {@link #INBOUND_LIMIT} frames of 9 KiB, about. */
+    static final int SEGMENT_LIMIT = 64;
 
     private final NetBackend backend;
+    /** The offloads the backend carries; not 0: frames travel behind their virtio-net header both ways. */
+    private final long offloads;
     private final int maxPairs;
     private final int mtu;
     private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
@@ -64,9 +70,13 @@ public final class NetDevice extends QueueDevice {
 
     /** Frames waiting for one queue pair's receive buffers. */
     private static final class Pair {
-        final FrameRing inbound = new FrameRing(INBOUND_LIMIT, MAX_INBOUND_FRAME);
+        final FrameRing inbound;
         /** The last change of the active pairs this pair's receive thread has acted on. */
         volatile long seenPairsChange;
+
+        Pair(int frames, int frameSize) {
+            inbound = new FrameRing(frames, frameSize);
+        }
     }
 
     /** Counts VQ_PAIRS_SET changes, for the handshake with the receive threads. */
@@ -96,10 +106,13 @@ public final class NetDevice extends QueueDevice {
         }
         this.mtu = mtu;
         this.backend = backend;
+        this.offloads = backend.offloads();
         this.maxPairs = pairs;
         this.pairs = new Pair[pairs];
+        boolean segments = (offloads & Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6)) != 0;
         for (int i = 0; i < pairs; i++) {
-            this.pairs[i] = new Pair();
+            this.pairs[i] = segments ? new Pair(SEGMENT_LIMIT, MAX_SEGMENT)
+                    : new Pair(INBOUND_LIMIT, MAX_INBOUND_FRAME + (offloads != 0 ? Net.HDR_SIZE : 0));
         }
         config.store(Net.CFG_MAC, mac);
         config.store(Net.CFG_STATUS, Net.S_LINK_UP, 2);
@@ -124,14 +137,16 @@ public final class NetDevice extends QueueDevice {
         long f = RING_FEATURES | IN_ORDER | Feature.maskOf(Feature.NET_MAC,
                 Feature.NET_STATUS, Feature.NET_MRG_RXBUF, Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX,
                 Feature.NET_CTRL_MAC_ADDR, Feature.NET_MTU);
+        f |= offloads;
         return maxPairs > 1 ? f | Feature.NET_MQ.mask() : f;
     }
 
     @Override
     public boolean acceptFeatures(long features) {
-        // §5.1.3.1: CTRL_RX, CTRL_MAC_ADDR and MQ need the control queue.
+        // §5.1.3.1: CTRL_RX, CTRL_MAC_ADDR and MQ need the control queue; the offloads their own features.
         boolean ctrl = Feature.NET_CTRL_VQ.isSet(features);
-        return ctrl || (features & Feature.maskOf(Feature.NET_CTRL_RX, Feature.NET_CTRL_MAC_ADDR, Feature.NET_MQ)) == 0;
+        return (ctrl || (features & Feature.maskOf(Feature.NET_CTRL_RX, Feature.NET_CTRL_MAC_ADDR, Feature.NET_MQ)) == 0)
+                && Offloads.consistent(features);
     }
 
     @Override
@@ -158,6 +173,9 @@ public final class NetDevice extends QueueDevice {
     protected void onActivate(DeviceContext ctx) {
         features = ctx.features();
         activePairs = 1;
+        if (offloads != 0) {
+            backend.acceptOffloads(ctx.features());
+        }
         active = true;
     }
 
@@ -203,18 +221,19 @@ public final class NetDevice extends QueueDevice {
         if (mac.length != 6) {
             return false;
         }
-        byte[] f = new byte[60];
-        java.util.Arrays.fill(f, 0, 6, (byte) 0xff);
-        System.arraycopy(mac, 0, f, 6, 6);
-        f[12] = (byte) 0x80;
-        f[13] = 0x35;
-        f[15] = 1;                 // htype: Ethernet
-        f[16] = 0x08;              // ptype: IPv4
-        f[18] = 6;                 // hlen
-        f[19] = 4;                 // plen
-        f[21] = 3;                 // op: reverse request
-        System.arraycopy(mac, 0, f, 22, 6); // sender hardware address
-        System.arraycopy(mac, 0, f, 32, 6); // target hardware address
+        int h = offloads != 0 ? Net.HDR_SIZE : 0; // behind a zero header: no offload asked
+        byte[] f = new byte[h + 60];
+        java.util.Arrays.fill(f, h, h + 6, (byte) 0xff);
+        System.arraycopy(mac, 0, f, h + 6, 6);
+        f[h + 12] = (byte) 0x80;
+        f[h + 13] = 0x35;
+        f[h + 15] = 1;                 // htype: Ethernet
+        f[h + 16] = 0x08;              // ptype: IPv4
+        f[h + 18] = 6;                 // hlen
+        f[h + 19] = 4;                 // plen
+        f[h + 21] = 3;                 // op: reverse request
+        System.arraycopy(mac, 0, f, h + 22, 6); // sender hardware address
+        System.arraycopy(mac, 0, f, h + 32, 6); // target hardware address
         backend.transmit(java.lang.foreign.MemorySegment.ofArray(f), f.length);
         return true;
     }
@@ -246,17 +265,22 @@ public final class NetDevice extends QueueDevice {
     }
 
     private void deliver(MemorySegment frame, long length) {
-        if (closed || !active || length < ETH_HLEN || length > ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)) {
-            // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver
+        int h = offloads != 0 ? Net.HDR_SIZE : 0;
+        boolean segment = h != 0 && length >= h && Offloads.isSegment(frame);
+        if (closed || !active || length < h + ETH_HLEN
+                || !segment && length > h + ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)
+                || h != 0 && !Offloads.driverTakes(frame, features)) {
+            // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver (a segment
+            // the driver accepted with GUEST_TSO is not a frame on the link); net-dev-9: nor an offload it refused
             rxDropped.incrementAndGet();
             return;
         }
-        long dst = VirtualSwitch.mac(frame, 0);
+        long dst = VirtualSwitch.mac(frame, h);
         if (!accepts(dst)) {
             rxFiltered.incrementAndGet();
             return;
         }
-        int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, 6), (long) activePairs);
+        int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) activePairs);
         if (!pairs[p].inbound.offer(frame, length)) {
             rxDropped.incrementAndGet();
             return;
@@ -277,7 +301,8 @@ public final class NetDevice extends QueueDevice {
 
     /** A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. */
     private final class Transmitter implements io.jvirtio.devices.QueueHandler {
-        private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(65536, 64);
+        /** A frame, or with offloads a header and a segment of up to 64 KiB. */
+        private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(offloads != 0 ? MAX_SEGMENT : 65536, 64);
         private final int queue;
 
         Transmitter(int queue) {
@@ -286,13 +311,20 @@ public final class NetDevice extends QueueDevice {
 
         @Override
         public int handle(DescriptorChain chain) {
-            long len = chain.readableBytes() - Net.HDR_SIZE;
-            if (!queueEnabled(queue) || len < 14 || len > scratch.byteSize()) {
+            // with offloads the header goes too (the backend finishes checksums and cuts segments); else the
+            // frame alone, whatever the header said (net-dev-6)
+            long from = offloads != 0 ? 0 : Net.HDR_SIZE;
+            long len = chain.readableBytes() - from;
+            if (!queueEnabled(queue) || len < Net.HDR_SIZE - from + ETH_HLEN || len > scratch.byteSize()) {
                 // a disabled ring is consumed, its frames discarded (vhost-user "Ring states")
                 txDropped.incrementAndGet();
                 return 0;
             }
-            chain.readReadable(Net.HDR_SIZE, scratch, 0, len);
+            chain.readReadable(from, scratch, 0, len);
+            if (from == 0 && !Offloads.fitForBackend(scratch, features)) {
+                txDropped.incrementAndGet();
+                return 0;
+            }
             txFrames.incrementAndGet();
             backend.transmit(scratch, len);
             return 0;
@@ -445,7 +477,20 @@ public final class NetDevice extends QueueDevice {
         @Override
         public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
             FrameRing ring = pair.inbound;
+            MemorySegment slots = ring.slots();
+            long at = ring.headOffset();
             long length = ring.headLength();
+            if (offloads != 0) {
+                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
+                MemorySegment.copy(slots, at, header, 0, Net.HDR_SIZE);
+                if (!Feature.NET_GUEST_CSUM.isSet(features)) {
+                    header.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
+                }
+                at += Net.HDR_SIZE;
+                length -= Net.HDR_SIZE;
+            } else {
+                header.fill((byte) 0);
+            }
             long total = Net.HDR_SIZE + length;
             boolean mergeable = Feature.NET_MRG_RXBUF.isSet(features);
             int used = 0;
@@ -467,10 +512,7 @@ public final class NetDevice extends QueueDevice {
                 rxDropped.incrementAndGet();
                 return -1;
             }
-            header.fill((byte) 0);
             header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
-            MemorySegment slots = ring.slots();
-            long at = ring.headOffset();
             long first = chain.writeWritable(0, header);
             first += chain.writeWritable(Net.HDR_SIZE, slots, at, length);
             queue.addUsed(chain, (int) first);

@@ -2,6 +2,7 @@ package io.jvirtio.devices.net;
 
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.spec.Feature;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -15,30 +16,56 @@ import java.nio.charset.StandardCharsets;
  * the guest transmits are written to the TAP fd and appear on the host interface; frames the host sends
  * out of that interface are read by a thread and delivered to the NIC. Needs CAP_NET_ADMIN; bring the
  * interface up with {@code ip link set NAME up}. A TAP device the process created disappears when it closes.
+ *
+ * <p>With the virtio-net header ({@code IFF_VNET_HDR}, {@code TUNSETVNETHDRSZ} 12) the TAP carries offloads
+ * both ways, as QEMU's {@code -netdev tap,vnet_hdr=on}: the guest's 64 KiB TCP segments and partial checksums
+ * go to the host kernel, which finishes them, and the host hands over coalesced segments and unfinished
+ * checksums as far as the driver accepted them ({@code TUNSETOFFLOAD}).
  */
 public final class TapBackend implements NetBackend {
     static final long TUNSETIFF = 0x400454caL;
+    static final long TUNSETOFFLOAD = 0x400454d0L;
+    static final long TUNSETVNETHDRSZ = 0x400454d8L;
     static final short IFF_TAP = 0x0002;
     static final short IFF_NO_PI = 0x1000;
+    static final short IFF_VNET_HDR = 0x4000;
+    // TUNSETOFFLOAD: what we, the TAP's reader, accept from the host
+    static final int TUN_F_CSUM = 0x01;
+    static final int TUN_F_TSO4 = 0x02;
+    static final int TUN_F_TSO6 = 0x04;
+    static final int TUN_F_TSO_ECN = 0x08;
+    /** The offloads a TAP with the virtio-net header carries. */
+    static final long OFFLOADS = Feature.maskOf(Feature.NET_CSUM, Feature.NET_GUEST_CSUM, Feature.NET_HOST_TSO4,
+            Feature.NET_HOST_TSO6, Feature.NET_HOST_ECN, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
+            Feature.NET_GUEST_ECN);
+    /** The largest frame either way: a 64 KiB segment, its Ethernet header and the virtio-net header. */
+    static final int MAX_FRAME = 65536 + 14 + 12;
     private static final Logger LOG = System.getLogger(TapBackend.class.getName());
 
     private final int fd;
     private final String name;
+    private final boolean vnetHeader;
     private final Arena arena = Arena.ofShared();
-    private final MemorySegment txBuffer = arena.allocate(65536);
+    private final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
     private final MemorySegment txState = Posix.callState(arena);
     private volatile Receiver receiver = (b, n) -> { };
     private volatile boolean open = true;
     private final Thread reader;
 
+    /** A TAP device carrying plain frames; see {@link #TapBackend(String, boolean)}. */
+    public TapBackend(String name) throws NativeException {
+        this(name, false);
+    }
+
     /**
      * Opens (creating if needed) the TAP interface {@code name}; a name with {@code %d} (such as {@code jv%d})
      * is a template the kernel completes with the first free number — {@link #name()} tells which.
      *
+     * @param vnetHeader frames carry the virtio-net header, and with it the offloads of {@link #offloads()}
      * @throws NativeException naming {@code open} or {@code ioctl} when /dev/net/tun is missing or the
      *                         process lacks CAP_NET_ADMIN
      */
-    public TapBackend(String name) throws NativeException {
+    public TapBackend(String name, boolean vnetHeader) throws NativeException {
         byte[] n = name.getBytes(StandardCharsets.US_ASCII);
         if (n.length == 0 || n.length > 15) {
             throw new IllegalArgumentException("interface name '" + name + "' must be 1..15 characters");
@@ -47,19 +74,52 @@ public final class TapBackend implements NetBackend {
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ifreq = a.allocate(40);
             MemorySegment.copy(n, 0, ifreq, ValueLayout.JAVA_BYTE, 0, n.length);
-            ifreq.set(ValueLayout.JAVA_SHORT, 16, (short) (IFF_TAP | IFF_NO_PI));
+            ifreq.set(ValueLayout.JAVA_SHORT, 16, (short) (IFF_TAP | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0)));
             Posix.ioctl(tun, TUNSETIFF, ifreq);
             this.name = ifreq.getString(0, StandardCharsets.US_ASCII);
+            if (vnetHeader) {
+                MemorySegment size = a.allocate(ValueLayout.JAVA_INT);
+                size.set(ValueLayout.JAVA_INT, 0, io.jvirtio.core.spec.Net.HDR_SIZE); // VERSION_1: num_buffers too
+                Posix.ioctl(tun, TUNSETVNETHDRSZ, size);
+                Posix.ioctlValue(tun, TUNSETOFFLOAD, 0); // nothing offloaded to us until a driver accepts it
+            }
         } catch (NativeException e) {
             Posix.close(tun);
             throw e;
         }
         this.fd = tun;
+        this.vnetHeader = vnetHeader;
         this.reader = Thread.ofPlatform().name("jvirtio-tap-" + this.name).daemon().start(this::readLoop);
     }
 
     public String name() {
         return name;
+    }
+
+    @Override
+    public long offloads() {
+        return vnetHeader ? OFFLOADS : 0;
+    }
+
+    /** TUNSETOFFLOAD from the driver's GUEST_* features: the host finishes what the guest cannot. */
+    @Override
+    public void acceptOffloads(long features) {
+        if (!vnetHeader || !open) {
+            return;
+        }
+        int tun = 0;
+        if (Feature.NET_GUEST_CSUM.isSet(features)) {
+            // the kernel segments for us only together with partial checksums (TUN_F_CSUM)
+            tun = TUN_F_CSUM;
+            tun |= Feature.NET_GUEST_TSO4.isSet(features) ? TUN_F_TSO4 : 0;
+            tun |= Feature.NET_GUEST_TSO6.isSet(features) ? TUN_F_TSO6 : 0;
+            tun |= Feature.NET_GUEST_ECN.isSet(features) && (tun & (TUN_F_TSO4 | TUN_F_TSO6)) != 0 ? TUN_F_TSO_ECN : 0;
+        }
+        try {
+            Posix.ioctlValue(fd, TUNSETOFFLOAD, tun);
+        } catch (NativeException e) {
+            LOG.log(Level.WARNING, "{0}: TUNSETOFFLOAD 0x{1}: {2}", name, Integer.toHexString(tun), e.getMessage());
+        }
     }
 
     @Override
@@ -71,7 +131,8 @@ public final class TapBackend implements NetBackend {
         try {
             Posix.write(fd, txBuffer.asSlice(0, length), txState);
         } catch (NativeException e) {
-            LOG.log(Level.WARNING, "{0}: {1}", name, e.getMessage());
+            // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
+            LOG.log(Level.DEBUG, "{0}: {1}", name, e.getMessage());
         }
     }
 
@@ -82,7 +143,7 @@ public final class TapBackend implements NetBackend {
 
     private void readLoop() {
         try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = a.allocate(65536);
+            MemorySegment buf = a.allocate(MAX_FRAME);
             MemorySegment pollfd = a.allocate(8);
             MemorySegment state = Posix.callState(a);
             while (open) {

@@ -1,0 +1,91 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.Net;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * The offload fields of the virtio-net header (§5.1.6: flags, gso_type) held against what the driver
+ * negotiated, for a NIC whose backend carries offloads: what may reach the driver (net-dev-9), what may leave
+ * it (net-drv-7), and which feature sets are consistent (§5.1.3.1). Allocation-free; the per-frame checks read
+ * two bytes.
+ */
+final class Offloads {
+    static final int HDR_F_NEEDS_CSUM = 1;
+    static final int GSO_TCPV4 = 1;
+    static final int GSO_TCPV6 = 4;
+    static final int GSO_ECN = 0x80;
+
+    private Offloads() {
+    }
+
+    /** §5.1.3.1: segmentation needs checksum offload, ECN needs segmentation — on each side. */
+    static boolean consistent(long features) {
+        return needs(features, Feature.NET_GUEST_CSUM, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6)
+                && needs(features, Feature.NET_CSUM, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6)
+                && (!Feature.NET_GUEST_ECN.isSet(features) || any(features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6))
+                && (!Feature.NET_HOST_ECN.isSet(features) || any(features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6));
+    }
+
+    /** The frame behind {@code header} is a segment to be cut (its size is not bounded by the MTU). */
+    static boolean isSegment(MemorySegment header) {
+        return gsoType(header) != Net.HDR_GSO_NONE;
+    }
+
+    /**
+     * net-dev-9: whether the driver accepted what the header of a frame for it asks — a partial checksum
+     * (GUEST_CSUM), a TCP segment (GUEST_TSO4/6, with ECN: GUEST_ECN). The backend was told
+     * ({@link NetBackend#acceptOffloads}); this keeps a backend that did not listen from breaking the rule.
+     */
+    static boolean driverTakes(MemorySegment header, long features) {
+        if ((header.get(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
+                && !Feature.NET_GUEST_CSUM.isSet(features)) {
+            return false;
+        }
+        return segmentAllowed(gsoType(header), features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
+                Feature.NET_GUEST_ECN);
+    }
+
+    /**
+     * Makes the header of a frame from the driver fit for the backend: without CSUM the driver has nothing to
+     * ask (net-drv-7), so whatever it wrote is cleared; a segment it may not send (no HOST_TSO4/6, ECN without
+     * HOST_ECN, UDP) is refused. num_buffers is not the backend's business.
+     *
+     * @return false: drop the frame
+     */
+    static boolean fitForBackend(MemorySegment header, long features) {
+        header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) 0);
+        if (!Feature.NET_CSUM.isSet(features)) {
+            header.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0L);
+            header.set(GuestMemory.U16, 8, (short) 0);
+            return true;
+        }
+        return segmentAllowed(gsoType(header), features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6,
+                Feature.NET_HOST_ECN);
+    }
+
+    private static int gsoType(MemorySegment header) {
+        return header.get(ValueLayout.JAVA_BYTE, Net.HDR_GSO_TYPE) & 0xff;
+    }
+
+    private static boolean segmentAllowed(int gso, long features, Feature tso4, Feature tso6, Feature ecn) {
+        boolean ecnOk = (gso & GSO_ECN) == 0 || ecn.isSet(features);
+        return switch (gso & ~GSO_ECN) {
+            case Net.HDR_GSO_NONE -> gso == Net.HDR_GSO_NONE;
+            case GSO_TCPV4 -> tso4.isSet(features) && ecnOk;
+            case GSO_TCPV6 -> tso6.isSet(features) && ecnOk;
+            default -> false; // UDP (UFO, USO): not offered
+        };
+    }
+
+    private static boolean needs(long features, Feature required, Feature a, Feature b) {
+        return required.isSet(features) || !any(features, a, b);
+    }
+
+    private static boolean any(long features, Feature a, Feature b) {
+        return (features & Feature.maskOf(a, b)) != 0;
+    }
+}
