@@ -7,7 +7,7 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A tiny host on a {@link VirtualSwitch}: it answers ARP requests for its IPv4 address and ICMP echo
  * requests sent to it — enough for a guest to {@code ping} something behind a jvirtio NIC. (A test and
- * demo helper: it copies each frame it looks at.)
+ * demo helper: it copies each ARP and IPv4 frame it looks at.)
  */
 public final class Responder {
     private final NetBackend port;
@@ -23,7 +23,23 @@ public final class Responder {
         this.mac = mac.clone();
         this.ip = ip.clone();
         this.port = sw.port();
-        port.connect((buffer, length) -> frame(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE)));
+        port.connect((buffer, length) -> {
+            if (forUs(buffer, length)) {
+                frame(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            }
+        });
+    }
+
+    /**
+     * An ARP or IPv4 frame, the only kinds answered: the rest of what the switch floods here (every frame to
+     * an unknown address) is passed over without a copy.
+     */
+    private static boolean forUs(java.lang.foreign.MemorySegment f, long length) {
+        if (length < 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) != 0x08) {
+            return false;
+        }
+        byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13);
+        return type == 0x06 || type == 0x00;
     }
 
     private void frame(byte[] f) {

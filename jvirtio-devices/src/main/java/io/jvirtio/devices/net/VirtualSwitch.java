@@ -20,8 +20,14 @@ public final class VirtualSwitch {
     static final int MAC_TABLE_SIZE = 1024;
 
     private final CopyOnWriteArrayList<Port> ports = new CopyOnWriteArrayList<>();
-    private volatile long[] macs = new long[0];
-    private volatile Port[] owners = new Port[0];
+    /**
+     * The address table: one volatile reference, so a reader always gets addresses and their ports of the same
+     * size. A new address or a port leaving replaces it; an address moving rewrites its owner in place.
+     */
+    private volatile Table table = new Table(new long[0], new Port[0]);
+
+    private record Table(long[] macs, Port[] owners) {
+    }
     private final AtomicLong forwarded = new AtomicLong();
     private final AtomicLong flooded = new AtomicLong();
 
@@ -77,8 +83,9 @@ public final class VirtualSwitch {
     }
 
     private Port lookup(long mac) {
-        long[] m = macs;
-        Port[] o = owners;
+        Table t = table;
+        long[] m = t.macs;
+        Port[] o = t.owners;
         for (int i = 0; i < m.length; i++) {
             if (m[i] == mac) {
                 return o[i];
@@ -87,51 +94,67 @@ public final class VirtualSwitch {
         return null;
     }
 
-    /** Remembers where {@code mac} lives; copy-on-write, so only a new or moved address costs anything. */
-    private synchronized void learn(long mac, Port port) {
-        long[] m = macs;
+    /**
+     * Notes that {@code mac} is behind {@code from}. An address that moved (a migrated guest, or one seen
+     * on two ports in turn, as a forwarding loop makes it) is rewritten in place: no lock, no copy — a
+     * reader sees the old port or the new one, either a port the address was at. Only a new address takes
+     * the copy-on-write path.
+     */
+    private void learnSource(long mac, Port from) {
+        Table t = table;
+        long[] m = t.macs;
+        Port[] o = t.owners;
         for (int i = 0; i < m.length; i++) {
             if (m[i] == mac) {
-                Port[] o = owners.clone();
-                o[i] = port;
-                owners = o;
+                if (o[i] != from) {
+                    o[i] = from;
+                }
+                return;
+            }
+        }
+        learn(mac, from);
+    }
+
+    /** Remembers where {@code mac} lives; copy-on-write, so only a new or moved address costs anything. */
+    private synchronized void learn(long mac, Port port) {
+        Table t = table;
+        long[] m = t.macs;
+        for (int i = 0; i < m.length; i++) {
+            if (m[i] == mac) {
+                t.owners[i] = port; // learned meanwhile by another sender
                 return;
             }
         }
         if (m.length >= MAC_TABLE_SIZE) {
             return;
         }
-        Port[] o = Arrays.copyOf(owners, m.length + 1);
+        Port[] o = Arrays.copyOf(t.owners, m.length + 1);
         o[m.length] = port;
         long[] nm = Arrays.copyOf(m, m.length + 1);
         nm[m.length] = mac;
-        owners = o;
-        macs = nm;
+        table = new Table(nm, o);
     }
 
     private synchronized void forget(Port port) {
-        long[] m = macs;
-        Port[] o = owners;
+        Table t = table;
         int n = 0;
-        long[] nm = new long[m.length];
-        Port[] no = new Port[m.length];
-        for (int i = 0; i < m.length; i++) {
-            if (o[i] != port) {
-                nm[n] = m[i];
-                no[n++] = o[i];
+        long[] nm = new long[t.macs.length];
+        Port[] no = new Port[t.macs.length];
+        for (int i = 0; i < t.macs.length; i++) {
+            if (t.owners[i] != port) {
+                nm[n] = t.macs[i];
+                no[n++] = t.owners[i];
             }
         }
-        owners = Arrays.copyOf(no, n);
-        macs = Arrays.copyOf(nm, n);
+        table = new Table(Arrays.copyOf(nm, n), Arrays.copyOf(no, n));
     }
 
     private void switchFrame(Port from, MemorySegment frame, long length) {
         if (length < 14) {
             return;
         }
-        long src = mac(frame, 6);
-        if ((frame.get(ValueLayout.JAVA_BYTE, 6) & 1) == 0 && lookup(src) != from) {
-            learn(src, from);
+        if ((frame.get(ValueLayout.JAVA_BYTE, 6) & 1) == 0) {
+            learnSource(mac(frame, 6), from);
         }
         if ((frame.get(ValueLayout.JAVA_BYTE, 0) & 1) == 0) {
             Port to = lookup(mac(frame, 0));
