@@ -57,4 +57,45 @@ class VirtualSwitchTest {
         send(nicA, frame(2, 1));
         assertThat(atB).as("nothing crosses an unplugged link").hasSize(2);
     }
+
+    /**
+     * Switching allocates nothing per frame — also when an address flaps between two ports on every frame,
+     * as a forwarding loop makes it (this used to copy the address table, under a lock, per frame).
+     */
+    @Test
+    void switchingAFlappingAddressAllocatesNothingPerFrame() throws Exception {
+        VirtualSwitch sw = new VirtualSwitch();
+        NetBackend one = sw.port();
+        NetBackend two = sw.port();
+        long[] seen = new long[2];
+        one.connect((b, n) -> seen[0]++);
+        two.connect((b, n) -> seen[1]++);
+        MemorySegment f = java.lang.foreign.Arena.global().allocate(60);
+        MemorySegment.copy(MemorySegment.ofArray(frame(9, 1)), 0, f, 0, 60); // to an address never seen
+        // Through reflection, as NoAllocationTest: the module under test does not read java.management.
+        Object mx;
+        java.lang.reflect.Method allocatedBytes;
+        try {
+            mx = Class.forName("java.lang.management.ManagementFactory").getMethod("getThreadMXBean").invoke(null);
+            allocatedBytes = Class.forName("com.sun.management.ThreadMXBean").getMethod("getCurrentThreadAllocatedBytes");
+        } catch (ReflectiveOperationException e) {
+            org.junit.jupiter.api.Assumptions.abort("SKIPPED: no per-thread allocation counters here: " + e);
+            return;
+        }
+        for (int warm = 0; warm < 20_000; warm++) {
+            one.transmit(f, 60);
+            two.transmit(f, 60);
+        }
+        long best = Long.MAX_VALUE; // the best of three rounds: a JIT recompilation may allocate once
+        for (int round = 0; round < 3; round++) {
+            long before = (long) allocatedBytes.invoke(mx);
+            for (int i = 0; i < 100_000; i++) {
+                one.transmit(f, 60);  // source 1 behind port one...
+                two.transmit(f, 60);  // ...then behind port two
+            }
+            best = Math.min(best, (long) allocatedBytes.invoke(mx) - before);
+        }
+        assertThat(seen[0] + seen[1]).isEqualTo(40_000 + 600_000);
+        assertThat(best).as("bytes allocated for 200,000 frames").isLessThan(10_000);
+    }
 }
