@@ -15,8 +15,6 @@ import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
 
 import java.lang.foreign.MemorySegment;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -56,11 +54,7 @@ public final class NetDevice extends QueueDevice {
     private volatile boolean closed;
     private volatile long features;
     private volatile int activePairs = 1;
-    private volatile boolean promiscuous = true;
-    private volatile boolean allMulticast = true;
-    private volatile Set<Long> unicastFilter = Set.of();
-    private volatile Set<Long> multicastFilter = Set.of();
-    private volatile long mac;
+    private final RxFilter filter;
 
     public final AtomicLong rxFrames = new AtomicLong();
     public final AtomicLong txFrames = new AtomicLong();
@@ -118,7 +112,7 @@ public final class NetDevice extends QueueDevice {
         config.store(Net.CFG_STATUS, Net.S_LINK_UP, 2);
         config.store(Net.CFG_MAX_VIRTQUEUE_PAIRS, pairs, 2);
         config.store(Net.CFG_MTU, mtu, 2);
-        this.mac = VirtualSwitch.mac(mac, 0);
+        this.filter = new RxFilter(VirtualSwitch.mac(mac, 0));
         backend.connect(this::receive);
     }
 
@@ -198,10 +192,7 @@ public final class NetDevice extends QueueDevice {
         for (Pair p : pairs) {
             p.inbound.clear();
         }
-        promiscuous = true;
-        allMulticast = true;
-        unicastFilter = Set.of();
-        multicastFilter = Set.of();
+        filter.reset();
         activePairs = 1;
         features = 0;
     }
@@ -276,7 +267,7 @@ public final class NetDevice extends QueueDevice {
             return;
         }
         long dst = VirtualSwitch.mac(frame, h);
-        if (!accepts(dst)) {
+        if (!filter.accepts(dst)) {
             rxFiltered.incrementAndGet();
             return;
         }
@@ -286,17 +277,6 @@ public final class NetDevice extends QueueDevice {
             return;
         }
         wake(2 * p);
-    }
-
-    /** §5.1.6.5.1/.2: promiscuous, all-multicast, broadcast, our address, and the filter tables. */
-    private boolean accepts(long dst) {
-        if (promiscuous || dst == 0xffff_ffff_ffffL) {
-            return true;
-        }
-        if ((dst & (1L << 40)) != 0) {
-            return allMulticast || multicastFilter.contains(dst);
-        }
-        return dst == mac || unicastFilter.contains(dst);
     }
 
     /** A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. */
@@ -350,25 +330,17 @@ public final class NetDevice extends QueueDevice {
                 if (!Feature.NET_CTRL_RX.isSet(features) || n < 3) {
                     return Net.ERR;
                 }
-                boolean on = b[2] != 0;
-                if (cmd == Net.CTRL_RX_PROMISC) {
-                    promiscuous = on;
-                } else if (cmd == Net.CTRL_RX_ALLMULTI) {
-                    allMulticast = on;
-                } else {
-                    return Net.ERR;
-                }
-                return Net.OK;
+                return filter.rxMode(cmd, b[2] != 0);
             }
             case Net.CTRL_MAC -> {
                 if (cmd == Net.CTRL_MAC_ADDR_SET && Feature.NET_CTRL_MAC_ADDR.isSet(features) && n == 8) {
                     byte[] m = java.util.Arrays.copyOfRange(b, 2, 8);
-                    mac = VirtualSwitch.mac(m, 0);
-                    config.store(Net.CFG_MAC, m);
+                    config.store(Net.CFG_MAC, m); // net-dev-13: the config first, then the ack
+                    filter.mac(VirtualSwitch.mac(m, 0));
                     return Net.OK;
                 }
                 if (cmd == Net.CTRL_MAC_TABLE_SET && Feature.NET_CTRL_RX.isSet(features)) {
-                    return macTable(b, n, total);
+                    return filter.macTable(b, n, total);
                 }
                 return Net.ERR;
             }
@@ -408,36 +380,6 @@ public final class NetDevice extends QueueDevice {
                 Thread.onSpinWait();
             }
         }
-    }
-
-    /** struct virtio_net_ctrl_mac ×2: le32 entries, then 6-byte addresses (unicast table, then multicast). */
-    private int macTable(byte[] b, int n, long total) {
-        if (total != n) {
-            return Net.ERR;
-        }
-        int at = 2;
-        Set<Long> uc = new HashSet<>();
-        Set<Long> mc = new HashSet<>();
-        for (Set<Long> table : java.util.List.of(uc, mc)) {
-            if (at + 4 > n) {
-                return Net.ERR;
-            }
-            long entries = Integer.toUnsignedLong(MemorySegment.ofArray(b).get(GuestMemory.U32, at));
-            at += 4;
-            if (entries > 64 || at + entries * 6 > n) {
-                return Net.ERR;
-            }
-            for (int i = 0; i < entries; i++) {
-                table.add(VirtualSwitch.mac(b, at));
-                at += 6;
-            }
-        }
-        if (at != n) {
-            return Net.ERR;
-        }
-        unicastFilter = Set.copyOf(uc);
-        multicastFilter = Set.copyOf(mc);
-        return Net.OK;
     }
 
     /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
