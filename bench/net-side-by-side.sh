@@ -6,17 +6,20 @@
 #   loop     two virtio_user ports on one front-end testpmd in io forwarding, frames injected with
 #            "start tx_first 8" and looping port 0 -> back-end -> port 1 -> back-end -> port 0: jvirtio's switch
 #            between two ports, or two net_vhost ports in io forwarding
-# Split and packed rings (packed_vq=0/1), each RUNS times for SECONDS, the median kept, in million packets per
-# second; 64-byte frames. The front-end's forwarding lcore runs on CPU 0, the back-end on CPU 1: DPDK's lcore,
-# or every thread of jvirtio's JVM (taskset). Two seconds of quiet between runs, for the last one's teardown.
+# Split and packed rings (packed_vq=0/1), 64- and 1518-byte frames (SIZES), each RUNS times for SECONDS, the
+# median kept, in million packets per second. The front-end's forwarding lcore runs on CPU 0, the back-end on
+# CPU 1: DPDK's lcore, or every thread of jvirtio's JVM (taskset). Two seconds of quiet between runs, for the
+# last one's teardown.
 #
 # Usage: bench/net-side-by-side.sh [runs] [seconds]      (root: installs dpdk and dpdk-dev)
-# Writes the table between the net-side-by-side markers of docs/benchmarks.md.
+#        SIZES="64" bench/net-side-by-side.sh 3 5       (frame sizes, default "64 1518")
+# Writes the table between the net-side-by-side markers of docs/benchmarks.md and docs/net-side-by-side.svg.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/env.sh"
 runs="${1:-3}"
 secs="${2:-5}"
+sizes="${SIZES:-64 1518}"
 work="${WORK:-/var/tmp/jvirtio-bench/net}"
 mkdir -p "$work"
 if ! command -v dpdk-testpmd >/dev/null; then
@@ -68,9 +71,9 @@ stop_back() {
   stop_server
 }
 # The front-end: testpmd with virtio_user ports, scripted through its interactive prompt; prints Mpps
-front() { # mode packed socket... (one port per socket)
-  local mode=$1 packed=$2 vdevs=() i=0 sock
-  shift 2
+front() { # mode packed size socket... (one port per socket)
+  local mode=$1 packed=$2 size=$3 vdevs=() i=0 sock
+  shift 3
   for sock in "$@"; do
     vdevs+=(--vdev "net_virtio_user$i,path=$sock,queues=1,packed_vq=$packed")
     i=$((i + 1))
@@ -79,7 +82,7 @@ front() { # mode packed socket... (one port per socket)
   [[ $mode == io ]] && start="start tx_first 8"
   { echo "$start"; sleep "$secs"; echo "stop"; sleep 1; echo "quit"; } |
     stdbuf -oL dpdk-testpmd --lcores 2@1,3@0 --no-pci --no-huge -m 1024 --file-prefix=jvfront "${vdevs[@]}" -- -i \
-      --forward-mode="$mode" --total-num-mbufs=65536 2>&1 | python3 -c '
+      --forward-mode="$mode" --txpkts="$size" --total-num-mbufs=65536 2>&1 | python3 -c '
 import re, sys
 out = sys.stdin.read()
 m = re.search(r"Accumulated forward statistics for all ports.*?RX-packets: (\d+).*?TX-packets: (\d+)", out, re.S)
@@ -92,6 +95,7 @@ median() { python3 -c 'import statistics, sys; print("%.2f" % statistics.median(
 
 results="$work/results.tsv"
 : >"$results"
+for size in $sizes; do
 for packed in 0 1; do
   for shape in one-way loop; do
     for back in jvirtio dpdk; do
@@ -103,47 +107,88 @@ for packed in 0 1; do
           start_jvirtio
         fi
         if [[ $shape == one-way ]]; then
-          v=$(front txonly "$packed" "$work/b0.sock")
+          v=$(front txonly "$packed" "$size" "$work/b0.sock")
         elif [[ $back == dpdk ]]; then
-          v=$(front io "$packed" "$work/b0.sock" "$work/b1.sock")
+          v=$(front io "$packed" "$size" "$work/b0.sock" "$work/b1.sock")
         else
-          v=$(front io "$packed" "$work/b0.sock" "$work/b0.sock") # two ports of the one switch
+          v=$(front io "$packed" "$size" "$work/b0.sock" "$work/b0.sock") # two ports of the one switch
         fi
         stop_back
         sleep 2
         vals+=("$v")
-        echo "packed=$packed $shape $back run $((r + 1)): $v Mpps" >&2
+        echo "size=$size packed=$packed $shape $back run $((r + 1)): $v Mpps" >&2
       done
-      printf '%s\t%s\t%s\t%s\t%s\n' "$packed" "$shape" "$back" "$(median "${vals[@]}")" "${vals[*]}" >>"$results"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$size" "$packed" "$shape" "$back" "$(median "${vals[@]}")" "${vals[*]}" >>"$results"
     done
   done
 done
+done
 
-python3 - "$results" "$here/docs/benchmarks.md" "$runs" "$secs" <<'EOF'
-import sys, collections
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+python3 - "$results" "$here/docs/benchmarks.md" "$here/docs/net-side-by-side.svg" "$runs" "$secs" <<'EOF'
+import sys, collections, datetime
+results, doc_path, svg_path, runs, secs = sys.argv[1:]
+rows = [l.rstrip("\n").split("\t") for l in open(results) if l.strip()]
 m = collections.defaultdict(dict)
-for packed, shape, back, med, allv in rows:
-    m[(packed, shape)][back] = (float(med), allv)
+configs = []
+for size, packed, shape, back, med, allv in rows:
+    key = (size, packed, shape)
+    if key not in configs:
+        configs.append(key)
+    m[key][back] = (float(med), allv)
+ring = lambda p: "packed" if p == "1" else "split"
 lines = ["<!-- net-side-by-side:begin -->",
-         "| ring | path | jvirtio `serve net` (Mpps) | DPDK vhost PMD (Mpps) | ratio | runs (jvirtio / DPDK) |",
-         "|---|---|---:|---:|---:|---|"]
-for packed in ("0", "1"):
-    for shape in ("one-way", "loop"):
-        j, d = m[(packed, shape)]["jvirtio"], m[(packed, shape)]["dpdk"]
-        lines.append("| %s | %s | %.2f | %.2f | %.2f× | %s / %s |" % ("packed" if packed == "1" else "split", shape,
-                     j[0], d[0], j[0] / d[0] if d[0] else 0, j[1], d[1]))
+         "| frame | ring | path | jvirtio `serve net` (Mpps) | DPDK vhost PMD (Mpps) | ratio | runs (jvirtio / DPDK) |",
+         "|---:|---|---|---:|---:|---:|---|"]
+for key in configs:
+    size, packed, shape = key
+    j, d = m[key]["jvirtio"], m[key]["dpdk"]
+    lines.append("| %s B | %s | %s | %.2f | %.2f | %.2f× | %s / %s |" % (size, ring(packed), shape, j[0], d[0],
+                 j[0] / d[0] if d[0] else 0, j[1], d[1]))
 lines.append("")
-lines.append("`bench/net-side-by-side.sh %s %s`: medians of %s runs of %s s, 64-byte frames, testpmd's "
-             "net_virtio_user as the front-end of both." % (sys.argv[3], sys.argv[4], sys.argv[3], sys.argv[4]))
+lines.append("`bench/net-side-by-side.sh %s %s` (%s): medians of %s runs of %s s, testpmd's net_virtio_user as the "
+             "front-end of both." % (runs, secs, datetime.date.today(), runs, secs))
+lines.append("")
+lines.append("![Mpps by back-end](net-side-by-side.svg)")
 lines.append("<!-- net-side-by-side:end -->")
-doc = open(sys.argv[2]).read()
+doc = open(doc_path).read()
 b, e = "<!-- net-side-by-side:begin -->", "<!-- net-side-by-side:end -->"
 block = "\n".join(lines)
 if b in doc:
     doc = doc[:doc.index(b)] + block + doc[doc.index(e) + len(e):]
 else:
     doc += "\n## Net: jvirtio serve net against DPDK's vhost PMD\n\n" + block + "\n"
-open(sys.argv[2], "w").write(doc)
+open(doc_path, "w").write(doc)
+
+# grouped bars: Mpps of both back-ends per configuration
+W, H, left, top, bottom = 860, 360, 50, 40, 90
+gw = (W - left - 20) / len(configs)
+bw = gw * 0.35
+ymax = max(v[0] for key in configs for v in m[key].values()) * 1.1 or 1
+out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">' % (W, H),
+       '<text x="%d" y="20" font-size="13">Million packets/s through the back-end, median of %s runs (higher is better)</text>' % (left, runs)]
+step = 1 if ymax < 8 else 2 if ymax < 16 else 5
+t = 0
+while t <= ymax:
+    y = H - bottom - t / ymax * (H - top - bottom)
+    out.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%d</text>'
+               % (left, W - 20, y, y, left - 6, y + 4, t))
+    t += step
+colors = {"jvirtio": "#2c6fbb", "dpdk": "#d08c3c"}
+for i, key in enumerate(configs):
+    x0 = left + i * gw + gw * 0.15
+    for k, back in enumerate(("jvirtio", "dpdk")):
+        v = m[key][back][0]
+        h = v / ymax * (H - top - bottom)
+        out.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %.2f Mpps</title></rect>'
+                   % (x0 + k * bw, H - bottom - h, bw - 2, h, colors[back], back, v))
+    size, packed, shape = key
+    out.append('<text x="%.1f" y="%d" text-anchor="middle">%s B %s</text>' % (x0 + bw, H - bottom + 16, size, ring(packed)))
+    out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (x0 + bw, H - bottom + 30, shape))
+for k, (back, name) in enumerate((("jvirtio", "jvirtio serve net"), ("dpdk", "DPDK vhost PMD (testpmd net_vhost)"))):
+    x = left + k * 260
+    out.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s</text>'
+               % (x, H - 30, colors[back], x + 14, H - 21, name))
+out.append("</svg>")
+open(svg_path, "w").write("\n".join(out))
 print(block)
 EOF

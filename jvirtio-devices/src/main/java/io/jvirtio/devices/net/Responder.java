@@ -23,23 +23,31 @@ public final class Responder {
         this.mac = mac.clone();
         this.ip = ip.clone();
         this.port = sw.port();
+        int ipv4 = java.lang.foreign.MemorySegment.ofArray(this.ip).get(BE_INT, 0);
         port.connect((buffer, length) -> {
-            if (forUs(buffer, length)) {
+            if (forUs(buffer, length, ipv4)) {
                 frame(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
             }
         });
     }
 
+    private static final java.lang.foreign.ValueLayout.OfInt BE_INT =
+            java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
+
     /**
-     * An ARP or IPv4 frame, the only kinds answered: the rest of what the switch floods here (every frame to
-     * an unknown address) is passed over without a copy.
+     * An ARP request or an ICMP packet for our address, the only frames answered: the rest of what the switch
+     * floods here (every frame to an unknown address) is passed over without a copy — nothing allocated.
      */
-    private static boolean forUs(java.lang.foreign.MemorySegment f, long length) {
+    private static boolean forUs(java.lang.foreign.MemorySegment f, long length, int ip) {
         if (length < 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) != 0x08) {
             return false;
         }
         byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13);
-        return type == 0x06 || type == 0x00;
+        if (type == 0x06) {
+            return f.get(BE_INT, 38) == ip;                         // ARP target protocol address
+        }
+        return type == 0x00 && f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 23) == 1 // ICMP
+                && f.get(BE_INT, 30) == ip;                          // IPv4 destination
     }
 
     private void frame(byte[] f) {
