@@ -26,6 +26,8 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
     private final AtomicBoolean woken = new AtomicBoolean(true);
     private final Thread thread;
     private volatile boolean running = true;
+    /** An error another thread met serving this queue ({@link RxWorker#tryDeliver}), for this one to report. */
+    private volatile VirtqueueException deferred;
     /** Used-buffer notifications sent, and decided against (EVENT_IDX, NO_INTERRUPT): for statistics. */
     private final java.util.concurrent.atomic.AtomicLong interrupts = new java.util.concurrent.atomic.AtomicLong();
     private final java.util.concurrent.atomic.AtomicLong suppressed = new java.util.concurrent.atomic.AtomicLong();
@@ -108,6 +110,17 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         return running;
     }
 
+    /** Hands this thread an error met serving its queue on another thread: it reports it and stops. */
+    final void failLater(VirtqueueException e) {
+        deferred = e;
+        wake();
+    }
+
+    /** Whether the queue failed on another thread ({@link #failLater}). */
+    final boolean failed() {
+        return deferred != null;
+    }
+
     /** Publishes staged used elements and interrupts if the driver asked for it. */
     final void flush() {
         queue.publishUsed();
@@ -146,6 +159,10 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         try {
             begin();
             while (running) {
+                VirtqueueException d = deferred;
+                if (d != null) {
+                    throw d;
+                }
                 if (!woken.getAndSet(false) && !pendingWork()) {
                     await();
                     continue;

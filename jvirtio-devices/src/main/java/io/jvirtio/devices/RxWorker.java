@@ -6,11 +6,20 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.queue.VirtqueueException;
 
+import java.lang.foreign.MemorySegment;
+import java.util.concurrent.atomic.AtomicInteger;
+
 /**
  * Serves a device-to-driver queue (net receive, console receive): data arrives from a backend at its own
  * pace, buffers from the driver at its own pace, and this worker joins them. It wakes on either — a queue
  * notification or {@link #wake()} from the backend — and asks for notifications only while data waits
  * for buffers.
+ *
+ * <p>A source that can also write data it was handed ({@link DirectSource}) lets the thread that produced the
+ * data deliver it into the ring itself ({@link #tryDeliver}) while nobody else serves the ring: no queueing, no
+ * copy into the source's queue, no wake-up of this thread. Whoever serves the ring — this thread or one such
+ * producer — owns it alone ({@code owner}, a compare-and-set whose release and acquire also hand the queue's
+ * state from one to the next); once this thread ends, nobody does.
  */
 public final class RxWorker extends QueueThread {
     /** The data side: what is waiting to be delivered. Called only on the worker thread. */
@@ -26,16 +35,89 @@ public final class RxWorker extends QueueThread {
         int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException;
     }
 
+    /** A source that can also write data handed to it, on the producer's thread ({@link #tryDeliver}). */
+    public interface DirectSource extends Source {
+        /**
+         * Whether data may go straight into the ring now: nothing of the source's own waits (it would be
+         * overtaken) and the ring takes data at all. Called by the owner of the ring.
+         */
+        boolean direct();
+
+        /** {@link Source#fill} for {@code length} bytes of {@code data} instead of the source's own. */
+        int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long length) throws VirtqueueException;
+    }
+
+    private static final int FREE = 0;
+    private static final int WORKER = 1;
+    private static final int PRODUCER = 2;
+    private static final int STOPPED = 3;
+
     private final Source source;
+    private final DirectSource directSource;
+    private final AtomicInteger owner = new AtomicInteger(FREE);
+    /** The chain a producer delivers into (under ownership, so one is enough). */
+    private final DescriptorChain directChain = new DescriptorChain();
 
     public RxWorker(String name, DeviceQueue queue, Interrupt interrupt, Source source,
                     DeviceContext.NeedsReset failure) {
         super(name, queue, interrupt, failure);
         this.source = source;
+        this.directSource = source instanceof DirectSource d ? d : null;
+    }
+
+    /**
+     * Writes {@code length} bytes of {@code data} into the ring on the calling thread, if nobody else serves
+     * the ring right now, the source allows it ({@link DirectSource#direct()}) and the driver offered a
+     * buffer; publishes it and notifies the driver as this thread would. Allocation-free; never blocks.
+     *
+     * @return false when it did not: the caller queues the data with the source and {@link #wake()}s this
+     *         thread. True also when the source dropped the data (too large) or the ring broke (this thread
+     *         then reports the error and stops).
+     */
+    public boolean tryDeliver(MemorySegment data, long length) {
+        DirectSource d = directSource;
+        if (d == null || !owner.compareAndSet(FREE, PRODUCER)) {
+            return false;
+        }
+        try {
+            if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
+                return false; // no buffer: queued, this thread asks the driver for a kick
+            }
+            int written = d.fillFrom(directChain, queue, data, length);
+            if (written >= 0) {
+                queue.addUsed(directChain, written);
+            }
+            flush();
+            return true;
+        } catch (VirtqueueException e) {
+            failLater(e); // this thread reports it (NEEDS_RESET) and stops; no producer delivers again
+            return true;
+        } finally {
+            owner.set(FREE);
+        }
     }
 
     @Override
     void serve(DescriptorChain chain) throws VirtqueueException {
+        while (!owner.compareAndSet(FREE, WORKER)) {
+            Thread.yield(); // a producer is delivering one frame: let it finish (it may share our CPU)
+        }
+        try {
+            serveOwned(chain);
+        } finally {
+            owner.set(FREE);
+        }
+    }
+
+    /** Once this thread ends nobody serves the ring: a producer inside finishes first, none comes after. */
+    @Override
+    void end(boolean broken) {
+        while (!owner.compareAndSet(FREE, STOPPED)) {
+            Thread.yield();
+        }
+    }
+
+    private void serveOwned(DescriptorChain chain) throws VirtqueueException {
         while (running() && source.hasPending()) {
             queue.disableNotifications();
             int n = 0;

@@ -67,6 +67,8 @@ public final class NetDevice extends QueueDevice {
         final FrameRing inbound;
         /** The last change of the active pairs this pair's receive thread has acted on. */
         volatile long seenPairsChange;
+        /** The pair's receive thread, which senders may deliver through directly; null before the first. */
+        volatile RxWorker receiver;
 
         Pair(int frames, int frameSize) {
             inbound = new FrameRing(frames, frameSize);
@@ -182,8 +184,12 @@ public final class NetDevice extends QueueDevice {
         if (pair >= (Feature.NET_MQ.isSet(features) ? maxPairs : 1)) {
             return null; // a queue the negotiated features do not give the device
         }
-        return index % 2 == 0 ? receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair], index), ctx)
-                : requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
+        if (index % 2 == 0) {
+            RxWorker rx = receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair], index), ctx);
+            pairs[pair].receiver = rx;
+            return rx;
+        }
+        return requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
     }
 
     @Override
@@ -272,6 +278,10 @@ public final class NetDevice extends QueueDevice {
             return;
         }
         int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) activePairs);
+        RxWorker rx = pairs[p].receiver;
+        if (rx != null && rx.tryDeliver(frame, length)) {
+            return; // written into the guest's ring on this thread: no queueing, no wake-up
+        }
         if (!pairs[p].inbound.offer(frame, length)) {
             rxDropped.incrementAndGet();
             return;
@@ -383,7 +393,7 @@ public final class NetDevice extends QueueDevice {
     }
 
     /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-    private final class FrameSource implements RxWorker.Source {
+    private final class FrameSource implements RxWorker.DirectSource {
         private final Pair pair;
         private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
         private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
@@ -416,12 +426,31 @@ public final class NetDevice extends QueueDevice {
             return queueEnabled(queue) && !pair.inbound.isEmpty(); // disabled: nothing new reaches the driver
         }
 
+        /** Straight into the ring only when nothing waits here (order) and the queue takes frames now. */
+        @Override
+        public boolean direct() {
+            return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isEmpty();
+        }
+
         @Override
         public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
             FrameRing ring = pair.inbound;
-            MemorySegment slots = ring.slots();
-            long at = ring.headOffset();
-            long length = ring.headLength();
+            try {
+                return fillFrom(chain, queue, ring.slots(), ring.headOffset(), ring.headLength());
+            } finally {
+                ring.poll();
+            }
+        }
+
+        @Override
+        public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long length)
+                throws VirtqueueException {
+            return fillFrom(chain, queue, data, 0, length);
+        }
+
+        /** Header + the frame at {@code at} of {@code slots}, over one or (MRG_RXBUF) several buffers. */
+        private int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment slots, long at, long length)
+                throws VirtqueueException {
             if (offloads != 0) {
                 // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
                 MemorySegment.copy(slots, at, header, 0, Net.HDR_SIZE);
@@ -447,7 +476,6 @@ public final class NetDevice extends QueueDevice {
             }
             if (capacity < total) {
                 // Too large for what the driver offers: give the buffers back, drop the frame.
-                ring.poll();
                 for (int i = 0; i <= used; i++) {
                     queue.undoPop();
                 }
@@ -464,7 +492,6 @@ public final class NetDevice extends QueueDevice {
                 queue.addUsed(extra[i], (int) n);
                 done += n;
             }
-            ring.poll();
             rxFrames.incrementAndGet();
             return -1;
         }
