@@ -33,7 +33,7 @@ import java.util.function.Supplier;
 final class Export implements AutoCloseable {
     static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
             "threads", "poll-us", "nbd-reconnect");
-    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection");
+    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection", "queues");
     static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
 
     final String type;
@@ -108,6 +108,8 @@ final class Export implements AutoCloseable {
      * or with tap-per-connection=TEMPLATE on a TAP device of its own, as QEMU's {@code -netdev tap}.
      */
     private static Export net(Map<String, String> spec, String path, boolean connecting, Shared shared) throws IOException {
+        int pairs = (int) number(spec, "queues", 1, 1, 64);
+        String queues = pairs == 1 ? "" : ", " + pairs + " queue pairs";
         String own = spec.get("tap-per-connection");
         if (own != null) {
             if (spec.containsKey("tap") || spec.containsKey("ip")) {
@@ -116,14 +118,14 @@ final class Export implements AutoCloseable {
             }
             Shared.openTap(own).close(); // fail now, naming what is missing, rather than at each connection
             Shared.Net net = shared.net(null, null);
-            return new Export("net", path, connecting, () -> net.deviceOnOwnTap(own), null, List.of(),
-                    "vhost-user-net on " + path + "; each guest gets its own TAP device " + own);
+            return new Export("net", path, connecting, () -> net.deviceOnOwnTap(own, pairs), null, List.of(),
+                    "vhost-user-net on " + path + queues + "; each guest gets its own TAP device " + own);
         }
         Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"));
         String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
                 + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
-        return new Export("net", path, connecting, net::device, null, List.of(),
-                "vhost-user-net on " + path + "; " + net.ip() + " answers ARP and ping" + uplink);
+        return new Export("net", path, connecting, () -> net.device(pairs), null, List.of(),
+                "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink);
     }
 
     private static Export blk(Map<String, String> spec, String path, boolean connecting) throws IOException {

@@ -27,7 +27,7 @@ final class ServeCommand implements Command {
                 Usage: jvirtio serve blk     (--socket PATH | --connect PATH) --image FILE [--readonly] [--queues N] [--cache MODE]
                                              [--aio ENGINE] [--poll-us N] [options]
                        jvirtio serve net     --socket PATH [--ip A.B.C.D] [--tap NAME | --tap-per-connection TEMPLATE]
-                                             [options]
+                                             [--queues N] [options]
                        jvirtio serve console --socket PATH [options]
                        jvirtio serve rng     --socket PATH [options]
                        jvirtio serve --export TYPE,socket=PATH[,KEY=VALUE...] [--export ...] [options]
@@ -71,11 +71,14 @@ final class ServeCommand implements Command {
                           --tap-per-connection TEMPLATE  no switch: each guest gets a TAP device of
                                            its own, e.g. jv%d (the kernel numbers it), as QEMU's -netdev
                                            tap; it disappears when the guest disconnects
+                          --queues N       receive/transmit queue pairs, 1..64 (default 1), each pair
+                                           on its own threads (VIRTIO_NET_F_MQ; QEMU: -netdev vhost-user,
+                                           ...,queues=N -device virtio-net-pci,mq=on)
                 console:  the guest's console is this process's stdin/stdout
                 Many devices in one process: one --export per device, each on its own socket (or
                 connect=PATH), with the keys of the options above: blk: image, readonly, queues, cache,
                 aio, threads, poll-us, nbd-reconnect; net: ip, tap (all net exports share one switch),
-                tap-per-connection. For
+                tap-per-connection, queues. For
                 example: --export blk,socket=/run/a.sock,image=a.img --export blk,socket=/run/b.sock,
                 image=b.img,cache=none --export net,socket=/run/n.sock. The control socket adds and
                 removes exports at run time (export-add, export-del).

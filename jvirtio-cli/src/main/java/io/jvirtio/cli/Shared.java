@@ -23,17 +23,18 @@ final class Shared {
      * plugged into it, if any ({@code tap}: its name, null for none).
      */
     record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs, TapBackend tap) {
-        NetDevice device() {
-            return new NetDevice(sw.port(), connectionMac(macs.incrementAndGet()), 1);
+        /** A NIC on the switch with {@code pairs} receive/transmit queue pairs (more than one: VIRTIO_NET_F_MQ). */
+        NetDevice device(int pairs) {
+            return new NetDevice(sw.port(), connectionMac(macs.incrementAndGet()), pairs);
         }
 
         /**
          * A NIC with a TAP device of its own, named from {@code template} ({@code %d}: the kernel's number), with
          * the virtio-net header: checksum and segmentation offloads pass between the guest and the host kernel.
          */
-        NetDevice deviceOnOwnTap(String template) {
+        NetDevice deviceOnOwnTap(String template, int pairs) {
             try {
-                return new NetDevice(new TapBackend(template, true), connectionMac(macs.incrementAndGet()), 1);
+                return new NetDevice(new TapBackend(template, true), connectionMac(macs.incrementAndGet()), pairs);
             } catch (NativeException e) {
                 throw new IllegalStateException("TAP device " + template + ": " + e.getMessage(), e);
             }

@@ -1,0 +1,68 @@
+package io.jvirtio.cli;
+
+import io.jvirtio.bus.VirtioBus;
+import io.jvirtio.core.memory.GuestAllocator;
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.spec.DeviceType;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.drivers.net.NetDriver;
+import io.jvirtio.drivers.net.VirtioNet;
+import io.jvirtio.vhostuser.VhostUserFrontend;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/** {@code serve net} exports as a front-end meets them: queue pairs (--queues), the switch's host answering. */
+@Timeout(60)
+class NetExportTest {
+    static final long BASE = 0x1_0000_0000L;
+
+    /** An ARP request from {@code mac} (192.0.2.2) for 192.0.2.1, the switch's host. */
+    static byte[] arpRequest(byte[] mac) {
+        ByteBuffer b = ByteBuffer.allocate(60);
+        b.put(new byte[] {-1, -1, -1, -1, -1, -1}).put(mac).putShort((short) 0x0806);
+        b.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 1);
+        b.put(mac).put(new byte[] {(byte) 192, 0, 2, 2}).put(new byte[6]).put(new byte[] {(byte) 192, 0, 2, 1});
+        return b.array();
+    }
+
+    @Test
+    void aNetExportWithQueuesOffersThatManyPairsAndItsHostAnswers(@TempDir Path dir) throws Exception {
+        Shared shared = new Shared();
+        try (Export export = Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",queues=3"), shared);
+             GuestMemory mem = GuestMemory.memfd(BASE, 16 << 20);
+             VhostUserFrontend fe = VhostUserFrontend.connect(dir.resolve("n.sock"), mem, new GuestAllocator(mem, BASE, 16 << 20))) {
+            assertThat(export.describe()).contains("3 queue pairs");
+            VirtioBus bus = new VirtioBus();
+            NetDriver driver = new NetDriver();
+            bus.registerDriver(driver);
+            bus.registerDevice(DeviceType.NET.id(), fe);
+            VirtioNet nic = driver.nics().getFirst();
+            assertThat(Feature.NET_MQ.isSet(fe.getFeatures())).as("MQ offered").isTrue();
+            assertThat(nic.queuePairs()).isEqualTo(3);
+            byte[] reply = null;
+            for (int attempt = 0; attempt < 10 && reply == null; attempt++) {
+                nic.send(arpRequest(nic.mac()));
+                byte[] f = nic.receive(500, TimeUnit.MILLISECONDS);
+                if (f != null && f.length >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2) {
+                    reply = f;
+                }
+            }
+            assertThat(reply).as("the switch's host answered over one of the three pairs").isNotNull();
+            assertThat(java.util.Arrays.copyOfRange(reply, 28, 32)).containsExactly((byte) 192, 0, 2, 1);
+        }
+    }
+
+    @Test
+    void queuesOutOfRangeAreRefusedNamingTheValue(@TempDir Path dir) {
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",queues=65"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("queues");
+    }
+}
