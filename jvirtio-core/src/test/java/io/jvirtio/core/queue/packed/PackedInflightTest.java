@@ -179,6 +179,8 @@ class PackedInflightTest {
             assertThat(c.count()).isEqualTo(2);
             assertThat(c.address(0)).as("rebuilt from the log, not the overwritten ring").isEqualTo(b);
             assertThat(c.length(0)).isEqualTo(16);
+            assertThat(c.isWritable(0)).as("a readable descriptor stays readable").isFalse();
+            assertThat(c.readableBytes()).isEqualTo(16);
             assertThat(c.address(1)).isEqualTo(b + 16);
             assertThat(c.isWritable(1)).isTrue();
             assertThat(c.length(1)).isEqualTo(100);
