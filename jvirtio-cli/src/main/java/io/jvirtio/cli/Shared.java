@@ -34,7 +34,8 @@ final class Shared {
          */
         NetDevice deviceOnOwnTap(String template, int pairs) {
             try {
-                return new NetDevice(new TapBackend(template, true), connectionMac(macs.incrementAndGet()), pairs);
+                // a multi-queue TAP device for several pairs: one TAP queue per pair, flows kept on theirs
+                return new NetDevice(new TapBackend(template, true, pairs), connectionMac(macs.incrementAndGet()), pairs);
             } catch (NativeException e) {
                 throw new IllegalStateException("TAP device " + template + ": " + e.getMessage(), e);
             }

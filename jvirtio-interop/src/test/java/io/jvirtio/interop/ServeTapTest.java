@@ -42,9 +42,11 @@ class ServeTapTest {
     }
 
     @ParameterizedTest(name = "{0}")
+    @ValueSource(strings = {"--tap", "--tap-per-connection", "--tap-per-connection --queues 2"})
     @io.jvirtio.core.spec.Conformance("net-dev-5")
-    @ValueSource(strings = {"--tap", "--tap-per-connection"})
-    void aGuestPingsAndMovesDataOverTcpThroughAHostTap(String mode, @TempDir Path dir) throws Exception {
+    void aGuestPingsAndMovesDataOverTcpThroughAHostTap(String how, @TempDir Path dir) throws Exception {
+        String mode = how.split(" ")[0];
+        int queues = how.contains("--queues") ? Integer.parseInt(how.substring(how.lastIndexOf(' ') + 1)) : 1;
         QemuInteropTest.requireTools();
         boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
                 && "root".equals(System.getProperty("user.name")) && Files.isExecutable(Path.of("/usr/bin/python3"));
@@ -53,7 +55,7 @@ class ServeTapTest {
         }
         Assumptions.assumeTrue(usable, "needs /dev/net/tun, /usr/sbin/ip, python3 and root");
         long pid = ProcessHandle.current().pid() % 100000;
-        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c");
+        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c") + queues;
         String tapArg = mode.equals("--tap") ? "jvs" + pid : "jvc" + pid + "x%d";
         String tapName = mode.equals("--tap") ? tapArg : "jvc" + pid + "x0";
 
@@ -112,6 +114,7 @@ class ServeTapTest {
                 echo "FEATURES $(cat /sys/class/net/eth0/device/features)"
                 echo "TXPACKETS $(cat /sys/class/net/eth0/statistics/tx_packets)"
                 echo "RXPACKETS $(cat /sys/class/net/eth0/statistics/rx_packets)"
+                echo "RXQUEUES $(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)"
                 """);
         Path initrd = dir.resolve("initrd.cpio.gz");
         QemuInteropTest.run(List.of("bash", QemuInteropTest.SCRIPTS.resolve("mkinitramfs.sh").toString(),
@@ -128,7 +131,7 @@ class ServeTapTest {
             // the back-end lives in the namespace (its TAP devices with it); QEMU reaches it by the socket's path
             serve = new ProcessBuilder(inNs(ns, javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "net", "--socket",
-                    socket.toString(), mode, tapArg, "--stats", "0"))
+                    socket.toString(), mode, tapArg, "--queues", Integer.toString(queues), "--stats", "0"))
                     .redirectErrorStream(true).redirectOutput(serveLog.toFile()).start();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (!Files.exists(socket) && System.nanoTime() < deadline) {
@@ -138,10 +141,13 @@ class ServeTapTest {
             assertThat(Files.exists(socket)).as("serve listens: %s", Files.readString(serveLog)).isTrue();
             py = new ProcessBuilder(inNs(ns, "python3", server.toString(), downFile.toString()))
                     .redirectErrorStream(true).redirectOutput(pyLog.toFile()).start();
-            Process qemu = new ProcessBuilder(QemuInteropTest.qemu(initrd, "-chardev", "socket,id=vnet,path=" + socket,
-                    "-netdev", "vhost-user,id=net0,chardev=vnet",
+            // with two queue pairs, two vCPUs: Linux uses as many pairs as it has CPUs
+            Process qemu = new ProcessBuilder(QemuInteropTest.qemu(initrd, "-smp", Integer.toString(queues),
+                    "-chardev", "socket,id=vnet,path=" + socket,
+                    "-netdev", "vhost-user,id=net0,chardev=vnet,queues=" + queues,
                     // vectors=0: see QemuInteropTest (QEMU 7.2's vhost-user NIC with MSI-X and a control queue)
-                    "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0"))
+                    "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:4a:56:02,romfile=,vectors=0,mq="
+                            + (queues > 1 ? "on" : "off")))
                     .redirectErrorStream(true).start();
             StringBuilder console = new StringBuilder();
             Thread reader = Thread.ofPlatform().daemon().start(() -> {
@@ -191,6 +197,8 @@ class ServeTapTest {
             for (int bit : new int[] {0, 1, 7, 8, 11, 12}) { // CSUM, GUEST_CSUM, GUEST_TSO4/6, HOST_TSO4/6
                 assertThat(QemuInteropTest.guestFeature(out, bit)).as("offload feature bit %d: %s", bit, what).isEqualTo(offloads);
             }
+            assertThat(QemuInteropTest.field(out, "RXQUEUES")).as("the guest's receive queues: %s", what)
+                    .isEqualTo(Integer.toString(queues));
             if (offloads) {
                 assertThat(tx).as("the guest sent segments, the host kernel cut them: %s", what).isLessThan(1500);
                 assertThat(rx).as("the host sent the guest segments: %s", what).isLessThan(1500);

@@ -91,6 +91,47 @@ class TapTest {
         }
     }
 
+    /**
+     * A multi-queue TAP device (IFF_MULTI_QUEUE): two descriptors on one interface; an ARP request sent on
+     * queue 1 is answered by the host's stack, and the answer reaches one of the queues' readers.
+     */
+    @Test
+    void aMultiQueueTapCarriesFramesOnEachQueue() throws Exception {
+        boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
+                && "root".equals(System.getProperty("user.name"));
+        Assumptions.assumeTrue(usable, "TAP test needs /dev/net/tun, /usr/sbin/ip and root");
+        String ns = "jvmq" + ProcessHandle.current().pid();
+        String ifname = "jvmq" + (ProcessHandle.current().pid() % 100000);
+        assertThat(sh("ip", "netns", "add", ns)).isZero();
+        try (TapBackend tap = new TapBackend(ifname, false, 2)) {
+            assertThat(tap.queues()).isEqualTo(2);
+            int flags = Integer.decode(Files.readString(Path.of("/sys/class/net", ifname, "tun_flags")).trim());
+            assertThat(flags & 0x0100).as("IFF_MULTI_QUEUE in tun_flags 0x%x", flags).isNotZero();
+            java.util.concurrent.BlockingQueue<String> replies = new java.util.concurrent.LinkedBlockingQueue<>();
+            for (int q = 0; q < 2; q++) {
+                int queue = q;
+                tap.connect(q, (frame, length) -> {
+                    if (length >= 42 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13) == 0x06
+                            && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 21) == 2) {
+                        replies.add("ARP reply on queue " + queue);
+                    }
+                });
+            }
+            assertThat(sh("ip", "link", "set", ifname, "netns", ns)).isZero();
+            assertThat(sh("ip", "netns", "exec", ns, "ip", "addr", "add", "192.0.2.1/24", "dev", ifname)).isZero();
+            assertThat(sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "up")).isZero();
+            String reply = null;
+            for (int attempt = 0; attempt < 20 && reply == null; attempt++) {
+                byte[] req = arpRequest();
+                tap.transmit(1, java.lang.foreign.MemorySegment.ofArray(req), req.length);
+                reply = replies.poll(500, TimeUnit.MILLISECONDS);
+            }
+            assertThat(reply).as("the host answered the ARP request sent on queue 1").isNotNull();
+        } finally {
+            sh("ip", "netns", "del", ns);
+        }
+    }
+
     static byte[] arpRequest() {
         ByteBuffer b = ByteBuffer.allocate(60);
         b.put(new byte[] {-1, -1, -1, -1, -1, -1}).put(MAC).putShort((short) 0x0806);

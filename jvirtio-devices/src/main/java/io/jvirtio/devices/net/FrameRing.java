@@ -65,6 +65,16 @@ final class FrameRing {
         return sequence.get((int) (head & mask)) != head + 1;
     }
 
+    /**
+     * True when no producer has so much as reserved a slot: stronger than {@link #isEmpty()}, which looks at
+     * the head slot only — a producer may have filled the slot after it while the head's is still being
+     * written. Whoever would hand a frame to the consumer's ring ahead of this queue checks this (as the
+     * consumer, or holding the consumer's place), or it could overtake a frame already queued.
+     */
+    boolean isDrained() {
+        return tail.get() == head;
+    }
+
     /** The slots; the head frame is at {@link #headOffset()}, {@link #headLength()} bytes (consumer only). */
     MemorySegment slots() {
         return slots;

@@ -26,6 +26,27 @@ public interface NetBackend extends AutoCloseable {
     void connect(Receiver receiver);
 
     /**
+     * Queues of its own (a multi-queue TAP device): 1, or one per queue pair of the NIC, which then sends pair
+     * {@code i}'s frames with {@link #transmit(int, MemorySegment, long)} and takes queue {@code i}'s frames on
+     * pair {@code i} ({@link #connect(int, Receiver)}), so a flow keeps its queue and pairs share nothing.
+     */
+    default int queues() {
+        return 1;
+    }
+
+    /** {@link #transmit(MemorySegment, long)} on queue {@code queue}. */
+    default void transmit(int queue, MemorySegment buffer, long length) {
+        transmit(buffer, length);
+    }
+
+    /** Frames arriving on queue {@code queue} go to {@code receiver}. */
+    default void connect(int queue, Receiver receiver) {
+        if (queue == 0) {
+            connect(receiver);
+        }
+    }
+
+    /**
      * The virtio-net offload features (CSUM, GUEST_CSUM, HOST_/GUEST_TSO4/6, HOST_/GUEST_ECN) this backend
      * carries, which the NIC offers its driver; 0: plain frames, no header.
      */

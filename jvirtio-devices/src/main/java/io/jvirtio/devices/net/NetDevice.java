@@ -115,7 +115,14 @@ public final class NetDevice extends QueueDevice {
         config.store(Net.CFG_MAX_VIRTQUEUE_PAIRS, pairs, 2);
         config.store(Net.CFG_MTU, mtu, 2);
         this.filter = new RxFilter(VirtualSwitch.mac(mac, 0));
-        backend.connect(this::receive);
+        if (pairs > 1 && backend.queues() == pairs) {
+            for (int q = 0; q < pairs; q++) {
+                int pair = q;
+                backend.connect(q, (frame, length) -> receive(frame, length, pair)); // the backend's queue q: pair q
+            }
+        } else {
+            backend.connect((frame, length) -> receive(frame, length, -1));
+        }
     }
 
     /** Link state in {@code status} (VIRTIO_NET_F_STATUS): a configuration change for the driver. */
@@ -250,9 +257,9 @@ public final class NetDevice extends QueueDevice {
      * its receive worker. Runs on the sender's thread; allocates nothing and, on this path, uses no atomic
      * read-modify-write of its own.
      */
-    private void receive(MemorySegment frame, long length) {
+    private void receive(MemorySegment frame, long length, int pair) {
         try {
-            deliver(frame, length);
+            deliver(frame, length, pair);
         } catch (IllegalStateException e) {
             if (!closed) {
                 throw e;
@@ -261,7 +268,8 @@ public final class NetDevice extends QueueDevice {
         }
     }
 
-    private void deliver(MemorySegment frame, long length) {
+    /** {@code pair}: the pair the backend's queue belongs to, or -1 to steer by the frame's addresses. */
+    private void deliver(MemorySegment frame, long length, int pair) {
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
         boolean segment = h != 0 && length >= h && Offloads.isSegment(frame);
         if (closed || !active || length < h + ETH_HLEN
@@ -277,7 +285,9 @@ public final class NetDevice extends QueueDevice {
             rxFiltered.incrementAndGet();
             return;
         }
-        int p = (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) activePairs);
+        int active = activePairs;
+        int p = pair >= 0 ? (pair < active ? pair : pair % active)
+                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) active);
         RxWorker rx = pairs[p].receiver;
         if (rx != null && rx.tryDeliver(frame, length)) {
             return; // written into the guest's ring on this thread: no queueing, no wake-up
@@ -316,7 +326,7 @@ public final class NetDevice extends QueueDevice {
                 return 0;
             }
             txFrames.incrementAndGet();
-            backend.transmit(scratch, len);
+            backend.transmit(queue / 2, scratch, len); // a multi-queue backend: this pair's own queue
             return 0;
         }
     }
@@ -429,7 +439,7 @@ public final class NetDevice extends QueueDevice {
         /** Straight into the ring only when nothing waits here (order) and the queue takes frames now. */
         @Override
         public boolean direct() {
-            return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isEmpty();
+            return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isDrained();
         }
 
         @Override

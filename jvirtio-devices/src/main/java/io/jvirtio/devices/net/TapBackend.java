@@ -21,12 +21,17 @@ import java.nio.charset.StandardCharsets;
  * both ways, as QEMU's {@code -netdev tap,vnet_hdr=on}: the guest's 64 KiB TCP segments and partial checksums
  * go to the host kernel, which finishes them, and the host hands over coalesced segments and unfinished
  * checksums as far as the driver accepted them ({@code TUNSETOFFLOAD}).
+ *
+ * <p>With several queues ({@code IFF_MULTI_QUEUE}) each queue is a descriptor of its own with its own reader
+ * thread, for one queue pair of the NIC: the kernel spreads the host's flows over them, and nothing is shared
+ * between them on the frame path.
  */
 public final class TapBackend implements NetBackend {
     static final long TUNSETIFF = 0x400454caL;
     static final long TUNSETOFFLOAD = 0x400454d0L;
     static final long TUNSETVNETHDRSZ = 0x400454d8L;
     static final short IFF_TAP = 0x0002;
+    static final short IFF_MULTI_QUEUE = 0x0100;
     static final short IFF_NO_PI = 0x1000;
     static final short IFF_VNET_HDR = 0x4000;
     // TUNSETOFFLOAD: what we, the TAP's reader, accept from the host
@@ -40,21 +45,81 @@ public final class TapBackend implements NetBackend {
             Feature.NET_GUEST_ECN);
     /** The largest frame either way: a 64 KiB segment, its Ethernet header and the virtio-net header. */
     static final int MAX_FRAME = 65536 + 14 + 12;
+    /** Queues a multi-queue TAP device may have (the kernel's MAX_TAP_QUEUES). */
+    public static final int MAX_QUEUES = 256;
     private static final Logger LOG = System.getLogger(TapBackend.class.getName());
 
-    private final int fd;
     private final String name;
     private final boolean vnetHeader;
-    private final Arena arena = Arena.ofShared();
-    private final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
-    private final MemorySegment txState = Posix.callState(arena);
-    private volatile Receiver receiver = (b, n) -> { };
+    private final Queue[] queues;
     private volatile boolean open = true;
-    private final Thread reader;
 
-    /** A TAP device carrying plain frames; see {@link #TapBackend(String, boolean)}. */
+    /** One TAP queue: its descriptor, its reader thread, where its frames go. */
+    private final class Queue {
+        final int fd;
+        final Arena arena = Arena.ofShared();
+        final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
+        final MemorySegment txState = Posix.callState(arena);
+        volatile Receiver receiver = (b, n) -> { };
+        Thread reader;
+
+        Queue(int fd) {
+            this.fd = fd;
+        }
+
+        synchronized void transmit(MemorySegment buffer, long length) {
+            if (!open || length > txBuffer.byteSize()) {
+                return;
+            }
+            MemorySegment.copy(buffer, 0, txBuffer, 0, length);
+            try {
+                Posix.write(fd, txBuffer.asSlice(0, length), txState);
+            } catch (NativeException e) {
+                // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
+                LOG.log(Level.DEBUG, "{0}: {1}", name, e.getMessage());
+            }
+        }
+
+        void readLoop() {
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment buf = a.allocate(MAX_FRAME);
+                MemorySegment pollfd = a.allocate(8);
+                MemorySegment state = Posix.callState(a);
+                while (open) {
+                    // poll with a timeout so close() ends the thread without relying on close waking a read
+                    if (!Posix.pollIn(fd, 200, pollfd, state)) {
+                        continue;
+                    }
+                    long n = Posix.read(fd, buf, state);
+                    if (n > 0) {
+                        receiver.receive(buf, n);
+                    }
+                }
+            } catch (NativeException e) {
+                if (open) {
+                    LOG.log(Level.WARNING, "{0}: reader stopped: {1}", name, e.getMessage());
+                }
+            }
+        }
+
+        synchronized void close() {
+            try {
+                Posix.close(fd);
+            } catch (NativeException e) {
+                LOG.log(Level.WARNING, e.getMessage());
+            }
+            arena.close();
+        }
+    }
+
+    /** A TAP device carrying plain frames; see {@link #TapBackend(String, boolean, int)}. */
     public TapBackend(String name) throws NativeException {
-        this(name, false);
+        this(name, false, 1);
+    }
+
+    /** A TAP device with one queue; see {@link #TapBackend(String, boolean, int)}. */
+    public TapBackend(String name, boolean vnetHeader) throws NativeException {
+        this(name, vnetHeader, 1);
     }
 
     /**
@@ -62,38 +127,76 @@ public final class TapBackend implements NetBackend {
      * is a template the kernel completes with the first free number — {@link #name()} tells which.
      *
      * @param vnetHeader frames carry the virtio-net header, and with it the offloads of {@link #offloads()}
+     * @param queues     1, or up to {@link #MAX_QUEUES} queues of a multi-queue device, one per queue pair
      * @throws NativeException naming {@code open} or {@code ioctl} when /dev/net/tun is missing or the
      *                         process lacks CAP_NET_ADMIN
      */
-    public TapBackend(String name, boolean vnetHeader) throws NativeException {
+    public TapBackend(String name, boolean vnetHeader, int queues) throws NativeException {
         byte[] n = name.getBytes(StandardCharsets.US_ASCII);
         if (n.length == 0 || n.length > 15) {
             throw new IllegalArgumentException("interface name '" + name + "' must be 1..15 characters");
         }
+        if (queues < 1 || queues > MAX_QUEUES) {
+            throw new IllegalArgumentException("TAP queues " + queues + " not in 1.." + MAX_QUEUES);
+        }
+        this.vnetHeader = vnetHeader;
+        this.queues = new Queue[queues];
+        short flags = (short) (IFF_TAP | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0) | (queues > 1 ? IFF_MULTI_QUEUE : 0));
+        String actual = name;
+        try {
+            for (int q = 0; q < queues; q++) {
+                // the first open names (or creates) the device; the others attach to it by its actual name
+                Opened o = openQueue(q == 0 ? n : actual.getBytes(StandardCharsets.US_ASCII), flags);
+                this.queues[q] = new Queue(o.fd());
+                actual = o.name();
+            }
+        } catch (NativeException e) {
+            for (Queue q : this.queues) {
+                if (q != null) {
+                    q.close();
+                }
+            }
+            throw e;
+        }
+        this.name = actual;
+        for (int q = 0; q < queues; q++) {
+            Queue queue = this.queues[q];
+            queue.reader = Thread.ofPlatform().name("jvirtio-tap-" + this.name + "-q" + q).daemon().start(queue::readLoop);
+        }
+    }
+
+    /** A queue's descriptor, and the device's actual name, which TUNSETIFF writes back into the ifreq. */
+    private record Opened(int fd, String name) {
+    }
+
+    private Opened openQueue(byte[] n, short flags) throws NativeException {
         int tun = Posix.openDevice("/dev/net/tun");
         try (Arena a = Arena.ofConfined()) {
             MemorySegment ifreq = a.allocate(40);
             MemorySegment.copy(n, 0, ifreq, ValueLayout.JAVA_BYTE, 0, n.length);
-            ifreq.set(ValueLayout.JAVA_SHORT, 16, (short) (IFF_TAP | IFF_NO_PI | (vnetHeader ? IFF_VNET_HDR : 0)));
+            ifreq.set(ValueLayout.JAVA_SHORT, 16, flags);
             Posix.ioctl(tun, TUNSETIFF, ifreq);
-            this.name = ifreq.getString(0, StandardCharsets.US_ASCII);
+            String actual = ifreq.getString(0, StandardCharsets.US_ASCII);
             if (vnetHeader) {
                 MemorySegment size = a.allocate(ValueLayout.JAVA_INT);
                 size.set(ValueLayout.JAVA_INT, 0, io.jvirtio.core.spec.Net.HDR_SIZE); // VERSION_1: num_buffers too
                 Posix.ioctl(tun, TUNSETVNETHDRSZ, size);
                 Posix.ioctlValue(tun, TUNSETOFFLOAD, 0); // nothing offloaded to us until a driver accepts it
             }
+            return new Opened(tun, actual);
         } catch (NativeException e) {
             Posix.close(tun);
             throw e;
         }
-        this.fd = tun;
-        this.vnetHeader = vnetHeader;
-        this.reader = Thread.ofPlatform().name("jvirtio-tap-" + this.name).daemon().start(this::readLoop);
     }
 
     public String name() {
         return name;
+    }
+
+    @Override
+    public int queues() {
+        return queues.length;
     }
 
     @Override
@@ -115,52 +218,35 @@ public final class TapBackend implements NetBackend {
             tun |= Feature.NET_GUEST_TSO6.isSet(features) ? TUN_F_TSO6 : 0;
             tun |= Feature.NET_GUEST_ECN.isSet(features) && (tun & (TUN_F_TSO4 | TUN_F_TSO6)) != 0 ? TUN_F_TSO_ECN : 0;
         }
-        try {
-            Posix.ioctlValue(fd, TUNSETOFFLOAD, tun);
-        } catch (NativeException e) {
-            LOG.log(Level.WARNING, "{0}: TUNSETOFFLOAD 0x{1}: {2}", name, Integer.toHexString(tun), e.getMessage());
+        for (Queue q : queues) {
+            try {
+                Posix.ioctlValue(q.fd, TUNSETOFFLOAD, tun);
+            } catch (NativeException e) {
+                LOG.log(Level.WARNING, "{0}: TUNSETOFFLOAD 0x{1}: {2}", name, Integer.toHexString(tun), e.getMessage());
+            }
         }
     }
 
     @Override
-    public synchronized void transmit(MemorySegment buffer, long length) {
-        if (!open || length > txBuffer.byteSize()) {
-            return;
-        }
-        MemorySegment.copy(buffer, 0, txBuffer, 0, length);
-        try {
-            Posix.write(fd, txBuffer.asSlice(0, length), txState);
-        } catch (NativeException e) {
-            // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
-            LOG.log(Level.DEBUG, "{0}: {1}", name, e.getMessage());
-        }
+    public void transmit(MemorySegment buffer, long length) {
+        queues[0].transmit(buffer, length);
+    }
+
+    @Override
+    public void transmit(int queue, MemorySegment buffer, long length) {
+        queues[queue % queues.length].transmit(buffer, length);
     }
 
     @Override
     public void connect(Receiver receiver) {
-        this.receiver = receiver;
+        for (Queue q : queues) {
+            q.receiver = receiver;
+        }
     }
 
-    private void readLoop() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment buf = a.allocate(MAX_FRAME);
-            MemorySegment pollfd = a.allocate(8);
-            MemorySegment state = Posix.callState(a);
-            while (open) {
-                // poll with a timeout so close() ends the thread without relying on close waking a read
-                if (!Posix.pollIn(fd, 200, pollfd, state)) {
-                    continue;
-                }
-                long n = Posix.read(fd, buf, state);
-                if (n > 0) {
-                    receiver.receive(buf, n);
-                }
-            }
-        } catch (NativeException e) {
-            if (open) {
-                LOG.log(Level.WARNING, "{0}: reader stopped: {1}", name, e.getMessage());
-            }
-        }
+    @Override
+    public void connect(int queue, Receiver receiver) {
+        queues[queue].receiver = receiver;
     }
 
     @Override
@@ -169,18 +255,13 @@ public final class TapBackend implements NetBackend {
             return;
         }
         open = false;
-        try {
-            reader.join(2000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        synchronized (this) {
+        for (Queue q : queues) {
             try {
-                Posix.close(fd);
-            } catch (NativeException e) {
-                LOG.log(Level.WARNING, e.getMessage());
+                q.reader.join(2000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
             }
-            arena.close();
+            q.close();
         }
     }
 }
