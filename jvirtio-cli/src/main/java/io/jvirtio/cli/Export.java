@@ -12,6 +12,7 @@ import io.jvirtio.devices.blk.FileBackend;
 import io.jvirtio.devices.blk.nbd.NbdBackend;
 import io.jvirtio.devices.blk.nbd.NbdUri;
 import io.jvirtio.devices.console.ConsoleDevice;
+import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.rng.RngDevice;
 import io.jvirtio.vhostuser.VhostUserBackend;
 
@@ -42,11 +43,14 @@ final class Export implements AutoCloseable {
     /** blk: the disk and the devices currently serving it (one per connection). */
     final BlockBackend disk;
     final List<BlkDevice> disks;
+    /** net: the NICs currently serving guests (one per connection). */
+    final List<NetDevice> nics;
     private final String description;
 
     private Export(String type, String socket, boolean connecting, Supplier<VirtioDeviceModel> devices, BlockBackend disk,
-                   List<BlkDevice> disks, String description) throws IOException {
+                   List<BlkDevice> disks, List<NetDevice> nics, String description) throws IOException {
         this.disks = disks;
+        this.nics = nics;
         this.type = type;
         this.socket = socket;
         this.disk = disk;
@@ -96,9 +100,9 @@ final class Export implements AutoCloseable {
             case "blk" -> blk(spec, path, connect != null);
             case "net" -> net(spec, path, connect != null, shared);
             case "console" -> new Export(type, path, connect != null, () -> new ConsoleDevice(shared.stdio(), 80, 25), null,
-                    List.of(),
+                    List.of(), List.of(),
                     "vhost-user console on " + path + " (this terminal is the guest's console)");
-            default -> new Export(type, path, connect != null, RngDevice::new, null, List.of(),
+            default -> new Export(type, path, connect != null, RngDevice::new, null, List.of(), List.of(),
                     "vhost-user entropy on " + path);
         };
     }
@@ -118,13 +122,15 @@ final class Export implements AutoCloseable {
             }
             Shared.openTap(own).close(); // fail now, naming what is missing, rather than at each connection
             Shared.Net net = shared.net(null, null);
-            return new Export("net", path, connecting, () -> net.deviceOnOwnTap(own, pairs), null, List.of(),
-                    "vhost-user-net on " + path + queues + "; each guest gets its own TAP device " + own);
+            List<NetDevice> live = new CopyOnWriteArrayList<>();
+            return new Export("net", path, connecting, () -> track(live, net.deviceOnOwnTap(own, pairs)), null,
+                    List.of(), live, "vhost-user-net on " + path + queues + "; each guest gets its own TAP device " + own);
         }
         Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"));
         String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
                 + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
-        return new Export("net", path, connecting, () -> net.device(pairs), null, List.of(),
+        List<NetDevice> live = new CopyOnWriteArrayList<>();
+        return new Export("net", path, connecting, () -> track(live, net.device(pairs)), null, List.of(), live,
                 "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink);
     }
 
@@ -171,11 +177,18 @@ final class Export implements AutoCloseable {
                 disk.capacity() / 512, disk.readOnly() ? ", read-only" : "", path, disk.describe(), queues,
                 pollNanos > 0 ? ", polling " + pollNanos / 1000 + " µs" : "");
         try {
-            return new Export("blk", path, connecting, devices, disk, live, description);
+            return new Export("blk", path, connecting, devices, disk, live, List.of(), description);
         } catch (IOException | RuntimeException e) {
             disk.close();
             throw e;
         }
+    }
+
+    /** A NIC made for a connection, counted in the statistics while it serves. */
+    private static NetDevice track(List<NetDevice> live, NetDevice nic) {
+        live.removeIf(NetDevice::isClosed);
+        live.add(nic);
+        return nic;
     }
 
     private static long number(Map<String, String> spec, String key, long dflt, long min, long max) {
@@ -245,6 +258,22 @@ final class Export implements AutoCloseable {
             }
             m.put("devices", devices);
         }
+        if (type.equals("net")) {
+            List<Object> devices = new java.util.ArrayList<>();
+            for (NetDevice n : nics) {
+                if (n.isClosed()) {
+                    continue;
+                }
+                Map<String, Object> c = new LinkedHashMap<>();
+                c.put("rx_frames", n.rxFrames.get());
+                c.put("tx_frames", n.txFrames.get());
+                c.put("rx_dropped", n.rxDropped.get());
+                c.put("rx_filtered", n.rxFiltered.get());
+                c.put("tx_dropped", n.txDropped.get());
+                devices.add(c);
+            }
+            m.put("devices", devices);
+        }
         return m;
     }
 
@@ -269,6 +298,17 @@ final class Export implements AutoCloseable {
         if (disk != null) {
             b.append(String.format("; blk: %,d reads (%,d MiB), %,d writes (%,d MiB), %,d flushes, %,d errors", reads,
                     bytesRead >> 20, writes, bytesWritten >> 20, flushes, errors));
+        }
+        if (type.equals("net")) {
+            long in = 0;
+            long out = 0;
+            long dropped = 0;
+            for (NetDevice n : nics) {
+                in += n.rxFrames.get();
+                out += n.txFrames.get();
+                dropped += n.rxDropped.get() + n.txDropped.get();
+            }
+            b.append(String.format("; net: %,d frames to guests, %,d from them, %,d dropped", in, out, dropped));
         }
         return b.toString();
     }

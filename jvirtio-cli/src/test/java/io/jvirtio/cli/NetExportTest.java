@@ -56,6 +56,13 @@ class NetExportTest {
             }
             assertThat(reply).as("the switch's host answered over one of the three pairs").isNotNull();
             assertThat(java.util.Arrays.copyOfRange(reply, 28, 32)).containsExactly((byte) 192, 0, 2, 1);
+            // the operator's view (serve --stats, ctl stats): the NIC's frames both ways
+            @SuppressWarnings("unchecked")
+            var devices = (java.util.List<java.util.Map<String, Object>>) export.stats().get("devices");
+            assertThat(devices).hasSize(1);
+            assertThat((Long) devices.getFirst().get("tx_frames")).as("ARP requests from the guest").isPositive();
+            assertThat((Long) devices.getFirst().get("rx_frames")).as("the reply to it").isPositive();
+            assertThat(export.line()).contains("net: ").contains("frames to guests");
         }
     }
 

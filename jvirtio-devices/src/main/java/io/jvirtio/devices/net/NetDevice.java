@@ -125,6 +125,11 @@ public final class NetDevice extends QueueDevice {
         }
     }
 
+    /** Whether {@link #close()} ran (its connection ended): a NIC no longer to count in statistics. */
+    public boolean isClosed() {
+        return closed;
+    }
+
     /** Link state in {@code status} (VIRTIO_NET_F_STATUS): a configuration change for the driver. */
     public void setLinkUp(boolean up) {
         config.update(Net.CFG_STATUS, up ? Net.S_LINK_UP : 0, 2);
