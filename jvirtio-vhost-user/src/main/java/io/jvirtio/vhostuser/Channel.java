@@ -2,6 +2,7 @@ package io.jvirtio.vhostuser;
 
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -24,7 +25,7 @@ public final class Channel implements AutoCloseable {
 
     /** A connection to the vhost-user socket at {@code path}, as a front-end. */
     public static Channel connect(java.nio.file.Path path) throws NativeException {
-        return new Channel(Posix.unixConnect(path.toString()));
+        return new Channel(UnixSockets.connect(path.toString()));
     }
 
     int fd() {
@@ -92,7 +93,7 @@ public final class Channel implements AutoCloseable {
     private boolean readFully(byte[] dst, List<Integer> fds, boolean eofOk, String what) throws IOException, ProtocolException {
         int at = 0;
         while (at < dst.length) {
-            int n = Posix.recvWithFds(fd, dst, at, dst.length - at, fds);
+            int n = UnixSockets.recvWithFds(fd, dst, at, dst.length - at, fds);
             if (n == 0) {
                 if (at == 0 && eofOk) {
                     return false;
@@ -107,7 +108,7 @@ public final class Channel implements AutoCloseable {
     public synchronized void write(Message m) throws NativeException {
         ByteBuffer b = ByteBuffer.allocate(VhostUser.HEADER_SIZE + m.size()).order(ByteOrder.LITTLE_ENDIAN);
         b.putInt(m.request()).putInt(m.flags()).putInt(m.size()).put(m.payload());
-        Posix.sendWithFds(fd, b.array(), m.fds());
+        UnixSockets.sendWithFds(fd, b.array(), m.fds());
     }
 
     static void closeAll(List<Integer> fds) {
@@ -129,7 +130,7 @@ public final class Channel implements AutoCloseable {
 
     /** Wakes a reader blocked in {@link #read()} (it then sees end of stream). */
     void shutdown() {
-        Posix.shutdown(fd);
+        UnixSockets.shutdown(fd);
     }
 
     @Override

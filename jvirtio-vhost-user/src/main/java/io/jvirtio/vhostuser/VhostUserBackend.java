@@ -2,7 +2,7 @@ package io.jvirtio.vhostuser;
 
 import io.jvirtio.core.device.VirtioDeviceModel;
 import io.jvirtio.core.os.NativeException;
-import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 
 import java.io.IOException;
 import java.lang.System.Logger;
@@ -48,7 +48,7 @@ public final class VhostUserBackend implements AutoCloseable {
         // (between bind and listen a connect would be refused).
         Path pending = socket.resolveSibling(socket.getFileName() + ".new");
         Files.deleteIfExists(pending);
-        this.listenFd = Posix.unixListen(pending.toString(), 4);
+        this.listenFd = UnixSockets.listen(pending.toString(), 4);
         try {
             Files.move(pending, socket, java.nio.file.StandardCopyOption.ATOMIC_MOVE,
                     java.nio.file.StandardCopyOption.REPLACE_EXISTING);
@@ -85,7 +85,7 @@ public final class VhostUserBackend implements AutoCloseable {
         while (open) {
             int fd;
             try {
-                fd = Posix.unixConnect(socket.toString());
+                fd = UnixSockets.connect(socket.toString());
             } catch (NativeException e) {
                 if (!waiting) {
                     LOG.log(Level.INFO, "no front-end at {0} yet ({1}); trying again", socket, e.getMessage());
@@ -159,7 +159,7 @@ public final class VhostUserBackend implements AutoCloseable {
         while (open) {
             int fd;
             try {
-                fd = Posix.accept(listenFd);
+                fd = UnixSockets.accept(listenFd);
             } catch (NativeException e) {
                 if (!open) {
                     return;
@@ -207,7 +207,7 @@ public final class VhostUserBackend implements AutoCloseable {
         }
         open = false;
         if (listenFd >= 0) {
-            Posix.shutdown(listenFd);
+            UnixSockets.shutdown(listenFd);
         }
         for (BackendSession s : sessions) {
             s.close();

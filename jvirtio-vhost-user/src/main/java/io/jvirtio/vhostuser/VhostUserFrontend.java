@@ -8,6 +8,7 @@ import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.MemoryRegion;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.RingAddresses;
 import io.jvirtio.core.queue.split.SplitLayout;
@@ -100,7 +101,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
                         + " is private memory; vhost-user needs memfd or file-backed guest memory");
             }
         }
-        Channel ch = new Channel(Posix.unixConnect(socket.toString()));
+        Channel ch = new Channel(UnixSockets.connect(socket.toString()));
         try {
             return new VhostUserFrontend(socket, ch, memory, dma);
         } catch (ProtocolException e) {

@@ -4,6 +4,7 @@ import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.net.NetDevice;
@@ -64,7 +65,7 @@ class BackendRobustnessTest {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("net.sock"),
                 () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, (byte) ++n[0]}, 1))) {
             for (int i = 0; i < 40; i++) {
-                try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+                try (Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
                     ch.write(Message.of(VhostUser.GET_FEATURES, new byte[0]));
                     assertThat(ch.read().u64() & Feature.NET_MAC.mask()).isNotZero();
                 }
@@ -83,7 +84,7 @@ class BackendRobustnessTest {
             }
             return new RngDevice();
         })) {
-            try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            try (Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
                 boolean closed;
                 try {
                     ch.write(Message.of(VhostUser.GET_FEATURES, new byte[0]));
@@ -108,7 +109,7 @@ class BackendRobustnessTest {
             mt.putLong(1 << 20).putLong(1 << 20).putLong(0x7f00_0010_0000L).putLong(0);
             mt.putLong(guest3).putLong(1 << 20).putLong(0x7f00_0020_0000L).putLong(offset3);
             boolean closed;
-            try (Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+            try (Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
                 ch.write(Message.of(VhostUser.SET_MEM_TABLE, mt.array(), mem.region(0).fd(), mem.region(1).fd(), fd3));
                 closed = closedByPeer(ch);
             }
@@ -142,7 +143,7 @@ class BackendRobustnessTest {
     void aCallDescriptorThatWouldBlockNeitherWedgesTheSessionNorTheDisconnect(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("call.sock"), RngDevice::new)) {
             GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
-            Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()));
+            Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()));
             int call = Posix.eventfd();
             int kick = Posix.eventfd();
             try (Arena a = Arena.ofConfined()) {
@@ -193,7 +194,7 @@ class BackendRobustnessTest {
     @io.jvirtio.core.spec.Conformance("vu-be-2")
     void aFailedRequestWithReplyAckGetsANonZeroAckAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("ack.sock"), RngDevice::new);
-             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+             Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
             ch.write(Message.u64(VhostUser.SET_FEATURES, VhostUser.F_PROTOCOL_FEATURES | Feature.VERSION_1.mask()));
             ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, 1L << VhostUser.PROTOCOL_F_REPLY_ACK));
             Message bad = ask(ch, VhostUser.SET_VRING_NUM, Message.vringState(0, 100));
@@ -209,7 +210,7 @@ class BackendRobustnessTest {
     void getConfigOutOfRangeAnswersAnEmptyPayloadAndTheSessionGoesOn(@TempDir Path dir) throws Exception {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("cfg.sock"),
                 () -> new io.jvirtio.devices.console.ConsoleDevice(new io.jvirtio.devices.console.EchoBackend(), 80, 25));
-             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+             Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
             ByteBuffer early = ByteBuffer.allocate(12 + 4).order(ByteOrder.LITTLE_ENDIAN).putInt(0).putInt(4).putInt(0);
             ch.write(Message.of(VhostUser.GET_CONFIG, early.array()));
             assertThat(ch.read().size()).as("GET_CONFIG before PROTOCOL_F_CONFIG was negotiated: failed").isZero();
@@ -240,7 +241,7 @@ class BackendRobustnessTest {
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("tx.sock"),
                 () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, 1}, 1));
              GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
-             Channel ch = new Channel(Posix.unixConnect(backend.socket().toString()))) {
+             Channel ch = new Channel(UnixSockets.connect(backend.socket().toString()))) {
             long user = mem.region(0).segment().address();
             ch.write(Message.of(VhostUser.SET_MEM_TABLE, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
                     .putInt(1).putInt(0).putLong(0).putLong(1 << 20).putLong(user).putLong(0).array(), mem.region(0).fd()));

@@ -1,6 +1,7 @@
 package io.jvirtio.vhostuser;
 
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -31,9 +32,9 @@ class ChannelTest {
     void connect() throws Exception {
         Files.deleteIfExists(dir.resolve("s"));
         String path = dir.resolve("s").toString();
-        listener = Posix.unixListen(path, 1);
-        peer = Posix.unixConnect(path);
-        channel = new Channel(Posix.accept(listener));
+        listener = UnixSockets.listen(path, 1);
+        peer = UnixSockets.connect(path);
+        channel = new Channel(UnixSockets.accept(listener));
     }
 
     @AfterEach
@@ -67,7 +68,7 @@ class ChannelTest {
         byte[] payload = new byte[VhostUser.MAX_PAYLOAD];
         payload[0] = 7;
         payload[VhostUser.MAX_PAYLOAD - 1] = 9;
-        Posix.sendWithFds(peer, join(header(VhostUser.SET_MEM_TABLE, VhostUser.VERSION | VhostUser.FLAG_NEED_REPLY,
+        UnixSockets.sendWithFds(peer, join(header(VhostUser.SET_MEM_TABLE, VhostUser.VERSION | VhostUser.FLAG_NEED_REPLY,
                 payload.length), payload), new int[] {a, b});
         Channel.closeQuietly(a);
         Channel.closeQuietly(b);
@@ -91,7 +92,7 @@ class ChannelTest {
 
     @Test
     void theEndOfTheStreamBetweenMessagesIsNoMessage() throws Exception {
-        Posix.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
+        UnixSockets.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
         Channel.closeQuietly(peer);
         peer = -1;
         assertThat(channel.read().request()).isEqualTo(VhostUser.GET_FEATURES);
@@ -100,13 +101,13 @@ class ChannelTest {
 
     @Test
     void aCloseInsideTheHeaderOrThePayloadIsAProtocolError() throws Exception {
-        Posix.sendWithFds(peer, new byte[5], new int[0]);
+        UnixSockets.sendWithFds(peer, new byte[5], new int[0]);
         Channel.closeQuietly(peer);
         assertThatThrownBy(channel::read).isInstanceOf(ProtocolException.class)
                 .hasMessageContaining("header: connection closed after 5 of 12 bytes");
         close();
         connect();
-        Posix.sendWithFds(peer, join(header(VhostUser.SET_FEATURES, VhostUser.VERSION, 8), new byte[7]), new int[0]);
+        UnixSockets.sendWithFds(peer, join(header(VhostUser.SET_FEATURES, VhostUser.VERSION, 8), new byte[7]), new int[0]);
         Channel.closeQuietly(peer);
         peer = -1;
         assertThatThrownBy(channel::read).isInstanceOf(ProtocolException.class)
@@ -127,7 +128,7 @@ class ChannelTest {
         for (int i = 0; i < bad.length; i++) {
             int e1 = Posix.eventfd();
             long baseline = openDescriptors();
-            Posix.sendWithFds(peer, header(bad[i][0], bad[i][1], bad[i][2]), new int[] {e1, e1});
+            UnixSockets.sendWithFds(peer, header(bad[i][0], bad[i][1], bad[i][2]), new int[] {e1, e1});
             assertThatThrownBy(channel::read).as("header %d", i).isInstanceOf(ProtocolException.class)
                     .hasMessageContaining(says[i]);
             assertThat(openDescriptors()).as("descriptors after refusing header %d", i).isEqualTo(baseline);
@@ -136,7 +137,7 @@ class ChannelTest {
             connect();
         }
         // the version's bits beside REPLY and NEED_REPLY are the version's alone
-        Posix.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION | VhostUser.FLAG_REPLY
+        UnixSockets.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION | VhostUser.FLAG_REPLY
                 | VhostUser.FLAG_NEED_REPLY, 0), new int[0]);
         assertThat(channel.read().flags() & VhostUser.FLAG_VERSION_MASK).isEqualTo(VhostUser.VERSION);
     }
@@ -144,7 +145,7 @@ class ChannelTest {
     @Test
     void awaitSaysWhetherSomethingCameWithinTheTime() throws Exception {
         assertThat(channel.await(30)).isFalse();
-        Posix.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
+        UnixSockets.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
         assertThat(channel.await(5000)).isTrue();
         assertThat(channel.read().request()).isEqualTo(VhostUser.GET_FEATURES);
         assertThat(channel.await(0)).isFalse();
@@ -155,7 +156,7 @@ class ChannelTest {
         Thread later = Thread.ofPlatform().start(() -> {
             try {
                 Thread.sleep(200);
-                Posix.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
+                UnixSockets.sendWithFds(peer, header(VhostUser.GET_FEATURES, VhostUser.VERSION, 0), new int[0]);
             } catch (Exception e) {
                 throw new RuntimeException(e);
             }
@@ -170,7 +171,7 @@ class ChannelTest {
         Thread writer = Thread.ofPlatform().start(() -> {
             try {
                 for (int[] piece : new int[][] {{0, 5}, {5, 12}, {12, 15}, {15, 20}}) {
-                    Posix.sendWithFds(peer, java.util.Arrays.copyOfRange(whole, piece[0], piece[1]), new int[0]);
+                    UnixSockets.sendWithFds(peer, java.util.Arrays.copyOfRange(whole, piece[0], piece[1]), new int[0]);
                     Thread.sleep(20);
                 }
             } catch (Exception e) {

@@ -3,6 +3,7 @@ package io.jvirtio.vhostuser;
 import io.jvirtio.core.memory.DirtyLog;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.rng.RngDevice;
 import org.junit.jupiter.api.Timeout;
@@ -81,7 +82,7 @@ class DirtyLogTest {
         java.util.function.Supplier<io.jvirtio.core.device.VirtioDeviceModel> model = eager ? EagerRng::new : RngDevice::new;
         try (VhostUserBackend rng = new VhostUserBackend(dir.resolve("rng.sock"), model);
              GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
-             Channel ch = new Channel(Posix.unixConnect(rng.socket().toString()));
+             Channel ch = new Channel(UnixSockets.connect(rng.socket().toString()));
              Arena a = Arena.ofShared()) {
             acked(ch, Message.u64(VhostUser.SET_PROTOCOL_FEATURES,
                     (1L << VhostUser.PROTOCOL_F_LOG_SHMFD) | (1L << VhostUser.PROTOCOL_F_REPLY_ACK)));

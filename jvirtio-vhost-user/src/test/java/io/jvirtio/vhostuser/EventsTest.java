@@ -1,7 +1,7 @@
 package io.jvirtio.vhostuser;
 
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.rng.RngDevice;
 import jdk.jfr.Recording;
@@ -32,7 +32,7 @@ class EventsTest {
             recording.start();
             try (VhostUserBackend rng = new VhostUserBackend(dir.resolve("rng.sock"), RngDevice::new);
                  GuestMemory mem = GuestMemory.memfd(0, 1 << 20)) {
-                try (Channel ch = new Channel(Posix.unixConnect(rng.socket().toString()))) {
+                try (Channel ch = new Channel(UnixSockets.connect(rng.socket().toString()))) {
                     long user = mem.region(0).segment().address();
                     ch.write(Message.of(VhostUser.SET_MEM_TABLE, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)
                             .putInt(1).putInt(0).putLong(0).putLong(1 << 20).putLong(user).putLong(0).array(),

@@ -1,7 +1,7 @@
 package io.jvirtio.vhostuser;
 
 import io.jvirtio.core.memory.GuestMemory;
-import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.net.NetDevice;
@@ -42,7 +42,7 @@ class StatusTest {
         VirtualSwitch sw = new VirtualSwitch();
         try (VhostUserBackend net = new VhostUserBackend(dir.resolve("net.sock"),
                 () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, 1}, 1));
-             Channel ch = new Channel(Posix.unixConnect(net.socket().toString()))) {
+             Channel ch = new Channel(UnixSockets.connect(net.socket().toString()))) {
             acked(ch, Message.u64(VhostUser.SET_PROTOCOL_FEATURES, PF));
             int early = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER;
             // CTRL_RX without CTRL_VQ: a combination the NIC cannot operate (§5.1.3.1)
@@ -57,7 +57,7 @@ class StatusTest {
         }
         try (VhostUserBackend rng = new VhostUserBackend(dir.resolve("rng.sock"), RngDevice::new);
              GuestMemory mem = GuestMemory.memfd(0, 1 << 20);
-             Channel ch = new Channel(Posix.unixConnect(rng.socket().toString()))) {
+             Channel ch = new Channel(UnixSockets.connect(rng.socket().toString()))) {
             acked(ch, Message.u64(VhostUser.SET_PROTOCOL_FEATURES, PF));
             long user = mem.region(0).segment().address();
             acked(ch, Message.of(VhostUser.SET_MEM_TABLE, ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN)

@@ -4,6 +4,7 @@ import io.jvirtio.bus.VirtioBus;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.DeviceStatus;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.devices.blk.BlkDevice;
@@ -101,9 +102,9 @@ class VhostUserTest {
 
     /** Sends raw bytes, then checks that the backend hung up on us. */
     private static boolean backendHangsUp(Path socket, byte[] raw, int... fds) throws Exception {
-        int fd = Posix.unixConnect(socket.toString());
+        int fd = UnixSockets.connect(socket.toString());
         try (Channel ch = new Channel(fd)) {
-            Posix.sendWithFds(fd, raw, fds);
+            UnixSockets.sendWithFds(fd, raw, fds);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
             try (var a = java.lang.foreign.Arena.ofConfined()) {
                 var pollfd = a.allocate(8);
@@ -156,8 +157,8 @@ class VhostUserTest {
             assertThat(backendHangsUp(s, header(VhostUser.SET_VRING_KICK, 1, 8,
                     ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0).array()))).isTrue();
             // a message cut short: header promises 8 bytes, 3 arrive, then the frontend hangs up
-            int fd = Posix.unixConnect(s.toString());
-            Posix.sendWithFds(fd, header(VhostUser.SET_FEATURES, 1, 8, new byte[3]), new int[0]);
+            int fd = UnixSockets.connect(s.toString());
+            UnixSockets.sendWithFds(fd, header(VhostUser.SET_FEATURES, 1, 8, new byte[3]), new int[0]);
             Channel.closeQuietly(fd);
 
             // ... and a well-behaved frontend still gets served
@@ -181,7 +182,7 @@ class VhostUserTest {
 
         RawRing(VhostUserBackend backend) throws Exception {
             mem = GuestMemory.memfd(0, 1 << 20);
-            ch = new Channel(Posix.unixConnect(backend.socket().toString()));
+            ch = new Channel(UnixSockets.connect(backend.socket().toString()));
             var region = mem.region(0);
             user = region.segment().address();
             ByteBuffer mt = ByteBuffer.allocate(40).order(ByteOrder.LITTLE_ENDIAN).putInt(1).putInt(0)

@@ -2,6 +2,7 @@ package io.jvirtio.cli.conform;
 
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.vhostuser.Message;
@@ -140,7 +141,7 @@ final class ProtocolChecks {
         try (Session s = Session.open(t.socket())) {
             byte[] header = ByteBuffer.allocate(12).order(ByteOrder.LITTLE_ENDIAN).putInt(VhostUser.GET_FEATURES)
                     .putInt(VhostUser.VERSION).putInt(0x7fff_ffff).array();
-            Posix.sendWithFds(socketFd(s), header, new int[0]);
+            UnixSockets.sendWithFds(socketFd(s), header, new int[0]);
             return s.closedByPeer() ? Result.pass(id, "closed")
                     : Result.fail(id, "still waiting for a 2 GiB payload after " + Session.REPLY_TIMEOUT_MS + " ms");
         }

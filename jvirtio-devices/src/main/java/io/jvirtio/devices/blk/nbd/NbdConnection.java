@@ -3,6 +3,7 @@ package io.jvirtio.devices.blk.nbd;
 import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.os.SocketIo;
 
 import java.io.EOFException;
@@ -47,7 +48,7 @@ final class NbdConnection implements AutoCloseable {
 
     /** Connects to {@code uri} and negotiates the export; the message of a failure says which step failed. */
     static NbdConnection open(NbdUri uri) throws IOException {
-        int fd = uri.socket() != null ? Posix.unixConnect(uri.socket())
+        int fd = uri.socket() != null ? UnixSockets.connect(uri.socket())
                 : SocketIo.tcpConnect(InetAddress.getByName(uri.host()), uri.port());
         try (Arena a = Arena.ofConfined()) {
             SocketIo.setTimeouts(fd, IO_TIMEOUT_MS, IO_TIMEOUT_MS);
@@ -196,7 +197,7 @@ final class NbdConnection implements AutoCloseable {
     /** Wakes a thread blocked reading or writing this connection (it then fails). */
     void shutdown() {
         if (!closed.get()) {
-            Posix.shutdown(fd);
+            UnixSockets.shutdown(fd);
         }
     }
 
