@@ -105,8 +105,16 @@ public final class Posix {
 
     /** {@code write(fd, buf, len)}; returns the byte count. */
     public static long write(int fd, MemorySegment buf, MemorySegment callState) throws NativeException {
+        return write(fd, buf, buf.byteSize(), callState);
+    }
+
+    /** {@code write(fd, buf, length)}: the first {@code length} bytes of a native {@code buf}, no slice made. */
+    public static long write(int fd, MemorySegment buf, long length, MemorySegment callState) throws NativeException {
+        if (length < 0 || length > buf.byteSize()) {
+            throw new IndexOutOfBoundsException("write of " + length + " bytes from a segment of " + buf.byteSize());
+        }
         try {
-            long n = (long) WRITE.invokeExact(callState, fd, buf, buf.byteSize());
+            long n = (long) WRITE.invokeExact(callState, fd, buf, length);
             if (n < 0) {
                 throw fail("write", callState, "fd " + fd);
             }

@@ -68,12 +68,16 @@ public final class TapBackend implements NetBackend {
         }
 
         synchronized void transmit(MemorySegment buffer, long length) {
-            if (!open || length > txBuffer.byteSize()) {
+            if (!open || length > txBuffer.byteSize() || length > buffer.byteSize()) {
                 return;
             }
-            MemorySegment.copy(buffer, 0, txBuffer, 0, length);
+            MemorySegment from = buffer;
+            if (!buffer.isNative()) {
+                MemorySegment.copy(buffer, 0, txBuffer, 0, length); // a heap frame: the kernel needs native memory
+                from = txBuffer;
+            }
             try {
-                Posix.write(fd, txBuffer.asSlice(0, length), txState);
+                Posix.write(fd, from, length, txState); // a native frame goes to the kernel as it is: no copy
             } catch (NativeException e) {
                 // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
                 LOG.log(Level.DEBUG, "{0}: {1}", name, e.getMessage());
