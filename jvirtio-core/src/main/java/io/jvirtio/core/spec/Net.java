@@ -30,6 +30,9 @@ public final class Net {
     public static final int CTRL_MAC_ADDR_SET = 1;
     public static final int CTRL_MQ = 4;
     public static final int CTRL_MQ_VQ_PAIRS_SET = 0;
+    /** §5.1.6.5.6: le64 offloads, the GUEST_* feature bits the driver takes from now on. */
+    public static final int CTRL_GUEST_OFFLOADS = 5;
+    public static final int CTRL_GUEST_OFFLOADS_SET = 0;
     public static final int OK = 0;
     public static final int ERR = 1;
 

@@ -53,6 +53,11 @@ public final class NetDevice extends QueueDevice {
     private volatile boolean active;
     private volatile boolean closed;
     private volatile long features;
+    /**
+     * {@link #features} with the GUEST_* offloads the driver takes now: all it negotiated, until it changes them
+     * with VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET (§5.1.6.5.6). What reaches the driver is held to these.
+     */
+    private volatile long receiveFeatures;
     private volatile int activePairs = 1;
     private final RxFilter filter;
 
@@ -145,7 +150,9 @@ public final class NetDevice extends QueueDevice {
         long f = RING_FEATURES | IN_ORDER | Feature.maskOf(Feature.NET_MAC,
                 Feature.NET_STATUS, Feature.NET_MRG_RXBUF, Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX,
                 Feature.NET_CTRL_MAC_ADDR, Feature.NET_MTU);
-        f |= offloads;
+        if (offloads != 0) {
+            f |= offloads | Feature.NET_CTRL_GUEST_OFFLOADS.mask(); // the backend follows a change at run time
+        }
         return maxPairs > 1 ? f | Feature.NET_MQ.mask() : f;
     }
 
@@ -153,7 +160,8 @@ public final class NetDevice extends QueueDevice {
     public boolean acceptFeatures(long features) {
         // §5.1.3.1: CTRL_RX, CTRL_MAC_ADDR and MQ need the control queue; the offloads their own features.
         boolean ctrl = Feature.NET_CTRL_VQ.isSet(features);
-        return (ctrl || (features & Feature.maskOf(Feature.NET_CTRL_RX, Feature.NET_CTRL_MAC_ADDR, Feature.NET_MQ)) == 0)
+        return (ctrl || (features & Feature.maskOf(Feature.NET_CTRL_RX, Feature.NET_CTRL_MAC_ADDR, Feature.NET_MQ,
+                Feature.NET_CTRL_GUEST_OFFLOADS)) == 0)
                 && Offloads.consistent(features);
     }
 
@@ -180,6 +188,7 @@ public final class NetDevice extends QueueDevice {
     @Override
     protected void onActivate(DeviceContext ctx) {
         features = ctx.features();
+        receiveFeatures = ctx.features();
         activePairs = 1;
         if (offloads != 0) {
             backend.acceptOffloads(ctx.features());
@@ -213,6 +222,7 @@ public final class NetDevice extends QueueDevice {
         filter.reset();
         activePairs = 1;
         features = 0;
+        receiveFeatures = 0;
     }
 
     /**
@@ -279,7 +289,7 @@ public final class NetDevice extends QueueDevice {
         boolean segment = h != 0 && length >= h && Offloads.isSegment(frame);
         if (closed || !active || length < h + ETH_HLEN
                 || !segment && length > h + ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)
-                || h != 0 && !Offloads.driverTakes(frame, features)) {
+                || h != 0 && !Offloads.driverTakes(frame, 0, receiveFeatures)) {
             // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver (a segment
             // the driver accepted with GUEST_TSO is not a frame on the link); net-dev-9: nor an offload it refused
             rxDropped.incrementAndGet();
@@ -368,6 +378,19 @@ public final class NetDevice extends QueueDevice {
                     return filter.macTable(b, n, total);
                 }
                 return Net.ERR;
+            }
+            case Net.CTRL_GUEST_OFFLOADS -> {
+                if (cmd != Net.CTRL_GUEST_OFFLOADS_SET || !Feature.NET_CTRL_GUEST_OFFLOADS.isSet(features) || n != 10) {
+                    return Net.ERR;
+                }
+                long wanted = MemorySegment.ofArray(b).get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 2);
+                long next = Offloads.withGuestOffloads(features, wanted);
+                if (next < 0) {
+                    return Net.ERR; // an offload not negotiated, or a set that breaks §5.1.3.1's dependencies
+                }
+                receiveFeatures = next;
+                backend.acceptOffloads(next);
+                return Net.OK;
             }
             case Net.CTRL_MQ -> {
                 if (cmd != Net.CTRL_MQ_VQ_PAIRS_SET || !Feature.NET_MQ.isSet(features) || n != 4) {
@@ -467,9 +490,16 @@ public final class NetDevice extends QueueDevice {
         private int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment slots, long at, long length)
                 throws VirtqueueException {
             if (offloads != 0) {
+                long now = receiveFeatures;
+                if (!Offloads.driverTakes(slots, at, now)) {
+                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET): not for it now
+                    queue.undoPop();
+                    rxDropped.incrementAndGet();
+                    return -1;
+                }
                 // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
                 MemorySegment.copy(slots, at, header, 0, Net.HDR_SIZE);
-                if (!Feature.NET_GUEST_CSUM.isSet(features)) {
+                if (!Feature.NET_GUEST_CSUM.isSet(now)) {
                     header.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
                 }
                 at += Net.HDR_SIZE;

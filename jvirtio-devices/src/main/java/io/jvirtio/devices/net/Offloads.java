@@ -40,13 +40,30 @@ final class Offloads {
      * (GUEST_CSUM), a TCP segment (GUEST_TSO4/6, with ECN: GUEST_ECN). The backend was told
      * ({@link NetBackend#acceptOffloads}); this keeps a backend that did not listen from breaking the rule.
      */
-    static boolean driverTakes(MemorySegment header, long features) {
-        if ((header.get(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
+    static boolean driverTakes(MemorySegment frame, long at, long features) {
+        if ((frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
                 && !Feature.NET_GUEST_CSUM.isSet(features)) {
             return false;
         }
-        return segmentAllowed(gsoType(header), features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
-                Feature.NET_GUEST_ECN);
+        int gso = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff;
+        return segmentAllowed(gso, features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN);
+    }
+
+    /** The GUEST_* offloads a driver may turn on and off with VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET. */
+    static final long GUEST_OFFLOADS = Feature.maskOf(Feature.NET_GUEST_CSUM, Feature.NET_GUEST_TSO4,
+            Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN, Feature.NET_GUEST_UFO);
+
+    /**
+     * §5.1.6.5.6: the features with the GUEST_* offloads replaced by {@code wanted}, or -1 when {@code wanted}
+     * holds an offload that was not negotiated (the driver MUST NOT enable one), or any other bit, or a set whose
+     * dependencies do not hold (TSO without the checksum, ECN without TSO).
+     */
+    static long withGuestOffloads(long negotiated, long wanted) {
+        if ((wanted & ~(negotiated & GUEST_OFFLOADS)) != 0) {
+            return -1;
+        }
+        long next = (negotiated & ~GUEST_OFFLOADS) | wanted;
+        return consistent(next) ? next : -1;
     }
 
     /**

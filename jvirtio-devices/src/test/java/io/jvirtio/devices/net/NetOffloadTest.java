@@ -188,4 +188,45 @@ class NetOffloadTest {
         assertThat(d.acceptFeatures(ALL)).isTrue();
         d.close();
     }
+
+    /** VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET with {@code offloads}; the device's ack. */
+    int setGuestOffloads(long offloads) throws Exception {
+        long cmd = h.alloc.allocate(16, 8);
+        MemorySegment c = MemorySegment.ofArray(new byte[10]);
+        c.set(ValueLayout.JAVA_BYTE, 0, (byte) 5);
+        c.set(ValueLayout.JAVA_LONG_UNALIGNED, 2, offloads);
+        h.memory.write(cmd, c.toArray(ValueLayout.JAVA_BYTE), 0, 10);
+        h.roundTrip(2, new Scatterlist().addReadable(cmd, 10).addWritable(cmd + 15, 1));
+        byte[] ack = new byte[1];
+        h.memory.read(cmd + 15, ack, 0, 1);
+        return ack[0];
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-5")
+    void theDriverTurnsReceiveOffloadsOffAndOnWithinWhatItNegotiated() throws Exception {
+        long ctrl = Feature.maskOf(Feature.NET_CTRL_VQ, Feature.NET_CTRL_GUEST_OFFLOADS);
+        start(ALL | ctrl);
+        assertThat(setGuestOffloads(Feature.NET_GUEST_CSUM.mask())).as("segments off, checksums on").isZero();
+        assertThat(wire.accepted & Offloads.GUEST_OFFLOADS).as("the backend hears it (TUNSETOFFLOAD)")
+                .isEqualTo(Feature.NET_GUEST_CSUM.mask());
+        wire.toGuest(packet(0, 1, 1448, 3000));      // a TCPv4 segment: no longer for this driver
+        assertThat(dev.rxDropped.get()).isEqualTo(1);
+        byte[] in = packet(1, 0, 0, 100);            // a partial checksum still is
+        wire.toGuest(in);
+        byte[] got = receiveInto(2048);
+        assertThat(got[0]).as("NEEDS_CSUM kept").isEqualTo((byte) 1);
+
+        assertThat(setGuestOffloads(Feature.NET_GUEST_UFO.mask() | Feature.NET_GUEST_CSUM.mask()))
+                .as("UFO was never negotiated").isEqualTo((byte) 1);
+        assertThat(setGuestOffloads(Feature.NET_GUEST_TSO4.mask())).as("TSO4 without the checksum").isEqualTo((byte) 1);
+        assertThat(setGuestOffloads(Feature.NET_MAC.mask())).as("not an offload").isEqualTo((byte) 1);
+        assertThat(setGuestOffloads(Feature.maskOf(Feature.NET_GUEST_CSUM, Feature.NET_GUEST_TSO4))).isZero();
+        wire.toGuest(packet(0, 1, 1448, 3000));
+        assertThat(receiveInto(12 + 3000)).as("segments on again").hasSize(12 + 3000);
+        h.close();
+
+        start(ALL | Feature.NET_CTRL_VQ.mask()); // without CTRL_GUEST_OFFLOADS the command is refused
+        assertThat(setGuestOffloads(Feature.NET_GUEST_CSUM.mask())).isEqualTo((byte) 1);
+    }
 }
