@@ -3,7 +3,6 @@ package io.jvirtio.devices.net;
 import io.jvirtio.core.spec.Net;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
-import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
@@ -34,7 +33,6 @@ public final class NetDevice extends QueueDevice {
     public static final int INBOUND_LIMIT = 512;
     /** The largest frame an inbound slot holds (jumbo frames fit). */
     public static final int MAX_INBOUND_FRAME = 9216;
-    private static final int MAX_EXTRA_BUFFERS = 32;
 
     /** The Ethernet header, which the MTU does not count. */
     static final int ETH_HLEN = 14;
@@ -226,12 +224,6 @@ public final class NetDevice extends QueueDevice {
     }
 
     /**
-     * Stops the device, closes its backend (which it owns: a switch port leaves the switch) and frees the
-     * frame queues at once — megabytes of native memory a connection must not leave to the garbage collector.
-     * A sender that took the port's receiver just before the port closed may still be offering a frame: the
-     * queues' shared arena makes that access fail rather than touch freed memory, and {@link #receive} drops it.
-     */
-    /**
      * SEND_RARP: a RARP request from {@code mac} to everyone (ethertype 0x8035, the frame QEMU's
      * self-announcement sends), so switches learn the migrated guest's port at once.
      */
@@ -257,6 +249,12 @@ public final class NetDevice extends QueueDevice {
         return true;
     }
 
+    /**
+     * Stops the device, closes its backend (which it owns: a switch port leaves the switch) and frees the
+     * frame queues at once — megabytes of native memory a connection must not leave to the garbage collector.
+     * A sender that took the port's receiver just before the port closed may still be offering a frame: the
+     * queues' shared arena makes that access fail rather than touch freed memory, and {@link #receive} drops it.
+     */
     @Override
     public void close() {
         closed = true;
@@ -433,17 +431,13 @@ public final class NetDevice extends QueueDevice {
     /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
     private final class FrameSource implements RxWorker.DirectSource {
         private final Pair pair;
-        private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
+        private final ReceiveBuffers buffers = new ReceiveBuffers();
         private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
-
         private final int queue;
 
         FrameSource(Pair pair, int queue) {
             this.pair = pair;
             this.queue = queue;
-            for (int i = 0; i < extra.length; i++) {
-                extra[i] = new DescriptorChain();
-            }
         }
 
         @Override
@@ -507,50 +501,12 @@ public final class NetDevice extends QueueDevice {
             } else {
                 header.fill((byte) 0);
             }
-            long total = Net.HDR_SIZE + length;
-            boolean mergeable = Feature.NET_MRG_RXBUF.isSet(features);
-            int used = 0;
-            long capacity = chain.writableBytes();
-            if (mergeable) {
-                requireHeaderRoom(chain, queue);
-            }
-            while (capacity < total && mergeable && used < extra.length && queue.pop(extra[used])) {
-                requireHeaderRoom(extra[used], queue);
-                capacity += extra[used].writableBytes();
-                used++;
-            }
-            if (capacity < total) {
-                // Too large for what the driver offers: give the buffers back, drop the frame.
-                for (int i = 0; i <= used; i++) {
-                    queue.undoPop();
-                }
-                rxDropped.incrementAndGet();
+            if (!buffers.write(chain, queue, header, slots, at, length, Feature.NET_MRG_RXBUF.isSet(features))) {
+                rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
                 return -1;
-            }
-            header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
-            long first = chain.writeWritable(0, header);
-            first += chain.writeWritable(Net.HDR_SIZE, slots, at, length);
-            queue.addUsed(chain, (int) first);
-            long done = first - Net.HDR_SIZE;
-            for (int i = 0; i < used; i++) {
-                long n = extra[i].writeWritable(0, slots, at + done, length - done);
-                queue.addUsed(extra[i], (int) n);
-                done += n;
             }
             rxFrames.incrementAndGet();
             return -1;
-        }
-
-        /**
-         * §5.1.6.3.1: with MRG_RXBUF every receive buffer holds at least the header (the frame's bytes then
-         * start after it in the first buffer). A smaller one is a broken driver: the queue stops with
-         * NEEDS_RESET rather than splitting the header, or copying from before the frame, into the guest.
-         */
-        private static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
-            if (chain.writableBytes() < Net.HDR_SIZE) {
-                throw new VirtqueueException(queue.index(), new io.jvirtio.core.queue.RingError.BufferTooSmall(
-                        chain.head(), chain.writableBytes(), Net.HDR_SIZE, "VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3.1)"));
-            }
         }
     }
 }

@@ -1,0 +1,81 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.RingError;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.spec.Net;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Places one received frame, behind its virtio-net header, in the driver's receive buffers (§5.1.6.4): the
+ * buffer popped for it, and with MRG_RXBUF as many more as the frame needs, each filled completely but the last
+ * (net-dev-8), {@code num_buffers} saying how many (net-dev-7). One per receive queue, used by whoever serves
+ * it; its chains are reused, so nothing is allocated per frame.
+ */
+final class ReceiveBuffers {
+    /** Buffers one frame may take besides the first. */
+    static final int MAX_EXTRA_BUFFERS = 32;
+
+    private final DescriptorChain[] extra = new DescriptorChain[MAX_EXTRA_BUFFERS];
+
+    ReceiveBuffers() {
+        for (int i = 0; i < extra.length; i++) {
+            extra[i] = new DescriptorChain();
+        }
+    }
+
+    /**
+     * Writes {@code header} (its num_buffers set here) and the {@code length} bytes at {@code at} of {@code data}
+     * into {@code chain} and, when {@code mergeable}, the further buffers it pops; stages them all used.
+     *
+     * @return false when the frame is larger than what the driver offers: every buffer popped for it, {@code chain}
+     *         too, is given back, nothing is written
+     * @throws VirtqueueException when a mergeable buffer cannot hold the header (the driver broke §5.1.6.3.1)
+     */
+    boolean write(DescriptorChain chain, DeviceQueue queue, MemorySegment header, MemorySegment data, long at,
+                  long length, boolean mergeable) throws VirtqueueException {
+        long total = Net.HDR_SIZE + length;
+        int used = 0;
+        long capacity = chain.writableBytes();
+        if (mergeable) {
+            requireHeaderRoom(chain, queue);
+        }
+        while (capacity < total && mergeable && used < extra.length && queue.pop(extra[used])) {
+            requireHeaderRoom(extra[used], queue);
+            capacity += extra[used].writableBytes();
+            used++;
+        }
+        if (capacity < total) {
+            for (int i = 0; i <= used; i++) {
+                queue.undoPop();
+            }
+            return false;
+        }
+        header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
+        long first = chain.writeWritable(0, header);
+        first += chain.writeWritable(Net.HDR_SIZE, data, at, length);
+        queue.addUsed(chain, (int) first);
+        long done = first - Net.HDR_SIZE;
+        for (int i = 0; i < used; i++) {
+            long n = extra[i].writeWritable(0, data, at + done, length - done);
+            queue.addUsed(extra[i], (int) n);
+            done += n;
+        }
+        return true;
+    }
+
+    /**
+     * §5.1.6.3.1: with MRG_RXBUF every receive buffer holds at least the header (the frame's bytes then start
+     * after it in the first buffer). A smaller one is a broken driver: the queue stops with NEEDS_RESET rather
+     * than splitting the header, or copying from before the frame, into the guest.
+     */
+    private static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+        if (chain.writableBytes() < Net.HDR_SIZE) {
+            throw new VirtqueueException(queue.index(), new RingError.BufferTooSmall(
+                    chain.head(), chain.writableBytes(), Net.HDR_SIZE, "VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3.1)"));
+        }
+    }
+}
