@@ -38,6 +38,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 @Timeout(600)
 class MigrationTest {
     @TempDir
+    Path root;
+    /** This attempt's directory (images, sockets, monitors): see {@link #allowingOneGuestCrash}. */
     Path dir;
     final List<Process> processes = new ArrayList<>();
 
@@ -87,18 +89,77 @@ class MigrationTest {
         return out.toString();
     }
 
-    static void await(StringBuffer console, String text, long seconds) throws InterruptedException {
+    /**
+     * Waits for {@code text} on {@code console}; a guest kernel that crashed (an oops, a BUG, a panic) fails at
+     * once. The failure shows the other consoles too: a crash after migration can start on the source.
+     */
+    static void await(StringBuffer console, String text, long seconds, StringBuffer... others)
+            throws InterruptedException {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
-        while (!console.toString().contains(text) && System.nanoTime() < deadline) {
+        while (!console.toString().contains(text) && !crashed(console) && System.nanoTime() < deadline) {
             Thread.sleep(50);
         }
-        assertThat(console.toString()).as("waiting for '%s'", text).contains(text);
+        StringBuilder context = new StringBuilder();
+        for (StringBuffer o : others) {
+            context.append("\n--- other console ---\n").append(o);
+        }
+        if (!console.toString().contains(text) && crashed(console)) {
+            throw new GuestCrashed("the guest kernel crashed waiting for '" + text + "':\n" + console + context);
+        }
+        assertThat(console.toString()).as("waiting for '%s'%s", text, context).contains(text);
+    }
+
+    /** A guest kernel crash seen on a console. */
+    static final class GuestCrashed extends AssertionError {
+        GuestCrashed(String message) {
+            super(message);
+        }
+    }
+
+    interface Scenario {
+        void run() throws Exception;
+    }
+
+    /**
+     * Runs {@code scenario} in a fresh directory, and once more if a guest kernel crashed. QEMU 7.2's TCG
+     * migration itself crashes the migrated guest now and then on a loaded machine (an oops, list corruption
+     * or a bad page map within a second of resuming, before the back-end took any request): seen in about one
+     * run in twenty with qemu-storage-daemon as the back-end as well as with jvirtio (docs/vhost-user.md). Any
+     * other failure — a block that does not verify, replies lost — fails at once, and so does a second crash.
+     */
+    void allowingOneGuestCrash(Scenario scenario) throws Exception {
+        for (int attempt = 1; ; attempt++) {
+            dir = Files.createDirectories(root.resolve("attempt-" + attempt));
+            try {
+                scenario.run();
+                return;
+            } catch (GuestCrashed e) {
+                if (attempt == 2) {
+                    throw e;
+                }
+                String first = e.getMessage().lines().filter(l -> l.contains("BUG") || l.contains("Oops") || l.contains("panic"))
+                        .findFirst().orElse("");
+                System.getLogger(MigrationTest.class.getName()).log(System.Logger.Level.WARNING,
+                        "the migrated guest crashed ({0}); running the scenario once more", first.strip());
+                stop();
+                processes.clear();
+            }
+        }
+    }
+
+    static boolean crashed(StringBuffer console) {
+        String s = console.toString();
+        return s.contains("Oops:") || s.contains("] BUG: ") || s.contains("kernel BUG at") || s.contains("Kernel panic");
     }
 
     @Test
     @io.jvirtio.core.spec.Conformance("vu-be-7")
     void aGuestWritingItsDiskMigratesToAnotherBackEndAndEveryBlockVerifies() throws Exception {
         QemuInteropTest.requireTools();
+        allowingOneGuestCrash(this::diskScenario);
+    }
+
+    void diskScenario() throws Exception {
         int blocks = 400;
         Path image = dir.resolve("disk.img");
         FileBackend.create(image, 64L << 20).close();
@@ -154,7 +215,7 @@ class MigrationTest {
             assertThat(info).as("source: %s%nguest so far:%n%s", info, source).contains("Migration status: completed");
             hmp(monitor, "quit");
             s.waitFor(30, TimeUnit.SECONDS);
-            await(destination, "JVIRTIO-GUEST-END", 300);
+            await(destination, "JVIRTIO-GUEST-END", 300, source);
         }
         String out = source + "\n--- destination ---\n" + destination;
         assertThat(destination.toString()).as(out).contains("VERIFIED " + blocks + " BAD 0").contains("JVIRTIO-GUEST-END rc=0");
@@ -190,6 +251,10 @@ class MigrationTest {
     @Test
     void aGuestPingingAcrossMigrationLosesAtMostAFewRepliesAndItsMacIsAnnounced() throws Exception {
         QemuInteropTest.requireTools();
+        allowingOneGuestCrash(this::pingScenario);
+    }
+
+    void pingScenario() throws Exception {
         Path guest = dir.resolve("test.sh");
         Files.writeString(guest, """
                 ip link set lo up
@@ -225,7 +290,7 @@ class MigrationTest {
                     "-netdev", "vhost-user,id=net0,chardev=vnet", "-device", nic,
                     "-incoming", "unix:" + dir.resolve("migrate.sock")));
             migrate(source, destination, src, dst, "PINGING");
-            await(destination, "JVIRTIO-GUEST-END", 300);
+            await(destination, "JVIRTIO-GUEST-END", 300, source);
         }
         String out = source + "\n--- destination ---\n" + destination;
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("(\\d+) packets transmitted, (\\d+) packets received")
