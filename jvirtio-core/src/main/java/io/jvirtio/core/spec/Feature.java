@@ -47,6 +47,9 @@ public enum Feature {
     NET_GUEST_ANNOUNCE(DeviceType.NET, 21, false),
     NET_MQ(DeviceType.NET, 22, false),
     NET_CTRL_MAC_ADDR(DeviceType.NET, 23, false),
+    // GUEST_USO4/6: VIRTIO 1.3 §5.1.3 (virtio-spec issue 120), what Linux 6.2+ and QEMU 8.2+ negotiate
+    NET_GUEST_USO4(DeviceType.NET, 54, false),
+    NET_GUEST_USO6(DeviceType.NET, 55, false),
     NET_HOST_USO(DeviceType.NET, 56, false),
     NET_HASH_REPORT(DeviceType.NET, 57, false),
     NET_GUEST_HDRLEN(DeviceType.NET, 59, false),

@@ -23,6 +23,8 @@ public final class FeatureDependencies {
             new Rule(Feature.NET_HOST_ECN, List.of(Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6)),
             new Rule(Feature.NET_HOST_UFO, List.of(Feature.NET_CSUM)),
             new Rule(Feature.NET_HOST_USO, List.of(Feature.NET_CSUM)),
+            new Rule(Feature.NET_GUEST_USO4, List.of(Feature.NET_GUEST_CSUM)),
+            new Rule(Feature.NET_GUEST_USO6, List.of(Feature.NET_GUEST_CSUM)),
             new Rule(Feature.NET_CTRL_RX, List.of(Feature.NET_CTRL_VQ)),
             new Rule(Feature.NET_CTRL_VLAN, List.of(Feature.NET_CTRL_VQ)),
             new Rule(Feature.NET_GUEST_ANNOUNCE, List.of(Feature.NET_CTRL_VQ)),

@@ -108,7 +108,8 @@ public final class NetDevice extends QueueDevice {
         this.offloads = backend.offloads();
         this.maxPairs = pairs;
         this.pairs = new Pair[pairs];
-        boolean segments = (offloads & Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6)) != 0;
+        boolean segments = (offloads & Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
+                Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6)) != 0;
         for (int i = 0; i < pairs; i++) {
             this.pairs[i] = segments ? new Pair(SEGMENT_LIMIT, MAX_SEGMENT)
                     : new Pair(INBOUND_LIMIT, MAX_INBOUND_FRAME + (offloads != 0 ? Net.HDR_SIZE : 0));

@@ -17,17 +17,25 @@ final class Offloads {
     static final int HDR_F_NEEDS_CSUM = 1;
     static final int GSO_TCPV4 = 1;
     static final int GSO_TCPV6 = 4;
+    /** VIRTIO_NET_HDR_GSO_UDP_L4: a UDP datagram to be cut into datagrams of gso_size (USO, §5.1.6.2). */
+    static final int GSO_UDP_L4 = 5;
     static final int GSO_ECN = 0x80;
+
+    static final int ETH_P_IP = 0x0800;
+    static final int ETH_P_IPV6 = 0x86dd;
+    private static final ValueLayout.OfShort BIG_U16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
 
     private Offloads() {
     }
 
-    /** §5.1.3.1: segmentation needs checksum offload, ECN needs segmentation — on each side. */
+    /** §5.1.3.1: segmentation (TCP or UDP) needs checksum offload, ECN needs TCP segmentation — on each side. */
     static boolean consistent(long features) {
         return needs(features, Feature.NET_GUEST_CSUM, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6)
                 && needs(features, Feature.NET_CSUM, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6)
                 && (!Feature.NET_GUEST_ECN.isSet(features) || any(features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6))
-                && (!Feature.NET_HOST_ECN.isSet(features) || any(features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6));
+                && (!Feature.NET_HOST_ECN.isSet(features) || any(features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6))
+                && needs(features, Feature.NET_GUEST_CSUM, Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6)
+                && (!Feature.NET_HOST_USO.isSet(features) || Feature.NET_CSUM.isSet(features));
     }
 
     /** The frame behind {@code header} is a segment to be cut (its size is not bounded by the MTU). */
@@ -37,7 +45,8 @@ final class Offloads {
 
     /**
      * net-dev-9: whether the driver accepted what the header of a frame for it asks — a partial checksum
-     * (GUEST_CSUM), a TCP segment (GUEST_TSO4/6, with ECN: GUEST_ECN). The backend was told
+     * (GUEST_CSUM), a TCP segment (GUEST_TSO4/6, with ECN: GUEST_ECN), a UDP one (GUEST_USO4 for IPv4,
+     * GUEST_USO6 for IPv6: the header does not say which, the frame's EtherType does). The backend was told
      * ({@link NetBackend#acceptOffloads}); this keeps a backend that did not listen from breaking the rule.
      */
     static boolean driverTakes(MemorySegment frame, long at, long features) {
@@ -46,12 +55,18 @@ final class Offloads {
             return false;
         }
         int gso = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff;
+        if (gso == GSO_UDP_L4) {
+            int etherType = Short.toUnsignedInt(frame.get(BIG_U16, at + Net.HDR_SIZE + 12));
+            return etherType == ETH_P_IP ? Feature.NET_GUEST_USO4.isSet(features)
+                    : etherType == ETH_P_IPV6 && Feature.NET_GUEST_USO6.isSet(features);
+        }
         return segmentAllowed(gso, features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN);
     }
 
     /** The GUEST_* offloads a driver may turn on and off with VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET. */
     static final long GUEST_OFFLOADS = Feature.maskOf(Feature.NET_GUEST_CSUM, Feature.NET_GUEST_TSO4,
-            Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN, Feature.NET_GUEST_UFO);
+            Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN, Feature.NET_GUEST_UFO, Feature.NET_GUEST_USO4,
+            Feature.NET_GUEST_USO6);
 
     /**
      * §5.1.6.5.6: the features with the GUEST_* offloads replaced by {@code wanted}, or -1 when {@code wanted}
@@ -69,7 +84,7 @@ final class Offloads {
     /**
      * Makes the header of a frame from the driver fit for the backend: without CSUM the driver has nothing to
      * ask (net-drv-7), so whatever it wrote is cleared; a segment it may not send (no HOST_TSO4/6, ECN without
-     * HOST_ECN, UDP) is refused. num_buffers is not the backend's business.
+     * HOST_ECN, UDP without HOST_USO, UFO) is refused. num_buffers is not the backend's business.
      *
      * @return false: drop the frame
      */
@@ -80,8 +95,11 @@ final class Offloads {
             header.set(GuestMemory.U16, 8, (short) 0);
             return true;
         }
-        return segmentAllowed(gsoType(header), features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6,
-                Feature.NET_HOST_ECN);
+        int gso = gsoType(header);
+        if (gso == GSO_UDP_L4) {
+            return Feature.NET_HOST_USO.isSet(features);
+        }
+        return segmentAllowed(gso, features, Feature.NET_HOST_TSO4, Feature.NET_HOST_TSO6, Feature.NET_HOST_ECN);
     }
 
     private static int gsoType(MemorySegment header) {
@@ -94,7 +112,7 @@ final class Offloads {
             case Net.HDR_GSO_NONE -> gso == Net.HDR_GSO_NONE;
             case GSO_TCPV4 -> tso4.isSet(features) && ecnOk;
             case GSO_TCPV6 -> tso6.isSet(features) && ecnOk;
-            default -> false; // UDP (UFO, USO): not offered
+            default -> false; // UFO (IP fragmentation): never offered, as QEMU no longer does; USO: above
         };
     }
 

@@ -39,10 +39,17 @@ public final class TapBackend implements NetBackend {
     static final int TUN_F_TSO4 = 0x02;
     static final int TUN_F_TSO6 = 0x04;
     static final int TUN_F_TSO_ECN = 0x08;
-    /** The offloads a TAP with the virtio-net header carries. */
+    static final int TUN_F_USO4 = 0x20;
+    static final int TUN_F_USO6 = 0x40;
+    /** The offloads a TAP with the virtio-net header carries on any kernel. */
     static final long OFFLOADS = Feature.maskOf(Feature.NET_CSUM, Feature.NET_GUEST_CSUM, Feature.NET_HOST_TSO4,
             Feature.NET_HOST_TSO6, Feature.NET_HOST_ECN, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
             Feature.NET_GUEST_ECN);
+    /**
+     * UDP segmentation, where the kernel has it (Linux 6.2+, TUN_F_USO4/6): the host takes the guest's large
+     * UDP datagrams (HOST_USO) and hands over its own uncut (GUEST_USO4/6). Probed with TUNSETOFFLOAD at open.
+     */
+    static final long USO = Feature.maskOf(Feature.NET_HOST_USO, Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6);
     /** The largest frame either way: a 64 KiB segment, its Ethernet header and the virtio-net header. */
     static final int MAX_FRAME = 65536 + 14 + 12;
     /** Queues a multi-queue TAP device may have (the kernel's MAX_TAP_QUEUES). */
@@ -51,6 +58,8 @@ public final class TapBackend implements NetBackend {
 
     private final String name;
     private final boolean vnetHeader;
+    /** Whether the kernel takes TUN_F_USO4/6 (a kernel before 6.2 refuses them with EINVAL). */
+    private final boolean uso;
     private final Queue[] queues;
     private volatile boolean open = true;
 
@@ -163,9 +172,25 @@ public final class TapBackend implements NetBackend {
             throw e;
         }
         this.name = actual;
+        this.uso = vnetHeader && probeUso(this.queues[0].fd);
         for (int q = 0; q < queues; q++) {
             Queue queue = this.queues[q];
             queue.reader = Thread.ofPlatform().name("jvirtio-tap-" + this.name + "-q" + q).daemon().start(queue::readLoop);
+        }
+    }
+
+    private static boolean probeUso(int fd) {
+        try {
+            Posix.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_USO4 | TUN_F_USO6);
+            Posix.ioctlValue(fd, TUNSETOFFLOAD, 0);
+            return true;
+        } catch (NativeException e) {
+            try {
+                Posix.ioctlValue(fd, TUNSETOFFLOAD, 0);
+            } catch (NativeException ignored) {
+                // the descriptor refuses even no offloads: reading frames will say so
+            }
+            return false;
         }
     }
 
@@ -205,7 +230,7 @@ public final class TapBackend implements NetBackend {
 
     @Override
     public long offloads() {
-        return vnetHeader ? OFFLOADS : 0;
+        return vnetHeader ? OFFLOADS | (uso ? USO : 0) : 0;
     }
 
     /** TUNSETOFFLOAD from the driver's GUEST_* features: the host finishes what the guest cannot. */
@@ -221,6 +246,11 @@ public final class TapBackend implements NetBackend {
             tun |= Feature.NET_GUEST_TSO4.isSet(features) ? TUN_F_TSO4 : 0;
             tun |= Feature.NET_GUEST_TSO6.isSet(features) ? TUN_F_TSO6 : 0;
             tun |= Feature.NET_GUEST_ECN.isSet(features) && (tun & (TUN_F_TSO4 | TUN_F_TSO6)) != 0 ? TUN_F_TSO_ECN : 0;
+            // Linux gives the reader uncut UDP datagrams only with both (tun.c set_offload: "for now USO4 and
+            // USO6 should work simultaneously"); a driver that took one gets its datagrams cut, as without USO
+            if (uso && Feature.NET_GUEST_USO4.isSet(features) && Feature.NET_GUEST_USO6.isSet(features)) {
+                tun |= TUN_F_USO4 | TUN_F_USO6;
+            }
         }
         for (Queue q : queues) {
             try {

@@ -23,7 +23,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class NetOffloadTest {
     static final byte[] MAC = {0x52, 0x54, 0, 1, 2, 3};
     static final long BASE = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);
-    static final long ALL = BASE | TapBackend.OFFLOADS;
+    static final long ALL = BASE | TapBackend.OFFLOADS | TapBackend.USO;
 
     /** A backend with the TAP's offloads, driven by the test; frames and headers as bytes. */
     static final class HeaderWire implements NetBackend {
@@ -41,7 +41,7 @@ class NetOffloadTest {
 
         @Override
         public long offloads() {
-            return TapBackend.OFFLOADS;
+            return TapBackend.OFFLOADS | TapBackend.USO;
         }
 
         @Override
@@ -107,7 +107,7 @@ class NetOffloadTest {
     @Test
     void theNicOffersTheBackendsOffloadsAndTellsItWhatTheDriverTook() throws Exception {
         start(BASE | Feature.maskOf(Feature.NET_CSUM, Feature.NET_GUEST_CSUM));
-        assertThat(dev.deviceFeatures() & TapBackend.OFFLOADS).isEqualTo(TapBackend.OFFLOADS);
+        assertThat(dev.deviceFeatures() & (TapBackend.OFFLOADS | TapBackend.USO)).isEqualTo(TapBackend.OFFLOADS | TapBackend.USO);
         assertThat(wire.accepted).as("the backend hears the driver's choice at DRIVER_OK")
                 .isEqualTo(BASE | Feature.maskOf(Feature.NET_CSUM, Feature.NET_GUEST_CSUM));
         assertThat(new NetDevice(new NetDeviceTest.Wire(), MAC, 1).deviceFeatures() & TapBackend.OFFLOADS)
@@ -185,6 +185,8 @@ class NetOffloadTest {
         assertThat(d.acceptFeatures(BASE | Feature.NET_GUEST_TSO6.mask())).as("GUEST_TSO6 needs GUEST_CSUM").isFalse();
         assertThat(d.acceptFeatures(BASE | Feature.maskOf(Feature.NET_GUEST_CSUM, Feature.NET_GUEST_ECN)))
                 .as("GUEST_ECN needs GUEST_TSO4 or 6").isFalse();
+        assertThat(d.acceptFeatures(BASE | Feature.NET_HOST_USO.mask())).as("HOST_USO needs CSUM").isFalse();
+        assertThat(d.acceptFeatures(BASE | Feature.NET_GUEST_USO6.mask())).as("GUEST_USO6 needs GUEST_CSUM").isFalse();
         assertThat(d.acceptFeatures(ALL)).isTrue();
         d.close();
     }
@@ -228,5 +230,46 @@ class NetOffloadTest {
 
         start(ALL | Feature.NET_CTRL_VQ.mask()); // without CTRL_GUEST_OFFLOADS the command is refused
         assertThat(setGuestOffloads(Feature.NET_GUEST_CSUM.mask())).isEqualTo((byte) 1);
+    }
+
+    /** A UDP segment (gso_type UDP_L4: USO) with a partial checksum, of a frame of {@code etherType}. */
+    static byte[] udpSegment(int etherType, int frameBytes) {
+        byte[] p = packet(1, Offloads.GSO_UDP_L4, 1000, frameBytes);
+        p[12 + 12] = (byte) (etherType >> 8);
+        p[12 + 13] = (byte) etherType;
+        return p;
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-9")
+    void aUdpSegmentReachesOnlyADriverThatTookUsoForItsIpVersion() throws Exception {
+        start(BASE | Feature.maskOf(Feature.NET_GUEST_CSUM, Feature.NET_GUEST_USO4));
+        wire.toGuest(udpSegment(Offloads.ETH_P_IPV6, 5000)); // GUEST_USO6 not taken
+        wire.toGuest(udpSegment(0x8100, 5000));              // neither IPv4 nor IPv6
+        assertThat(dev.rxDropped.get()).isEqualTo(2);
+        byte[] v4 = udpSegment(Offloads.ETH_P_IP, 5000);
+        wire.toGuest(v4);
+        byte[] got = receiveInto(12 + 5000);
+        v4[10] = 1; // num_buffers
+        assertThat(got).as("an IPv4 UDP segment for a driver with GUEST_USO4, header and all").isEqualTo(v4);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-drv-7")
+    void aUdpSegmentLeavesTheDriverOnlyWithHostUso() throws Exception {
+        start(BASE | Feature.NET_CSUM.mask());
+        byte[] p = udpSegment(Offloads.ETH_P_IP, 5000);
+        long tx = h.alloc.allocate(p.length, 8);
+        h.memory.write(tx, p, 0, p.length);
+        h.roundTrip(1, new Scatterlist().addReadable(tx, p.length));
+        assertThat(dev.txDropped.get()).as("USO without HOST_USO").isEqualTo(1);
+        assertThat(wire.fromGuest).isEmpty();
+        h.close();
+
+        start(BASE | Feature.maskOf(Feature.NET_CSUM, Feature.NET_HOST_USO));
+        tx = h.alloc.allocate(p.length, 8);
+        h.memory.write(tx, p, 0, p.length);
+        h.roundTrip(1, new Scatterlist().addReadable(tx, p.length));
+        assertThat(wire.fromGuest.getLast()).as("with HOST_USO the backend gets it to cut").isEqualTo(p);
     }
 }
