@@ -16,12 +16,15 @@ import java.nio.ByteOrder;
  * transport checksum, as Linux's GSO cuts them. The headers are parsed from the frame, not taken from hdr_len
  * (net-dev-6: a device must not rely on it); a frame whose headers do not hold together is refused.
  *
- * <p>Allocation-free: segments are built one at a time in the caller's scratch buffer and handed on.
+ * <p>Allocation-free: segments are built one at a time in the caller's scratch buffer (at least a header, the
+ * frame's headers and gso_size bytes) and handed on.
  */
 final class SoftwareOffload {
     private static final ValueLayout.OfShort BE16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfInt BE32 = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     static final int ETH_HLEN = 14;
+    /** The virtio-net header in front of every frame, in and out. */
+    private static final int H = Net.HDR_SIZE;
     static final int ETH_P_8021Q = 0x8100;
     static final int IPPROTO_TCP = 6;
     static final int IPPROTO_UDP = 17;
@@ -29,9 +32,9 @@ final class SoftwareOffload {
     private static final int TCP_PSH = 0x08;
     private static final int TCP_CWR = 0x80;
 
-    /** Where finished frames go: plain Ethernet frames, no virtio-net header. */
+    /** Where finished frames go, each behind a virtio-net header that asks nothing. */
     interface Sink {
-        void frame(MemorySegment frame, long length);
+        void frame(MemorySegment buffer, long length);
     }
 
     private SoftwareOffload() {
@@ -39,45 +42,50 @@ final class SoftwareOffload {
 
     /**
      * Finishes the frame behind the header at the start of {@code packet} ({@code length} bytes, header
-     * included) and hands the result to {@code out} without a header: the frame itself (its checksum completed
-     * in place) when it is not a segment, else its segments, built in {@code scratch}.
+     * included) and hands the result to {@code out}, each frame behind a zeroed header (nothing asked): the
+     * packet itself, its checksum completed in place, when it is not a segment, else its segments, built one
+     * after the other in {@code scratch}.
      *
      * @return false when the header asks something the frame cannot hold (a checksum beyond its end, a segment
      *         whose headers are not IPv4/IPv6 + TCP/UDP, gso_size 0): nothing was handed on
      */
     static boolean finish(MemorySegment packet, long length, MemorySegment scratch, Sink out) {
-        int h = Net.HDR_SIZE;
-        if (length < h + ETH_HLEN) {
+        if (length < H + ETH_HLEN) {
             return false;
         }
-        MemorySegment frame = packet.asSlice(h, length - h);
-        long frameLength = length - h;
         int flags = packet.get(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS) & 0xff;
         int gso = packet.get(ValueLayout.JAVA_BYTE, Net.HDR_GSO_TYPE) & 0xff & ~Offloads.GSO_ECN;
         if (gso == Net.HDR_GSO_NONE) {
             if ((flags & Offloads.HDR_F_NEEDS_CSUM) != 0) {
                 int start = Short.toUnsignedInt(packet.get(GuestMemory.U16, 6));
                 int offset = Short.toUnsignedInt(packet.get(GuestMemory.U16, 8));
-                if ((offset & 1) != 0 || start + offset + 2L > frameLength) {
+                if ((offset & 1) != 0 || H + start + offset + 2L > length) {
                     return false;
                 }
-                frame.set(BE16, start + offset, (short) ~fold(sum(frame, start, frameLength - start, 0)));
+                packet.set(BE16, H + start + offset, (short) ~fold(sum(packet, H + start, length - H - start, 0)));
             }
-            out.frame(frame, frameLength);
+            clearHeader(packet);
+            out.frame(packet, length);
             return true;
         }
-        return segment(frame, frameLength, gso, Short.toUnsignedInt(packet.get(GuestMemory.U16, 4)), scratch, out);
+        return segment(packet, length, gso, Short.toUnsignedInt(packet.get(GuestMemory.U16, 4)), scratch, out);
+    }
+
+    /** A header that asks nothing (num_buffers, the receiver's field, is left). */
+    private static void clearHeader(MemorySegment packet) {
+        packet.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0L);
+        packet.set(GuestMemory.U16, 8, (short) 0);
     }
 
     private static boolean segment(MemorySegment frame, long length, int gso, int gsoSize, MemorySegment scratch,
                                    Sink out) {
-        int l3 = ETH_HLEN;
-        int etherType = Short.toUnsignedInt(frame.get(BE16, 12));
+        int l3 = H + ETH_HLEN;
+        int etherType = Short.toUnsignedInt(frame.get(BE16, H + 12));
         if (etherType == ETH_P_8021Q) {
-            if (length < ETH_HLEN + 4) {
+            if (length < H + ETH_HLEN + 4) {
                 return false;
             }
-            etherType = Short.toUnsignedInt(frame.get(BE16, 16));
+            etherType = Short.toUnsignedInt(frame.get(BE16, H + 16));
             l3 += 4;
         }
         boolean v4 = etherType == Offloads.ETH_P_IP;
@@ -120,7 +128,7 @@ final class SoftwareOffload {
         } else {
             l4len = 8;
         }
-        int hlen = l4 + l4len;
+        int hlen = l4 + l4len; // the virtio-net header and the frame's headers
         if (length < hlen || scratch.byteSize() < hlen + Math.min(gsoSize, length - hlen)) {
             return false;
         }
@@ -130,10 +138,11 @@ final class SoftwareOffload {
         int id = v4 ? Short.toUnsignedInt(frame.get(BE16, l3 + 4)) : 0;
         long pseudo = pseudoHeader(frame, l3, v4, proto);
         int n = 0;
-        for (long at = 0; at < payload || at == 0; at += gsoSize, n++) {
+        for (long at = 0; ; at += gsoSize, n++) {
             int chunk = (int) Math.min(gsoSize, payload - at);
             boolean last = at + chunk >= payload;
             MemorySegment.copy(frame, 0, scratch, 0, hlen);
+            clearHeader(scratch);
             MemorySegment.copy(frame, hlen + at, scratch, hlen, chunk);
             int l4total = l4len + chunk;
             if (v4) {
@@ -166,10 +175,9 @@ final class SoftwareOffload {
             scratch.set(BE16, checkAt, (short) (!tcp && check == 0 ? 0xffff : check));
             out.frame(scratch, hlen + chunk);
             if (last) {
-                break;
+                return true;
             }
         }
-        return true;
     }
 
     /** The pseudo-header's addresses and protocol (its length is added per segment). */

@@ -12,6 +12,12 @@ import java.util.concurrent.atomic.AtomicLong;
  * from, forwards unicast frames to that port, and floods broadcast, multicast and unknown destinations
  * to every other port. Switching a frame allocates nothing and takes no lock (learning a new address
  * does, once); the receiving NIC copies what it keeps.
+ *
+ * <p>Offloads between guests, as a Linux bridge of TAP devices passes them: a port from {@link #offloadPort()}
+ * carries every frame behind its virtio-net header, so its NIC offers checksum and segmentation offloads
+ * ({@link #OFFLOADS}). A 64 KiB segment or a partial checksum goes as it is to a port whose receiver took that
+ * offload (the driver's GUEST_* features, told with {@link NetBackend#acceptOffloads}), and is finished in
+ * software ({@link SoftwareOffload}: checksum completed, segment cut) for one that did not, or for a plain port.
  */
 public final class VirtualSwitch {
     private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
@@ -30,10 +36,30 @@ public final class VirtualSwitch {
     }
     private final AtomicLong forwarded = new AtomicLong();
     private final AtomicLong flooded = new AtomicLong();
+    private final AtomicLong finished = new AtomicLong();
+    private final AtomicLong refused = new AtomicLong();
 
-    /** A new port; give it to a NIC as its backend. */
+    /** What an offload port offers its NIC: all the switch can pass on or finish in software. */
+    public static final long OFFLOADS = TapBackend.OFFLOADS | TapBackend.USO;
+    /** A header, the frame's headers, a segment of up to 64 KiB. */
+    private static final long SCRATCH = io.jvirtio.core.spec.Net.HDR_SIZE + 256 + 65536;
+    /** Where each sending thread cuts segments for receivers that did not take them (made once per thread). */
+    private static final ThreadLocal<MemorySegment> SCRATCHES =
+            ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH, 64));
+
+    /** A new port of plain frames (no virtio-net header): no offloads; what arrives for it is finished. */
     public NetBackend port() {
-        Port p = new Port();
+        Port p = new Port(false);
+        ports.add(p);
+        return p;
+    }
+
+    /**
+     * A new port whose frames travel behind the virtio-net header both ways: give it to a NIC, which then
+     * offers {@link #OFFLOADS}, or plug a header-carrying link into it.
+     */
+    public NetBackend offloadPort() {
+        Port p = new Port(true);
         ports.add(p);
         return p;
     }
@@ -45,10 +71,29 @@ public final class VirtualSwitch {
      * @return closing it unplugs the port and closes {@code link}
      */
     public Attached attach(NetBackend link) {
-        NetBackend port = port();
+        long linkOffloads = link.offloads();
+        NetBackend port = linkOffloads != 0 ? offloadPort() : port();
+        if (linkOffloads != 0) {
+            // a header-carrying link (a TAP device with IFF_VNET_HDR): the host kernel finishes whatever it is
+            // sent, within what the link offers (HOST_*), and hands over what it may (GUEST_*), unfinished
+            port.acceptOffloads(hostToGuest(linkOffloads));
+            link.acceptOffloads(linkOffloads);
+        }
         port.connect(link::transmit);
         link.connect(port::transmit);
         return new Attached(port, link);
+    }
+
+    /** The GUEST_* offloads that mean, for a receiver, what the HOST_* ones of {@code offloads} mean for a link. */
+    static long hostToGuest(long offloads) {
+        long g = 0;
+        g |= io.jvirtio.core.spec.Feature.NET_CSUM.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_CSUM.mask() : 0;
+        g |= io.jvirtio.core.spec.Feature.NET_HOST_TSO4.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_TSO4.mask() : 0;
+        g |= io.jvirtio.core.spec.Feature.NET_HOST_TSO6.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_TSO6.mask() : 0;
+        g |= io.jvirtio.core.spec.Feature.NET_HOST_ECN.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_ECN.mask() : 0;
+        g |= io.jvirtio.core.spec.Feature.NET_HOST_USO.isSet(offloads)
+                ? io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.NET_GUEST_USO4, io.jvirtio.core.spec.Feature.NET_GUEST_USO6) : 0;
+        return g;
     }
 
     /** A link plugged into the switch by {@link #attach}. */
@@ -71,6 +116,16 @@ public final class VirtualSwitch {
 
     public long flooded() {
         return flooded.get();
+    }
+
+    /** Frames finished in software for a receiver that did not take their offload (each counted once). */
+    public long finished() {
+        return finished.get();
+    }
+
+    /** Frames whose header asked what their bytes cannot hold (dropped for receivers that needed it done). */
+    public long refused() {
+        return refused.get();
     }
 
     /** The 48-bit address at {@code offset} of {@code frame}. */
@@ -150,34 +205,92 @@ public final class VirtualSwitch {
     }
 
     private void switchFrame(Port from, MemorySegment frame, long length) {
-        if (length < 14) {
+        int h = from.header ? io.jvirtio.core.spec.Net.HDR_SIZE : 0;
+        if (length < h + 14) {
             return;
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, 6) & 1) == 0) {
-            learnSource(mac(frame, 6), from);
+        if ((frame.get(ValueLayout.JAVA_BYTE, h + 6) & 1) == 0) {
+            learnSource(mac(frame, h + 6), from);
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, 0) & 1) == 0) {
-            Port to = lookup(mac(frame, 0));
+        if ((frame.get(ValueLayout.JAVA_BYTE, h) & 1) == 0) {
+            Port to = lookup(mac(frame, h));
             if (to != null) {
-                NetBackend.Receiver r = to.receiver;
-                if (to != from && r != null) {
+                if (to != from && to.receiver != null) {
                     forwarded.incrementAndGet();
-                    r.receive(frame, length);
+                    deliver(from, to, frame, length);
                 }
                 return;
             }
         }
         flooded.incrementAndGet();
         for (Port p : ports) {
-            NetBackend.Receiver r = p.receiver;
-            if (p != from && r != null) {
-                r.receive(frame, length);
+            if (p != from && p.receiver != null) {
+                deliver(from, p, frame, length);
             }
         }
     }
 
+    /**
+     * {@code frame} from {@code from} to {@code to}, in {@code to}'s format: as it is between ports of one kind
+     * when the receiver takes what its header asks; else finished in software, header by header.
+     */
+    private void deliver(Port from, Port to, MemorySegment frame, long length) {
+        NetBackend.Receiver r = to.receiver;
+        if (r == null) {
+            return;
+        }
+        if (!from.header) {
+            if (!to.header) {
+                r.receive(frame, length);
+            } else {
+                // a plain frame to a header port: behind a header that asks nothing (a copy; plain ports are
+                // the responder and links without the header, never the guest-to-guest path)
+                MemorySegment s = SCRATCHES.get();
+                int h = io.jvirtio.core.spec.Net.HDR_SIZE;
+                if (length + h <= s.byteSize()) {
+                    s.asSlice(0, h).fill((byte) 0);
+                    MemorySegment.copy(frame, 0, s, h, length);
+                    r.receive(s, length + h);
+                }
+            }
+            return;
+        }
+        if (to.header && Offloads.driverTakes(frame, 0, to.accepted)) {
+            r.receive(frame, length);
+            return;
+        }
+        if (!to.header && !asksAnything(frame)) {
+            r.receive(frame.asSlice(io.jvirtio.core.spec.Net.HDR_SIZE), length - io.jvirtio.core.spec.Net.HDR_SIZE);
+            return;
+        }
+        finished.incrementAndGet();
+        boolean plain = !to.header;
+        if (!SoftwareOffload.finish(frame, length, SCRATCHES.get(), (b, n) -> {
+            if (plain) {
+                r.receive(b.asSlice(io.jvirtio.core.spec.Net.HDR_SIZE), n - io.jvirtio.core.spec.Net.HDR_SIZE);
+            } else {
+                r.receive(b, n);
+            }
+        })) {
+            refused.incrementAndGet();
+        }
+    }
+
+    /** Whether the header in front of {@code frame} asks for a checksum or a segment. */
+    private static boolean asksAnything(MemorySegment frame) {
+        return (frame.get(ValueLayout.JAVA_BYTE, io.jvirtio.core.spec.Net.HDR_FLAGS) & Offloads.HDR_F_NEEDS_CSUM) != 0
+                || frame.get(ValueLayout.JAVA_BYTE, io.jvirtio.core.spec.Net.HDR_GSO_TYPE) != 0;
+    }
+
     private final class Port implements NetBackend {
+        final boolean header;
         volatile Receiver receiver;
+        /** What this port's receiver takes (GUEST_* features); until told, nothing: everything is finished. */
+        volatile long accepted;
+
+        Port(boolean header) {
+            this.header = header;
+        }
 
         @Override
         public void transmit(MemorySegment buffer, long length) {
@@ -187,6 +300,16 @@ public final class VirtualSwitch {
         @Override
         public void connect(Receiver receiver) {
             this.receiver = receiver;
+        }
+
+        @Override
+        public long offloads() {
+            return header ? OFFLOADS : 0;
+        }
+
+        @Override
+        public void acceptOffloads(long features) {
+            accepted = features;
         }
 
         @Override

@@ -25,8 +25,10 @@ class SoftwareOffloadTest {
     final List<byte[]> out = new ArrayList<>();
 
     boolean finish(byte[] packet) {
-        return SoftwareOffload.finish(MemorySegment.ofArray(packet), packet.length, scratch,
-                (f, n) -> out.add(f.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE)));
+        return SoftwareOffload.finish(MemorySegment.ofArray(packet), packet.length, scratch, (f, n) -> {
+            assertThat(f.asSlice(0, 10).toArray(ValueLayout.JAVA_BYTE)).as("a header that asks nothing").containsOnly(0);
+            out.add(f.asSlice(12, n - 12).toArray(ValueLayout.JAVA_BYTE));
+        });
     }
 
     static byte[] payload(int n) {
