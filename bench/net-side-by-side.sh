@@ -55,7 +55,7 @@ start_dpdk() { # mode ports
 }
 start_jvirtio() {
   taskset -c 1 "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" \
-    -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$work/b0.sock" --stats 0 >"$work/back.log" 2>&1 &
+    -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$work/b0.sock" --stats 0 $1 >"$work/back.log" 2>&1 &
   server=$!
   back_kind=jvirtio
   await_socket "$work/b0.sock"
@@ -96,15 +96,17 @@ median() { python3 -c 'import statistics, sys; print("%.2f" % statistics.median(
 results="$work/results.tsv"
 : >"$results"
 for size in $sizes; do
-for packed in 0 1; do
-  for shape in one-way loop; do
-    for back in jvirtio dpdk; do
+for packed in ${RINGS:-0 1}; do
+  for shape in ${SHAPES:-one-way loop}; do
+    for back in ${BACKS:-jvirtio jvirtio-poll dpdk}; do
       vals=()
       for ((r = 0; r < runs; r++)); do
         if [[ $back == dpdk ]]; then
           if [[ $shape == one-way ]]; then start_dpdk rxonly 1; else start_dpdk io 2; fi
+        elif [[ $back == jvirtio-poll ]]; then
+          start_jvirtio "--poll-us ${POLL_US:-100}"   # polling mode: one thread serves every ring
         else
-          start_jvirtio
+          start_jvirtio ""                            # interrupt mode: a thread per ring, woken by kicks
         fi
         if [[ $shape == one-way ]]; then
           v=$(front txonly "$packed" "$size" "$work/b0.sock")

@@ -34,7 +34,8 @@ import java.util.function.Supplier;
 final class Export implements AutoCloseable {
     static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
             "threads", "poll-us", "nbd-reconnect");
-    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection", "queues");
+    static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection", "queues",
+            "poll-us");
     static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
 
     final String type;
@@ -113,7 +114,10 @@ final class Export implements AutoCloseable {
      */
     private static Export net(Map<String, String> spec, String path, boolean connecting, Shared shared) throws IOException {
         int pairs = (int) number(spec, "queues", 1, 1, 64);
-        String queues = pairs == 1 ? "" : ", " + pairs + " queue pairs";
+        long pollNanos = number(spec, "poll-us", 0, 0, 1_000_000) * 1000;
+        io.jvirtio.devices.Poller poller = shared.netPoller(pollNanos);
+        String queues = (pairs == 1 ? "" : ", " + pairs + " queue pairs")
+                + (poller == null ? "" : ", queues polled by one thread (" + pollNanos / 1000 + " µs before sleeping)");
         String own = spec.get("tap-per-connection");
         if (own != null) {
             if (spec.containsKey("tap") || spec.containsKey("ip")) {
@@ -123,14 +127,14 @@ final class Export implements AutoCloseable {
             Shared.openTap(own).close(); // fail now, naming what is missing, rather than at each connection
             Shared.Net net = shared.net(null, null);
             List<NetDevice> live = new CopyOnWriteArrayList<>();
-            return new Export("net", path, connecting, () -> track(live, net.deviceOnOwnTap(own, pairs)), null,
+            return new Export("net", path, connecting, () -> track(live, net.deviceOnOwnTap(own, pairs).pollWith(poller)), null,
                     List.of(), live, "vhost-user-net on " + path + queues + "; each guest gets its own TAP device " + own);
         }
         Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"));
         String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
                 + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
         List<NetDevice> live = new CopyOnWriteArrayList<>();
-        return new Export("net", path, connecting, () -> track(live, net.device(pairs)), null, List.of(), live,
+        return new Export("net", path, connecting, () -> track(live, net.device(pairs).pollWith(poller)), null, List.of(), live,
                 "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink);
     }
 

@@ -74,11 +74,14 @@ final class ServeCommand implements Command {
                           --queues N       receive/transmit queue pairs, 1..64 (default 1), each pair
                                            on its own threads (VIRTIO_NET_F_MQ; QEMU: -netdev vhost-user,
                                            ...,queues=N -device virtio-net-pci,mq=on)
+                          --poll-us N      one thread serves every NIC's queues by busy-polling their
+                                           rings, sleeping after N µs without work (default 0: a thread
+                                           per queue, woken by kicks); no kicks, no wake-ups, costs a core
                 console:  the guest's console is this process's stdin/stdout
                 Many devices in one process: one --export per device, each on its own socket (or
                 connect=PATH), with the keys of the options above: blk: image, readonly, queues, cache,
                 aio, threads, poll-us, nbd-reconnect; net: ip, tap (all net exports share one switch),
-                tap-per-connection, queues. For
+                tap-per-connection, queues, poll-us. For
                 example: --export blk,socket=/run/a.sock,image=a.img --export blk,socket=/run/b.sock,
                 image=b.img,cache=none --export net,socket=/run/n.sock. The control socket adds and
                 removes exports at run time (export-add, export-del).

@@ -89,6 +89,26 @@ final class Shared {
         return net;
     }
 
+    /** The net exports' poller (poll-us): made by the first that asks; one process, one polling thread. */
+    private io.jvirtio.devices.Poller netPoller;
+
+    /**
+     * The polling thread for net queues that spins {@code pollNanos} before sleeping, or null for 0 (a thread per
+     * queue, woken by kicks); every net export that polls must ask for the same time.
+     */
+    synchronized io.jvirtio.devices.Poller netPoller(long pollNanos) {
+        if (pollNanos == 0) {
+            return null;
+        }
+        if (netPoller == null) {
+            netPoller = new io.jvirtio.devices.Poller("jvirtio-net-poller", pollNanos);
+        } else if (netPoller.pollNanos() != pollNanos) {
+            throw new IllegalArgumentException("poll-us=" + pollNanos / 1000 + ": the net exports of a process share one"
+                    + " polling thread, which polls " + netPoller.pollNanos() / 1000 + " µs");
+        }
+        return netPoller;
+    }
+
     static byte[] parseIp(String s) {
         String[] parts = s.split("\\.");
         if (parts.length != 4) {

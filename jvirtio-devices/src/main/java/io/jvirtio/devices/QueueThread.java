@@ -44,8 +44,30 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
     /** One round of work after a wake-up; returns when there is nothing more to do for now. */
     abstract void serve(DescriptorChain chain) throws VirtqueueException;
 
+    /** The poller that serves this queue instead of its own thread ({@link #drivenBy}), or null. */
+    private Poller poller;
+
+    /**
+     * Has {@code p} serve this queue, among others, by polling, instead of a thread of its own; before
+     * {@link #start()}. A request queue with requests in flight ({@link AsyncWorker}) polls in its engine instead.
+     */
+    public final void drivenBy(Poller p) {
+        if (this instanceof AsyncWorker) {
+            throw new IllegalArgumentException("a request queue polls in its engine (pollNanos), not in a Poller");
+        }
+        this.poller = p;
+    }
+
     public final void start() {
-        thread.start();
+        if (poller != null) {
+            try {
+                poller.add(this);
+            } catch (Exception e) {
+                failure.needsReset("queue " + queue.index() + " could not start: " + e);
+            }
+        } else {
+            thread.start();
+        }
     }
 
     /** A notification (new buffers) or new data: run {@link #serve} again. Allocation-free, never blocks. */
@@ -58,7 +80,12 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
 
     /** Ends {@link #await()}; any thread, never blocks. */
     void signal() {
-        LockSupport.unpark(thread);
+        Poller p = poller;
+        if (p != null) {
+            p.wake();
+        } else {
+            LockSupport.unpark(thread);
+        }
     }
 
     /** Sleeps until {@link #signal()} (or spuriously). */
@@ -86,6 +113,10 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
      */
     public final void stop() {
         running = false;
+        if (poller != null) {
+            poller.remove(this);
+            return;
+        }
         signal();
         if (Thread.currentThread() != thread) {
             try {
@@ -104,6 +135,39 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
 
     final boolean woken() {
         return woken.get();
+    }
+
+    final void clearWoken() {
+        woken.set(false);
+    }
+
+    /**
+     * One round for a {@link Poller}: what is there now, with the driver's notifications off; true if it did
+     * anything. Never sleeps.
+     */
+    boolean poll(DescriptorChain chain) throws VirtqueueException {
+        throw new UnsupportedOperationException(getClass().getSimpleName() + " is not polled");
+    }
+
+    /**
+     * Before its {@link Poller} sleeps: asks the driver for the notifications that must wake it; true when
+     * there is work already (the poller then does not sleep).
+     */
+    boolean arm() throws VirtqueueException {
+        return queue.enableNotifications();
+    }
+
+    /** An error another thread handed over ({@link #failLater}), thrown on the serving thread. */
+    final void throwDeferred() throws VirtqueueException {
+        VirtqueueException d = deferred;
+        if (d != null) {
+            throw d;
+        }
+    }
+
+    /** The queue broke on its poller: NEEDS_RESET, as on its own thread. */
+    final void failed(String reason) {
+        failure.needsReset(reason);
     }
 
     final boolean running() {

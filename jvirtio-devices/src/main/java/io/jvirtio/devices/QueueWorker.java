@@ -34,4 +34,20 @@ public final class QueueWorker extends QueueThread {
             flush();
         } while (running() && queue.enableNotifications());
     }
+
+    @Override
+    boolean poll(DescriptorChain chain) throws VirtqueueException {
+        queue.disableNotifications();
+        int n = 0;
+        while (running() && queue.pop(chain)) {
+            queue.addUsed(chain, handler.handle(chain));
+            if (++n % BATCH == 0) {
+                flush();
+            }
+        }
+        if (n % BATCH != 0) {
+            flush();
+        }
+        return n > 0;
+    }
 }

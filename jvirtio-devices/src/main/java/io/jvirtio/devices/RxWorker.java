@@ -109,6 +109,58 @@ public final class RxWorker extends QueueThread {
         }
     }
 
+    /**
+     * The ring starts quiet: the driver adding receive buffers is no reason to wake anyone while nothing waits
+     * for them (a producer delivering directly finds them; data that waits asks for a kick then). A ring left
+     * with notifications on gets a kick for every buffer the driver adds — a syscall on its side, a wake-up here.
+     */
+    @Override
+    void begin() {
+        while (!owner.compareAndSet(FREE, WORKER)) {
+            Thread.yield();
+        }
+        try {
+            queue.disableNotifications();
+        } finally {
+            owner.set(FREE);
+        }
+    }
+
+    @Override
+    boolean poll(DescriptorChain chain) throws VirtqueueException {
+        if (!source.hasPending()) {
+            return false;
+        }
+        if (!owner.compareAndSet(FREE, WORKER)) {
+            return true; // a producer is delivering: there is work, come back next round
+        }
+        try {
+            queue.disableNotifications();
+            int n = 0;
+            while (running() && source.hasPending() && queue.pop(chain)) {
+                int written = source.fill(chain, queue);
+                if (written >= 0) {
+                    queue.addUsed(chain, written);
+                }
+                if (++n % BATCH == 0) {
+                    flush();
+                }
+            }
+            if (n % BATCH != 0) {
+                flush();
+            }
+            return n > 0;
+        } finally {
+            owner.set(FREE);
+        }
+    }
+
+    /** Data waiting for buffers needs a kick when the driver adds some; data arriving wakes the poller itself. */
+    @Override
+    boolean arm() throws VirtqueueException {
+        return source.hasPending() && queue.enableNotifications();
+    }
+
     /** Once this thread ends nobody serves the ring: a producer inside finishes first, none comes after. */
     @Override
     void end(boolean broken) {

@@ -58,6 +58,8 @@ public final class NetDevice extends QueueDevice {
     private volatile long receiveFeatures;
     private volatile int activePairs = 1;
     private final RxFilter filter;
+    /** Serves the pairs' queues by polling instead of a thread each ({@link #pollWith}); null: threads. */
+    private volatile io.jvirtio.devices.Poller poller;
 
     public final AtomicLong rxFrames = new AtomicLong();
     public final AtomicLong txFrames = new AtomicLong();
@@ -204,12 +206,28 @@ public final class NetDevice extends QueueDevice {
         if (pair >= (Feature.NET_MQ.isSet(features) ? maxPairs : 1)) {
             return null; // a queue the negotiated features do not give the device
         }
+        QueueThread t;
         if (index % 2 == 0) {
             RxWorker rx = receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair], index), ctx);
             pairs[pair].receiver = rx;
-            return rx;
+            t = rx;
+        } else {
+            t = requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
         }
-        return requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
+        io.jvirtio.devices.Poller p = poller;
+        if (p != null) {
+            t.drivenBy(p);
+        }
+        return t;
+    }
+
+    /**
+     * Has {@code p} serve this NIC's receive and transmit queues by busy-polling, with other NICs' (the
+     * DPDK model for a dedicated core), from the next time they start; the control queue keeps its thread.
+     */
+    public NetDevice pollWith(io.jvirtio.devices.Poller p) {
+        this.poller = p;
+        return this;
     }
 
     @Override

@@ -264,14 +264,7 @@ public final class VirtualSwitch {
             return;
         }
         finished.incrementAndGet();
-        boolean plain = !to.header;
-        if (!SoftwareOffload.finish(frame, length, SCRATCHES.get(), (b, n) -> {
-            if (plain) {
-                r.receive(b.asSlice(io.jvirtio.core.spec.Net.HDR_SIZE), n - io.jvirtio.core.spec.Net.HDR_SIZE);
-            } else {
-                r.receive(b, n);
-            }
-        })) {
+        if (!SoftwareOffload.finish(frame, length, SCRATCHES.get(), to)) {
             refused.incrementAndGet();
         }
     }
@@ -282,7 +275,8 @@ public final class VirtualSwitch {
                 || frame.get(ValueLayout.JAVA_BYTE, io.jvirtio.core.spec.Net.HDR_GSO_TYPE) != 0;
     }
 
-    private final class Port implements NetBackend {
+    /** A port: a backend for its NIC, and where frames finished in software for it go ({@link #frame}). */
+    private final class Port implements NetBackend, SoftwareOffload.Sink {
         final boolean header;
         volatile Receiver receiver;
         /** What this port's receiver takes (GUEST_* features); until told, nothing: everything is finished. */
@@ -305,6 +299,21 @@ public final class VirtualSwitch {
         @Override
         public long offloads() {
             return header ? OFFLOADS : 0;
+        }
+
+        /** A frame finished for this port: behind its header-that-asks-nothing, or without it for a plain port. */
+        @Override
+        public void frame(MemorySegment buffer, long length) {
+            Receiver r = receiver;
+            if (r == null) {
+                return;
+            }
+            int h = io.jvirtio.core.spec.Net.HDR_SIZE;
+            if (header) {
+                r.receive(buffer, length);
+            } else {
+                r.receive(buffer.asSlice(h), length - h); // plain ports: the responder, links without the header
+            }
         }
 
         @Override

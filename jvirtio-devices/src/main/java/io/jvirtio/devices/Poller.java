@@ -1,0 +1,159 @@
+package io.jvirtio.devices;
+
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.VirtqueueException;
+
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * One thread serving many queues by busy-polling their rings — the model of DPDK's lcores and SPDK's reactors,
+ * for users who dedicate a core: while there is work the driver is asked for no notifications and the thread
+ * never sleeps, so a frame costs neither a kick (an eventfd write by the driver) nor a wake-up (a futex and a
+ * context switch here), and the queues of several NICs share one thread instead of taking turns on a CPU.
+ * After {@code pollNanos} without work it asks every queue for notifications again and sleeps until one comes
+ * ({@link QueueThread#wake()}).
+ *
+ * <p>Each queue is served by this thread alone, one at a time, as its own thread would serve it: a queue that
+ * stops ({@link QueueThread#stop()}) is let go between two rounds, after which the poller no longer touches it.
+ */
+public final class Poller implements AutoCloseable {
+    private final long pollNanos;
+    private final CopyOnWriteArrayList<QueueThread> queues = new CopyOnWriteArrayList<>();
+    private final Thread thread;
+    private volatile boolean sleeping;
+    private volatile boolean open = true;
+
+    /** A poller thread named {@code name} that spins {@code pollNanos} without work before sleeping. */
+    public Poller(String name, long pollNanos) {
+        if (pollNanos <= 0) {
+            throw new IllegalArgumentException("poll time " + pollNanos + " ns must be positive");
+        }
+        this.pollNanos = pollNanos;
+        this.thread = Thread.ofPlatform().name(name).daemon().start(this::run);
+    }
+
+    public long pollNanos() {
+        return pollNanos;
+    }
+
+    /** Queues being served now. */
+    public int queueCount() {
+        return queues.size();
+    }
+
+    void add(QueueThread q) throws Exception {
+        q.begin(); // on the starting thread: nothing serves the queue yet
+        queues.add(q);
+        wake();
+    }
+
+    /** Waits until the poller let {@code q} go: it is inside none of its methods and will not be again. */
+    void remove(QueueThread q) {
+        wake();
+        if (Thread.currentThread() == thread) {
+            release(q);
+            return;
+        }
+        long deadline = System.nanoTime() + QueueThread.STOP_TIMEOUT_MS * 1_000_000L;
+        while (queues.contains(q) && System.nanoTime() < deadline && thread.isAlive()) {
+            Thread.onSpinWait();
+            wake();
+        }
+        if (queues.contains(q)) {
+            System.getLogger(Poller.class.getName()).log(System.Logger.Level.ERROR,
+                    "{0} did not let its queue go within {1} ms", thread.getName(), QueueThread.STOP_TIMEOUT_MS);
+        }
+    }
+
+    /** A queue has work (a kick, data for it): ends the poller's sleep, if it sleeps. Never blocks. */
+    void wake() {
+        if (sleeping) {
+            LockSupport.unpark(thread);
+        }
+    }
+
+    private void release(QueueThread q) {
+        if (queues.remove(q)) {
+            q.end(false);
+        }
+    }
+
+    private void run() {
+        DescriptorChain chain = new DescriptorChain();
+        long idleSince = System.nanoTime();
+        while (open) {
+            boolean work = false;
+            for (QueueThread q : queues) {
+                if (!q.running()) {
+                    release(q);
+                    continue;
+                }
+                work |= pollOne(q, chain);
+            }
+            if (work) {
+                idleSince = System.nanoTime();
+            } else if (System.nanoTime() - idleSince >= pollNanos) {
+                sleep();
+                idleSince = System.nanoTime();
+            } else {
+                Thread.onSpinWait();
+            }
+        }
+        for (QueueThread q : queues) {
+            release(q);
+        }
+    }
+
+    /** One round of {@code q}: true if it did anything. A broken ring stops that queue alone (NEEDS_RESET). */
+    private boolean pollOne(QueueThread q, DescriptorChain chain) {
+        try {
+            q.throwDeferred();
+            q.clearWoken();
+            return q.poll(chain);
+        } catch (VirtqueueException e) {
+            q.failed(e.getMessage());
+        } catch (Throwable e) {
+            q.failed("queue " + q.queue.index() + " failed: " + e);
+        }
+        queues.remove(q);
+        q.end(true);
+        return false;
+    }
+
+    /**
+     * No work for {@code pollNanos}: every queue asks its driver for notifications; sleeps unless one of them
+     * already has work or was woken meanwhile (set {@code sleeping} first, look after: a waker that comes later
+     * sees it and unparks).
+     */
+    private void sleep() {
+        sleeping = true;
+        try {
+            boolean pending = false;
+            for (QueueThread q : queues) {
+                try {
+                    pending |= !q.running() || q.arm() || q.woken();
+                } catch (VirtqueueException e) {
+                    pending = true; // the next round reports it
+                }
+            }
+            if (!pending && open) {
+                LockSupport.park(this);
+            }
+        } finally {
+            sleeping = false;
+        }
+    }
+
+    /** Stops the thread once every queue has left (a device reset or close stops its queues first). */
+    @Override
+    public void close() {
+        open = false;
+        LockSupport.unpark(thread);
+        try {
+            thread.join(QueueThread.STOP_TIMEOUT_MS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.DeviceHarness;
+import io.jvirtio.devices.Poller;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * NICs whose queues one {@link Poller} serves: frames a driver makes available are sent without a kick while
+ * the poller spins, a poller that slept wakes for a kick, and a device reset lets every queue go.
+ */
+class PolledNicTest {
+    static final long FEATURES = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);
+    final List<DeviceHarness> harnesses = new ArrayList<>();
+    Poller poller;
+
+    @AfterEach
+    void tearDown() {
+        harnesses.forEach(DeviceHarness::close);
+        if (poller != null) {
+            poller.close();
+        }
+    }
+
+    DeviceHarness nic(VirtualSwitch sw, int n) throws Exception {
+        DeviceHarness h = new DeviceHarness(new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 9, 9, (byte) n}, 1)
+                .pollWith(poller), FEATURES);
+        harnesses.add(h);
+        return h;
+    }
+
+    static byte[] frame(int to, int from, int tag) {
+        byte[] p = new byte[12 + 60];
+        byte[] dst = {0x52, 0x54, 0, 9, 9, (byte) to};
+        byte[] src = {0x52, 0x54, 0, 9, 9, (byte) from};
+        System.arraycopy(dst, 0, p, 12, 6);
+        System.arraycopy(src, 0, p, 18, 6);
+        p[24] = 0x08;
+        p[30] = (byte) tag;
+        return p;
+    }
+
+    /** Makes {@code frames} available on the transmit queue, kicking or not; the tokens come back as used. */
+    static void transmit(DeviceHarness h, List<byte[]> frames, boolean kick) throws Exception {
+        DriverQueue<Object> tx = h.queues.get(1);
+        for (byte[] f : frames) {
+            long buf = h.alloc.allocate(f.length, 8);
+            h.memory.write(buf, f, 0, f.length);
+            assertThat(tx.addBuf(new Scatterlist().addReadable(buf, f.length), buf)).isTrue();
+        }
+        if (kick) {
+            tx.kick();
+        }
+    }
+
+    /** Tags of the frames {@code h}'s driver receives within {@code ms}, with {@code buffers} buffers posted. */
+    static List<Integer> receive(DeviceHarness h, int buffers, int expected, long ms) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        for (int i = 0; i < buffers; i++) {
+            long buf = h.alloc.allocate(2048, 8);
+            rx.addInBuf(buf, 2048, buf);
+        }
+        rx.kick();
+        List<Integer> tags = new ArrayList<>();
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ms);
+        while (tags.size() < expected && System.nanoTime() < deadline) {
+            Object t = rx.getBuf();
+            if (t == null) {
+                Thread.sleep(1);
+                continue;
+            }
+            byte[] got = new byte[rx.lastLength()];
+            h.memory.read((Long) t, got, 0, got.length);
+            tags.add((int) got[30]);
+        }
+        return tags;
+    }
+
+    @Test
+    void whileThePollerSpinsFramesLeaveWithoutAKick() throws Exception {
+        poller = new Poller("test-poller", TimeUnit.SECONDS.toNanos(30)); // never sleeps during the test
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness a = nic(sw, 1);
+        DeviceHarness b = nic(sw, 2);
+        assertThat(poller.queueCount()).as("both NICs' receive and transmit queues").isEqualTo(4);
+        List<Integer> got = new ArrayList<>();
+        Thread.ofPlatform().start(() -> {
+            try {
+                got.addAll(receive(b, 16, 8, 5000));
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        Thread.sleep(200); // b's buffers posted
+        List<byte[]> frames = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            frames.add(frame(2, 1, i));
+        }
+        transmit(a, frames, false);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (got.size() < 8 && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(got).as("polled, not kicked: every frame, in order").containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+    }
+
+    @Test
+    void aPollerThatSleptWakesForAKickAndAResetLetsItsQueuesGo() throws Exception {
+        poller = new Poller("test-poller", TimeUnit.MICROSECONDS.toNanos(200));
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness a = nic(sw, 1);
+        DeviceHarness b = nic(sw, 2);
+        Thread.sleep(100); // long past 200 µs without work: asleep, notifications on
+        transmit(a, List.of(frame(2, 1, 5)), true);
+        assertThat(receive(b, 4, 1, 5000)).containsExactly(5);
+        a.close();
+        harnesses.remove(a);
+        assertThat(poller.queueCount()).as("a's queues let go at its reset").isEqualTo(2);
+        b.close();
+        harnesses.remove(b);
+        assertThat(poller.queueCount()).isZero();
+    }
+}
