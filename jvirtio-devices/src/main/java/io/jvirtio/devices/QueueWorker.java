@@ -24,20 +24,18 @@ public final class QueueWorker extends QueueThread {
     void serve(DescriptorChain chain) throws VirtqueueException {
         do {
             queue.disableNotifications();
-            int n = 0;
-            while (running() && queue.pop(chain)) {
-                queue.addUsed(chain, handler.handle(chain));
-                if (++n % BATCH == 0) {
-                    flush();
-                }
-            }
-            flush();
+            handleAvailable(chain);
         } while (running() && queue.enableNotifications());
     }
 
     @Override
     boolean poll(DescriptorChain chain) throws VirtqueueException {
         queue.disableNotifications();
+        return handleAvailable(chain) > 0;
+    }
+
+    /** Handles every chain the driver made available, publishing in batches; returns how many. */
+    private int handleAvailable(DescriptorChain chain) throws VirtqueueException {
         int n = 0;
         while (running() && queue.pop(chain)) {
             queue.addUsed(chain, handler.handle(chain));
@@ -48,6 +46,6 @@ public final class QueueWorker extends QueueThread {
         if (n % BATCH != 0) {
             flush();
         }
-        return n > 0;
+        return n;
     }
 }

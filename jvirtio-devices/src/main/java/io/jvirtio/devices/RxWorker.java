@@ -136,20 +136,7 @@ public final class RxWorker extends QueueThread {
         }
         try {
             queue.disableNotifications();
-            int n = 0;
-            while (running() && source.hasPending() && queue.pop(chain)) {
-                int written = source.fill(chain, queue);
-                if (written >= 0) {
-                    queue.addUsed(chain, written);
-                }
-                if (++n % BATCH == 0) {
-                    flush();
-                }
-            }
-            if (n % BATCH != 0) {
-                flush();
-            }
-            return n > 0;
+            return fillAvailable(chain) > 0;
         } finally {
             owner.set(FREE);
         }
@@ -172,21 +159,29 @@ public final class RxWorker extends QueueThread {
     private void serveOwned(DescriptorChain chain) throws VirtqueueException {
         while (running() && source.hasPending()) {
             queue.disableNotifications();
-            int n = 0;
-            while (running() && source.hasPending() && queue.pop(chain)) {
-                int written = source.fill(chain, queue);
-                if (written >= 0) {
-                    queue.addUsed(chain, written);
-                }
-                if (++n % BATCH == 0) {
-                    flush();
-                }
-            }
-            flush();
+            fillAvailable(chain);
             // Data waits but the ring is empty: ask for a kick, and re-check for the race.
             if (source.hasPending() && !queue.enableNotifications()) {
                 return;
             }
         }
+    }
+
+    /** Fills buffers while data waits and the driver offers them, publishing in batches; returns how many. */
+    private int fillAvailable(DescriptorChain chain) throws VirtqueueException {
+        int n = 0;
+        while (running() && source.hasPending() && queue.pop(chain)) {
+            int written = source.fill(chain, queue);
+            if (written >= 0) {
+                queue.addUsed(chain, written);
+            }
+            if (++n % BATCH == 0) {
+                flush();
+            }
+        }
+        if (n % BATCH != 0) {
+            flush();
+        }
+        return n;
     }
 }
