@@ -7,7 +7,9 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A tiny host on a {@link VirtualSwitch}: it answers ARP requests for its IPv4 address and ICMP echo
  * requests sent to it — enough for a guest to {@code ping} something behind a jvirtio NIC. (A test and
- * demo helper: it copies each ARP and IPv4 frame it looks at.)
+ * demo helper: it copies each ARP and IPv4 frame it looks at.) It sits on an offload port and takes every
+ * offload, so what the switch floods to it passes as it is, header and all: nothing is finished, sliced or
+ * copied for a frame it does not answer.
  */
 public final class Responder {
     private final NetBackend port;
@@ -22,15 +24,18 @@ public final class Responder {
         }
         this.mac = mac.clone();
         this.ip = ip.clone();
-        this.port = sw.port();
+        this.port = sw.offloadPort();
+        port.acceptOffloads(VirtualSwitch.OFFLOADS);
         int ipv4 = java.lang.foreign.MemorySegment.ofArray(this.ip).get(BE_INT, 0);
         port.connect((buffer, length) -> {
-            if (forUs(buffer, length, ipv4)) {
-                frame(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+            if (length > H && forUs(buffer, length, ipv4)) {
+                frame(buffer.asSlice(H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
             }
         });
     }
 
+    /** The virtio-net header in front of every frame on the port (ours: all zero, nothing asked). */
+    private static final int H = io.jvirtio.core.spec.Net.HDR_SIZE;
     private static final java.lang.foreign.ValueLayout.OfInt BE_INT =
             java.lang.foreign.ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.BIG_ENDIAN);
 
@@ -39,15 +44,15 @@ public final class Responder {
      * floods here (every frame to an unknown address) is passed over without a copy — nothing allocated.
      */
     private static boolean forUs(java.lang.foreign.MemorySegment f, long length, int ip) {
-        if (length < 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) != 0x08) {
+        if (length < H + 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 12) != 0x08) {
             return false;
         }
-        byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13);
+        byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 13);
         if (type == 0x06) {
-            return f.get(BE_INT, 38) == ip;                         // ARP target protocol address
+            return f.get(BE_INT, H + 38) == ip;                     // ARP target protocol address
         }
-        return type == 0x00 && f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 23) == 1 // ICMP
-                && f.get(BE_INT, 30) == ip;                          // IPv4 destination
+        return type == 0x00 && f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 23) == 1 // ICMP
+                && f.get(BE_INT, H + 30) == ip;                      // IPv4 destination
     }
 
     private void frame(byte[] f) {
@@ -63,12 +68,13 @@ public final class Responder {
     }
 
     private void arp(byte[] req) {
-        ByteBuffer b = ByteBuffer.allocate(60);
+        ByteBuffer b = ByteBuffer.allocate(H + 60);
+        b.position(H); // a header that asks nothing
         b.put(req, 6, 6).put(mac).putShort((short) 0x0806);
         b.putShort((short) 1).putShort((short) 0x0800).put((byte) 6).put((byte) 4).putShort((short) 2);
         b.put(mac).put(ip).put(req, 22, 6).put(req, 28, 4);
         arpReplies.incrementAndGet();
-        port.transmit(java.lang.foreign.MemorySegment.ofArray(b.array()), 60);
+        port.transmit(java.lang.foreign.MemorySegment.ofArray(b.array()), H + 60);
     }
 
     private void echo(byte[] req, int ihl) {
@@ -95,7 +101,9 @@ public final class Responder {
         r[icmp + 2] = (byte) (sum >> 8);
         r[icmp + 3] = (byte) sum;
         echoReplies.incrementAndGet();
-        port.transmit(java.lang.foreign.MemorySegment.ofArray(r), r.length);
+        byte[] withHeader = new byte[H + r.length]; // a header that asks nothing
+        System.arraycopy(r, 0, withHeader, H, r.length);
+        port.transmit(java.lang.foreign.MemorySegment.ofArray(withHeader), withHeader.length);
     }
 
     /** The Internet checksum (RFC 1071) of {@code len} bytes at {@code off}. */

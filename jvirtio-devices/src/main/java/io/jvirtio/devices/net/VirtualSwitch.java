@@ -1,5 +1,8 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.Net;
+
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
@@ -42,7 +45,7 @@ public final class VirtualSwitch {
     /** What an offload port offers its NIC: all the switch can pass on or finish in software. */
     public static final long OFFLOADS = TapBackend.OFFLOADS | TapBackend.USO;
     /** A header, the frame's headers, a segment of up to 64 KiB. */
-    private static final long SCRATCH = io.jvirtio.core.spec.Net.HDR_SIZE + 256 + 65536;
+    private static final long SCRATCH = Net.HDR_SIZE + 256 + 65536;
     /** Where each sending thread cuts segments for receivers that did not take them (made once per thread). */
     private static final ThreadLocal<MemorySegment> SCRATCHES =
             ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH, 64));
@@ -87,12 +90,11 @@ public final class VirtualSwitch {
     /** The GUEST_* offloads that mean, for a receiver, what the HOST_* ones of {@code offloads} mean for a link. */
     static long hostToGuest(long offloads) {
         long g = 0;
-        g |= io.jvirtio.core.spec.Feature.NET_CSUM.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_CSUM.mask() : 0;
-        g |= io.jvirtio.core.spec.Feature.NET_HOST_TSO4.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_TSO4.mask() : 0;
-        g |= io.jvirtio.core.spec.Feature.NET_HOST_TSO6.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_TSO6.mask() : 0;
-        g |= io.jvirtio.core.spec.Feature.NET_HOST_ECN.isSet(offloads) ? io.jvirtio.core.spec.Feature.NET_GUEST_ECN.mask() : 0;
-        g |= io.jvirtio.core.spec.Feature.NET_HOST_USO.isSet(offloads)
-                ? io.jvirtio.core.spec.Feature.maskOf(io.jvirtio.core.spec.Feature.NET_GUEST_USO4, io.jvirtio.core.spec.Feature.NET_GUEST_USO6) : 0;
+        g |= Feature.NET_CSUM.isSet(offloads) ? Feature.NET_GUEST_CSUM.mask() : 0;
+        g |= Feature.NET_HOST_TSO4.isSet(offloads) ? Feature.NET_GUEST_TSO4.mask() : 0;
+        g |= Feature.NET_HOST_TSO6.isSet(offloads) ? Feature.NET_GUEST_TSO6.mask() : 0;
+        g |= Feature.NET_HOST_ECN.isSet(offloads) ? Feature.NET_GUEST_ECN.mask() : 0;
+        g |= Feature.NET_HOST_USO.isSet(offloads) ? Feature.maskOf(Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6) : 0;
         return g;
     }
 
@@ -205,7 +207,7 @@ public final class VirtualSwitch {
     }
 
     private void switchFrame(Port from, MemorySegment frame, long length) {
-        int h = from.header ? io.jvirtio.core.spec.Net.HDR_SIZE : 0;
+        int h = from.header ? Net.HDR_SIZE : 0;
         if (length < h + 14) {
             return;
         }
@@ -246,7 +248,7 @@ public final class VirtualSwitch {
                 // a plain frame to a header port: behind a header that asks nothing (a copy; plain ports are
                 // the responder and links without the header, never the guest-to-guest path)
                 MemorySegment s = SCRATCHES.get();
-                int h = io.jvirtio.core.spec.Net.HDR_SIZE;
+                int h = Net.HDR_SIZE;
                 if (length + h <= s.byteSize()) {
                     s.asSlice(0, h).fill((byte) 0);
                     MemorySegment.copy(frame, 0, s, h, length);
@@ -260,7 +262,7 @@ public final class VirtualSwitch {
             return;
         }
         if (!to.header && !asksAnything(frame)) {
-            r.receive(frame.asSlice(io.jvirtio.core.spec.Net.HDR_SIZE), length - io.jvirtio.core.spec.Net.HDR_SIZE);
+            r.receive(frame.asSlice(Net.HDR_SIZE), length - Net.HDR_SIZE);
             return;
         }
         finished.incrementAndGet();
@@ -271,8 +273,8 @@ public final class VirtualSwitch {
 
     /** Whether the header in front of {@code frame} asks for a checksum or a segment. */
     private static boolean asksAnything(MemorySegment frame) {
-        return (frame.get(ValueLayout.JAVA_BYTE, io.jvirtio.core.spec.Net.HDR_FLAGS) & Offloads.HDR_F_NEEDS_CSUM) != 0
-                || frame.get(ValueLayout.JAVA_BYTE, io.jvirtio.core.spec.Net.HDR_GSO_TYPE) != 0;
+        return (frame.get(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS) & Offloads.HDR_F_NEEDS_CSUM) != 0
+                || frame.get(ValueLayout.JAVA_BYTE, Net.HDR_GSO_TYPE) != 0;
     }
 
     /** A port: a backend for its NIC, and where frames finished in software for it go ({@link #frame}). */
@@ -308,7 +310,7 @@ public final class VirtualSwitch {
             if (r == null) {
                 return;
             }
-            int h = io.jvirtio.core.spec.Net.HDR_SIZE;
+            int h = Net.HDR_SIZE;
             if (header) {
                 r.receive(buffer, length);
             } else {
