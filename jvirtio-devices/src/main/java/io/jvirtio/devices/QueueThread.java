@@ -58,6 +58,11 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         this.poller = p;
     }
 
+    /** Whether a {@link Poller} serves this queue. */
+    final boolean polled() {
+        return poller != null;
+    }
+
     public final void start() {
         if (poller != null) {
             try {
