@@ -250,7 +250,8 @@ public final class VirtualSwitch {
                 MemorySegment s = SCRATCHES.get();
                 int h = Net.HDR_SIZE;
                 if (length + h <= s.byteSize()) {
-                    s.asSlice(0, h).fill((byte) 0);
+                    s.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0L); // a header that asks nothing
+                    s.set(ValueLayout.JAVA_INT_UNALIGNED, 8, 0);
                     MemorySegment.copy(frame, 0, s, h, length);
                     r.receive(s, length + h);
                 }

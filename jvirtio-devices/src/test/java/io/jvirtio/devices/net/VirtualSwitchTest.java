@@ -90,12 +90,12 @@ class VirtualSwitchTest {
             org.junit.jupiter.api.Assumptions.abort("SKIPPED: no per-thread allocation counters here: " + e);
             return;
         }
-        for (int warm = 0; warm < 20_000; warm++) {
+        for (int warm = 0; warm < 100_000; warm++) { // long enough for C2 on a busy machine
             one.transmit(f, h + 60);
             two.transmit(f, h + 60);
         }
-        long best = Long.MAX_VALUE; // the best of three rounds: a JIT recompilation may allocate once
-        for (int round = 0; round < 3; round++) {
+        long best = Long.MAX_VALUE; // the best of five rounds: a JIT recompilation may allocate meanwhile
+        for (int round = 0; round < 5; round++) {
             long before = (long) allocatedBytes.invoke(mx);
             for (int i = 0; i < 100_000; i++) {
                 one.transmit(f, h + 60);  // source 1 behind port one...
@@ -103,7 +103,7 @@ class VirtualSwitchTest {
             }
             best = Math.min(best, (long) allocatedBytes.invoke(mx) - before);
         }
-        assertThat(seen[0] + seen[1]).isEqualTo(40_000 + 600_000);
+        assertThat(seen[0] + seen[1]).isEqualTo(200_000 + 1_000_000);
         assertThat(best).as("bytes allocated for 200,000 frames").isLessThan(10_000);
         assertThat(host.echoReplies.get() + host.arpReplies.get()).isZero();
     }
