@@ -28,6 +28,11 @@ final class SoftwareOffload {
     static final int ETH_P_8021Q = 0x8100;
     static final int IPPROTO_TCP = 6;
     static final int IPPROTO_UDP = 17;
+    /**
+     * The smallest gso_size cut: below it a 64 KiB segment would become thousands of frames — work a hostile
+     * driver could ask of every receiver (Linux's smallest TCP MSS is larger still).
+     */
+    static final int MIN_GSO_SIZE = 64;
     private static final int TCP_FIN = 0x01;
     private static final int TCP_PSH = 0x08;
     private static final int TCP_CWR = 0x80;
@@ -47,7 +52,8 @@ final class SoftwareOffload {
      * after the other in {@code scratch}.
      *
      * @return false when the header asks something the frame cannot hold (a checksum beyond its end, a segment
-     *         whose headers are not IPv4/IPv6 + TCP/UDP, gso_size 0): nothing was handed on
+     *         whose headers are not IPv4/IPv6 + TCP/UDP, gso_size below {@link #MIN_GSO_SIZE}): nothing was
+     *         handed on
      */
     static boolean finish(MemorySegment packet, long length, MemorySegment scratch, Sink out) {
         if (length < H + ETH_HLEN) {
@@ -89,7 +95,7 @@ final class SoftwareOffload {
             l3 += 4;
         }
         boolean v4 = etherType == Offloads.ETH_P_IP;
-        if (!v4 && etherType != Offloads.ETH_P_IPV6 || gsoSize == 0) {
+        if (!v4 && etherType != Offloads.ETH_P_IPV6 || gsoSize < MIN_GSO_SIZE) {
             return false;
         }
         int l4;

@@ -190,10 +190,11 @@ class SoftwareOffloadTest {
         beyond[6] = (byte) 0xf0; // csum_start past the end
         byte[] wrongFamily = packet(true, true, Offloads.GSO_TCPV4, 1000, 0x10, 0, 0, payload(3000));
         byte[] noSize = packet(false, true, Offloads.GSO_TCPV4, 0, 0x10, 0, 0, payload(3000));
+        byte[] tinySize = packet(false, true, Offloads.GSO_TCPV4, SoftwareOffload.MIN_GSO_SIZE - 1, 0x10, 0, 0, payload(3000));
         byte[] udpAsTcp = packet(false, true, Offloads.GSO_UDP_L4, 1000, 0x10, 0, 0, payload(3000));
         byte[] truncated = java.util.Arrays.copyOf(packet(false, true, Offloads.GSO_TCPV4, 1000, 0x10, 0, 0, payload(0)), 12 + 14 + 20 + 10);
         byte[] ufo = packet(false, false, 3, 1000, 0, 0, 0, payload(3000));
-        for (byte[] bad : List.of(beyond, wrongFamily, noSize, udpAsTcp, truncated, ufo)) {
+        for (byte[] bad : List.of(beyond, wrongFamily, noSize, tinySize, udpAsTcp, truncated, ufo)) {
             assertThat(finish(bad)).isFalse();
         }
         assertThat(out).isEmpty();
