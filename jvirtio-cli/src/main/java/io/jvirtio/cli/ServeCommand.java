@@ -151,9 +151,10 @@ final class ServeCommand implements Command {
             }
             Shared.Net net = shared.netIfAny();
             if (net != null) {
-                err.printf("net: %,d frames switched (%,d flooded), %,d ARP and %,d ping replies%n",
-                        net.sw().forwarded() + net.sw().flooded(), net.sw().flooded(), net.responder().arpReplies.get(),
-                        net.responder().echoReplies.get());
+                err.printf("net: %,d frames switched (%,d flooded, %,d finished in software for a receiver without"
+                                + " the offload, %,d refused), %,d ARP and %,d ping replies%n",
+                        net.sw().forwarded() + net.sw().flooded(), net.sw().flooded(), net.sw().finished(),
+                        net.sw().refused(), net.responder().arpReplies.get(), net.responder().echoReplies.get());
             }
         };
         Runnable shutdown = () -> {
