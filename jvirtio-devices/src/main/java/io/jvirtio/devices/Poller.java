@@ -3,7 +3,7 @@ package io.jvirtio.devices;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.VirtqueueException;
 
-import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.Arrays;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -19,7 +19,8 @@ import java.util.concurrent.locks.LockSupport;
  */
 public final class Poller implements AutoCloseable {
     private final long pollNanos;
-    private final CopyOnWriteArrayList<QueueThread> queues = new CopyOnWriteArrayList<>();
+    /** The queues served, replaced whole when one joins or leaves: a round reads it once, allocating nothing. */
+    private volatile QueueThread[] queues = new QueueThread[0];
     private final Thread thread;
     private volatile boolean sleeping;
     private volatile boolean open = true;
@@ -39,28 +40,45 @@ public final class Poller implements AutoCloseable {
 
     /** Queues being served now. */
     public int queueCount() {
-        return queues.size();
+        return queues.length;
     }
 
     void add(QueueThread q) throws Exception {
         q.begin(); // on the starting thread: nothing serves the queue yet
-        queues.add(q);
+        synchronized (this) {
+            QueueThread[] qs = Arrays.copyOf(queues, queues.length + 1);
+            qs[qs.length - 1] = q;
+            queues = qs;
+        }
         wake();
+    }
+
+    private boolean serves(QueueThread q) {
+        for (QueueThread x : queues) {
+            if (x == q) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private synchronized void drop(QueueThread q) {
+        queues = Arrays.stream(queues).filter(x -> x != q).toArray(QueueThread[]::new);
     }
 
     /** Waits until the poller let {@code q} go: it is inside none of its methods and will not be again. */
     void remove(QueueThread q) {
         wake();
         if (Thread.currentThread() == thread) {
-            release(q);
+            release(q, false);
             return;
         }
         long deadline = System.nanoTime() + QueueThread.STOP_TIMEOUT_MS * 1_000_000L;
-        while (queues.contains(q) && System.nanoTime() < deadline && thread.isAlive()) {
+        while (serves(q) && System.nanoTime() < deadline && thread.isAlive()) {
             Thread.onSpinWait();
             wake();
         }
-        if (queues.contains(q)) {
+        if (serves(q)) {
             System.getLogger(Poller.class.getName()).log(System.Logger.Level.ERROR,
                     "{0} did not let its queue go within {1} ms", thread.getName(), QueueThread.STOP_TIMEOUT_MS);
         }
@@ -73,9 +91,11 @@ public final class Poller implements AutoCloseable {
         }
     }
 
-    private void release(QueueThread q) {
-        if (queues.remove(q)) {
-            q.end(false);
+    /** Ends {@code q} on this thread, then lets it go: whoever waits in {@link #remove} returns after its end. */
+    private void release(QueueThread q, boolean broken) {
+        if (serves(q)) {
+            q.end(broken);
+            drop(q);
         }
     }
 
@@ -86,7 +106,7 @@ public final class Poller implements AutoCloseable {
             boolean work = false;
             for (QueueThread q : queues) {
                 if (!q.running()) {
-                    release(q);
+                    release(q, false);
                     continue;
                 }
                 work |= pollOne(q, chain);
@@ -101,7 +121,7 @@ public final class Poller implements AutoCloseable {
             }
         }
         for (QueueThread q : queues) {
-            release(q);
+            release(q, false);
         }
     }
 
@@ -116,8 +136,7 @@ public final class Poller implements AutoCloseable {
         } catch (Throwable e) {
             q.failed("queue " + q.queue.index() + " failed: " + e);
         }
-        queues.remove(q);
-        q.end(true);
+        release(q, true);
         return false;
     }
 

@@ -76,12 +76,12 @@ public final class RxWorker extends QueueThread {
      *         then reports the error and stops).
      */
     public boolean tryDeliver(MemorySegment data, long length) {
-        DirectSource d = directSource;
         if (polled()) {
             // a poller serves this ring with the others: queued, the frames reach the driver in batches, one used
             // index update for many — cheaper than a publish per frame (the loop 1.4–3× in side-by-side runs)
             return false;
         }
+        DirectSource d = directSource;
         if (d == null || !owner.compareAndSet(FREE, PRODUCER)) {
             return false;
         }
@@ -137,15 +137,9 @@ public final class RxWorker extends QueueThread {
         if (!source.hasPending()) {
             return false;
         }
-        if (!owner.compareAndSet(FREE, WORKER)) {
-            return true; // a producer is delivering: there is work, come back next round
-        }
-        try {
-            queue.disableNotifications();
-            return fillAvailable(chain) > 0;
-        } finally {
-            owner.set(FREE);
-        }
+        // no producer delivers into a polled ring (tryDeliver refuses): the poller owns it without asking
+        queue.disableNotifications();
+        return fillAvailable(chain) > 0;
     }
 
     /** Data waiting for buffers needs a kick when the driver adds some; data arriving wakes the poller itself. */
