@@ -3,6 +3,8 @@
 # vhost PMD (testpmd net_vhost), both driven by DPDK's own front-end, testpmd's net_virtio_user, polling.
 #   one-way  the front-end sends (txonly) and the back-end takes every frame: jvirtio's switch with one port,
 #            testpmd's net_vhost in rxonly
+#   one-way-rx  the other direction: the back-end sends and the front-end receives (rxonly): jvirtio's
+#            switch with its traffic source (serve net --generate SIZE), testpmd's net_vhost in txonly
 #   loop     two virtio_user ports on one front-end testpmd in io forwarding, frames injected with
 #            "start tx_first 8" and looping port 0 -> back-end -> port 1 -> back-end -> port 0: jvirtio's switch
 #            between two ports, or two net_vhost ports in io forwarding
@@ -10,6 +12,8 @@
 # median kept, in million packets per second. The front-end's forwarding lcore runs on CPU 0, the back-end on
 # CPU 1: DPDK's lcore, or every thread of jvirtio's JVM (taskset). Two seconds of quiet between runs, for the
 # last one's teardown.
+#
+# Each run measures SECONDS after WARM (default 3) seconds of the same traffic.
 #
 # Usage: bench/net-side-by-side.sh [runs] [seconds]      (root: installs dpdk and dpdk-dev)
 #        SIZES="64" bench/net-side-by-side.sh 3 5       (frame sizes, default "64 1518")
@@ -22,6 +26,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$here/scripts/env.sh"
 runs="${1:-3}"
 secs="${2:-5}"
+warm="${WARM:-3}"
 sizes="${SIZES:-64 1518}"
 work="${WORK:-/var/tmp/jvirtio-bench/net}"
 mkdir -p "$work"
@@ -45,12 +50,12 @@ stop_server() {
 trap stop_server EXIT
 await_socket() { for _ in $(seq 300); do [[ -S "$1" ]] && return; sleep 0.1; done; echo "no socket $1" >&2; exit 1; }
 # DPDK's back-end: testpmd with net_vhost ports, waiting on stdin until the front-end is done
-start_dpdk() { # mode ports
+start_dpdk() { # mode ports [frame size]
   local vdevs=() i
   for ((i = 0; i < $2; i++)); do vdevs+=(--vdev "net_vhost$i,iface=$work/b$i.sock,queues=1"); done
   mkfifo "$work/back.in" 2>/dev/null || true
   stdbuf -oL dpdk-testpmd --lcores 0@1,1@1 --no-pci --no-huge -m 1024 --file-prefix=jvback "${vdevs[@]}" -- \
-    --forward-mode="$1" --auto-start --total-num-mbufs=65536 <"$work/back.in" >"$work/back.log" 2>&1 &
+    --forward-mode="$1" --txpkts="${3:-64}" --auto-start --total-num-mbufs=65536 <"$work/back.in" >"$work/back.log" 2>&1 &
   server=$!
   back_kind=dpdk
   exec 7>"$work/back.in"
@@ -73,7 +78,9 @@ stop_back() {
   back_kind=""
   stop_server
 }
-# The front-end: testpmd with virtio_user ports, scripted through its interactive prompt; prints Mpps
+# The front-end: testpmd with virtio_user ports, scripted through its interactive prompt; prints Mpps over
+# SECONDS after WARM seconds of the same traffic (port statistics before and after): the steady rate, not
+# the back-end's start — a JVM compiles its hot paths in the first seconds, DPDK's C needs no warm-up
 front() { # mode packed size socket... (one port per socket)
   local mode=$1 packed=$2 size=$3 vdevs=() i=0 sock
   shift 3
@@ -83,16 +90,19 @@ front() { # mode packed size socket... (one port per socket)
   done
   local start="start"
   [[ $mode == io ]] && start="start tx_first 8"
-  { echo "$start"; sleep "$secs"; echo "stop"; sleep 1; echo "quit"; } |
+  { echo "$start"; sleep "$warm"; echo "show port stats all"; sleep "$secs"; echo "show port stats all"; echo "stop";
+    sleep 1; echo "quit"; } |
     stdbuf -oL dpdk-testpmd --lcores 2@1,3@0 --no-pci --no-huge -m 1024 --file-prefix=jvfront "${vdevs[@]}" -- -i \
       --forward-mode="$mode" --txpkts="$size" --total-num-mbufs=65536 2>&1 | python3 -c '
 import re, sys
 out = sys.stdin.read()
-m = re.search(r"Accumulated forward statistics for all ports.*?RX-packets: (\d+).*?TX-packets: (\d+)", out, re.S)
-if not m:
+mode, secs, ports = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+snaps = re.findall(r"NIC statistics for port \d+.*?RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", out, re.S)
+if len(snaps) != 2 * ports:
     sys.exit("no statistics from testpmd:\n" + out[-3000:])
-rx, tx = int(m.group(1)), int(m.group(2))
-print("%.2f" % ((tx if sys.argv[1] == "txonly" else rx) / float(sys.argv[2]) / 1e6))' "$mode" "$secs"
+col = 1 if mode == "txonly" else 0
+count = lambda blocks: sum(int(b[col]) for b in blocks)
+print("%.2f" % ((count(snaps[ports:]) - count(snaps[:ports])) / secs / 1e6))' "$mode" "$secs" "$#"
 }
 median() { python3 -c 'import statistics, sys; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
@@ -100,19 +110,26 @@ results="$work/results.tsv"
 : >"$results"
 for size in $sizes; do
 for packed in ${RINGS:-0 1}; do
-  for shape in ${SHAPES:-one-way loop}; do
+  for shape in ${SHAPES:-one-way one-way-rx loop}; do
     for back in ${BACKS:-jvirtio jvirtio-poll dpdk}; do
       vals=()
       for ((r = 0; r < runs; r++)); do
         if [[ $back == dpdk ]]; then
-          if [[ $shape == one-way ]]; then start_dpdk rxonly 1; else start_dpdk io 2; fi
-        elif [[ $back == jvirtio-poll ]]; then
-          start_jvirtio "--poll-us ${POLL_US:-100}"   # polling mode: one thread serves every ring
+          case $shape in
+            one-way) start_dpdk rxonly 1 ;;
+            one-way-rx) start_dpdk txonly 1 "$size" ;;
+            *) start_dpdk io 2 ;;
+          esac
         else
-          start_jvirtio ""                            # interrupt mode: a thread per ring, woken by kicks
+          local_opts=""
+          [[ $back == jvirtio-poll ]] && local_opts="--poll-us ${POLL_US:-100}" # polling: one thread serves every ring
+          [[ $shape == one-way-rx ]] && local_opts="$local_opts --generate $size" # the switch's traffic source
+          start_jvirtio "$local_opts"  # without --poll-us: interrupt mode, a thread per ring woken by kicks
         fi
         if [[ $shape == one-way ]]; then
           v=$(front txonly "$packed" "$size" "$work/b0.sock")
+        elif [[ $shape == one-way-rx ]]; then
+          v=$(front rxonly "$packed" "$size" "$work/b0.sock")
         elif [[ $back == dpdk ]]; then
           v=$(front io "$packed" "$size" "$work/b0.sock" "$work/b1.sock")
         else
@@ -129,9 +146,9 @@ for packed in ${RINGS:-0 1}; do
 done
 done
 
-python3 - "$results" "$here/docs/benchmarks.md" "$here/docs/net-side-by-side.svg" "$runs" "$secs" <<'EOF'
+python3 - "$results" "$here/docs/benchmarks.md" "$here/docs/net-side-by-side.svg" "$runs" "$secs" "$warm" <<'EOF'
 import sys, collections, datetime
-results, doc_path, svg_path, runs, secs = sys.argv[1:]
+results, doc_path, svg_path, runs, secs, warm = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(results) if l.strip()]
 m = collections.defaultdict(dict)
 configs = []
@@ -141,6 +158,7 @@ for size, packed, shape, back, med, allv in rows:
         configs.append(key)
     m[key][back] = (float(med), allv)
 ring = lambda p: "packed" if p == "1" else "split"
+path = lambda s: {"one-way": "one way, front-end → back-end", "one-way-rx": "one way, back-end → front-end"}.get(s, s)
 lines = ["<!-- net-side-by-side:begin -->",
          "| frame | ring | path | jvirtio `serve net`, interrupts (Mpps) | jvirtio `--poll-us 100` (Mpps) "
          "| DPDK vhost PMD (Mpps) | ratio (best jvirtio / DPDK) | runs (interrupts / polling / DPDK) |",
@@ -149,11 +167,11 @@ for key in configs:
     size, packed, shape = key
     j, p, d = m[key].get("jvirtio", (0, "-")), m[key].get("jvirtio-poll", (0, "-")), m[key].get("dpdk", (0, "-"))
     best = max(j[0], p[0])
-    lines.append("| %s B | %s | %s | %.2f | %.2f | %.2f | %.2f× | %s / %s / %s |" % (size, ring(packed), shape, j[0], p[0],
+    lines.append("| %s B | %s | %s | %.2f | %.2f | %.2f | %.2f× | %s / %s / %s |" % (size, ring(packed), path(shape), j[0], p[0],
                  d[0], best / d[0] if d[0] else 0, j[1], p[1], d[1]))
 lines.append("")
-lines.append("`bench/net-side-by-side.sh %s %s` (%s): medians of %s runs of %s s, testpmd's net_virtio_user as the "
-             "front-end of both." % (runs, secs, datetime.date.today(), runs, secs))
+lines.append("`bench/net-side-by-side.sh %s %s` (%s): medians of %s runs of %s s each after %s s of warm-up, testpmd's "
+             "net_virtio_user as the front-end of both." % (runs, secs, datetime.date.today(), runs, secs, warm))
 lines.append("")
 lines.append("![Mpps by back-end](net-side-by-side.svg)")
 lines.append("<!-- net-side-by-side:end -->")
@@ -167,7 +185,7 @@ else:
 open(doc_path, "w").write(doc)
 
 # grouped bars: Mpps of both back-ends per configuration
-W, H, left, top, bottom = 860, 360, 50, 40, 90
+W, H, left, top, bottom = 1120, 360, 50, 40, 90
 gw = (W - left - 20) / len(configs)
 bw = gw * 0.24
 ymax = max(v[0] for key in configs for v in m[key].values()) * 1.1 or 1
@@ -190,7 +208,8 @@ for i, key in enumerate(configs):
                    % (x0 + k * bw, H - bottom - h, bw - 2, h, colors[back], back, v))
     size, packed, shape = key
     out.append('<text x="%.1f" y="%d" text-anchor="middle">%s B %s</text>' % (x0 + 1.5 * bw, H - bottom + 16, size, ring(packed)))
-    out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (x0 + 1.5 * bw, H - bottom + 30, shape))
+    label = {"one-way": "front→back", "one-way-rx": "back→front"}.get(shape, shape)
+    out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (x0 + 1.5 * bw, H - bottom + 30, label))
 for k, (back, name) in enumerate((("jvirtio", "jvirtio serve net"), ("jvirtio-poll", "jvirtio --poll-us 100"),
                                   ("dpdk", "DPDK vhost PMD (testpmd net_vhost)"))):
     x = left + k * 240

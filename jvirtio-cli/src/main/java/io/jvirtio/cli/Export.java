@@ -35,7 +35,7 @@ final class Export implements AutoCloseable {
     static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
             "threads", "poll-us", "nbd-reconnect");
     static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection", "queues",
-            "poll-us");
+            "poll-us", "generate");
     static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
 
     final String type;
@@ -120,19 +120,23 @@ final class Export implements AutoCloseable {
                 + (poller == null ? "" : ", queues polled by one thread (" + pollNanos / 1000 + " µs before sleeping)");
         String own = spec.get("tap-per-connection");
         if (own != null) {
-            if (spec.containsKey("tap") || spec.containsKey("ip")) {
+            if (spec.containsKey("tap") || spec.containsKey("ip") || spec.containsKey("generate")) {
                 throw new IllegalArgumentException("net export: tap-per-connection gives each guest its own TAP device,"
-                        + " without the switch: it does not go with tap= or ip=");
+                        + " without the switch: it does not go with tap=, ip= or generate=");
             }
             Shared.openTap(own).close(); // fail now, naming what is missing, rather than at each connection
-            Shared.Net net = shared.net(null, null);
+            Shared.Net net = shared.net(null, null, null, null);
             List<NetDevice> live = new CopyOnWriteArrayList<>();
             return new Export("net", path, connecting, () -> track(live, net.deviceOnOwnTap(own, pairs).pollWith(poller)), null,
                     List.of(), live, "vhost-user-net on " + path + queues + "; each guest gets its own TAP device " + own);
         }
-        Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"));
+        Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"), spec.get("generate"), poller);
         String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
                 + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
+        if (net.generator() != null) {
+            uplink += "; " + net.generator().frameBytes() + "-byte UDP frames are broadcast to every guest, as fast as they"
+                    + " take them";
+        }
         List<NetDevice> live = new CopyOnWriteArrayList<>();
         return new Export("net", path, connecting, () -> track(live, net.device(pairs).pollWith(poller)), null, List.of(), live,
                 "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink);
@@ -269,8 +273,8 @@ final class Export implements AutoCloseable {
                     continue;
                 }
                 Map<String, Object> c = new LinkedHashMap<>();
-                c.put("rx_frames", n.rxFrames.get());
-                c.put("tx_frames", n.txFrames.get());
+                c.put("rx_frames", n.rxFrames());
+                c.put("tx_frames", n.txFrames());
                 c.put("rx_dropped", n.rxDropped.get());
                 c.put("rx_filtered", n.rxFiltered.get());
                 c.put("tx_dropped", n.txDropped.get());
@@ -308,8 +312,8 @@ final class Export implements AutoCloseable {
             long out = 0;
             long dropped = 0;
             for (NetDevice n : nics) {
-                in += n.rxFrames.get();
-                out += n.txFrames.get();
+                in += n.rxFrames();
+                out += n.txFrames();
                 dropped += n.rxDropped.get() + n.txDropped.get();
             }
             b.append(String.format("; net: %,d frames to guests, %,d from them, %,d dropped", in, out, dropped));

@@ -27,7 +27,7 @@ final class ServeCommand implements Command {
                 Usage: jvirtio serve blk     (--socket PATH | --connect PATH) --image FILE [--readonly] [--queues N] [--cache MODE]
                                              [--aio ENGINE] [--poll-us N] [options]
                        jvirtio serve net     --socket PATH [--ip A.B.C.D] [--tap NAME | --tap-per-connection TEMPLATE]
-                                             [--queues N] [options]
+                                             [--queues N] [--poll-us N] [--generate BYTES] [options]
                        jvirtio serve console --socket PATH [options]
                        jvirtio serve rng     --socket PATH [options]
                        jvirtio serve --export TYPE,socket=PATH[,KEY=VALUE...] [--export ...] [options]
@@ -77,11 +77,15 @@ final class ServeCommand implements Command {
                           --poll-us N      one thread serves every NIC's queues by busy-polling their
                                            rings, sleeping after N µs without work (default 0: a thread
                                            per queue, woken by kicks); no kicks, no wake-ups, costs a core
+                          --generate BYTES a traffic source on the switch, as testpmd's txonly: IPv4/UDP
+                                           frames of BYTES (60..9014) broadcast to every guest as fast as
+                                           they take them, to measure a front-end's receive path (not
+                                           with --tap: the frames would flood the host)
                 console:  the guest's console is this process's stdin/stdout
                 Many devices in one process: one --export per device, each on its own socket (or
                 connect=PATH), with the keys of the options above: blk: image, readonly, queues, cache,
                 aio, threads, poll-us, nbd-reconnect; net: ip, tap (all net exports share one switch),
-                tap-per-connection, queues, poll-us. For
+                tap-per-connection, queues, poll-us, generate. For
                 example: --export blk,socket=/run/a.sock,image=a.img --export blk,socket=/run/b.sock,
                 image=b.img,cache=none --export net,socket=/run/n.sock. The control socket adds and
                 removes exports at run time (export-add, export-del).
@@ -108,7 +112,7 @@ final class ServeCommand implements Command {
         String type = exports ? null : args.getFirst();
         Options o = new Options(exports ? args : args.subList(1, args.size()), Set.of("--socket", "--connect", "--control",
                 "--image", "--queues", "--ip", "--tap", "--tap-per-connection", "--stats", "--cache", "--aio", "--threads",
-                "--poll-us", "--nbd-reconnect", "--export"), Set.of("--readonly"));
+                "--poll-us", "--nbd-reconnect", "--export", "--generate"), Set.of("--readonly"));
         if (o.help()) {
             out.print(usage());
             return 0;
@@ -155,6 +159,9 @@ final class ServeCommand implements Command {
                                 + " the offload, %,d refused), %,d ARP and %,d ping replies%n",
                         net.sw().forwarded() + net.sw().flooded(), net.sw().flooded(), net.sw().finished(),
                         net.sw().refused(), net.responder().arpReplies.get(), net.responder().echoReplies.get());
+                if (net.generator() != null) {
+                    err.printf("net: %,d frames of %d bytes generated%n", net.generator().sent(), net.generator().frameBytes());
+                }
             }
         };
         Runnable shutdown = () -> {
@@ -193,7 +200,7 @@ final class ServeCommand implements Command {
         Map<String, String> spec = new java.util.LinkedHashMap<>();
         spec.put("type", type);
         for (String key : List.of("socket", "connect", "image", "queues", "ip", "tap", "tap-per-connection", "cache", "aio",
-                "threads", "poll-us", "nbd-reconnect")) {
+                "threads", "poll-us", "nbd-reconnect", "generate")) {
             String v = o.value("--" + key);
             if (v != null) {
                 spec.put(key, v);

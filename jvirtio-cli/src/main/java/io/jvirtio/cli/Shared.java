@@ -3,6 +3,7 @@ package io.jvirtio.cli;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.devices.console.StreamBackend;
 import io.jvirtio.devices.net.NetDevice;
+import io.jvirtio.devices.net.PacketGenerator;
 import io.jvirtio.devices.net.Responder;
 import io.jvirtio.devices.net.TapBackend;
 import io.jvirtio.devices.net.VirtualSwitch;
@@ -19,10 +20,11 @@ final class Shared {
     private StreamBackend stdio;
 
     /**
-     * The process's switch; the first net export decides the responder's address and the host TAP device
-     * plugged into it, if any ({@code tap}: its name, null for none).
+     * The process's switch; the first net export decides the responder's address, the host TAP device
+     * plugged into it, if any ({@code tap}: its name, null for none), and the traffic source on it, if any
+     * ({@code generate}: its frame size in bytes, null for none).
      */
-    record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs, TapBackend tap) {
+    record Net(VirtualSwitch sw, Responder responder, String ip, AtomicInteger macs, TapBackend tap, PacketGenerator generator) {
         /** A NIC on the switch with {@code pairs} receive/transmit queue pairs (more than one: VIRTIO_NET_F_MQ). */
         NetDevice device(int pairs) {
             // an offload port: guests pass each other 64 KiB segments and partial checksums, finished in
@@ -44,8 +46,12 @@ final class Shared {
         }
     }
 
-    synchronized Net net(String ip, String tap) {
+    synchronized Net net(String ip, String tap, String generate, io.jvirtio.devices.Poller poller) {
         if (net == null) {
+            if (generate != null && tap != null) {
+                throw new IllegalArgumentException("generate=" + generate + " floods the switch with broadcast frames: not"
+                        + " with a host TAP device on it (tap=" + tap + ")");
+            }
             String address = ip == null ? "192.0.2.1" : ip;
             VirtualSwitch sw = new VirtualSwitch();
             Responder responder = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, parseIp(address));
@@ -54,7 +60,9 @@ final class Shared {
                 uplink = openTap(tap);
                 sw.attach(uplink);
             }
-            net = new Net(sw, responder, address, new AtomicInteger(1), uplink); // 52:54:00:4a:56:01: the responder
+            PacketGenerator generator = generate == null ? null : generator(sw, generate, poller);
+            // 52:54:00:4a:56:01: the responder; :02: the generator
+            net = new Net(sw, responder, address, new AtomicInteger(1), uplink, generator);
         } else {
             if (ip != null && !ip.equals(net.ip())) {
                 throw new IllegalArgumentException("ip=" + ip + ": the net exports of a process share one switch, whose host is "
@@ -64,8 +72,28 @@ final class Shared {
                 throw new IllegalArgumentException("tap=" + tap + ": the net exports of a process share one switch, "
                         + (net.tap() == null ? "made without a TAP device" : "whose TAP device is " + net.tap().name()));
             }
+            if (generate != null && (net.generator() == null || !generate.equals(String.valueOf(net.generator().frameBytes())))) {
+                throw new IllegalArgumentException("generate=" + generate + ": the net exports of a process share one switch, "
+                        + (net.generator() == null ? "made without a traffic source" : "whose traffic source sends "
+                        + net.generator().frameBytes() + "-byte frames"));
+            }
         }
         return net;
+    }
+
+    /** The traffic source of {@code generate=BYTES}, in the rounds of the NICs' poller if any; a bad size is named. */
+    private static PacketGenerator generator(VirtualSwitch sw, String bytes, io.jvirtio.devices.Poller poller) {
+        int n;
+        try {
+            n = Integer.parseInt(bytes);
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("generate '" + bytes + "' is not a frame size in bytes");
+        }
+        if (n < PacketGenerator.MIN_FRAME || n > PacketGenerator.MAX_FRAME) {
+            throw new IllegalArgumentException("generate " + n + ": a frame size is " + PacketGenerator.MIN_FRAME + ".."
+                    + PacketGenerator.MAX_FRAME + " bytes");
+        }
+        return new PacketGenerator(sw, n, 1, poller); // 1: the responder, not a receiver to send to
     }
 
     /** Opens a TAP device for the command line: a failure names the device and what it needs. */

@@ -66,6 +66,51 @@ class NetExportTest {
         }
     }
 
+    /**
+     * {@code generate=BYTES}: the switch's traffic source fills the guest's receive ring with its UDP broadcast, on a
+     * thread of its own or, with {@code poll-us}, in the poller's rounds.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"", ",poll-us=50"})
+    void aGeneratingSwitchSendsItsFramesToTheGuest(String polling, @TempDir Path dir) throws Exception {
+        Shared shared = new Shared();
+        try (Export export = Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=128" + polling), shared);
+             GuestMemory mem = GuestMemory.memfd(BASE, 16 << 20);
+             VhostUserFrontend fe = VhostUserFrontend.connect(dir.resolve("n.sock"), mem, new GuestAllocator(mem, BASE, 16 << 20))) {
+            assertThat(export.describe()).contains("128-byte UDP frames");
+            VirtioBus bus = new VirtioBus();
+            NetDriver driver = new NetDriver();
+            bus.registerDriver(driver);
+            bus.registerDevice(DeviceType.NET.id(), fe);
+            VirtioNet nic = driver.nics().getFirst();
+            for (int i = 0; i < 20; i++) {
+                byte[] f = nic.receive(5, TimeUnit.SECONDS);
+                assertThat(f).as("frame %d", i).isNotNull().hasSize(128);
+                assertThat(java.util.Arrays.copyOfRange(f, 0, 6)).as("broadcast").containsOnly((byte) -1);
+                assertThat(java.util.Arrays.copyOfRange(f, 6, 12)).containsExactly(0x52, 0x54, 0, 0x4a, 0x56, 2);
+                assertThat(f[23]).as("UDP").isEqualTo((byte) 17);
+            }
+            assertThat(shared.netIfAny().generator().sent()).isGreaterThanOrEqualTo(20);
+        } finally {
+            if (shared.netIfAny() != null) {
+                shared.netIfAny().generator().close();
+            }
+        }
+    }
+
+    @Test
+    void aGeneratorIsRefusedWithABadSizeOrBesideATapDevice(@TempDir Path dir) {
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=59"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("generate 59");
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=big"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("'big'");
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=64,tap=jvx0"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("tap=jvx0");
+    }
+
     @Test
     void queuesOutOfRangeAreRefusedNamingTheValue(@TempDir Path dir) {
         org.assertj.core.api.Assertions.assertThatThrownBy(() ->

@@ -24,6 +24,18 @@ public final class Poller implements AutoCloseable {
     private final Thread thread;
     private volatile boolean sleeping;
     private volatile boolean open = true;
+    /** Work of other kinds done in every round (a traffic source), replaced whole like {@link #queues}. */
+    private volatile Producer[] producers = new Producer[0];
+    /** Queues the poller wrote into while serving another ({@link #defer}), to publish after that one's round. */
+    private QueueThread[] deferred = new QueueThread[8];
+    private int deferredCount;
+
+    /** Work the poller does in each round besides its queues; on the poller's thread only. */
+    @FunctionalInterface
+    public interface Producer {
+        /** One round: true if it did anything (the poller then does not go to sleep). Never blocks. */
+        boolean produce();
+    }
 
     /** A poller thread named {@code name} that spins {@code pollNanos} without work before sleeping. */
     public Poller(String name, long pollNanos) {
@@ -51,6 +63,51 @@ public final class Poller implements AutoCloseable {
             queues = qs;
         }
         wake();
+    }
+
+    /** Runs {@code p} in every round from now on, until {@link #removeProducer}. */
+    public synchronized void addProducer(Producer p) {
+        Producer[] ps = Arrays.copyOf(producers, producers.length + 1);
+        ps[ps.length - 1] = p;
+        producers = ps;
+        wake();
+    }
+
+    /** Stops running {@code p}; it may still be inside its last round when this returns. */
+    public synchronized void removeProducer(Producer p) {
+        producers = Arrays.stream(producers).filter(x -> x != p).toArray(Producer[]::new);
+    }
+
+    /** Whether the calling thread is this poller's: the one that serves its queues. */
+    boolean isPollerThread() {
+        return Thread.currentThread() == thread;
+    }
+
+    /**
+     * {@code q}'s used elements, staged by the poller while serving another queue, are published (and the
+     * driver notified) once that queue's round ends: one update for the whole batch. Poller thread only.
+     */
+    void defer(QueueThread q) {
+        if (q.flushPending) {
+            return;
+        }
+        q.flushPending = true;
+        if (deferredCount == deferred.length) {
+            deferred = Arrays.copyOf(deferred, deferredCount * 2); // grows to the number of queues, once
+        }
+        deferred[deferredCount++] = q;
+    }
+
+    private void flushDeferred() {
+        for (int i = 0; i < deferredCount; i++) {
+            QueueThread q = deferred[i];
+            deferred[i] = null;
+            q.flushPending = false;
+            if (!q.failed()) {
+                q.flush();
+            }
+        }
+        deferredCount = 0;
     }
 
     private boolean serves(QueueThread q) {
@@ -91,9 +148,14 @@ public final class Poller implements AutoCloseable {
         }
     }
 
-    /** Ends {@code q} on this thread, then lets it go: whoever waits in {@link #remove} returns after its end. */
+    /**
+     * Ends {@code q} on this thread, then lets it go: whoever waits in {@link #remove} returns after its end.
+     * What was written into its ring is published first, so a stopped ring's used index covers every buffer taken.
+     */
     private void release(QueueThread q, boolean broken) {
+        flushDeferred();
         if (serves(q)) {
+            q.joined = false;
             q.end(broken);
             drop(q);
         }
@@ -110,6 +172,11 @@ public final class Poller implements AutoCloseable {
                     continue;
                 }
                 work |= pollOne(q, chain);
+                flushDeferred(); // what serving q wrote into other rings: one publish per ring for the round
+            }
+            for (Producer p : producers) {
+                work |= p.produce();
+                flushDeferred();
             }
             if (work) {
                 idleSince = System.nanoTime();
@@ -130,6 +197,7 @@ public final class Poller implements AutoCloseable {
         try {
             q.throwDeferred();
             q.clearWoken();
+            q.joined = true; // from now until release, the poller may write into its ring from others' rounds
             return q.poll(chain);
         } catch (VirtqueueException e) {
             q.failed(e.getMessage());

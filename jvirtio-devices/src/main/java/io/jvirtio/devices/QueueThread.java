@@ -63,6 +63,18 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
         return poller != null;
     }
 
+    final Poller poller() {
+        return poller;
+    }
+
+    /**
+     * Poller-thread state: the poller has taken this queue into its rounds and not let it go (only then may the
+     * poller write into its ring while serving another, {@link RxWorker#tryDeliver}); and its used elements wait
+     * for the publish the poller does after the round of the queue that staged them.
+     */
+    boolean joined;
+    boolean flushPending;
+
     public final void start() {
         if (poller != null) {
             try {

@@ -24,20 +24,22 @@ public final class QueueWorker extends QueueThread {
     void serve(DescriptorChain chain) throws VirtqueueException {
         do {
             queue.disableNotifications();
-            handleAvailable(chain);
+            handleAvailable(chain, Integer.MAX_VALUE);
         } while (running() && queue.enableNotifications());
     }
 
     @Override
     boolean poll(DescriptorChain chain) throws VirtqueueException {
         queue.disableNotifications();
-        return handleAvailable(chain) > 0;
+        // a round takes one batch: the poller's other rings (and what this one's frames were written into,
+        // published after the round) wait no longer than that
+        return handleAvailable(chain, BATCH) > 0;
     }
 
-    /** Handles every chain the driver made available, publishing in batches; returns how many. */
-    private int handleAvailable(DescriptorChain chain) throws VirtqueueException {
+    /** Handles up to {@code max} chains the driver made available, publishing in batches; returns how many. */
+    private int handleAvailable(DescriptorChain chain, int max) throws VirtqueueException {
         int n = 0;
-        while (running() && queue.pop(chain)) {
+        while (n < max && running() && queue.pop(chain)) {
             queue.addUsed(chain, handler.handle(chain));
             if (++n % BATCH == 0) {
                 flush();

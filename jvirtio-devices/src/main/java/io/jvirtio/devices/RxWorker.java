@@ -19,8 +19,9 @@ import java.util.concurrent.atomic.AtomicInteger;
  * data deliver it into the ring itself ({@link #tryDeliver}) while nobody else serves the ring: no queueing, no
  * copy into the source's queue, no wake-up of this thread. Whoever serves the ring — this thread or one such
  * producer — owns it alone ({@code owner}, a compare-and-set whose release and acquire also hand the queue's
- * state from one to the next); once this thread ends, nobody does. A ring a {@link Poller} serves takes no
- * direct delivery: the poller comes round soon and delivers what waits in batches.
+ * state from one to the next); once this thread ends, nobody does. A ring a {@link Poller} serves takes direct
+ * delivery from that poller alone, published after the round of the ring it serves ({@link Poller#defer});
+ * from other threads it queues, and the poller comes round soon and delivers what waits in batches.
  */
 public final class RxWorker extends QueueThread {
     /** The data side: what is waiting to be delivered. Called only on the worker thread. */
@@ -76,12 +77,10 @@ public final class RxWorker extends QueueThread {
      *         then reports the error and stops).
      */
     public boolean tryDeliver(MemorySegment data, long length) {
-        if (polled()) {
-            // a poller serves this ring with the others: queued, the frames reach the driver in batches, one used
-            // index update for many — cheaper than a publish per frame (the loop 1.4–3× in side-by-side runs)
-            return false;
-        }
         DirectSource d = directSource;
+        if (polled()) {
+            return d != null && pollerDelivers(d, data, length);
+        }
         if (d == null || !owner.compareAndSet(FREE, PRODUCER)) {
             return false;
         }
@@ -101,6 +100,33 @@ public final class RxWorker extends QueueThread {
         } finally {
             owner.set(FREE);
         }
+    }
+
+    /**
+     * A polled ring takes frames directly only from its poller, switching them while it serves another ring of
+     * its own (a NIC's transmit ring, a traffic source): it owns every ring it serves, one at a time, so nobody
+     * else is inside this one; and the publish waits for the end of that ring's round, one used-index update and
+     * at most one notification for the batch ({@link Poller#defer}). Any other thread queues: the poller comes
+     * round soon and delivers in batches (cheaper than a publish per frame: the loop 1.4–3× in side-by-side runs).
+     */
+    private boolean pollerDelivers(DirectSource d, MemorySegment data, long length) {
+        Poller p = poller();
+        if (!p.isPollerThread() || !joined) {
+            return false; // another thread, or a ring not (or no longer) in the poller's rounds
+        }
+        try {
+            if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
+                return false; // no buffer: queued, and the ring's own round asks the driver for a kick
+            }
+            int written = d.fillFrom(directChain, queue, data, length);
+            if (written >= 0) {
+                queue.addUsed(directChain, written);
+            }
+            p.defer(this);
+        } catch (VirtqueueException e) {
+            failLater(e); // this ring's own round reports it (NEEDS_RESET) and lets it go; the sender's goes on
+        }
+        return true;
     }
 
     @Override
@@ -139,7 +165,7 @@ public final class RxWorker extends QueueThread {
         }
         // no producer delivers into a polled ring (tryDeliver refuses): the poller owns it without asking
         queue.disableNotifications();
-        return fillAvailable(chain) > 0;
+        return fillAvailable(chain, BATCH) > 0; // one batch a round, as the poller's other rings
     }
 
     /** Data waiting for buffers needs a kick when the driver adds some; data arriving wakes the poller itself. */
@@ -159,7 +185,7 @@ public final class RxWorker extends QueueThread {
     private void serveOwned(DescriptorChain chain) throws VirtqueueException {
         while (running() && source.hasPending()) {
             queue.disableNotifications();
-            fillAvailable(chain);
+            fillAvailable(chain, Integer.MAX_VALUE);
             // Data waits but the ring is empty: ask for a kick, and re-check for the race.
             if (source.hasPending() && !queue.enableNotifications()) {
                 return;
@@ -167,10 +193,13 @@ public final class RxWorker extends QueueThread {
         }
     }
 
-    /** Fills buffers while data waits and the driver offers them, publishing in batches; returns how many. */
-    private int fillAvailable(DescriptorChain chain) throws VirtqueueException {
+    /**
+     * Fills up to {@code max} buffers while data waits and the driver offers them, publishing in batches;
+     * returns how many.
+     */
+    private int fillAvailable(DescriptorChain chain, int max) throws VirtqueueException {
         int n = 0;
-        while (running() && source.hasPending() && queue.pop(chain)) {
+        while (n < max && running() && source.hasPending() && queue.pop(chain)) {
             int written = source.fill(chain, queue);
             if (written >= 0) {
                 queue.addUsed(chain, written);

@@ -173,7 +173,7 @@ class PciDriverDisciplineTest {
                 net.nics().getFirst().send(new byte[60]);
             }
             long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(5);
-            while ((nic.txFrames.get() < 20 || m.interruptsDelivered() == interruptsBefore) && System.nanoTime() < deadline) {
+            while ((nic.txFrames() < 20 || m.interruptsDelivered() == interruptsBefore) && System.nanoTime() < deadline) {
                 Thread.sleep(1);
             }
             assertThat(m.interruptsDelivered()).as("transmit interrupts were delivered").isGreaterThan(interruptsBefore);

@@ -61,8 +61,6 @@ public final class NetDevice extends QueueDevice {
     /** Serves the pairs' queues by polling instead of a thread each ({@link #pollWith}); null: threads. */
     private volatile io.jvirtio.devices.Poller poller;
 
-    public final AtomicLong rxFrames = new AtomicLong();
-    public final AtomicLong txFrames = new AtomicLong();
     public final AtomicLong rxDropped = new AtomicLong();
     public final AtomicLong rxFiltered = new AtomicLong();
     public final AtomicLong txDropped = new AtomicLong();
@@ -74,10 +72,35 @@ public final class NetDevice extends QueueDevice {
         volatile long seenPairsChange;
         /** The pair's receive thread, which senders may deliver through directly; null before the first. */
         volatile RxWorker receiver;
+        /**
+         * Frames delivered and sent on this pair: each written only by whoever serves the ring at the time (one
+         * at a time), so a plain ordered store — no locked instruction, which would wait for every store to guest
+         * memory before it, per frame.
+         */
+        final AtomicLong rxFrames = new AtomicLong();
+        final AtomicLong txFrames = new AtomicLong();
 
         Pair(int frames, int frameSize) {
             inbound = new FrameRing(frames, frameSize);
         }
+    }
+
+    /** Frames delivered to the driver, over every pair. */
+    public long rxFrames() {
+        long n = 0;
+        for (Pair p : pairs) {
+            n += p.rxFrames.get();
+        }
+        return n;
+    }
+
+    /** Frames the driver sent, over every pair. */
+    public long txFrames() {
+        long n = 0;
+        for (Pair p : pairs) {
+            n += p.txFrames.get();
+        }
+        return n;
     }
 
     /** Counts VQ_PAIRS_SET changes, for the handshake with the receive threads. */
@@ -318,7 +341,7 @@ public final class NetDevice extends QueueDevice {
             return;
         }
         int active = activePairs;
-        int p = pair >= 0 ? (pair < active ? pair : pair % active)
+        int p = active == 1 ? 0 : pair >= 0 ? (pair < active ? pair : pair % active)
                 : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) active);
         RxWorker rx = pairs[p].receiver;
         if (rx != null && rx.tryDeliver(frame, length)) {
@@ -357,7 +380,8 @@ public final class NetDevice extends QueueDevice {
                 txDropped.incrementAndGet();
                 return 0;
             }
-            txFrames.incrementAndGet();
+            AtomicLong sent = pairs[queue / 2].txFrames;
+            sent.lazySet(sent.get() + 1); // only this queue's server writes it
             backend.transmit(queue / 2, scratch, len); // a multi-queue backend: this pair's own queue
             return 0;
         }
@@ -524,7 +548,7 @@ public final class NetDevice extends QueueDevice {
                 rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
                 return -1;
             }
-            rxFrames.incrementAndGet();
+            pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
             return -1;
         }
     }

@@ -37,8 +37,9 @@ public final class VirtualSwitch {
 
     private record Table(long[] macs, Port[] owners) {
     }
-    private final AtomicLong forwarded = new AtomicLong();
-    private final AtomicLong flooded = new AtomicLong();
+    /** Per frame, on every sender's thread: counted without a locked instruction. */
+    private final ThreadCounter forwarded = new ThreadCounter();
+    private final ThreadCounter flooded = new ThreadCounter();
     private final AtomicLong finished = new AtomicLong();
     private final AtomicLong refused = new AtomicLong();
 
@@ -218,13 +219,13 @@ public final class VirtualSwitch {
             Port to = lookup(mac(frame, h));
             if (to != null) {
                 if (to != from && to.receiver != null) {
-                    forwarded.incrementAndGet();
+                    forwarded.increment();
                     deliver(from, to, frame, length);
                 }
                 return;
             }
         }
-        flooded.incrementAndGet();
+        flooded.increment();
         for (Port p : ports) {
             if (p != from && p.receiver != null) {
                 deliver(from, p, frame, length);

@@ -111,7 +111,7 @@ class DirectDeliveryTest {
         }
         assertThat(dev.rxDropped.get()).as("frames dropped with a buffer for each").isZero();
         assertThat(received).as("every frame delivered, once").isEqualTo((long) senders * each);
-        assertThat(dev.rxFrames.get()).isEqualTo(received);
+        assertThat(dev.rxFrames()).isEqualTo(received);
     }
 
     @Test
@@ -132,18 +132,18 @@ class DirectDeliveryTest {
         });
         long usedRing = rx.addresses().usedRing();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (dev.rxFrames.get() < 20 && System.nanoTime() < deadline) {
+        while (dev.rxFrames() < 20 && System.nanoTime() < deadline) {
             Thread.sleep(1);
         }
-        assertThat(dev.rxFrames.get()).as("frames flowed before the stop").isGreaterThanOrEqualTo(20);
+        assertThat(dev.rxFrames()).as("frames flowed before the stop").isGreaterThanOrEqualTo(20);
         var state = dev.stopQueue(0); // as GET_VRING_BASE does, with the sender still sending
         short usedIdx = h.memory.readU16(usedRing + 2);
-        long frames = dev.rxFrames.get();
+        long frames = dev.rxFrames();
         Thread.sleep(200);
         go.set(false);
         sender.join();
         assertThat(h.memory.readU16(usedRing + 2)).as("used.idx after the stop").isEqualTo(usedIdx);
-        assertThat(dev.rxFrames.get()).as("frames delivered after the stop").isEqualTo(frames);
+        assertThat(dev.rxFrames()).as("frames delivered after the stop").isEqualTo(frames);
         assertThat(state.nextUsed() & 0xffff).isEqualTo(usedIdx & 0xffff);
     }
 }

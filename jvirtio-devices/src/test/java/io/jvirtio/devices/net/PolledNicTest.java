@@ -113,6 +113,72 @@ class PolledNicTest {
         assertThat(got).as("polled, not kicked: every frame, in order").containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
     }
 
+    /**
+     * The poller writes what it switches straight into the other NIC's ring while serving the sender's and
+     * publishes after that round: 200 frames, more than three rounds of the sender's ring, all arrive, in order.
+     */
+    @Test
+    void framesThePollerSwitchesBetweenItsRingsArriveCompleteAndInOrder() throws Exception {
+        poller = new Poller("test-poller", TimeUnit.SECONDS.toNanos(30));
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness a = nic(sw, 1);
+        DeviceHarness b = nic(sw, 2);
+        List<Integer> got = new java.util.concurrent.CopyOnWriteArrayList<>();
+        Thread receiver = Thread.ofPlatform().start(() -> {
+            try {
+                got.addAll(receive(b, 200, 200, 10_000));
+            } catch (Exception e) {
+                throw new RuntimeException(e);
+            }
+        });
+        Thread.sleep(200); // b's buffers posted
+        List<byte[]> frames = new ArrayList<>();
+        List<Integer> sent = new ArrayList<>();
+        for (int i = 0; i < 200; i++) {
+            frames.add(frame(2, 1, i));
+            sent.add((int) (byte) i);
+        }
+        transmit(a, frames, false);
+        receiver.join(15_000);
+        assertThat(got).as("every frame, in the order sent").containsExactlyElementsOf(sent);
+    }
+
+    /**
+     * A traffic source in the poller's rounds ({@code serve net --generate}): its frames go straight into a
+     * polled NIC's ring, as many as the driver offers buffers for.
+     */
+    @Test
+    void aTrafficSourceInThePollersRoundsFillsAPolledRing() throws Exception {
+        poller = new Poller("test-poller", TimeUnit.SECONDS.toNanos(30));
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness b = nic(sw, 2);
+        try (PacketGenerator g = new PacketGenerator(sw, 100, 0, poller)) {
+            DriverQueue<Object> rx = b.queues.get(0);
+            for (int i = 0; i < 64; i++) {
+                long buf = b.alloc.allocate(2048, 8);
+                rx.addInBuf(buf, 2048, buf);
+            }
+            rx.kick();
+            int frames = 0;
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (frames < 64 && System.nanoTime() < deadline) {
+                Object t = rx.getBuf();
+                if (t == null) {
+                    Thread.sleep(1);
+                    continue;
+                }
+                assertThat(rx.lastLength()).as("header and the 100-byte frame").isEqualTo(12 + 100);
+                byte[] f = new byte[100];
+                b.memory.read((Long) t + 12, f, 0, 100);
+                assertThat(java.util.Arrays.copyOfRange(f, 0, 6)).as("broadcast").containsOnly((byte) -1);
+                assertThat(f[23]).as("UDP").isEqualTo((byte) 17);
+                frames++;
+            }
+            assertThat(frames).as("every buffer offered filled").isEqualTo(64);
+            assertThat(g.sent()).isGreaterThanOrEqualTo(64);
+        }
+    }
+
     @Test
     void aPollerThatSleptWakesForAKickAndAResetLetsItsQueuesGo() throws Exception {
         poller = new Poller("test-poller", TimeUnit.MICROSECONDS.toNanos(200));

@@ -390,8 +390,12 @@ public final class PackedDeviceQueue implements DeviceQueue {
         return Packed.needEvent(offWrap, nextUsed, nextUsed - n, usedWrap, size);
     }
 
+    /** Already off, nothing is written (a polling device calls this every round; the driver reads the line). */
     @Override
     public void disableNotifications() {
+        if (!notificationsEnabled) {
+            return;
+        }
         notificationsEnabled = false;
         deviceEvent.set(GuestMemory.U16, EVENT_FLAGS, (short) EVENT_FLAGS_DISABLE);
         logEvent();

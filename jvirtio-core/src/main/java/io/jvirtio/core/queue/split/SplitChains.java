@@ -10,12 +10,10 @@ import io.jvirtio.core.queue.VirtqueueException;
 import java.lang.foreign.MemorySegment;
 
 import static io.jvirtio.core.queue.split.Virtq.DESC_ADDR;
-import static io.jvirtio.core.queue.split.Virtq.DESC_FLAGS;
 import static io.jvirtio.core.queue.split.Virtq.DESC_F_INDIRECT;
 import static io.jvirtio.core.queue.split.Virtq.DESC_F_NEXT;
 import static io.jvirtio.core.queue.split.Virtq.DESC_F_WRITE;
 import static io.jvirtio.core.queue.split.Virtq.DESC_LEN;
-import static io.jvirtio.core.queue.split.Virtq.DESC_NEXT;
 import static io.jvirtio.core.queue.split.Virtq.DESC_SIZE;
 
 /** The walk of a split ring's descriptor chain (§2.7.5): the device side's reading of the table. */
@@ -44,9 +42,12 @@ final class SplitChains {
             }
             long off = base + (long) idx * DESC_SIZE;
             long addr = table.get(GuestMemory.U64, off + DESC_ADDR);
-            int len = table.get(GuestMemory.U32, off + DESC_LEN);
-            int flags = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_FLAGS));
-            int next = Short.toUnsignedInt(table.get(GuestMemory.U16, off + DESC_NEXT));
+            // len, flags and next in one little-endian load (§2.7.5: le32 len, le16 flags, le16 next): one bounds
+            // and liveness check instead of three, on the path of every buffer
+            long meta = table.get(GuestMemory.U64, off + DESC_LEN);
+            int len = (int) meta;
+            int flags = (int) (meta >>> 32) & 0xffff;
+            int next = (int) (meta >>> 48);
             if ((flags & DESC_F_INDIRECT) != 0) {
                 if (!indirectAllowed) {
                     throw chain.fail(queueIndex, new RingError.IndirectNotNegotiated(head));

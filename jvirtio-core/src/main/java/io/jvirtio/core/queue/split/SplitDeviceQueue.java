@@ -287,8 +287,8 @@ public final class SplitDeviceQueue implements DeviceQueue {
         // driver takes the ones before as filled completely (§2.7.9 "In-order use of descriptors")
         int pos = batchOpen ? batchPos : nextUsed;
         long at = Virtq.usedRing(pos & mask);
-        ring.used.set(GuestMemory.U32, at, head);
-        ring.used.set(GuestMemory.U32, at + 4, len);
+        // the element (le32 id, le32 len) in one little-endian store: one check, one store per buffer
+        ring.used.set(GuestMemory.U64, at, Integer.toUnsignedLong(head) | (long) len << 32);
         logUsed(at, 8);
         batchPos = pos;
         batchOpen = full;
@@ -341,8 +341,13 @@ public final class SplitDeviceQueue implements DeviceQueue {
     /**
      * Asks the driver not to notify (§2.7.10). Without EVENT_IDX this sets {@code VIRTQ_USED_F_NO_NOTIFY};
      * with it, {@code avail_event} is simply left where it is, so the driver notifies at most once more.
+     * Already off, nothing is written: a polling device calls this every round, and a store to the line of
+     * {@code used.idx}, which the driver reads, would take that line from the driver's CPU each time.
      */
     public void disableNotifications() {
+        if (!notificationsEnabled) {
+            return;
+        }
         notificationsEnabled = false;
         if (!eventIdx) {
             ring.used.set(GuestMemory.U16, USED_FLAGS, (short) USED_F_NO_NOTIFY);

@@ -202,6 +202,22 @@ class PackedRingTest {
         }
     }
 
+    /** Once off, disabling again writes nothing (a polling device asks every round; the driver reads the line). */
+    @Test
+    void disablingNotificationsThatAreOffWritesNothing() throws Exception {
+        try (Ring r = new Ring(8, 0)) {
+            long deviceEvent = r.driver.addresses().usedRing(); // the device event suppression area
+            r.device.disableNotifications();
+            assertThat(r.memory.readU16(deviceEvent + 2) & 0xffff).as("RING_EVENT_FLAGS_DISABLE").isEqualTo(1);
+            r.memory.writeU16(deviceEvent + 2, (short) 0); // a marker: a second write would reset it
+            r.device.disableNotifications();
+            assertThat(r.memory.readU16(deviceEvent + 2) & 0xffff).as("already off: not written again").isZero();
+            r.device.enableNotifications();
+            r.device.disableNotifications();
+            assertThat(r.memory.readU16(deviceEvent + 2) & 0xffff).isEqualTo(1);
+        }
+    }
+
     @Test
     void withoutEventIdxTheFlagsEnableAndDisableNotificationsBothWays() throws Exception {
         try (Ring r = new Ring(8, 0)) {

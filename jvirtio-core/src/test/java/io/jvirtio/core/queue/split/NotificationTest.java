@@ -40,6 +40,24 @@ class NotificationTest {
         }
     }
 
+    /**
+     * A polling device disables notifications every round: once they are off, nothing more is written — a store
+     * to the line the driver reads {@code used.idx} from would take that line from the driver's CPU each round.
+     */
+    @Test
+    void disablingNotificationsThatAreOffWritesNothing() throws Exception {
+        try (RingFixture f = new RingFixture(8, 0)) {
+            f.device.disableNotifications();
+            assertThat(f.usedFlags()).isEqualTo(1);
+            f.memory.writeU16(f.driver.addresses().usedRing(), (short) 0); // a marker: a second write would reset it
+            f.device.disableNotifications();
+            assertThat(f.usedFlags()).as("already off: not written again").isZero();
+            f.device.enableNotifications();
+            f.device.disableNotifications();
+            assertThat(f.usedFlags()).as("on, then off: written").isEqualTo(1);
+        }
+    }
+
     @Test
     @io.jvirtio.core.spec.Conformance("split-drv-18")
     void availEventDecidesKicksWithEventIdx() throws Exception {

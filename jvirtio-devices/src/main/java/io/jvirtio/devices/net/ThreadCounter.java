@@ -1,0 +1,52 @@
+package io.jvirtio.devices.net;
+
+import java.lang.ref.WeakReference;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+
+/**
+ * A statistics counter that many threads add to on a per-frame path without a locked instruction: each thread
+ * counts in a cell of its own (an ordered store, no read-modify-write), and reading sums the cells. An
+ * {@code AtomicLong} would cost a locked add per frame, which waits for every store before it — the frame's
+ * bytes just written into guest memory — to leave the CPU's store buffer. Cells of threads that ended are
+ * folded into one sum when read, so a long-running process does not keep a cell per thread it ever had.
+ */
+final class ThreadCounter {
+    private static final class Cell extends AtomicLong {
+        final WeakReference<Thread> owner = new WeakReference<>(Thread.currentThread());
+    }
+
+    private final ThreadLocal<Cell> mine = ThreadLocal.withInitial(this::register);
+    private final List<Cell> cells = new ArrayList<>();
+    private long retired;
+
+    private synchronized Cell register() {
+        Cell c = new Cell();
+        cells.add(c);
+        return c;
+    }
+
+    /** Adds one, on the calling thread's cell. Allocation-free after the thread's first call. */
+    void increment() {
+        Cell c = mine.get();
+        c.lazySet(c.get() + 1); // only this thread writes its cell
+    }
+
+    /** The sum over every thread that counted. */
+    synchronized long get() {
+        long n = retired;
+        for (int i = cells.size() - 1; i >= 0; i--) {
+            Cell c = cells.get(i);
+            Thread t = c.owner.get();
+            if (t == null || !t.isAlive()) {
+                retired += c.get(); // its thread ended: it counts no more
+                n += c.get();
+                cells.remove(i);
+            } else {
+                n += c.get();
+            }
+        }
+        return n;
+    }
+}
