@@ -535,6 +535,11 @@ public final class NetDevice extends QueueDevice {
                     return -1;
                 }
                 // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
+                if (length <= Integer.MAX_VALUE
+                        && buffers.writeWhole(chain, queue, slots, at, length, !Feature.NET_GUEST_CSUM.isSet(now))) {
+                    pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+                    return -1;
+                }
                 MemorySegment.copy(slots, at, header, 0, Net.HDR_SIZE);
                 if (!Feature.NET_GUEST_CSUM.isSet(now)) {
                     header.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);

@@ -28,6 +28,31 @@ final class ReceiveBuffers {
     }
 
     /**
+     * The common case of a frame that travels behind its backend's header: header and frame ({@code total} bytes
+     * at {@code at} of {@code data}) fit the chain's first writable buffer, so they go in one copy, and
+     * num_buffers (1) and, for a driver without GUEST_CSUM, the flags (net-dev-9) are then set in place — no
+     * header assembled apart, no second copy. Stages the buffer used.
+     *
+     * @return false, having written nothing, when the first writable buffer is smaller: {@link #write} then
+     */
+    boolean writeWhole(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long total,
+                       boolean clearFlags) {
+        int first = chain.readableCount();
+        if (chain.writableCount() == 0 || Integer.toUnsignedLong(chain.length(first)) < total) {
+            return false;
+        }
+        MemorySegment guest = chain.regionSegment(first);
+        long off = chain.regionOffset(first);
+        MemorySegment.copy(data, at, guest, off, total);
+        guest.set(GuestMemory.U16, off + Net.HDR_NUM_BUFFERS, (short) 1);
+        if (clearFlags) {
+            guest.set(java.lang.foreign.ValueLayout.JAVA_BYTE, off + Net.HDR_FLAGS, (byte) 0);
+        }
+        queue.addUsed(chain, (int) total);
+        return true;
+    }
+
+    /**
      * Writes {@code header} (its num_buffers set here) and the {@code length} bytes at {@code at} of {@code data}
      * into {@code chain} and, when {@code mergeable}, the further buffers it pops; stages them all used.
      *

@@ -1,6 +1,5 @@
 package io.jvirtio.devices.net;
 
-import java.lang.ref.WeakReference;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
@@ -14,10 +13,12 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 final class ThreadCounter {
     private static final class Cell extends AtomicLong {
-        final WeakReference<Thread> owner = new WeakReference<>(Thread.currentThread());
+        final Thread owner = Thread.currentThread();
     }
 
     private final ThreadLocal<Cell> mine = ThreadLocal.withInitial(this::register);
+    /** The cell counted in last: a thread that counts again finds its own without a thread-local lookup. */
+    private Cell last;
     private final List<Cell> cells = new ArrayList<>();
     private long retired;
 
@@ -29,7 +30,11 @@ final class ThreadCounter {
 
     /** Adds one, on the calling thread's cell. Allocation-free after the thread's first call. */
     void increment() {
-        Cell c = mine.get();
+        Cell c = last; // a racy read: a cell of another thread is told apart by its owner
+        if (c == null || c.owner != Thread.currentThread()) {
+            c = mine.get();
+            last = c;
+        }
         c.lazySet(c.get() + 1); // only this thread writes its cell
     }
 
@@ -38,8 +43,7 @@ final class ThreadCounter {
         long n = retired;
         for (int i = cells.size() - 1; i >= 0; i--) {
             Cell c = cells.get(i);
-            Thread t = c.owner.get();
-            if (t == null || !t.isAlive()) {
+            if (!c.owner.isAlive()) {
                 retired += c.get(); // its thread ended: it counts no more
                 n += c.get();
                 cells.remove(i);

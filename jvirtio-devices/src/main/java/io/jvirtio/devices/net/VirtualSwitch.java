@@ -7,7 +7,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.Arrays;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -28,7 +27,11 @@ public final class VirtualSwitch {
     /** Addresses remembered at most; beyond that unknown destinations are flooded. */
     static final int MAC_TABLE_SIZE = 1024;
 
-    private final CopyOnWriteArrayList<Port> ports = new CopyOnWriteArrayList<>();
+    /**
+     * The ports, replaced whole when one joins or leaves: flooding walks the array it read, with no iterator
+     * object per frame (a list's iterator is not always optimized away on this path).
+     */
+    private volatile Port[] ports = new Port[0];
     /**
      * The address table: one volatile reference, so a reader always gets addresses and their ports of the same
      * size. A new address or a port leaving replaces it; an address moving rewrites its owner in place.
@@ -53,9 +56,7 @@ public final class VirtualSwitch {
 
     /** A new port of plain frames (no virtio-net header): no offloads; what arrives for it is finished. */
     public NetBackend port() {
-        Port p = new Port(false);
-        ports.add(p);
-        return p;
+        return join(new Port(false));
     }
 
     /**
@@ -63,9 +64,7 @@ public final class VirtualSwitch {
      * offers {@link #OFFLOADS}, or plug a header-carrying link into it.
      */
     public NetBackend offloadPort() {
-        Port p = new Port(true);
-        ports.add(p);
-        return p;
+        return join(new Port(true));
     }
 
     /**
@@ -86,6 +85,17 @@ public final class VirtualSwitch {
         port.connect(link::transmit);
         link.connect(port::transmit);
         return new Attached(port, link);
+    }
+
+    private synchronized Port join(Port p) {
+        Port[] ps = Arrays.copyOf(ports, ports.length + 1);
+        ps[ps.length - 1] = p;
+        ports = ps;
+        return p;
+    }
+
+    private synchronized void leave(Port p) {
+        ports = Arrays.stream(ports).filter(x -> x != p).toArray(Port[]::new);
     }
 
     /** The GUEST_* offloads that mean, for a receiver, what the HOST_* ones of {@code offloads} mean for a link. */
@@ -110,7 +120,7 @@ public final class VirtualSwitch {
 
     /** Ports currently connected. */
     public int portCount() {
-        return ports.size();
+        return ports.length;
     }
 
     public long forwarded() {
@@ -327,7 +337,7 @@ public final class VirtualSwitch {
 
         @Override
         public void close() {
-            ports.remove(this);
+            leave(this);
             forget(this);
             receiver = null;
         }
