@@ -61,8 +61,11 @@ start_dpdk() { # mode ports [frame size]
   exec 7>"$work/back.in"
   for ((i = 0; i < $2; i++)); do await_socket "$work/b$i.sock"; done
 }
+# -XX:-BackgroundCompilation: the thread that needs a method compiled waits for it, so the JIT gets the CPU it
+# shares with the busy-polling thread and the steady state comes within two seconds (in the background, the
+# compiler takes turns with a thread that never sleeps: about 15 s, longer than the warm-up)
 start_jvirtio() {
-  taskset -c 1 "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" \
+  taskset -c 1 "$JAVA_HOME/bin/java" -XX:-BackgroundCompilation --enable-native-access=io.jvirtio.core -p "$work/jars" \
     -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$work/b0.sock" --stats 0 $1 >"$work/back.log" 2>&1 &
   server=$!
   back_kind=jvirtio

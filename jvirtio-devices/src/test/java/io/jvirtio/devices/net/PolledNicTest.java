@@ -179,6 +179,63 @@ class PolledNicTest {
         }
     }
 
+    /**
+     * The traffic source's path as {@code serve net --generate --poll-us} runs it — switch, NIC on an offload port,
+     * straight into the polled ring — allocates nothing per frame on the poller's thread.
+     */
+    @Test
+    void thePollersPathFromTheTrafficSourceIntoARingAllocatesNothingPerFrame() throws Exception {
+        poller = new Poller("alloc-poller", TimeUnit.SECONDS.toNanos(30));
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness b = new DeviceHarness(new NetDevice(sw.offloadPort(), new byte[] {0x52, 0x54, 0, 9, 9, 2}, 1)
+                .pollWith(poller), FEATURES);
+        harnesses.add(b);
+        Object mx;
+        java.lang.reflect.Method allocatedBytes;
+        try { // through reflection, as VirtualSwitchTest: the module under test does not read java.management
+            mx = Class.forName("java.lang.management.ManagementFactory").getMethod("getThreadMXBean").invoke(null);
+            allocatedBytes = Class.forName("com.sun.management.ThreadMXBean").getMethod("getThreadAllocatedBytes", long.class);
+        } catch (ReflectiveOperationException e) {
+            org.junit.jupiter.api.Assumptions.abort("SKIPPED: no per-thread allocation counters here: " + e);
+            return;
+        }
+        long pollerThread = Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals("alloc-poller"))
+                .findFirst().orElseThrow().threadId();
+        DriverQueue<Object> rx = b.queues.get(0);
+        for (int i = 0; i < 128; i++) {
+            long buf = b.alloc.allocate(256, 8);
+            rx.addInBuf(buf, 256, buf);
+        }
+        rx.kick();
+        try (PacketGenerator g = new PacketGenerator(sw, 64, 0, poller)) {
+            receiveAndRepost(rx, 200_000); // long enough for C2 on a busy machine
+            long best = Long.MAX_VALUE; // the best of five rounds: a JIT recompilation may allocate meanwhile
+            for (int round = 0; round < 5; round++) {
+                long before = (long) allocatedBytes.invoke(mx, pollerThread);
+                receiveAndRepost(rx, 100_000);
+                best = Math.min(best, (long) allocatedBytes.invoke(mx, pollerThread) - before);
+            }
+            assertThat(best).as("bytes the poller allocated while 100,000 frames reached the driver").isLessThan(10_000);
+        }
+    }
+
+    /** Takes {@code frames} received frames from {@code rx}, giving each buffer back at once. */
+    private static void receiveAndRepost(DriverQueue<Object> rx, int frames) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        for (int n = 0; n < frames; ) {
+            Object t = rx.getBuf();
+            if (t == null) {
+                assertThat(System.nanoTime()).as("frames still arriving").isLessThan(deadline);
+                Thread.onSpinWait();
+                continue;
+            }
+            rx.addInBuf((Long) t, 256, t);
+            if (++n % 64 == 0) {
+                rx.kick(); // as a driver does per batch (the device asked for none: it polls)
+            }
+        }
+    }
+
     @Test
     void aPollerThatSleptWakesForAKickAndAResetLetsItsQueuesGo() throws Exception {
         poller = new Poller("test-poller", TimeUnit.MICROSECONDS.toNanos(200));

@@ -11,7 +11,6 @@ import java.lang.foreign.MemorySegment;
 
 import static io.jvirtio.core.queue.packed.Packed.DESC_ADDR;
 import static io.jvirtio.core.queue.packed.Packed.DESC_FLAGS;
-import static io.jvirtio.core.queue.packed.Packed.DESC_ID;
 import static io.jvirtio.core.queue.packed.Packed.DESC_LEN;
 import static io.jvirtio.core.queue.packed.Packed.DESC_SIZE;
 import static io.jvirtio.core.queue.packed.Packed.F_INDIRECT;
@@ -52,7 +51,10 @@ final class PackedChains {
                 }
             }
             long addr = desc.get(GuestMemory.U64, at + DESC_ADDR);
-            int len = desc.get(GuestMemory.U32, at + DESC_LEN);
+            // len and id in one little-endian load (§2.8.13: le32 len, le16 id, le16 flags), after the flags
+            // were read — with acquire for the head — so they are the driver's for this list
+            long meta = desc.get(GuestMemory.U64, at + DESC_LEN);
+            int len = (int) meta;
             if ((flags & F_INDIRECT) != 0) {
                 if (!indirectAllowed) {
                     throw chain.fail(queueIndex, new RingError.IndirectNotNegotiated(first));
@@ -70,7 +72,7 @@ final class PackedChains {
             }
             if ((flags & F_NEXT) == 0) {
                 // §2.8.6: the buffer id is in the last descriptor of the list
-                int id = Short.toUnsignedInt(desc.get(GuestMemory.U16, at + DESC_ID));
+                int id = (int) (meta >>> 32) & 0xffff;
                 if (id >= size) {
                     throw chain.fail(queueIndex, new RingError.BufferIdOutOfRange(first, id, size));
                 }
