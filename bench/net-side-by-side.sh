@@ -93,14 +93,16 @@ front() { # mode packed size socket... (one port per socket)
   done
   local start="start"
   [[ $mode == io ]] && start="start tx_first 8"
-  { echo "$start"; sleep "$warm"; echo "show port stats all"; sleep "$secs"; echo "show port stats all"; echo "stop";
-    sleep 1; echo "quit"; } |
+  # (a second of quiet after the last statistics: a "stop" typed while they print cuts into their lines)
+  { echo "$start"; sleep "$warm"; echo "show port stats all"; sleep "$secs"; echo "show port stats all"; sleep 1;
+    echo "stop"; sleep 1; echo "quit"; } |
     stdbuf -oL dpdk-testpmd --lcores 2@1,3@0 --no-pci --no-huge -m 1024 --file-prefix=jvfront "${vdevs[@]}" -- -i \
       --forward-mode="$mode" --txpkts="$size" --total-num-mbufs=65536 2>&1 | python3 -c '
 import re, sys
 out = sys.stdin.read()
 mode, secs, ports = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
-snaps = re.findall(r"NIC statistics for port \d+.*?RX-packets:\s+(\d+).*?TX-packets:\s+(\d+)", out, re.S)
+snaps = re.findall(r"NIC statistics for port \d+.*?RX-packets:\s+(\d+)\s+RX-missed.*?TX-packets:\s+(\d+)\s+TX-errors",
+                   out, re.S)
 if len(snaps) != 2 * ports:
     sys.exit("no statistics from testpmd:\n" + out[-3000:])
 col = 1 if mode == "txonly" else 0

@@ -115,7 +115,9 @@ class PolledNicTest {
 
     /**
      * The poller writes what it switches straight into the other NIC's ring while serving the sender's and
-     * publishes after that round: 200 frames, more than three rounds of the sender's ring, all arrive, in order.
+     * publishes after that round; what cannot go in (no buffers) queues, and goes in before any later frame.
+     * 200 frames, more than three rounds of the sender's ring, half of them sent while the receiver had buffers
+     * for only some: all arrive, in order.
      */
     @Test
     void framesThePollerSwitchesBetweenItsRingsArriveCompleteAndInOrder() throws Exception {
@@ -123,24 +125,51 @@ class PolledNicTest {
         VirtualSwitch sw = new VirtualSwitch();
         DeviceHarness a = nic(sw, 1);
         DeviceHarness b = nic(sw, 2);
-        List<Integer> got = new java.util.concurrent.CopyOnWriteArrayList<>();
-        Thread receiver = Thread.ofPlatform().start(() -> {
-            try {
-                got.addAll(receive(b, 200, 200, 10_000));
-            } catch (Exception e) {
-                throw new RuntimeException(e);
-            }
-        });
-        Thread.sleep(200); // b's buffers posted
-        List<byte[]> frames = new ArrayList<>();
+        DriverQueue<Object> rx = b.queues.get(0);
+        for (int i = 0; i < 60; i++) { // buffers for 60 of the first 100
+            long buf = b.alloc.allocate(2048, 8);
+            rx.addInBuf(buf, 2048, buf);
+        }
+        rx.kick();
         List<Integer> sent = new ArrayList<>();
-        for (int i = 0; i < 200; i++) {
-            frames.add(frame(2, 1, i));
+        List<byte[]> first = new ArrayList<>();
+        for (int i = 0; i < 100; i++) {
+            first.add(frame(2, 1, i));
             sent.add((int) (byte) i);
         }
-        transmit(a, frames, false);
-        receiver.join(15_000);
+        transmit(a, first, false);
+        List<Integer> got = new ArrayList<>(take(b, 60, 5000)); // 60 went straight in; 40 wait in b's queue
+        for (int i = 0; i < 140; i++) {
+            long buf = b.alloc.allocate(2048, 8);
+            rx.addInBuf(buf, 2048, buf);
+        }
+        rx.kick();
+        List<byte[]> second = new ArrayList<>();
+        for (int i = 100; i < 200; i++) {
+            second.add(frame(2, 1, i));
+            sent.add((int) (byte) i);
+        }
+        transmit(a, second, false); // behind the 40 that waited, whichever round moves them
+        got.addAll(take(b, 140, 5000));
         assertThat(got).as("every frame, in the order sent").containsExactlyElementsOf(sent);
+    }
+
+    /** Tags of up to {@code n} frames {@code h}'s driver receives within {@code ms}, on buffers already posted. */
+    static List<Integer> take(DeviceHarness h, int n, long ms) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        List<Integer> tags = new ArrayList<>();
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ms);
+        while (tags.size() < n && System.nanoTime() < deadline) {
+            Object t = rx.getBuf();
+            if (t == null) {
+                Thread.sleep(1);
+                continue;
+            }
+            byte[] f = new byte[rx.lastLength()];
+            h.memory.read((Long) t, f, 0, f.length);
+            tags.add((int) f[30]);
+        }
+        return tags;
     }
 
     /**
