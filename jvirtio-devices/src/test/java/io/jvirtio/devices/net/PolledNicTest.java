@@ -70,19 +70,7 @@ class PolledNicTest {
             rx.addInBuf(buf, 2048, buf);
         }
         rx.kick();
-        List<Integer> tags = new ArrayList<>();
-        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(ms);
-        while (tags.size() < expected && System.nanoTime() < deadline) {
-            Object t = rx.getBuf();
-            if (t == null) {
-                Thread.sleep(1);
-                continue;
-            }
-            byte[] got = new byte[rx.lastLength()];
-            h.memory.read((Long) t, got, 0, got.length);
-            tags.add((int) got[30]);
-        }
-        return tags;
+        return take(h, expected, ms);
     }
 
     @Test
