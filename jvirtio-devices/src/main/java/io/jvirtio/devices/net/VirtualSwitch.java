@@ -219,7 +219,9 @@ public final class VirtualSwitch {
 
     private void switchFrame(Port from, MemorySegment frame, long length) {
         int h = from.header ? Net.HDR_SIZE : 0;
-        if (length < h + 14) {
+        if (length < h + 14 || from.closed) {
+            // a sender still inside its last frame as its port closes (a traffic source's last round): were it
+            // switched, its source address would be learned again for a port no longer on the switch
             return;
         }
         if ((frame.get(ValueLayout.JAVA_BYTE, h + 6) & 1) == 0) {
@@ -295,6 +297,7 @@ public final class VirtualSwitch {
         volatile Receiver receiver;
         /** What this port's receiver takes (GUEST_* features); until told, nothing: everything is finished. */
         volatile long accepted;
+        volatile boolean closed;
 
         Port(boolean header) {
             this.header = header;
@@ -337,6 +340,7 @@ public final class VirtualSwitch {
 
         @Override
         public void close() {
+            closed = true; // first: nothing this port sends from now on is learned or switched
             leave(this);
             forget(this);
             receiver = null;

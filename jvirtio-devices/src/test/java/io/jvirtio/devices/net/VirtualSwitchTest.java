@@ -58,6 +58,21 @@ class VirtualSwitchTest {
         assertThat(atB).as("nothing crosses an unplugged link").hasSize(2);
     }
 
+    /** A port closed is gone for good: what it still sends reaches nobody, and its address is not learned again. */
+    @Test
+    void aClosedPortSwitchesNothingAndIsNotLearnedAgain() {
+        VirtualSwitch sw = new VirtualSwitch();
+        NetBackend one = sw.port();
+        NetBackend two = sw.port();
+        List<String> atTwo = recording(two);
+        one.close();
+        send(one, frame(2, 1)); // a late sender on the closed port
+        assertThat(atTwo).as("nothing from a closed port").isEmpty();
+        send(two, frame(1, 2)); // to 1: were 1 learned behind the closed port, it would be forwarded there
+        assertThat(sw.forwarded()).as("1 unknown: flooded, not forwarded to a closed port").isZero();
+        assertThat(sw.flooded()).isEqualTo(1);
+    }
+
     /**
      * Switching allocates nothing per frame — also when an address flaps between two ports on every frame,
      * as a forwarding loop makes it (this used to copy the address table, under a lock, per frame), and with
