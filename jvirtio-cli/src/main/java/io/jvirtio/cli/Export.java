@@ -133,13 +133,11 @@ final class Export implements AutoCloseable {
         Shared.Net net = shared.net(spec.get("ip"), spec.get("tap"), spec.get("generate"), poller);
         String uplink = net.tap() == null ? "" : "; host TAP device " + net.tap().name() + " is on the switch (bring it up:"
                 + " ip link set " + net.tap().name() + " up, then address it or add it to a bridge)";
-        if (net.generator() != null) {
-            uplink += "; " + net.generator().frameBytes() + "-byte UDP frames are broadcast to every guest, as fast as they"
-                    + " take them";
-        }
+        String source = net.generator() == null ? "" : "; " + net.generator().frameBytes()
+                + "-byte UDP frames are broadcast to every guest, as fast as they take them";
         List<NetDevice> live = new CopyOnWriteArrayList<>();
         return new Export("net", path, connecting, () -> track(live, net.device(pairs).pollWith(poller)), null, List.of(), live,
-                "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink);
+                "vhost-user-net on " + path + queues + "; " + net.ip() + " answers ARP and ping" + uplink + source);
     }
 
     private static Export blk(Map<String, String> spec, String path, boolean connecting) throws IOException {

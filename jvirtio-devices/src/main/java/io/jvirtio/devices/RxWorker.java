@@ -163,7 +163,8 @@ public final class RxWorker extends QueueThread {
         if (!source.hasPending()) {
             return false;
         }
-        // no producer delivers into a polled ring (tryDeliver refuses): the poller owns it without asking
+        // only the poller itself writes into a polled ring (tryDeliver queues every other thread's frames): it owns
+        // the ring without asking
         queue.disableNotifications();
         return fillAvailable(chain, BATCH) > 0; // one batch a round, as the poller's other rings
     }

@@ -535,8 +535,7 @@ public final class NetDevice extends QueueDevice {
                     return -1;
                 }
                 // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
-                if (length <= Integer.MAX_VALUE
-                        && buffers.writeWhole(chain, queue, slots, at, length, !Feature.NET_GUEST_CSUM.isSet(now))) {
+                if (buffers.writeWhole(chain, queue, slots, at, length, !Feature.NET_GUEST_CSUM.isSet(now))) {
                     pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
                     return -1;
                 }

@@ -11,9 +11,9 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * A traffic source on a {@link VirtualSwitch}, the model of DPDK testpmd's {@code txonly}: one thread sends the
- * same IPv4/UDP frame of a given size to the broadcast address, so every NIC on the switch receives it, as fast
- * as the switch takes it. It measures and exercises the path into a front-end's receive ring (`serve net
+ * A traffic source on a {@link VirtualSwitch}, the model of DPDK testpmd's {@code txonly}: it sends the same
+ * IPv4/UDP frame of a given size to the broadcast address, so every NIC on the switch receives it, as fast as
+ * the switch takes it. It measures and exercises the path into a front-end's receive ring (`serve net
  * --generate BYTES`, with testpmd's {@code rxonly} or a guest counting frames on the other end).
  *
  * <p>It sends only while a NIC is on the switch beside the ports that are not receivers of interest ({@code
