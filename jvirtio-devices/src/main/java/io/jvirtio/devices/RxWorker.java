@@ -45,8 +45,9 @@ public final class RxWorker extends QueueThread {
          */
         boolean direct();
 
-        /** {@link Source#fill} for {@code length} bytes of {@code data} instead of the source's own. */
-        int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long length) throws VirtqueueException;
+        /** {@link Source#fill} for {@code length} bytes at {@code offset} of {@code data} instead of the source's own. */
+        int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long offset, long length)
+                throws VirtqueueException;
     }
 
     private static final int FREE = 0;
@@ -68,7 +69,7 @@ public final class RxWorker extends QueueThread {
     }
 
     /**
-     * Writes {@code length} bytes of {@code data} into the ring on the calling thread, if nobody else serves
+     * Writes {@code length} bytes at {@code offset} of {@code data} into the ring on the calling thread, if nobody else serves
      * the ring right now, the source allows it ({@link DirectSource#direct()}) and the driver offered a
      * buffer; publishes it and notifies the driver as this thread would. Allocation-free; never blocks.
      *
@@ -76,10 +77,10 @@ public final class RxWorker extends QueueThread {
      *         thread. True also when the source dropped the data (too large) or the ring broke (this thread
      *         then reports the error and stops).
      */
-    public boolean tryDeliver(MemorySegment data, long length) {
+    public boolean tryDeliver(MemorySegment data, long offset, long length) {
         DirectSource d = directSource;
         if (polled()) {
-            return d != null && pollerDelivers(d, data, length);
+            return d != null && pollerDelivers(d, data, offset, length);
         }
         if (d == null || !owner.compareAndSet(FREE, PRODUCER)) {
             return false;
@@ -88,7 +89,7 @@ public final class RxWorker extends QueueThread {
             if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
                 return false; // no buffer: queued, this thread asks the driver for a kick
             }
-            int written = d.fillFrom(directChain, queue, data, length);
+            int written = d.fillFrom(directChain, queue, data, offset, length);
             if (written >= 0) {
                 queue.addUsed(directChain, written);
             }
@@ -109,7 +110,7 @@ public final class RxWorker extends QueueThread {
      * at most one notification for the batch ({@link Poller#defer}). Any other thread queues: the poller comes
      * round soon and delivers in batches (cheaper than a publish per frame: the loop 1.4–3× in side-by-side runs).
      */
-    private boolean pollerDelivers(DirectSource d, MemorySegment data, long length) {
+    private boolean pollerDelivers(DirectSource d, MemorySegment data, long offset, long length) {
         Poller p = poller();
         if (!p.isPollerThread() || !joined) {
             return false; // another thread, or a ring not (or no longer) in the poller's rounds
@@ -118,7 +119,7 @@ public final class RxWorker extends QueueThread {
             if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
                 return false; // no buffer: queued, and the ring's own round asks the driver for a kick
             }
-            int written = d.fillFrom(directChain, queue, data, length);
+            int written = d.fillFrom(directChain, queue, data, offset, length);
             if (written >= 0) {
                 queue.addUsed(directChain, written);
             }

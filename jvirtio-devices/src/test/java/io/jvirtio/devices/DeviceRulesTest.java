@@ -118,8 +118,8 @@ class DeviceRulesTest {
         }
         List<byte[]> sent = new java.util.concurrent.CopyOnWriteArrayList<>();
         io.jvirtio.devices.net.NetBackend wire = new io.jvirtio.devices.net.NetBackend() {
-            public void transmit(MemorySegment buffer, long length) {
-                sent.add(buffer.asSlice(0, length).toArray(ValueLayout.JAVA_BYTE));
+            public void transmit(MemorySegment buffer, long offset, long length) {
+                sent.add(buffer.asSlice(offset, length).toArray(ValueLayout.JAVA_BYTE));
             }
             public void connect(Receiver receiver) { }
         };

@@ -21,7 +21,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  */
 class ModelLayoutTest {
     static final NetBackend NOWHERE = new NetBackend() {
-        public void transmit(MemorySegment buffer, long length) { }
+        public void transmit(MemorySegment buffer, long offset, long length) { }
         public void connect(Receiver receiver) { }
     };
 

@@ -145,8 +145,8 @@ class ModelLifecycleTest {
         volatile Receiver receiver;
         boolean closed;
 
-        public void transmit(MemorySegment buffer, long length) {
-            sent.add(buffer.asSlice(0, length).toArray(ValueLayout.JAVA_BYTE));
+        public void transmit(MemorySegment buffer, long offset, long length) {
+            sent.add(buffer.asSlice(offset, length).toArray(ValueLayout.JAVA_BYTE));
         }
 
         public void connect(Receiver r) {

@@ -65,4 +65,85 @@ class QueueWorkerTest {
             assertThat(h.needsReset.get()).contains("queue 0 failed").contains("InternalError");
         }
     }
+
+    /** A one-queue device whose handler touches its chains first; it logs what it touches and handles, by first byte. */
+    static final class Touchy extends QueueDevice {
+        final java.util.List<String> log = new java.util.concurrent.CopyOnWriteArrayList<>();
+
+        public io.jvirtio.core.spec.DeviceType type() { return io.jvirtio.core.spec.DeviceType.ENTROPY; }
+        public long deviceFeatures() { return Feature.VERSION_1.mask(); }
+        public int numQueues() { return 1; }
+        public int maxQueueSize(int index) { return 8; }
+        public io.jvirtio.core.device.ConfigSpace config() { return new io.jvirtio.core.device.ConfigSpace(0); }
+
+        @Override
+        protected QueueThread worker(int index, io.jvirtio.core.queue.DeviceQueue queue,
+                                     io.jvirtio.core.queue.Interrupt interrupt, io.jvirtio.core.device.DeviceContext c) {
+            return requestWorker(index, queue, interrupt, new QueueHandler.Touching() {
+                public long touch(io.jvirtio.core.queue.DescriptorChain chain) {
+                    log.add("t" + first(chain));
+                    return 0;
+                }
+
+                public int handle(io.jvirtio.core.queue.DescriptorChain chain) {
+                    log.add("h" + first(chain));
+                    return 0;
+                }
+            }, c);
+        }
+
+        static int first(io.jvirtio.core.queue.DescriptorChain chain) {
+            return chain.segment(0).get(java.lang.foreign.ValueLayout.JAVA_BYTE, 0);
+        }
+    }
+
+    static void awaitUsed(DeviceHarness h, int n) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        int got = 0;
+        while (got < n && System.nanoTime() < deadline) {
+            if (h.queues.getFirst().getBuf() != null) {
+                got++;
+            } else {
+                Thread.sleep(1);
+            }
+        }
+        assertThat(got).as("buffers used").isEqualTo(n);
+    }
+
+    @Test
+    void aTouchingHandlersChainsAreAllTouchedThenHandledInRingOrder() throws Exception {
+        Touchy dev = new Touchy();
+        try (DeviceHarness h = new DeviceHarness(dev, Feature.VERSION_1.mask())) {
+            for (int i = 1; i <= 3; i++) {
+                long buf = h.alloc.allocate(8, 8);
+                h.memory.write(buf, new byte[] {(byte) i}, 0, 1);
+                h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(buf, 8), "b" + i);
+            }
+            h.queues.getFirst().kick();
+            awaitUsed(h, 3);
+            assertThat(dev.log).containsExactly("t1", "t2", "t3", "h1", "h2", "h3");
+        }
+    }
+
+    @Test
+    void aRingThatBreaksInsideAGroupHasTheChainsBeforeTheBreakHandledAndUsed() throws Exception {
+        Touchy dev = new Touchy();
+        try (DeviceHarness h = new DeviceHarness(dev, Feature.VERSION_1.mask())) {
+            for (int i = 1; i <= 2; i++) {
+                long buf = h.alloc.allocate(8, 8);
+                h.memory.write(buf, new byte[] {(byte) i}, 0, 1);
+                h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(buf, 8), "b" + i);
+            }
+            // outside guest memory: the third chain breaks the ring
+            h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(0x7f00_0000_0000L, 8), "bad");
+            h.queues.getFirst().kick();
+            awaitUsed(h, 2);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (h.needsReset.get() == null && System.nanoTime() < deadline) {
+                Thread.sleep(5);
+            }
+            assertThat(h.needsReset.get()).contains("virtqueue 0");
+            assertThat(dev.log).containsExactly("t1", "t2", "h1", "h2");
+        }
+    }
 }

@@ -271,10 +271,10 @@ class MigrationTest {
         Responder host = new Responder(sw, new byte[] {0x52, 0x54, 0, 0x4a, 0x56, 1}, new byte[] {(byte) 192, 0, 2, 1});
         java.util.concurrent.atomic.AtomicInteger rarps = new java.util.concurrent.atomic.AtomicInteger();
         NetBackend observer = sw.port();
-        observer.connect((frame, length) -> {
-            if (length >= 14 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 12) == (byte) 0x80
-                    && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13) == 0x35
-                    && frame.asSlice(6, 6).mismatch(java.lang.foreign.MemorySegment.ofArray(guestMac)) == -1) {
+        observer.connect((frame, at, length) -> {
+            if (length >= 14 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 12) == (byte) 0x80
+                    && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 13) == 0x35
+                    && frame.asSlice(at + 6, 6).mismatch(java.lang.foreign.MemorySegment.ofArray(guestMac)) == -1) {
                 rarps.incrementAndGet();
             }
         });

@@ -110,9 +110,9 @@ class TapTest {
             java.util.concurrent.BlockingQueue<String> replies = new java.util.concurrent.LinkedBlockingQueue<>();
             for (int q = 0; q < 2; q++) {
                 int queue = q;
-                tap.connect(q, (frame, length) -> {
-                    if (length >= 42 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 13) == 0x06
-                            && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 21) == 2) {
+                tap.connect(q, (frame, at, length) -> {
+                    if (length >= 42 && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 13) == 0x06
+                            && frame.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 21) == 2) {
                         replies.add("ARP reply on queue " + queue);
                     }
                 });
@@ -123,7 +123,7 @@ class TapTest {
             String reply = null;
             for (int attempt = 0; attempt < 20 && reply == null; attempt++) {
                 byte[] req = arpRequest();
-                tap.transmit(1, java.lang.foreign.MemorySegment.ofArray(req), req.length);
+                tap.transmit(1, java.lang.foreign.MemorySegment.ofArray(req), 0, req.length);
                 reply = replies.poll(500, TimeUnit.MILLISECONDS);
             }
             assertThat(reply).as("the host answered the ARP request sent on queue 1").isNotNull();

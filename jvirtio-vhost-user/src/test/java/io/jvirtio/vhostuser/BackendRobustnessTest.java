@@ -237,7 +237,7 @@ class BackendRobustnessTest {
         VirtualSwitch sw = new VirtualSwitch();
         java.util.concurrent.atomic.AtomicInteger seen = new java.util.concurrent.atomic.AtomicInteger();
         var wire = sw.port();
-        wire.connect((frame, length) -> seen.incrementAndGet());
+        wire.connect((frame, at, length) -> seen.incrementAndGet());
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("tx.sock"),
                 () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, 1}, 1));
              GuestMemory mem = GuestMemory.memfd(0, 1 << 20);

@@ -49,7 +49,7 @@ class RingControlTest {
     void theReceiveFilterSurvivesRingMessagesAndOnlyAResetDropsIt(@TempDir Path dir) throws Exception {
         VirtualSwitch sw = new VirtualSwitch();
         NetBackend wire = sw.port();
-        wire.connect((f, n) -> { });
+        wire.connect((f, at, n) -> { });
         NetDevice[] device = new NetDevice[1];
         try (VhostUserBackend backend = new VhostUserBackend(dir.resolve("net.sock"),
                 () -> device[0] = new NetDevice(sw.port(), MAC, 1));

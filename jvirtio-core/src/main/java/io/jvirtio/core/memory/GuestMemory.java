@@ -34,6 +34,8 @@ public final class GuestMemory implements AutoCloseable {
     /** Aligned little-endian views whose var handles support acquire/release access. */
     private static final VarHandle U16_ATOMIC =
             ValueLayout.JAVA_SHORT.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
+    private static final VarHandle U64_ATOMIC =
+            ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN).varHandle();
 
     private final MemoryRegion[] regions;
     private final Arena arena;
@@ -163,6 +165,14 @@ public final class GuestMemory implements AutoCloseable {
     /** Store-release of a little-endian u16: everything written before it is visible to an acquiring reader. */
     public static void setU16Release(MemorySegment segment, long offset, int value) {
         U16_ATOMIC.setRelease(segment, offset, (short) value);
+    }
+
+    /**
+     * Store-release of a little-endian u64, written as one access: a reader that sees any of its bytes after an
+     * acquire sees all of them. {@code offset} must be 8-byte aligned in host memory.
+     */
+    public static void setU64Release(MemorySegment segment, long offset, long value) {
+        U64_ATOMIC.setRelease(segment, offset, value);
     }
 
     /** Unmaps every region and closes the descriptors this memory created. */

@@ -35,8 +35,11 @@ final class FrameRing {
         }
     }
 
-    /** Copies the frame in; false when the queue is full or the frame is larger than a slot. */
-    boolean offer(MemorySegment buffer, long length) {
+    /**
+     * Copies the frame ({@code length} bytes at {@code offset} of {@code buffer}) in; false when the queue is full
+     * or the frame is larger than a slot.
+     */
+    boolean offer(MemorySegment buffer, long offset, long length) {
         if (length > slotSize) {
             return false;
         }
@@ -54,7 +57,7 @@ final class FrameRing {
                 return false;
             }
         }
-        MemorySegment.copy(buffer, 0, slots, idx * slotSize, length);
+        MemorySegment.copy(buffer, offset, slots, idx * slotSize, length);
         lengths[idx] = (int) length;
         sequence.set(idx, t + 1); // publishes slot and length to the consumer
         return true;

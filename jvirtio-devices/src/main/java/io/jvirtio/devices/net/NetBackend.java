@@ -4,8 +4,10 @@ import java.lang.foreign.MemorySegment;
 
 /**
  * Where a NIC's frames go: a port of a {@link VirtualSwitch}, a TAP device, ... Frames are passed as
- * the first {@code length} bytes of a segment that is valid only during the call, so nothing is
- * allocated per frame: whoever keeps a frame copies it.
+ * {@code length} bytes at {@code offset} of a segment that is valid only during the call, so nothing is
+ * allocated per frame — no slice either: a NIC hands on the frame where it lies in the transmitting guest's
+ * buffer. Whoever keeps a frame copies it; nobody writes into it (it may be guest memory the driver gave the
+ * device to read only), and a receiver reads what it relies on once (the guest may change it meanwhile).
  *
  * <p>A backend that can carry offloads ({@link #offloads()} not 0) passes every frame, both ways, behind the
  * 12-byte {@code virtio_net_hdr} of VERSION_1 (§5.1.6: flags, gso_type, hdr_len, gso_size, csum_start,
@@ -16,27 +18,38 @@ public interface NetBackend extends AutoCloseable {
     /** Receives frames for the NIC. */
     @FunctionalInterface
     interface Receiver {
-        void receive(MemorySegment buffer, long length);
+        /** The {@code length} bytes at {@code offset} of {@code buffer}: a frame, read-only, valid during the call. */
+        void receive(MemorySegment buffer, long offset, long length);
+
+        /** {@link #receive(MemorySegment, long, long)} of the first {@code length} bytes. */
+        default void receive(MemorySegment buffer, long length) {
+            receive(buffer, 0, length);
+        }
     }
 
-    /** Sends one Ethernet frame (without FCS): the first {@code length} bytes of {@code buffer}. */
-    void transmit(MemorySegment buffer, long length);
+    /** Sends one Ethernet frame (without FCS): {@code length} bytes at {@code offset} of {@code buffer}. */
+    void transmit(MemorySegment buffer, long offset, long length);
+
+    /** {@link #transmit(MemorySegment, long, long)} of the first {@code length} bytes. */
+    default void transmit(MemorySegment buffer, long length) {
+        transmit(buffer, 0, length);
+    }
 
     /** Frames for the NIC arrive at {@code receiver}, on whatever thread the backend uses. */
     void connect(Receiver receiver);
 
     /**
      * Queues of its own (a multi-queue TAP device): 1, or one per queue pair of the NIC, which then sends pair
-     * {@code i}'s frames with {@link #transmit(int, MemorySegment, long)} and takes queue {@code i}'s frames on
+     * {@code i}'s frames with {@link #transmit(int, MemorySegment, long, long)} and takes queue {@code i}'s frames on
      * pair {@code i} ({@link #connect(int, Receiver)}), so a flow keeps its queue and pairs share nothing.
      */
     default int queues() {
         return 1;
     }
 
-    /** {@link #transmit(MemorySegment, long)} on queue {@code queue}. */
-    default void transmit(int queue, MemorySegment buffer, long length) {
-        transmit(buffer, length);
+    /** {@link #transmit(MemorySegment, long, long)} on queue {@code queue}. */
+    default void transmit(int queue, MemorySegment buffer, long offset, long length) {
+        transmit(buffer, offset, length);
     }
 
     /** Frames arriving on queue {@code queue} go to {@code receiver}. */

@@ -147,10 +147,10 @@ public final class NetDevice extends QueueDevice {
         if (pairs > 1 && backend.queues() == pairs) {
             for (int q = 0; q < pairs; q++) {
                 int pair = q;
-                backend.connect(q, (frame, length) -> receive(frame, length, pair)); // the backend's queue q: pair q
+                backend.connect(q, (frame, at, length) -> receive(frame, at, length, pair)); // the backend's queue q: pair q
             }
         } else {
-            backend.connect((frame, length) -> receive(frame, length, -1));
+            backend.connect((frame, at, length) -> receive(frame, at, length, -1));
         }
     }
 
@@ -312,9 +312,9 @@ public final class NetDevice extends QueueDevice {
      * its receive worker. Runs on the sender's thread; allocates nothing and, on this path, uses no atomic
      * read-modify-write of its own.
      */
-    private void receive(MemorySegment frame, long length, int pair) {
+    private void receive(MemorySegment frame, long at, long length, int pair) {
         try {
-            deliver(frame, length, pair);
+            deliver(frame, at, length, pair);
         } catch (IllegalStateException e) {
             if (!closed) {
                 throw e;
@@ -323,39 +323,58 @@ public final class NetDevice extends QueueDevice {
         }
     }
 
-    /** {@code pair}: the pair the backend's queue belongs to, or -1 to steer by the frame's addresses. */
-    private void deliver(MemorySegment frame, long length, int pair) {
+    /**
+     * {@code length} bytes at {@code at} of {@code frame}, which may be another guest's transmit buffer;
+     * {@code pair}: the pair the backend's queue belongs to, or -1 to steer by the frame's addresses.
+     */
+    private void deliver(MemorySegment frame, long at, long length, int pair) {
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
-        boolean segment = h != 0 && length >= h && Offloads.isSegment(frame);
-        if (closed || !active || length < h + ETH_HLEN
-                || !segment && length > h + ETH_HLEN + mtu && Feature.NET_MTU.isSet(features)
-                || h != 0 && !Offloads.driverTakes(frame, 0, receiveFeatures)) {
-            // net-dev-3: with VIRTIO_NET_F_MTU no frame larger than the link's MTU reaches the driver (a segment
-            // the driver accepted with GUEST_TSO is not a frame on the link); net-dev-9: nor an offload it refused
+        if (closed || !active || length < h + ETH_HLEN || !driverTakes(frame, at, length, receiveFeatures)) {
             rxDropped.incrementAndGet();
             return;
         }
-        long dst = VirtualSwitch.mac(frame, h);
+        long dst = VirtualSwitch.mac(frame, at + h);
         if (!filter.accepts(dst)) {
             rxFiltered.incrementAndGet();
             return;
         }
         int active = activePairs;
         int p = active == 1 ? 0 : pair >= 0 ? (pair < active ? pair : pair % active)
-                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, h + 6), (long) active);
+                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, at + h + 6), (long) active);
         RxWorker rx = pairs[p].receiver;
-        if (rx != null && rx.tryDeliver(frame, length)) {
+        if (rx != null && rx.tryDeliver(frame, at, length)) {
             return; // written into the guest's ring on this thread: no queueing, no wake-up
         }
-        if (!pairs[p].inbound.offer(frame, length)) {
+        if (!pairs[p].inbound.offer(frame, at, length)) {
             rxDropped.incrementAndGet();
             return;
         }
         wake(2 * p);
     }
 
-    /** A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. */
-    private final class Transmitter implements io.jvirtio.devices.QueueHandler {
+    /**
+     * Whether the driver may be given the frame of {@code length} bytes at {@code at}: net-dev-3, with
+     * VIRTIO_NET_F_MTU no frame larger than the link's MTU (a segment the driver accepted with GUEST_TSO is not a
+     * frame on the link); net-dev-9, behind the backend's header, no offload the driver did not take.
+     */
+    private boolean driverTakes(MemorySegment frame, long at, long length, long receiveFeatures) {
+        int h = offloads != 0 ? Net.HDR_SIZE : 0;
+        boolean segment = h != 0 && Offloads.isSegment(frame, at);
+        return (segment || length <= h + ETH_HLEN + mtu || !Feature.NET_MTU.isSet(features))
+                && (h == 0 || Offloads.driverTakes(frame, at, receiveFeatures));
+    }
+
+    /**
+     * A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. A frame that
+     * lies in one buffer goes to the backend where it is, in the guest's memory: the switch reads its addresses
+     * there and each receiver copies it once, straight into its own ring — no copy here. What the device relies
+     * on, the header, is read once into memory of its own and checked there; the frame goes on unseen only when
+     * that header asks nothing and its fields are all zero (what the backend would have been given anyway), so
+     * a driver that rewrites its buffer meanwhile changes no decision taken here, and every receiver checks the
+     * header it got again, in its own copy. Else (a header that asks something, a frame over several buffers)
+     * the frame is copied together here, behind the header as checked.
+     */
+    private final class Transmitter implements io.jvirtio.devices.QueueHandler.Touching {
         /** A frame, or with offloads a header and a segment of up to 64 KiB. */
         private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(offloads != 0 ? MAX_SEGMENT : 65536, 64);
         private final int queue;
@@ -375,15 +394,59 @@ public final class NetDevice extends QueueDevice {
                 txDropped.incrementAndGet();
                 return 0;
             }
-            chain.readReadable(from, scratch, 0, len);
-            if (from == 0 && !Offloads.fitForBackend(scratch, features)) {
-                txDropped.incrementAndGet();
-                return 0;
+            int pair = queue / 2;
+            if (offloads != 0) {
+                chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
+                boolean empty = scratch.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0) == 0
+                        && scratch.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8) == 0;
+                if (empty && chain.length(0) >= len) {
+                    count(pair);
+                    backend.transmit(pair, chain.regionSegment(0), chain.regionOffset(0), len);
+                    return 0;
+                }
+                if (!Offloads.fitForBackend(scratch, features)) {
+                    txDropped.incrementAndGet();
+                    return 0;
+                }
+                chain.readReadable(Net.HDR_SIZE, scratch, Net.HDR_SIZE, len - Net.HDR_SIZE);
+            } else {
+                // the frame after the header: in the header's buffer, or alone in the next (a header apart)
+                int first = chain.length(0) >= Net.HDR_SIZE + len ? 0
+                        : chain.length(0) == Net.HDR_SIZE && chain.readableCount() == 2 ? 1 : -1;
+                if (first >= 0) {
+                    count(pair);
+                    backend.transmit(pair, chain.regionSegment(first),
+                            chain.regionOffset(first) + (first == 0 ? Net.HDR_SIZE : 0), len);
+                    return 0;
+                }
+                chain.readReadable(from, scratch, 0, len);
             }
-            AtomicLong sent = pairs[queue / 2].txFrames;
-            sent.lazySet(sent.get() + 1); // only this queue's server writes it
-            backend.transmit(queue / 2, scratch, len); // a multi-queue backend: this pair's own queue
+            count(pair);
+            backend.transmit(pair, scratch, 0, len); // a multi-queue backend: this pair's own queue
             return 0;
+        }
+
+        /** The header and the addresses behind it: what is read first, in the guest's buffer (or its first two). */
+        @Override
+        public long touch(DescriptorChain chain) {
+            long t = 0;
+            for (int i = 0; i < Math.min(2, chain.readableCount()); i++) {
+                int len = chain.length(i);
+                if (len >= 8) {
+                    MemorySegment s = chain.regionSegment(i);
+                    long off = chain.regionOffset(i);
+                    t += s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off);
+                    if (len >= Net.HDR_SIZE + 8) {
+                        t += s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off + Net.HDR_SIZE);
+                    }
+                }
+            }
+            return t;
+        }
+
+        private void count(int pair) {
+            AtomicLong sent = pairs[pair].txFrames;
+            sent.lazySet(sent.get() + 1); // only this queue's server writes it
         }
     }
 
@@ -472,10 +535,13 @@ public final class NetDevice extends QueueDevice {
     }
 
     /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-    private final class FrameSource implements RxWorker.DirectSource {
+    private final class FrameSource implements RxWorker.DirectSource, ReceiveBuffers.HeaderCheck {
         private final Pair pair;
         private final ReceiveBuffers buffers = new ReceiveBuffers();
+        /** The header that asks nothing, in front of a frame from a backend without headers. */
         private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
+        /** A backend's header and the Ethernet header behind it, as checked. */
+        private final MemorySegment headers = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE + ETH_HLEN);
         private final int queue;
 
         FrameSource(Pair pair, int queue) {
@@ -507,6 +573,12 @@ public final class NetDevice extends QueueDevice {
             return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isDrained();
         }
 
+        /** {@link ReceiveBuffers.HeaderCheck}: whether this driver may be given the frame behind the header at {@code at}. */
+        @Override
+        public boolean takes(MemorySegment frame, long at, long length) {
+            return driverTakes(frame, at, length, receiveFeatures);
+        }
+
         @Override
         public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
             FrameRing ring = pair.inbound;
@@ -517,38 +589,48 @@ public final class NetDevice extends QueueDevice {
             }
         }
 
+        /**
+         * Header + the frame at {@code at} of {@code data}, over one or (MRG_RXBUF) several buffers. {@code data}
+         * may be the sending guest's buffer, which it can rewrite as we copy: the header is checked where only this
+         * side writes — in the receiving buffer, not yet the driver's, or in the copy made for it.
+         */
         @Override
-        public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long length)
-                throws VirtqueueException {
-            return fillFrom(chain, queue, data, 0, length);
-        }
-
-        /** Header + the frame at {@code at} of {@code slots}, over one or (MRG_RXBUF) several buffers. */
-        private int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment slots, long at, long length)
+        public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long length)
                 throws VirtqueueException {
             if (offloads != 0) {
                 long now = receiveFeatures;
-                if (!Offloads.driverTakes(slots, at, now)) {
-                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET): not for it now
+                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
+                int whole = buffers.writeWhole(chain, queue, data, at, length, !Feature.NET_GUEST_CSUM.isSet(now), this);
+                if (whole == ReceiveBuffers.WRITTEN) {
+                    pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+                    return -1;
+                }
+                if (whole == ReceiveBuffers.REFUSED) {
+                    rxDropped.incrementAndGet();
+                    return -1;
+                }
+                // the header and the Ethernet header (the EtherType says which UDP segmentation a segment needs)
+                // copied here, checked, and written from this copy
+                MemorySegment.copy(data, at, headers, 0, headers.byteSize());
+                if (!takes(headers, 0, length)) {
+                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten by
+                    // its sender since it was switched: not for this driver
                     queue.undoPop();
                     rxDropped.incrementAndGet();
                     return -1;
                 }
-                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
-                if (buffers.writeWhole(chain, queue, slots, at, length, !Feature.NET_GUEST_CSUM.isSet(now))) {
-                    pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
-                    return -1;
-                }
-                MemorySegment.copy(slots, at, header, 0, Net.HDR_SIZE);
                 if (!Feature.NET_GUEST_CSUM.isSet(now)) {
-                    header.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
+                    headers.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
                 }
-                at += Net.HDR_SIZE;
-                length -= Net.HDR_SIZE;
-            } else {
-                header.fill((byte) 0);
+                return write(chain, queue, headers, data, at + headers.byteSize(), length - headers.byteSize());
             }
-            if (!buffers.write(chain, queue, header, slots, at, length, Feature.NET_MRG_RXBUF.isSet(features))) {
+            header.fill((byte) 0);
+            return write(chain, queue, header, data, at, length);
+        }
+
+        private int write(DescriptorChain chain, DeviceQueue queue, MemorySegment head, MemorySegment data, long at,
+                          long length) throws VirtqueueException {
+            if (!buffers.write(chain, queue, head, data, at, length, Feature.NET_MRG_RXBUF.isSet(features))) {
                 rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
                 return -1;
             }

@@ -38,9 +38,15 @@ final class Offloads {
                 && (!Feature.NET_HOST_USO.isSet(features) || Feature.NET_CSUM.isSet(features));
     }
 
-    /** The frame behind {@code header} is a segment to be cut (its size is not bounded by the MTU). */
-    static boolean isSegment(MemorySegment header) {
-        return gsoType(header) != Net.HDR_GSO_NONE;
+    /** The frame behind the header at {@code at} is a segment to be cut (its size is not bounded by the MTU). */
+    static boolean isSegment(MemorySegment frame, long at) {
+        return (frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff) != Net.HDR_GSO_NONE;
+    }
+
+    /** Whether the header at {@code at} asks anything: a checksum to finish or a segment to cut. */
+    static boolean asksAnything(MemorySegment frame, long at) {
+        return (frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
+                || frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) != 0;
     }
 
     /**

@@ -56,7 +56,7 @@ public final class PacketGenerator implements AutoCloseable {
         this.others = others;
         this.port = sw.offloadPort(); // a header that asks nothing: passed as it is to every NIC
         port.acceptOffloads(VirtualSwitch.OFFLOADS); // what is flooded back to it is ignored, never finished for it
-        port.connect((buffer, len) -> { });
+        port.connect((buffer, at, len) -> { });
         this.length = Net.HDR_SIZE + frameBytes;
         // freed by the collector: a poller may be inside its last round when the generator closes
         this.frame = Arena.ofAuto().allocate(length, 64);

@@ -27,9 +27,9 @@ public final class Responder {
         this.port = sw.offloadPort();
         port.acceptOffloads(VirtualSwitch.OFFLOADS);
         int ipv4 = java.lang.foreign.MemorySegment.ofArray(this.ip).get(BE_INT, 0);
-        port.connect((buffer, length) -> {
-            if (length > H && forUs(buffer, length, ipv4)) {
-                frame(buffer.asSlice(H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        port.connect((buffer, at, length) -> {
+            if (length > H && forUs(buffer, at, length, ipv4)) {
+                frame(buffer.asSlice(at + H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
             }
         });
     }
@@ -43,16 +43,16 @@ public final class Responder {
      * An ARP request or an ICMP packet for our address, the only frames answered: the rest of what the switch
      * floods here (every frame to an unknown address) is passed over without a copy — nothing allocated.
      */
-    private static boolean forUs(java.lang.foreign.MemorySegment f, long length, int ip) {
-        if (length < H + 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 12) != 0x08) {
+    private static boolean forUs(java.lang.foreign.MemorySegment f, long at, long length, int ip) {
+        if (length < H + 42 || f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + H + 12) != 0x08) {
             return false;
         }
-        byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 13);
+        byte type = f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + H + 13);
         if (type == 0x06) {
-            return f.get(BE_INT, H + 38) == ip;                     // ARP target protocol address
+            return f.get(BE_INT, at + H + 38) == ip;                     // ARP target protocol address
         }
-        return type == 0x00 && f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, H + 23) == 1 // ICMP
-                && f.get(BE_INT, H + 30) == ip;                      // IPv4 destination
+        return type == 0x00 && f.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + H + 23) == 1 // ICMP
+                && f.get(BE_INT, at + H + 30) == ip;                      // IPv4 destination
     }
 
     private void frame(byte[] f) {

@@ -69,20 +69,22 @@ public final class TapBackend implements NetBackend {
         final Arena arena = Arena.ofShared();
         final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
         final MemorySegment txState = Posix.callState(arena);
-        volatile Receiver receiver = (b, n) -> { };
+        volatile Receiver receiver = (b, o, n) -> { };
         Thread reader;
 
         Queue(int fd) {
             this.fd = fd;
         }
 
-        synchronized void transmit(MemorySegment buffer, long length) {
-            if (!open || length > txBuffer.byteSize() || length > buffer.byteSize()) {
+        synchronized void transmit(MemorySegment buffer, long offset, long length) {
+            if (!open || length > txBuffer.byteSize() || offset + length > buffer.byteSize()) {
                 return;
             }
             MemorySegment from = buffer;
-            if (!buffer.isNative()) {
-                MemorySegment.copy(buffer, 0, txBuffer, 0, length); // a heap frame: the kernel needs native memory
+            if (!buffer.isNative() || offset != 0) {
+                // a heap frame (the kernel needs native memory), or one inside a larger buffer (a guest's): copied
+                // rather than sliced, which would allocate per frame
+                MemorySegment.copy(buffer, offset, txBuffer, 0, length);
                 from = txBuffer;
             }
             try {
@@ -262,13 +264,13 @@ public final class TapBackend implements NetBackend {
     }
 
     @Override
-    public void transmit(MemorySegment buffer, long length) {
-        queues[0].transmit(buffer, length);
+    public void transmit(MemorySegment buffer, long offset, long length) {
+        queues[0].transmit(buffer, offset, length);
     }
 
     @Override
-    public void transmit(int queue, MemorySegment buffer, long length) {
-        queues[queue % queues.length].transmit(buffer, length);
+    public void transmit(int queue, MemorySegment buffer, long offset, long length) {
+        queues[queue % queues.length].transmit(buffer, offset, length);
     }
 
     @Override

@@ -53,6 +53,13 @@ public final class VirtualSwitch {
     /** Where each sending thread cuts segments for receivers that did not take them (made once per thread). */
     private static final ThreadLocal<MemorySegment> SCRATCHES =
             ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH, 64));
+    /**
+     * Where each sending thread copies a frame before finishing it in software: finishing writes (a checksum, the
+     * header), and the frame may lie in a guest's transmit buffer, which the device only reads (§2.7.4) and the
+     * guest may rewrite meanwhile.
+     */
+    private static final ThreadLocal<MemorySegment> HELD =
+            ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH, 64));
 
     /** A new port of plain frames (no virtio-net header): no offloads; what arrives for it is finished. */
     public NetBackend port() {
@@ -217,22 +224,23 @@ public final class VirtualSwitch {
         table = new Table(Arrays.copyOf(nm, n), Arrays.copyOf(no, n));
     }
 
-    private void switchFrame(Port from, MemorySegment frame, long length) {
+    /** The {@code length} bytes at {@code at} of {@code frame}, from {@code from}, to where they go. */
+    private void switchFrame(Port from, MemorySegment frame, long at, long length) {
         int h = from.header ? Net.HDR_SIZE : 0;
         if (length < h + 14 || from.closed) {
             // a sender still inside its last frame as its port closes (a traffic source's last round): were it
             // switched, its source address would be learned again for a port no longer on the switch
             return;
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, h + 6) & 1) == 0) {
-            learnSource(mac(frame, h + 6), from);
+        if ((frame.get(ValueLayout.JAVA_BYTE, at + h + 6) & 1) == 0) {
+            learnSource(mac(frame, at + h + 6), from);
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, h) & 1) == 0) {
-            Port to = lookup(mac(frame, h));
+        if ((frame.get(ValueLayout.JAVA_BYTE, at + h) & 1) == 0) {
+            Port to = lookup(mac(frame, at + h));
             if (to != null) {
                 if (to != from && to.receiver != null) {
                     forwarded.increment();
-                    deliver(from, to, frame, length);
+                    deliver(from, to, frame, at, length);
                 }
                 return;
             }
@@ -240,7 +248,7 @@ public final class VirtualSwitch {
         flooded.increment();
         for (Port p : ports) {
             if (p != from && p.receiver != null) {
-                deliver(from, p, frame, length);
+                deliver(from, p, frame, at, length);
             }
         }
     }
@@ -249,14 +257,14 @@ public final class VirtualSwitch {
      * {@code frame} from {@code from} to {@code to}, in {@code to}'s format: as it is between ports of one kind
      * when the receiver takes what its header asks; else finished in software, header by header.
      */
-    private void deliver(Port from, Port to, MemorySegment frame, long length) {
+    private void deliver(Port from, Port to, MemorySegment frame, long at, long length) {
         NetBackend.Receiver r = to.receiver;
         if (r == null) {
             return;
         }
         if (!from.header) {
             if (!to.header) {
-                r.receive(frame, length);
+                r.receive(frame, at, length);
             } else {
                 // a plain frame to a header port: behind a header that asks nothing (a copy; plain ports are
                 // the responder and links without the header, never the guest-to-guest path)
@@ -265,30 +273,30 @@ public final class VirtualSwitch {
                 if (length + h <= s.byteSize()) {
                     s.set(ValueLayout.JAVA_LONG_UNALIGNED, 0, 0L); // a header that asks nothing
                     s.set(ValueLayout.JAVA_INT_UNALIGNED, 8, 0);
-                    MemorySegment.copy(frame, 0, s, h, length);
-                    r.receive(s, length + h);
+                    MemorySegment.copy(frame, at, s, h, length);
+                    r.receive(s, 0, length + h);
                 }
             }
             return;
         }
-        if (to.header && Offloads.driverTakes(frame, 0, to.accepted)) {
-            r.receive(frame, length);
+        if (to.header && Offloads.driverTakes(frame, at, to.accepted)) {
+            r.receive(frame, at, length);
             return;
         }
-        if (!to.header && !asksAnything(frame)) {
-            r.receive(frame.asSlice(Net.HDR_SIZE), length - Net.HDR_SIZE);
+        if (!to.header && !Offloads.asksAnything(frame, at)) {
+            r.receive(frame, at + Net.HDR_SIZE, length - Net.HDR_SIZE);
             return;
         }
         finished.incrementAndGet();
-        if (!SoftwareOffload.finish(frame, length, SCRATCHES.get(), to)) {
+        MemorySegment held = HELD.get();
+        if (length > held.byteSize()) {
+            refused.incrementAndGet();
+            return;
+        }
+        MemorySegment.copy(frame, at, held, 0, length);
+        if (!SoftwareOffload.finish(held, length, SCRATCHES.get(), to)) {
             refused.incrementAndGet();
         }
-    }
-
-    /** Whether the header in front of {@code frame} asks for a checksum or a segment. */
-    private static boolean asksAnything(MemorySegment frame) {
-        return (frame.get(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS) & Offloads.HDR_F_NEEDS_CSUM) != 0
-                || frame.get(ValueLayout.JAVA_BYTE, Net.HDR_GSO_TYPE) != 0;
     }
 
     /** A port: a backend for its NIC, and where frames finished in software for it go ({@link #frame}). */
@@ -304,8 +312,8 @@ public final class VirtualSwitch {
         }
 
         @Override
-        public void transmit(MemorySegment buffer, long length) {
-            switchFrame(this, buffer, length);
+        public void transmit(MemorySegment buffer, long offset, long length) {
+            switchFrame(this, buffer, offset, length);
         }
 
         @Override
@@ -327,9 +335,9 @@ public final class VirtualSwitch {
             }
             int h = Net.HDR_SIZE;
             if (header) {
-                r.receive(buffer, length);
+                r.receive(buffer, 0, length);
             } else {
-                r.receive(buffer.asSlice(h), length - h); // plain ports: the responder, links without the header
+                r.receive(buffer, h, length - h); // plain ports: the responder, links without the header
             }
         }
 

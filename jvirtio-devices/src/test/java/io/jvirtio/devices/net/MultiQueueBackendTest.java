@@ -33,12 +33,12 @@ class MultiQueueBackendTest {
             return 2;
         }
 
-        public void transmit(MemorySegment buffer, long length) {
+        public void transmit(MemorySegment buffer, long offset, long length) {
             throw new AssertionError("a multi-queue backend is sent to by queue");
         }
 
-        public void transmit(int queue, MemorySegment buffer, long length) {
-            sent.add(queue + ":" + buffer.get(ValueLayout.JAVA_BYTE, 20));
+        public void transmit(int queue, MemorySegment buffer, long offset, long length) {
+            sent.add(queue + ":" + buffer.get(ValueLayout.JAVA_BYTE, offset + 20));
         }
 
         public void connect(Receiver receiver) {

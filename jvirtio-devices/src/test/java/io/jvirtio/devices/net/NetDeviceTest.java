@@ -26,8 +26,8 @@ class NetDeviceTest {
         final List<byte[]> fromGuest = new CopyOnWriteArrayList<>();
         final Consumer<byte[]> toGuest = f -> receiver.receive(java.lang.foreign.MemorySegment.ofArray(f), f.length);
 
-        public void transmit(java.lang.foreign.MemorySegment buffer, long length) {
-            fromGuest.add(buffer.asSlice(0, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        public void transmit(java.lang.foreign.MemorySegment buffer, long offset, long length) {
+            fromGuest.add(buffer.asSlice(offset, length).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
         }
 
         public void connect(Receiver r) {

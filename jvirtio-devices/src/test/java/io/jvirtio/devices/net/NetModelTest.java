@@ -28,13 +28,13 @@ class NetModelTest {
         assertThatThrownBy(() -> new FrameRing(3, 64)).isInstanceOf(IllegalArgumentException.class);
         assertThat(ring.isEmpty()).isTrue();
         MemorySegment f = MemorySegment.ofArray(new byte[65]);
-        assertThat(ring.offer(f, 65)).as("larger than a slot").isFalse();
+        assertThat(ring.offer(f, 0, 65)).as("larger than a slot").isFalse();
         for (int round = 0; round < 10; round++) {
             for (int i = 0; i < 4; i++) {
                 f.set(ValueLayout.JAVA_BYTE, 0, (byte) (round * 4 + i));
-                assertThat(ring.offer(f, 10 + i)).isTrue();
+                assertThat(ring.offer(f, 0, 10 + i)).isTrue();
             }
-            assertThat(ring.offer(f, 10)).as("full").isFalse();
+            assertThat(ring.offer(f, 0, 10)).as("full").isFalse();
             for (int i = 0; i < 4; i++) {
                 assertThat(ring.isEmpty()).isFalse();
                 assertThat(ring.headLength()).isEqualTo(10 + i);
@@ -44,7 +44,7 @@ class NetModelTest {
             }
             assertThat(ring.isEmpty()).isTrue();
         }
-        assertThat(ring.offer(f, 64)).as("exactly a slot").isTrue();
+        assertThat(ring.offer(f, 0, 64)).as("exactly a slot").isTrue();
         ring.clear();
         assertThat(ring.isEmpty()).isTrue();
         ring.close();
@@ -56,7 +56,7 @@ class NetModelTest {
         final AtomicBoolean closed = new AtomicBoolean();
         final Consumer<byte[]> toGuest = f -> receiver.receive(MemorySegment.ofArray(f), f.length);
 
-        public void transmit(MemorySegment buffer, long length) { }
+        public void transmit(MemorySegment buffer, long offset, long length) { }
         public void connect(Receiver r) { receiver = r; }
         public void close() { closed.set(true); }
     }
@@ -194,7 +194,7 @@ class NetModelTest {
         final java.util.List<Long> sent = new java.util.concurrent.CopyOnWriteArrayList<>();
 
         @Override
-        public void transmit(MemorySegment buffer, long length) {
+        public void transmit(MemorySegment buffer, long offset, long length) {
             sent.add(length);
         }
     }

@@ -71,7 +71,7 @@ class SwitchOffloadTest {
         DeviceHarness cut = nic(sw, 3, BASE);
         List<byte[]> plain = new CopyOnWriteArrayList<>();
         NetBackend port = sw.port();
-        port.connect((b, n) -> plain.add(b.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE)));
+        port.connect((b, at, n) -> plain.add(b.asSlice(at, n).toArray(ValueLayout.JAVA_BYTE)));
 
         byte[] data = SoftwareOffloadTest.payload(20_000);
         byte[] p = SoftwareOffloadTest.packet(false, true, Offloads.GSO_TCPV4, 1448, 0x18, 77, 1, data);

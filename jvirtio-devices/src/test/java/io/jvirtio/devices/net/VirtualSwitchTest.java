@@ -27,8 +27,8 @@ class VirtualSwitchTest {
     /** A port's frames, as the last byte of their destination and source. */
     static List<String> recording(NetBackend port) {
         List<String> got = new ArrayList<>();
-        port.connect((b, n) -> got.add(b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 5) + "<"
-                + b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, 11) + ":" + n));
+        port.connect((b, at, n) -> got.add(b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 5) + "<"
+                + b.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + 11) + ":" + n));
         return got;
     }
 
@@ -89,8 +89,8 @@ class VirtualSwitchTest {
         two.acceptOffloads(VirtualSwitch.OFFLOADS);
         int h = offload ? io.jvirtio.core.spec.Net.HDR_SIZE : 0;
         long[] seen = new long[2];
-        one.connect((b, n) -> seen[0]++);
-        two.connect((b, n) -> seen[1]++);
+        one.connect((b, at, n) -> seen[0]++);
+        two.connect((b, at, n) -> seen[1]++);
         // and the demo host, which every flooded frame reaches too: an IPv4 frame not for it is not copied
         Responder host = new Responder(sw, new byte[] {0x52, 0x54, 0, 0, 0, 7}, new byte[] {10, 0, 0, 1});
         MemorySegment f = java.lang.foreign.Arena.global().allocate(h + 60);

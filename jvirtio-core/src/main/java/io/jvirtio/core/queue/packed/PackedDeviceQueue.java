@@ -16,7 +16,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.invoke.VarHandle;
 
 import static io.jvirtio.core.queue.packed.Packed.DESC_FLAGS;
-import static io.jvirtio.core.queue.packed.Packed.DESC_ID;
 import static io.jvirtio.core.queue.packed.Packed.DESC_LEN;
 import static io.jvirtio.core.queue.packed.Packed.DESC_SIZE;
 import static io.jvirtio.core.queue.packed.Packed.EVENT_DESC;
@@ -59,9 +58,13 @@ public final class PackedDeviceQueue implements DeviceQueue {
     private boolean usedWrap;
     /** Ring slots each buffer id in flight took (what the used side skips); 0 when the id is free. */
     private final int[] slots;
-    /** Used descriptors staged since the last publish: their slots and flags (written last). */
+    /**
+     * Used descriptors staged since the last publish: their slots, and what goes into each — len, id and flags,
+     * laid out as at DESC_LEN (§2.8.13) — written together at the publish, so the lines the driver is writing
+     * its next descriptors into are touched once per batch, not once per buffer.
+     */
     private final int[] stagedSlot;
-    private final short[] stagedFlags;
+    private final long[] stagedUsed;
     private int staged;
     /** VIRTIO_F_IN_ORDER: the ids in the order taken (null without it). */
     private final TakenOrder order;
@@ -113,7 +116,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         }
         this.slots = new int[size];
         this.stagedSlot = new int[size];
-        this.stagedFlags = new short[size];
+        this.stagedUsed = new long[size];
         this.popId = new int[size];
         this.order = Feature.IN_ORDER.isSet(features) ? new TakenOrder(size, index) : null;
     }
@@ -310,16 +313,11 @@ public final class PackedDeviceQueue implements DeviceQueue {
             // IN_ORDER: one used descriptor per batch, over the batch's first slot, naming its last buffer;
             // the driver takes the ones before as filled completely
             int at = staged - 1;
-            long off = (long) stagedSlot[at] * DESC_SIZE;
-            desc.set(GuestMemory.U16, off + DESC_ID, (short) id);
-            desc.set(GuestMemory.U32, off + DESC_LEN, len);
-            stagedFlags[at] = (short) ((stagedFlags[at] & ~F_WRITE) | write);
+            int flags = (int) (stagedUsed[at] >>> 48) & ~F_WRITE | write;
+            stagedUsed[at] = used(len, id, flags);
         } else {
-            long off = (long) nextUsed * DESC_SIZE;
-            desc.set(GuestMemory.U16, off + DESC_ID, (short) id);
-            desc.set(GuestMemory.U32, off + DESC_LEN, len);
             stagedSlot[staged] = nextUsed;
-            stagedFlags[staged] = (short) (Packed.usedFlags(usedWrap) | write);
+            stagedUsed[staged] = used(len, id, Packed.usedFlags(usedWrap) | write);
             staged++;
         }
         batchOpen = full;
@@ -336,10 +334,15 @@ public final class PackedDeviceQueue implements DeviceQueue {
         usedSinceSignal += n;
     }
 
+    /** A used descriptor's len, id and flags as one little-endian u64 at DESC_LEN (§2.8.13). */
+    private static long used(int len, int id, int flags) {
+        return Integer.toUnsignedLong(len) | (long) (id & 0xffff) << 32 | (long) (flags & 0xffff) << 48;
+    }
+
     @Override
     public void publishUsed() {
-        // The first staged descriptor's flags go last (store-release each): the driver, polling the first
-        // slot, then finds the whole batch written (§2.8.21 "Multi-buffer requests").
+        // Each descriptor's len, id and flags in one store-release, the first staged one last: the driver,
+        // polling the first slot's flags, then finds the whole batch written (§2.8.21 "Multi-buffer requests").
         // With an in-flight log, the batch is logged around the ring writes in the order of vhost-user.rst
         // ("When supplying used buffers"), so a device dying at any point is rolled back or forward.
         batchOpen = false; // the driver may consume the descriptor now: the next buffer gets one of its own
@@ -353,7 +356,7 @@ public final class PackedDeviceQueue implements DeviceQueue {
         DirtyLog l = logRing ? log : null;
         for (int i = staged - 1; i >= 0; i--) {
             long at = (long) stagedSlot[i] * DESC_SIZE;
-            GuestMemory.setU16Release(desc, at + DESC_FLAGS, stagedFlags[i]);
+            GuestMemory.setU64Release(desc, at + DESC_LEN, stagedUsed[i]);
             if (l != null) {
                 l.mark(descGpa + at, DESC_SIZE);
             }

@@ -202,6 +202,37 @@ class PackedRingTest {
         }
     }
 
+    /**
+     * A used descriptor's len, id and flags are written together when the batch is published, not one by one as
+     * buffers are used: until then each slot holds what the driver wrote (the lines the driver is writing its next
+     * descriptors into are touched once per batch), and then all three are the device's at once.
+     */
+    @Test
+    void usedDescriptorsAreWrittenWholeWhenTheBatchIsPublished() throws Exception {
+        try (Ring r = new Ring(4, 0)) {
+            long b = r.buffer(64);
+            DescriptorChain c = new DescriptorChain();
+            for (int i = 0; i < 2; i++) {
+                r.driver.addInBuf(b, 64, i);
+            }
+            long[] before = {r.memory.readU64(r.desc(0) + 8), r.memory.readU64(r.desc(1) + 8)};
+            int[] heads = new int[2];
+            for (int i = 0; i < 2; i++) {
+                assertThat(r.device.pop(c)).isTrue();
+                heads[i] = c.head();
+                r.device.addUsed(c, 10 + i);
+            }
+            assertThat(r.memory.readU64(r.desc(0) + 8)).as("slot 0 before the publish").isEqualTo(before[0]);
+            assertThat(r.memory.readU64(r.desc(1) + 8)).as("slot 1 before the publish").isEqualTo(before[1]);
+            r.device.publishUsed();
+            for (int i = 0; i < 2; i++) {
+                assertThat(r.memory.readU32(r.desc(i) + 8)).as("len").isEqualTo(10 + i);
+                assertThat(r.id(i)).isEqualTo(heads[i]);
+                assertThat(r.flags(i) & (F_AVAIL | F_USED | F_WRITE)).isEqualTo(F_AVAIL | F_USED | F_WRITE);
+            }
+        }
+    }
+
     /** Once off, disabling again writes nothing (a polling device asks every round; the driver reads the line). */
     @Test
     void disablingNotificationsThatAreOffWritesNothing() throws Exception {
