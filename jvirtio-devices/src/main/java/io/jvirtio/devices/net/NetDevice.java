@@ -1,6 +1,7 @@
 package io.jvirtio.devices.net;
 
 import io.jvirtio.core.spec.Net;
+import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.DescriptorChain;
@@ -358,21 +359,24 @@ public final class NetDevice extends QueueDevice {
      * frame on the link); net-dev-9, behind the backend's header, no offload the driver did not take.
      */
     private boolean driverTakes(MemorySegment frame, long at, long length, long receiveFeatures) {
+        return offloads == 0 ? withinMtu(false, length)
+                : withinMtu(Offloads.isSegment(frame, at), length) && Offloads.driverTakes(frame, at, receiveFeatures);
+    }
+
+    /** net-dev-3 for a frame of {@code length} bytes (its header too, with offloads), a segment or not. */
+    private boolean withinMtu(boolean segment, long length) {
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
-        boolean segment = h != 0 && Offloads.isSegment(frame, at);
-        return (segment || length <= h + ETH_HLEN + mtu || !Feature.NET_MTU.isSet(features))
-                && (h == 0 || Offloads.driverTakes(frame, at, receiveFeatures));
+        return segment || length <= h + ETH_HLEN + mtu || !Feature.NET_MTU.isSet(features);
     }
 
     /**
      * A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. A frame that
      * lies in one buffer goes to the backend where it is, in the guest's memory: the switch reads its addresses
-     * there and each receiver copies it once, straight into its own ring — no copy here. What the device relies
-     * on, the header, is read once into memory of its own and checked there; the frame goes on unseen only when
-     * that header asks nothing and its fields are all zero (what the backend would have been given anyway), so
-     * a driver that rewrites its buffer meanwhile changes no decision taken here, and every receiver checks the
-     * header it got again, in its own copy. Else (a header that asks something, a frame over several buffers)
-     * the frame is copied together here, behind the header as checked.
+     * there and each receiver copies it once, straight into its own ring — no copy here. It goes on so only when
+     * its header's fields are all zero — it asks nothing, and is what the backend would have been given anyway —
+     * read once: a driver that rewrites its buffer meanwhile changes no decision taken here, and every receiver
+     * checks the header it got again, in its own copy. Else (a header that asks something, a frame over several
+     * buffers) the header is read into memory of the device's own, checked there, and the frame copied behind it.
      */
     private final class Transmitter implements io.jvirtio.devices.QueueHandler.Touching {
         /** A frame, or with offloads a header and a segment of up to 64 KiB. */
@@ -396,14 +400,18 @@ public final class NetDevice extends QueueDevice {
             }
             int pair = queue / 2;
             if (offloads != 0) {
-                chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
-                boolean empty = scratch.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, 0) == 0
-                        && scratch.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8) == 0;
-                if (empty && chain.length(0) >= len) {
-                    count(pair);
-                    backend.transmit(pair, chain.regionSegment(0), chain.regionOffset(0), len);
-                    return 0;
+                if (chain.length(0) >= len) {
+                    // header and frame in one buffer: the header's first ten bytes read once, in two loads
+                    MemorySegment s = chain.regionSegment(0);
+                    long off = chain.regionOffset(0);
+                    if (s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off) == 0
+                            && s.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, off + 8) == 0) {
+                        count(pair);
+                        backend.transmit(pair, s, off, len);
+                        return 0;
+                    }
                 }
+                chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
                 if (!Offloads.fitForBackend(scratch, features)) {
                     txDropped.incrementAndGet();
                     return 0;
@@ -535,7 +543,7 @@ public final class NetDevice extends QueueDevice {
     }
 
     /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-    private final class FrameSource implements RxWorker.DirectSource, ReceiveBuffers.HeaderCheck {
+    private final class FrameSource implements RxWorker.DirectSource {
         private final Pair pair;
         private final ReceiveBuffers buffers = new ReceiveBuffers();
         /** The header that asks nothing, in front of a frame from a backend without headers. */
@@ -573,12 +581,6 @@ public final class NetDevice extends QueueDevice {
             return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isDrained();
         }
 
-        /** {@link ReceiveBuffers.HeaderCheck}: whether this driver may be given the frame behind the header at {@code at}. */
-        @Override
-        public boolean takes(MemorySegment frame, long at, long length) {
-            return driverTakes(frame, at, length, receiveFeatures);
-        }
-
         @Override
         public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
             FrameRing ring = pair.inbound;
@@ -599,20 +601,32 @@ public final class NetDevice extends QueueDevice {
                 throws VirtqueueException {
             if (offloads != 0) {
                 long now = receiveFeatures;
-                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9)
-                int whole = buffers.writeWhole(chain, queue, data, at, length, !Feature.NET_GUEST_CSUM.isSet(now), this);
-                if (whole == ReceiveBuffers.WRITTEN) {
-                    pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
-                    return -1;
-                }
-                if (whole == ReceiveBuffers.REFUSED) {
-                    rxDropped.incrementAndGet();
-                    return -1;
+                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9), read once, checked,
+                // and stored as checked
+                long head0 = data.get(GuestMemory.U64, at);
+                int flags = (int) head0 & 0xff;
+                int gso = (int) (head0 >>> 8) & 0xff;
+                if (gso != Offloads.GSO_UDP_L4) {
+                    if (!Offloads.driverTakes(flags, gso, now) || !withinMtu(gso != Net.HDR_GSO_NONE, length)) {
+                        // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten
+                        // by its sender since it was switched: not for this driver
+                        queue.undoPop();
+                        rxDropped.incrementAndGet();
+                        return -1;
+                    }
+                    if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+                        head0 &= ~0xffL;
+                    }
+                    int head8 = (data.get(GuestMemory.U16, at + 8) & 0xffff) | 1 << 16; // num_buffers 1
+                    if (buffers.writeWhole(chain, queue, head0, head8, data, at + Net.HDR_SIZE, length - Net.HDR_SIZE)) {
+                        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+                        return -1;
+                    }
                 }
                 // the header and the Ethernet header (the EtherType says which UDP segmentation a segment needs)
                 // copied here, checked, and written from this copy
                 MemorySegment.copy(data, at, headers, 0, headers.byteSize());
-                if (!takes(headers, 0, length)) {
+                if (!driverTakes(headers, 0, length, now)) {
                     // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten by
                     // its sender since it was switched: not for this driver
                     queue.undoPop();

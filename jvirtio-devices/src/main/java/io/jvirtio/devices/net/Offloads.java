@@ -56,17 +56,26 @@ final class Offloads {
      * ({@link NetBackend#acceptOffloads}); this keeps a backend that did not listen from breaking the rule.
      */
     static boolean driverTakes(MemorySegment frame, long at, long features) {
-        if ((frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
-                && !Feature.NET_GUEST_CSUM.isSet(features)) {
-            return false;
-        }
+        int flags = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & 0xff;
         int gso = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff;
-        if (gso == GSO_UDP_L4) {
+        if (gso == GSO_UDP_L4 && ((flags & HDR_F_NEEDS_CSUM) == 0 || Feature.NET_GUEST_CSUM.isSet(features))) {
             int etherType = Short.toUnsignedInt(frame.get(BIG_U16, at + Net.HDR_SIZE + 12));
             return etherType == ETH_P_IP ? Feature.NET_GUEST_USO4.isSet(features)
                     : etherType == ETH_P_IPV6 && Feature.NET_GUEST_USO6.isSet(features);
         }
-        return segmentAllowed(gso, features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN);
+        return driverTakes(flags, gso, features);
+    }
+
+    /**
+     * {@link #driverTakes(MemorySegment, long, long)} from a header's flags and gso_type as read; false for a UDP
+     * segment, for which the frame's EtherType is needed too.
+     */
+    static boolean driverTakes(int flags, int gso, long features) {
+        if ((flags & HDR_F_NEEDS_CSUM) != 0 && !Feature.NET_GUEST_CSUM.isSet(features)) {
+            return false;
+        }
+        return gso != GSO_UDP_L4
+                && segmentAllowed(gso, features, Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_ECN);
     }
 
     /** The GUEST_* offloads a driver may turn on and off with VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET. */

@@ -27,48 +27,31 @@ final class ReceiveBuffers {
         }
     }
 
-    /** {@link #writeWhole}: header and frame written and staged used. */
-    static final int WRITTEN = 1;
-    /** {@link #writeWhole}: the header, as copied, is not for this driver; the buffer was given back unused. */
-    static final int REFUSED = 2;
-    /** {@link #writeWhole}: the first writable buffer is too small; nothing was written. */
-    static final int TOO_SMALL = 0;
-
-    /** Whether a frame, behind the header at {@code at} of {@code frame}, may be given to the driver. */
-    interface HeaderCheck {
-        boolean takes(MemorySegment frame, long at, long length);
-    }
-
     /**
-     * The common case of a frame that travels behind its backend's header: header and frame ({@code total} bytes
-     * at {@code at} of {@code data}) fit the chain's first writable buffer, so they go in one copy, and
-     * num_buffers (1) and, for a driver without GUEST_CSUM, the flags (net-dev-9) are then set in place — no
-     * header assembled apart, no second copy. The header is checked there, after the copy: {@code data} may be
-     * the sending guest's buffer, which it can rewrite meanwhile, while the receiving buffer is written by this
-     * side alone until it is used.
+     * The common case of a frame that travels behind its backend's header: header and frame fit the chain's first
+     * writable buffer. The header is stored from the values given — read once and checked by the caller, so what
+     * the driver gets is what was checked, however the sender's buffer changes meanwhile — and the
+     * {@code length} bytes of the frame at {@code at} of {@code data} are copied behind it: nothing is read back
+     * from the receiving buffer (a load there would wait for the lines the driver last had). Stages the buffer used.
      *
-     * @return {@link #WRITTEN} (the buffer staged used), {@link #REFUSED} ({@code check} said no: the buffer is
-     *         given back) or {@link #TOO_SMALL} (nothing written: {@link #write} then)
+     * @param head0 the header's first eight bytes (flags, gso_type, hdr_len, gso_size, csum_start), little-endian
+     * @param head8 its last four (csum_offset, num_buffers)
+     * @return false, having written nothing, when the first writable buffer is smaller: {@link #write} then
      */
-    int writeWhole(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long total,
-                   boolean clearFlags, HeaderCheck check) {
+    boolean writeWhole(DescriptorChain chain, DeviceQueue queue, long head0, int head8, MemorySegment data, long at,
+                       long length) {
         int first = chain.readableCount();
+        long total = Net.HDR_SIZE + length;
         if (chain.writableCount() == 0 || Integer.toUnsignedLong(chain.length(first)) < total) {
-            return TOO_SMALL;
+            return false;
         }
         MemorySegment guest = chain.regionSegment(first);
         long off = chain.regionOffset(first);
-        MemorySegment.copy(data, at, guest, off, total);
-        if (!check.takes(guest, off, total)) {
-            queue.undoPop();
-            return REFUSED;
-        }
-        guest.set(GuestMemory.U16, off + Net.HDR_NUM_BUFFERS, (short) 1);
-        if (clearFlags) {
-            guest.set(java.lang.foreign.ValueLayout.JAVA_BYTE, off + Net.HDR_FLAGS, (byte) 0);
-        }
+        guest.set(GuestMemory.U64, off, head0);
+        guest.set(GuestMemory.U32, off + 8, head8);
+        MemorySegment.copy(data, at, guest, off + Net.HDR_SIZE, length);
         queue.addUsed(chain, (int) total);
-        return WRITTEN;
+        return true;
     }
 
     /**
