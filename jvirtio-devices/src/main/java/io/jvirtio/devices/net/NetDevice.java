@@ -359,8 +359,11 @@ public final class NetDevice extends QueueDevice {
      * frame on the link); net-dev-9, behind the backend's header, no offload the driver did not take.
      */
     private boolean driverTakes(MemorySegment frame, long at, long length, long receiveFeatures) {
-        return offloads == 0 ? withinMtu(false, length)
-                : withinMtu(Offloads.isSegment(frame, at), length) && Offloads.driverTakes(frame, at, receiveFeatures);
+        if (offloads == 0) {
+            return withinMtu(false, length);
+        }
+        int fg = Offloads.flagsAndGso(frame, at);
+        return withinMtu(fg >>> 8 != 0, length) && Offloads.driverTakes(frame, at, fg, receiveFeatures);
     }
 
     /** net-dev-3 for a frame of {@code length} bytes (its header too, with offloads), a segment or not. */

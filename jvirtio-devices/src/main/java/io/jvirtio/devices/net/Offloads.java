@@ -38,15 +38,15 @@ final class Offloads {
                 && (!Feature.NET_HOST_USO.isSet(features) || Feature.NET_CSUM.isSet(features));
     }
 
-    /** The frame behind the header at {@code at} is a segment to be cut (its size is not bounded by the MTU). */
-    static boolean isSegment(MemorySegment frame, long at) {
-        return (frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff) != Net.HDR_GSO_NONE;
+    /** The header's flags (low byte) and gso_type (high byte), at {@code at}, in one load. */
+    static int flagsAndGso(MemorySegment frame, long at) {
+        return Short.toUnsignedInt(frame.get(io.jvirtio.core.memory.GuestMemory.U16, at + Net.HDR_FLAGS));
     }
 
     /** Whether the header at {@code at} asks anything: a checksum to finish or a segment to cut. */
     static boolean asksAnything(MemorySegment frame, long at) {
-        return (frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & HDR_F_NEEDS_CSUM) != 0
-                || frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) != 0;
+        int fg = flagsAndGso(frame, at);
+        return (fg & HDR_F_NEEDS_CSUM) != 0 || fg >>> 8 != 0;
     }
 
     /**
@@ -56,8 +56,13 @@ final class Offloads {
      * ({@link NetBackend#acceptOffloads}); this keeps a backend that did not listen from breaking the rule.
      */
     static boolean driverTakes(MemorySegment frame, long at, long features) {
-        int flags = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_FLAGS) & 0xff;
-        int gso = frame.get(ValueLayout.JAVA_BYTE, at + Net.HDR_GSO_TYPE) & 0xff;
+        return driverTakes(frame, at, flagsAndGso(frame, at), features);
+    }
+
+    /** {@link #driverTakes(MemorySegment, long, long)} with the header's {@link #flagsAndGso} already read. */
+    static boolean driverTakes(MemorySegment frame, long at, int flagsAndGso, long features) {
+        int flags = flagsAndGso & 0xff;
+        int gso = flagsAndGso >>> 8;
         if (gso == GSO_UDP_L4 && ((flags & HDR_F_NEEDS_CSUM) == 0 || Feature.NET_GUEST_CSUM.isSet(features))) {
             int etherType = Short.toUnsignedInt(frame.get(BIG_U16, at + Net.HDR_SIZE + 12));
             return etherType == ETH_P_IP ? Feature.NET_GUEST_USO4.isSet(features)

@@ -232,11 +232,14 @@ public final class VirtualSwitch {
             // switched, its source address would be learned again for a port no longer on the switch
             return;
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, at + h + 6) & 1) == 0) {
-            learnSource(mac(frame, at + h + 6), from);
+        // the group bit is the first byte's lowest: bit 40 of the address read as a number
+        long src = mac(frame, at + h + 6);
+        if ((src & 1L << 40) == 0) {
+            learnSource(src, from);
         }
-        if ((frame.get(ValueLayout.JAVA_BYTE, at + h) & 1) == 0) {
-            Port to = lookup(mac(frame, at + h));
+        long dst = mac(frame, at + h);
+        if ((dst & 1L << 40) == 0) {
+            Port to = lookup(dst);
             if (to != null) {
                 if (to != from && to.receiver != null) {
                     forwarded.increment();
