@@ -1,13 +1,11 @@
 package io.jvirtio.devices.net;
 
 import io.jvirtio.core.spec.Net;
-import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.device.ConfigSpace;
 import io.jvirtio.core.device.DeviceContext;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
-import io.jvirtio.core.queue.VirtqueueException;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.QueueDevice;
@@ -48,7 +46,7 @@ public final class NetDevice extends QueueDevice {
     private final int maxPairs;
     private final int mtu;
     private final ConfigSpace config = new ConfigSpace(Net.CONFIG_SIZE);
-    private final Pair[] pairs;
+    private final QueuePair[] pairs;
     private volatile boolean active;
     private volatile boolean closed;
     private volatile long features;
@@ -66,30 +64,10 @@ public final class NetDevice extends QueueDevice {
     public final AtomicLong rxFiltered = new AtomicLong();
     public final AtomicLong txDropped = new AtomicLong();
 
-    /** Frames waiting for one queue pair's receive buffers. */
-    private static final class Pair {
-        final FrameRing inbound;
-        /** The last change of the active pairs this pair's receive thread has acted on. */
-        volatile long seenPairsChange;
-        /** The pair's receive thread, which senders may deliver through directly; null before the first. */
-        volatile RxWorker receiver;
-        /**
-         * Frames delivered and sent on this pair: each written only by whoever serves the ring at the time (one
-         * at a time), so a plain ordered store — no locked instruction, which would wait for every store to guest
-         * memory before it, per frame.
-         */
-        final AtomicLong rxFrames = new AtomicLong();
-        final AtomicLong txFrames = new AtomicLong();
-
-        Pair(int frames, int frameSize) {
-            inbound = new FrameRing(frames, frameSize);
-        }
-    }
-
     /** Frames delivered to the driver, over every pair. */
     public long rxFrames() {
         long n = 0;
-        for (Pair p : pairs) {
+        for (QueuePair p : pairs) {
             n += p.rxFrames.get();
         }
         return n;
@@ -98,7 +76,7 @@ public final class NetDevice extends QueueDevice {
     /** Frames the driver sent, over every pair. */
     public long txFrames() {
         long n = 0;
-        for (Pair p : pairs) {
+        for (QueuePair p : pairs) {
             n += p.txFrames.get();
         }
         return n;
@@ -133,12 +111,12 @@ public final class NetDevice extends QueueDevice {
         this.backend = backend;
         this.offloads = backend.offloads();
         this.maxPairs = pairs;
-        this.pairs = new Pair[pairs];
+        this.pairs = new QueuePair[pairs];
         boolean segments = (offloads & Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
                 Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6)) != 0;
         for (int i = 0; i < pairs; i++) {
-            this.pairs[i] = segments ? new Pair(SEGMENT_LIMIT, MAX_SEGMENT)
-                    : new Pair(INBOUND_LIMIT, MAX_INBOUND_FRAME + (offloads != 0 ? Net.HDR_SIZE : 0));
+            this.pairs[i] = segments ? new QueuePair(SEGMENT_LIMIT, MAX_SEGMENT)
+                    : new QueuePair(INBOUND_LIMIT, MAX_INBOUND_FRAME + (offloads != 0 ? Net.HDR_SIZE : 0));
         }
         config.store(Net.CFG_MAC, mac);
         config.store(Net.CFG_STATUS, Net.S_LINK_UP, 2);
@@ -153,6 +131,31 @@ public final class NetDevice extends QueueDevice {
         } else {
             backend.connect((frame, at, length) -> receive(frame, at, length, -1));
         }
+    }
+
+    /** Whether queue {@code index} takes buffers now (for the {@link Transmitter}s and {@link FrameSource}s). */
+    boolean enabled(int index) {
+        return queueEnabled(index);
+    }
+
+    /** The features negotiated (for the {@link Transmitter}s and {@link FrameSource}s). */
+    long negotiated() {
+        return features;
+    }
+
+    /** The GUEST_* offloads the driver takes now (VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET). */
+    long receiveFeatures() {
+        return receiveFeatures;
+    }
+
+    /** The queue pairs in use (VQ_PAIRS_SET). */
+    int activePairs() {
+        return activePairs;
+    }
+
+    /** The count of VQ_PAIRS_SET changes, which each pair's receive side acknowledges ({@link #shrinkTo}). */
+    long pairsChange() {
+        return pairsChange;
     }
 
     /** Whether {@link #close()} ran (its connection ended): a NIC no longer to count in statistics. */
@@ -232,11 +235,12 @@ public final class NetDevice extends QueueDevice {
         }
         QueueThread t;
         if (index % 2 == 0) {
-            RxWorker rx = receiveWorker(index, queue, interrupt, new FrameSource(pairs[pair], index), ctx);
+            RxWorker rx = receiveWorker(index, queue, interrupt, new FrameSource(this, pairs[pair], offloads, index), ctx);
             pairs[pair].receiver = rx;
             t = rx;
         } else {
-            t = requestWorker(index, queue, interrupt, new Transmitter(index), ctx);
+            t = requestWorker(index, queue, interrupt,
+                    new Transmitter(this, backend, offloads, index, pairs[pair].txFrames), ctx);
         }
         io.jvirtio.devices.Poller p = poller;
         if (p != null) {
@@ -257,7 +261,7 @@ public final class NetDevice extends QueueDevice {
     @Override
     protected void onReset() {
         active = false;
-        for (Pair p : pairs) {
+        for (QueuePair p : pairs) {
             p.inbound.clear();
         }
         filter.reset();
@@ -303,7 +307,7 @@ public final class NetDevice extends QueueDevice {
         closed = true;
         reset();
         backend.close();
-        for (Pair p : pairs) {
+        for (QueuePair p : pairs) {
             p.inbound.close();
         }
     }
@@ -358,7 +362,7 @@ public final class NetDevice extends QueueDevice {
      * VIRTIO_NET_F_MTU no frame larger than the link's MTU (a segment the driver accepted with GUEST_TSO is not a
      * frame on the link); net-dev-9, behind the backend's header, no offload the driver did not take.
      */
-    private boolean driverTakes(MemorySegment frame, long at, long length, long receiveFeatures) {
+    boolean driverTakes(MemorySegment frame, long at, long length, long receiveFeatures) {
         if (offloads == 0) {
             return withinMtu(false, length);
         }
@@ -367,98 +371,9 @@ public final class NetDevice extends QueueDevice {
     }
 
     /** net-dev-3 for a frame of {@code length} bytes (its header too, with offloads), a segment or not. */
-    private boolean withinMtu(boolean segment, long length) {
+    boolean withinMtu(boolean segment, long length) {
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
         return segment || length <= h + ETH_HLEN + mtu || !Feature.NET_MTU.isSet(features);
-    }
-
-    /**
-     * A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. A frame that
-     * lies in one buffer goes to the backend where it is, in the guest's memory: the switch reads its addresses
-     * there and each receiver copies it once, straight into its own ring — no copy here. It goes on so only when
-     * its header's fields are all zero — it asks nothing, and is what the backend would have been given anyway —
-     * read once: a driver that rewrites its buffer meanwhile changes no decision taken here, and every receiver
-     * checks the header it got again, in its own copy. Else (a header that asks something, a frame over several
-     * buffers) the header is read into memory of the device's own, checked there, and the frame copied behind it.
-     */
-    private final class Transmitter implements io.jvirtio.devices.QueueHandler.Touching {
-        /** A frame, or with offloads a header and a segment of up to 64 KiB. */
-        private final MemorySegment scratch = java.lang.foreign.Arena.ofAuto().allocate(offloads != 0 ? MAX_SEGMENT : 65536, 64);
-        private final int queue;
-
-        Transmitter(int queue) {
-            this.queue = queue;
-        }
-
-        @Override
-        public int handle(DescriptorChain chain) {
-            // with offloads the header goes too (the backend finishes checksums and cuts segments); else the
-            // frame alone, whatever the header said (net-dev-6)
-            long from = offloads != 0 ? 0 : Net.HDR_SIZE;
-            long len = chain.readableBytes() - from;
-            if (!queueEnabled(queue) || len < Net.HDR_SIZE - from + ETH_HLEN || len > scratch.byteSize()) {
-                // a disabled ring is consumed, its frames discarded (vhost-user "Ring states")
-                txDropped.incrementAndGet();
-                return 0;
-            }
-            int pair = queue / 2;
-            if (offloads != 0) {
-                if (chain.length(0) >= len) {
-                    // header and frame in one buffer: the header's first ten bytes read once, in two loads
-                    MemorySegment s = chain.regionSegment(0);
-                    long off = chain.regionOffset(0);
-                    if (s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off) == 0
-                            && s.get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, off + 8) == 0) {
-                        count(pair);
-                        backend.transmit(pair, s, off, len);
-                        return 0;
-                    }
-                }
-                chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
-                if (!Offloads.fitForBackend(scratch, features)) {
-                    txDropped.incrementAndGet();
-                    return 0;
-                }
-                chain.readReadable(Net.HDR_SIZE, scratch, Net.HDR_SIZE, len - Net.HDR_SIZE);
-            } else {
-                // the frame after the header: in the header's buffer, or alone in the next (a header apart)
-                int first = chain.length(0) >= Net.HDR_SIZE + len ? 0
-                        : chain.length(0) == Net.HDR_SIZE && chain.readableCount() == 2 ? 1 : -1;
-                if (first >= 0) {
-                    count(pair);
-                    backend.transmit(pair, chain.regionSegment(first),
-                            chain.regionOffset(first) + (first == 0 ? Net.HDR_SIZE : 0), len);
-                    return 0;
-                }
-                chain.readReadable(from, scratch, 0, len);
-            }
-            count(pair);
-            backend.transmit(pair, scratch, 0, len); // a multi-queue backend: this pair's own queue
-            return 0;
-        }
-
-        /** The header and the addresses behind it: what is read first, in the guest's buffer (or its first two). */
-        @Override
-        public long touch(DescriptorChain chain) {
-            long t = 0;
-            for (int i = 0; i < Math.min(2, chain.readableCount()); i++) {
-                int len = chain.length(i);
-                if (len >= 8) {
-                    MemorySegment s = chain.regionSegment(i);
-                    long off = chain.regionOffset(i);
-                    t += s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off);
-                    if (len >= Net.HDR_SIZE + 8) {
-                        t += s.get(java.lang.foreign.ValueLayout.JAVA_LONG_UNALIGNED, off + Net.HDR_SIZE);
-                    }
-                }
-            }
-            return t;
-        }
-
-        private void count(int pair) {
-            AtomicLong sent = pairs[pair].txFrames;
-            sent.lazySet(sent.get() + 1); // only this queue's server writes it
-        }
     }
 
     /** Control queue (§5.1.6.5): class, command, data; the device writes one ack byte. */
@@ -542,117 +457,6 @@ public final class NetDevice extends QueueDevice {
             while (serving(2 * p) && pairs[p].seenPairsChange < change && System.nanoTime() < deadline) {
                 Thread.onSpinWait();
             }
-        }
-    }
-
-    /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-    private final class FrameSource implements RxWorker.DirectSource {
-        private final Pair pair;
-        private final ReceiveBuffers buffers = new ReceiveBuffers();
-        /** The header that asks nothing, in front of a frame from a backend without headers. */
-        private final MemorySegment header = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE);
-        /** A backend's header and the Ethernet header behind it, as checked. */
-        private final MemorySegment headers = java.lang.foreign.Arena.ofAuto().allocate(Net.HDR_SIZE + ETH_HLEN);
-        private final int queue;
-
-        FrameSource(Pair pair, int queue) {
-            this.pair = pair;
-            this.queue = queue;
-        }
-
-        @Override
-        public boolean hasPending() {
-            long change = pairsChange;
-            if (queue / 2 >= activePairs) {
-                // a pair VQ_PAIRS_SET removed: what waits for it is dropped, here, by its only consumer
-                while (!pair.inbound.isEmpty()) {
-                    pair.inbound.poll();
-                    rxDropped.incrementAndGet();
-                }
-                pair.seenPairsChange = change;
-                return false;
-            }
-            if (pair.seenPairsChange != change) {
-                pair.seenPairsChange = change; // a store only when the pairs changed: none per frame
-            }
-            return queueEnabled(queue) && !pair.inbound.isEmpty(); // disabled: nothing new reaches the driver
-        }
-
-        /** Straight into the ring only when nothing waits here (order) and the queue takes frames now. */
-        @Override
-        public boolean direct() {
-            return queue / 2 < activePairs && queueEnabled(queue) && pair.inbound.isDrained();
-        }
-
-        @Override
-        public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
-            FrameRing ring = pair.inbound;
-            try {
-                return fillFrom(chain, queue, ring.slots(), ring.headOffset(), ring.headLength());
-            } finally {
-                ring.poll();
-            }
-        }
-
-        /**
-         * Header + the frame at {@code at} of {@code data}, over one or (MRG_RXBUF) several buffers. {@code data}
-         * may be the sending guest's buffer, which it can rewrite as we copy: the header is checked where only this
-         * side writes — in the receiving buffer, not yet the driver's, or in the copy made for it.
-         */
-        @Override
-        public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long length)
-                throws VirtqueueException {
-            if (offloads != 0) {
-                long now = receiveFeatures;
-                // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9), read once, checked,
-                // and stored as checked
-                long head0 = data.get(GuestMemory.U64, at);
-                int flags = (int) head0 & 0xff;
-                int gso = (int) (head0 >>> 8) & 0xff;
-                if (gso != Offloads.GSO_UDP_L4) {
-                    if (!Offloads.driverTakes(flags, gso, now) || !withinMtu(gso != Net.HDR_GSO_NONE, length)) {
-                        // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten
-                        // by its sender since it was switched: not for this driver
-                        queue.undoPop();
-                        rxDropped.incrementAndGet();
-                        return -1;
-                    }
-                    if (!Feature.NET_GUEST_CSUM.isSet(now)) {
-                        head0 &= ~0xffL;
-                    }
-                    int head8 = (data.get(GuestMemory.U16, at + 8) & 0xffff) | 1 << 16; // num_buffers 1
-                    if (buffers.writeWhole(chain, queue, head0, head8, data, at + Net.HDR_SIZE, length - Net.HDR_SIZE)) {
-                        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
-                        return -1;
-                    }
-                }
-                // the header and the Ethernet header (the EtherType says which UDP segmentation a segment needs)
-                // copied here, checked, and written from this copy
-                MemorySegment.copy(data, at, headers, 0, headers.byteSize());
-                if (!driverTakes(headers, 0, length, now)) {
-                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten by
-                    // its sender since it was switched: not for this driver
-                    queue.undoPop();
-                    rxDropped.incrementAndGet();
-                    return -1;
-                }
-                if (!Feature.NET_GUEST_CSUM.isSet(now)) {
-                    headers.set(java.lang.foreign.ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
-                }
-                return write(chain, queue, headers, data, at + headers.byteSize(), length - headers.byteSize());
-            }
-            header.fill((byte) 0);
-            return write(chain, queue, header, data, at, length);
-        }
-
-        private int write(DescriptorChain chain, DeviceQueue queue, MemorySegment head, MemorySegment data, long at,
-                          long length) throws VirtqueueException {
-            if (!buffers.write(chain, queue, head, data, at, length, Feature.NET_MRG_RXBUF.isSet(features))) {
-                rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
-                return -1;
-            }
-            pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
-            return -1;
         }
     }
 }

@@ -1,0 +1,129 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.queue.DeviceQueue;
+import io.jvirtio.core.queue.VirtqueueException;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.Net;
+import io.jvirtio.devices.RxWorker;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
+final class FrameSource implements RxWorker.DirectSource {
+    private final NetDevice nic;
+    private final QueuePair pair;
+    /** The backend's offloads: not 0, frames come behind their header. */
+    private final long offloads;
+    private final ReceiveBuffers buffers = new ReceiveBuffers();
+    /** The header that asks nothing, in front of a frame from a backend without headers. */
+    private final MemorySegment header = Arena.ofAuto().allocate(Net.HDR_SIZE);
+    /** A backend's header and the Ethernet header behind it, as checked. */
+    private final MemorySegment headers = Arena.ofAuto().allocate(Net.HDR_SIZE + NetDevice.ETH_HLEN);
+    private final int queue;
+
+    FrameSource(NetDevice nic, QueuePair pair, long offloads, int queue) {
+        this.nic = nic;
+        this.pair = pair;
+        this.offloads = offloads;
+        this.queue = queue;
+    }
+
+    @Override
+    public boolean hasPending() {
+        long change = nic.pairsChange();
+        if (queue / 2 >= nic.activePairs()) {
+            // a pair VQ_PAIRS_SET removed: what waits for it is dropped, here, by its only consumer
+            while (!pair.inbound.isEmpty()) {
+                pair.inbound.poll();
+                nic.rxDropped.incrementAndGet();
+            }
+            pair.seenPairsChange = change;
+            return false;
+        }
+        if (pair.seenPairsChange != change) {
+            pair.seenPairsChange = change; // a store only when the pairs changed: none per frame
+        }
+        return nic.enabled(queue) && !pair.inbound.isEmpty(); // disabled: nothing new reaches the driver
+    }
+
+    /** Straight into the ring only when nothing waits here (order) and the queue takes frames now. */
+    @Override
+    public boolean direct() {
+        return queue / 2 < nic.activePairs() && nic.enabled(queue) && pair.inbound.isDrained();
+    }
+
+    @Override
+    public int fill(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+        FrameRing ring = pair.inbound;
+        try {
+            return fillFrom(chain, queue, ring.slots(), ring.headOffset(), ring.headLength());
+        } finally {
+            ring.poll();
+        }
+    }
+
+    /**
+     * Header + the frame at {@code at} of {@code data}, over one or (MRG_RXBUF) several buffers. {@code data}
+     * may be the sending guest's buffer, which it can rewrite as we copy: the header is checked where only this
+     * side writes — in the receiving buffer, not yet the driver's, or in the copy made for it.
+     */
+    @Override
+    public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long length)
+            throws VirtqueueException {
+        if (offloads != 0) {
+            long now = nic.receiveFeatures();
+            // the backend's header travels on (flags only with GUEST_CSUM: net-dev-9), read once, checked,
+            // and stored as checked
+            long head0 = data.get(GuestMemory.U64, at);
+            int flags = (int) head0 & 0xff;
+            int gso = (int) (head0 >>> 8) & 0xff;
+            if (gso != Offloads.GSO_UDP_L4) {
+                if (!Offloads.driverTakes(flags, gso, now) || !nic.withinMtu(gso != Net.HDR_GSO_NONE, length)) {
+                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten
+                    // by its sender since it was switched: not for this driver
+                    queue.undoPop();
+                    nic.rxDropped.incrementAndGet();
+                    return -1;
+                }
+                if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+                    head0 &= ~0xffL;
+                }
+                int head8 = (data.get(GuestMemory.U16, at + 8) & 0xffff) | 1 << 16; // num_buffers 1
+                if (buffers.writeWhole(chain, queue, head0, head8, data, at + Net.HDR_SIZE, length - Net.HDR_SIZE)) {
+                    pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+                    return -1;
+                }
+            }
+            // the header and the Ethernet header (the EtherType says which UDP segmentation a segment needs)
+            // copied here, checked, and written from this copy
+            MemorySegment.copy(data, at, headers, 0, headers.byteSize());
+            if (!nic.driverTakes(headers, 0, length, now)) {
+                // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten by
+                // its sender since it was switched: not for this driver
+                queue.undoPop();
+                nic.rxDropped.incrementAndGet();
+                return -1;
+            }
+            if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+                headers.set(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
+            }
+            return write(chain, queue, headers, data, at + headers.byteSize(), length - headers.byteSize());
+        }
+        header.fill((byte) 0);
+        return write(chain, queue, header, data, at, length);
+    }
+
+    private int write(DescriptorChain chain, DeviceQueue queue, MemorySegment head, MemorySegment data, long at,
+                      long length) throws VirtqueueException {
+        if (!buffers.write(chain, queue, head, data, at, length, Feature.NET_MRG_RXBUF.isSet(nic.negotiated()))) {
+            nic.rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
+            return -1;
+        }
+        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+        return -1;
+    }
+}
