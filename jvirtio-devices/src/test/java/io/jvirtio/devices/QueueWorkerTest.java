@@ -35,13 +35,17 @@ class QueueWorkerTest {
         }
     }
 
-    /** A one-queue device whose handler fails the way a memory fault does (the JVM raises InternalError). */
-    static final class Faulting extends QueueDevice {
+    /** A device of one queue of 8, features VERSION_1 alone, no configuration: what a worker test needs. */
+    abstract static class OneQueue extends QueueDevice {
         public io.jvirtio.core.spec.DeviceType type() { return io.jvirtio.core.spec.DeviceType.ENTROPY; }
         public long deviceFeatures() { return Feature.VERSION_1.mask(); }
         public int numQueues() { return 1; }
         public int maxQueueSize(int index) { return 8; }
         public io.jvirtio.core.device.ConfigSpace config() { return new io.jvirtio.core.device.ConfigSpace(0); }
+    }
+
+    /** A one-queue device whose handler fails the way a memory fault does (the JVM raises InternalError). */
+    static final class Faulting extends OneQueue {
 
         @Override
         protected QueueThread worker(int index, io.jvirtio.core.queue.DeviceQueue queue,
@@ -67,14 +71,8 @@ class QueueWorkerTest {
     }
 
     /** A one-queue device whose handler touches its chains first; it logs what it touches and handles, by first byte. */
-    static final class Touchy extends QueueDevice {
+    static final class Touchy extends OneQueue {
         final java.util.List<String> log = new java.util.concurrent.CopyOnWriteArrayList<>();
-
-        public io.jvirtio.core.spec.DeviceType type() { return io.jvirtio.core.spec.DeviceType.ENTROPY; }
-        public long deviceFeatures() { return Feature.VERSION_1.mask(); }
-        public int numQueues() { return 1; }
-        public int maxQueueSize(int index) { return 8; }
-        public io.jvirtio.core.device.ConfigSpace config() { return new io.jvirtio.core.device.ConfigSpace(0); }
 
         @Override
         protected QueueThread worker(int index, io.jvirtio.core.queue.DeviceQueue queue,

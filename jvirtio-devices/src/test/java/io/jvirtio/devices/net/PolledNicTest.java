@@ -204,16 +204,9 @@ class PolledNicTest {
     void thePollersPathFromTheTrafficSourceIntoARingAllocatesNothingPerFrame() throws Exception {
         poller = new Poller("alloc-poller", TimeUnit.SECONDS.toNanos(30));
         VirtualSwitch sw = new VirtualSwitch();
-        DeviceHarness b = new DeviceHarness(new NetDevice(sw.offloadPort(), new byte[] {0x52, 0x54, 0, 9, 9, 2}, 1)
-                .pollWith(poller), FEATURES);
-        harnesses.add(b);
+        DeviceHarness b = polledOffloadNic(sw, 2);
         java.util.function.LongSupplier allocated = allocatedBy("alloc-poller");
-        DriverQueue<Object> rx = b.queues.get(0);
-        for (int i = 0; i < 128; i++) {
-            long buf = b.alloc.allocate(256, 8);
-            rx.addInBuf(buf, 256, buf);
-        }
-        rx.kick();
+        DriverQueue<Object> rx = postReceiveBuffers(b);
         try (PacketGenerator g = new PacketGenerator(sw, 64, 0, poller)) {
             receiveAndRepost(rx, 200_000); // long enough for C2 on a busy machine
             long best = Long.MAX_VALUE; // the best of five rounds: a JIT recompilation may allocate meanwhile
@@ -224,6 +217,25 @@ class PolledNicTest {
             }
             assertThat(best).as("bytes the poller allocated while 100,000 frames reached the driver").isLessThan(10_000);
         }
+    }
+
+    /** A NIC on an offload port of {@code sw}, served by the test's poller, as {@code serve net --poll-us} has it. */
+    DeviceHarness polledOffloadNic(VirtualSwitch sw, int n) throws Exception {
+        DeviceHarness h = new DeviceHarness(new NetDevice(sw.offloadPort(), new byte[] {0x52, 0x54, 0, 9, 9, (byte) n}, 1)
+                .pollWith(poller), FEATURES);
+        harnesses.add(h);
+        return h;
+    }
+
+    /** 128 receive buffers of 256 bytes posted on {@code h}'s receive queue, the token of each its address. */
+    static DriverQueue<Object> postReceiveBuffers(DeviceHarness h) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        for (int i = 0; i < 128; i++) {
+            long buf = h.alloc.allocate(256, 8);
+            rx.addInBuf(buf, 256, buf);
+        }
+        rx.kick();
+        return rx;
     }
 
     /** Bytes the thread named {@code name} has allocated so far (the test is skipped where that is not counted). */
@@ -257,27 +269,16 @@ class PolledNicTest {
     void thePollersPathFromOneGuestsTransmitRingIntoAnothersAllocatesNothingPerFrame() throws Exception {
         poller = new Poller("tx-poller", TimeUnit.SECONDS.toNanos(30));
         VirtualSwitch sw = new VirtualSwitch();
-        DeviceHarness a = new DeviceHarness(new NetDevice(sw.offloadPort(), new byte[] {0x52, 0x54, 0, 9, 9, 1}, 1)
-                .pollWith(poller), FEATURES);
-        DeviceHarness b = new DeviceHarness(new NetDevice(sw.offloadPort(), new byte[] {0x52, 0x54, 0, 9, 9, 2}, 1)
-                .pollWith(poller), FEATURES);
-        harnesses.add(a);
-        harnesses.add(b);
+        DeviceHarness a = polledOffloadNic(sw, 1);
+        DeviceHarness b = polledOffloadNic(sw, 2);
         java.util.function.LongSupplier allocated = allocatedBy("tx-poller");
-        DriverQueue<Object> rx = b.queues.get(0);
-        for (int i = 0; i < 128; i++) {
-            long buf = b.alloc.allocate(256, 8);
-            rx.addInBuf(buf, 256, buf);
-        }
-        rx.kick();
-        DriverQueue<Object> tx = a.queues.get(1);
+        DriverQueue<Object> rx = postReceiveBuffers(b);
+        List<byte[]> frames = new ArrayList<>();
         for (int i = 0; i < 64; i++) {
-            byte[] f = frame(2, 1, i);
-            long buf = a.alloc.allocate(f.length, 8);
-            a.memory.write(buf, f, 0, f.length);
-            tx.addBuf(new Scatterlist().addReadable(buf, f.length), buf);
+            frames.add(frame(2, 1, i));
         }
-        tx.kick();
+        transmit(a, frames, true);
+        DriverQueue<Object> tx = a.queues.get(1);
         Scatterlist sg = new Scatterlist();
         sendAndReceive(tx, rx, sg, 200_000); // long enough for C2 on a busy machine
         long best = Long.MAX_VALUE; // the best of five rounds: a JIT recompilation may allocate meanwhile
