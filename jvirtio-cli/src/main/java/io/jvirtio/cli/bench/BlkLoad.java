@@ -119,6 +119,9 @@ public final class BlkLoad {
     public Result run(double seconds, Consumer<Result> progress) throws InterruptedException {
         running = true;
         drained = new CountDownLatch(iodepth);
+        // done() only records and resubmits: on the interrupt thread, a thread wake-up less per batch (measured:
+        // the disk held about 10 of 32 requests with the hand-off, every back-end about 15 % slower)
+        disk.completeOnInterruptThread(true);
         Histogram total = new Histogram(3);
         Histogram interval = null;
         long start = System.nanoTime();
