@@ -143,6 +143,7 @@ final class ServeCommand implements Command {
             }
         } catch (IllegalArgumentException e) {
             closeAll(served, err);
+            shared.close();
             throw new UsageException(e.getMessage());
         }
         CountDownLatch stopped = new CountDownLatch(1);
@@ -175,6 +176,7 @@ final class ServeCommand implements Command {
             }
             err.printf("jvirtio serve: stopped after %,d connection(s)%n", connections);
             report.run();
+            shared.close();
             stopped.countDown();
         };
         Runtime.getRuntime().addShutdownHook(new Thread(shutdown));

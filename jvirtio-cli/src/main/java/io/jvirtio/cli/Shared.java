@@ -15,7 +15,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * one host answering ARP and ping on it, and optionally a host TAP device as its uplink), and one terminal for
  * console exports.
  */
-final class Shared {
+final class Shared implements AutoCloseable {
     private Net net;
     private StreamBackend stdio;
 
@@ -135,6 +135,25 @@ final class Shared {
                     + " polling thread, which polls " + netPoller.pollNanos() / 1000 + " µs");
         }
         return netPoller;
+    }
+
+    /**
+     * Stops what the exports shared, once they are closed: the traffic source, the polling thread, the host TAP
+     * device (the terminal is the process's own and stays).
+     */
+    @Override
+    public synchronized void close() {
+        if (net != null) {
+            if (net.generator() != null) {
+                net.generator().close();
+            }
+            if (net.tap() != null) {
+                net.tap().close();
+            }
+        }
+        if (netPoller != null) {
+            netPoller.close();
+        }
     }
 
     static byte[] parseIp(String s) {

@@ -73,8 +73,8 @@ class NetExportTest {
     @org.junit.jupiter.params.ParameterizedTest
     @org.junit.jupiter.params.provider.ValueSource(strings = {"", ",poll-us=50"})
     void aGeneratingSwitchSendsItsFramesToTheGuest(String polling, @TempDir Path dir) throws Exception {
-        Shared shared = new Shared();
-        try (Export export = Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=128" + polling), shared);
+        try (Shared shared = new Shared();
+             Export export = Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=128" + polling), shared);
              GuestMemory mem = GuestMemory.memfd(BASE, 16 << 20);
              VhostUserFrontend fe = VhostUserFrontend.connect(dir.resolve("n.sock"), mem, new GuestAllocator(mem, BASE, 16 << 20))) {
             assertThat(export.describe()).contains("128-byte UDP frames");
@@ -91,11 +91,32 @@ class NetExportTest {
                 assertThat(f[23]).as("UDP").isEqualTo((byte) 17);
             }
             assertThat(shared.netIfAny().generator().sent()).isGreaterThanOrEqualTo(20);
-        } finally {
-            if (shared.netIfAny() != null) {
-                shared.netIfAny().generator().close();
-            }
         }
+    }
+
+    /** Closing what a serve process's exports share stops its traffic source and its polling thread. */
+    @Test
+    void closingTheSharedStateStopsTheTrafficSourceAndThePoller(@TempDir Path dir) throws Exception {
+        long before = pollerThreads(); // another test's, not closed yet
+        Shared shared = new Shared();
+        try (Export export = Export.open(Export.parse("net,socket=" + dir.resolve("n.sock") + ",generate=64,poll-us=50"),
+                shared)) {
+            assertThat(pollerThreads()).as("the polling thread runs").isEqualTo(before + 1);
+        }
+        shared.close();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (pollerThreads() > before && System.nanoTime() < deadline) {
+            Thread.sleep(10);
+        }
+        assertThat(pollerThreads()).as("polling threads left").isLessThanOrEqualTo(before);
+        long sent = shared.netIfAny().generator().sent();
+        Thread.sleep(100);
+        assertThat(shared.netIfAny().generator().sent()).as("frames sent after close").isEqualTo(sent);
+    }
+
+    private static long pollerThreads() {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().equals("jvirtio-net-poller") && t.isAlive()).count();
     }
 
     @Test
