@@ -45,7 +45,7 @@ public final class RxWorker extends QueueThread {
          */
         boolean direct();
 
-        /** {@link Source#fill} for {@code length} bytes at {@code offset} of {@code data} instead of the source's own. */
+        /** {@link Source#fill} for {@code length} bytes at {@code offset} of {@code data}, not the source's own. */
         int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long offset, long length)
                 throws VirtqueueException;
     }
@@ -69,9 +69,9 @@ public final class RxWorker extends QueueThread {
     }
 
     /**
-     * Writes {@code length} bytes at {@code offset} of {@code data} into the ring on the calling thread, if nobody else serves
-     * the ring right now, the source allows it ({@link DirectSource#direct()}) and the driver offered a
-     * buffer; publishes it and notifies the driver as this thread would. Allocation-free; never blocks.
+     * Writes {@code length} bytes at {@code offset} of {@code data} into the ring on the calling thread, if
+     * nobody else serves the ring right now, the source allows it ({@link DirectSource#direct()}) and the driver
+     * offered a buffer; publishes it and notifies the driver as this thread would. Allocation-free; never blocks.
      *
      * @return false when it did not: the caller queues the data with the source and {@link #wake()}s this
      *         thread. True also when the source dropped the data (too large) or the ring broke (this thread

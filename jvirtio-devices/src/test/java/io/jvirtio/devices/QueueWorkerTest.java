@@ -95,6 +95,15 @@ class QueueWorkerTest {
         }
     }
 
+    /** Buffers 1..{@code n} on the queue, each 8 bytes starting with its number; not kicked. */
+    static void offerNumbered(DeviceHarness h, int n) throws Exception {
+        for (int i = 1; i <= n; i++) {
+            long buf = h.alloc.allocate(8, 8);
+            h.memory.write(buf, new byte[] {(byte) i}, 0, 1);
+            h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(buf, 8), "b" + i);
+        }
+    }
+
     static void awaitUsed(DeviceHarness h, int n) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
         int got = 0;
@@ -112,11 +121,7 @@ class QueueWorkerTest {
     void aTouchingHandlersChainsAreAllTouchedThenHandledInRingOrder() throws Exception {
         Touchy dev = new Touchy();
         try (DeviceHarness h = new DeviceHarness(dev, Feature.VERSION_1.mask())) {
-            for (int i = 1; i <= 3; i++) {
-                long buf = h.alloc.allocate(8, 8);
-                h.memory.write(buf, new byte[] {(byte) i}, 0, 1);
-                h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(buf, 8), "b" + i);
-            }
+            offerNumbered(h, 3);
             h.queues.getFirst().kick();
             awaitUsed(h, 3);
             assertThat(dev.log).containsExactly("t1", "t2", "t3", "h1", "h2", "h3");
@@ -127,11 +132,7 @@ class QueueWorkerTest {
     void aRingThatBreaksInsideAGroupHasTheChainsBeforeTheBreakHandledAndUsed() throws Exception {
         Touchy dev = new Touchy();
         try (DeviceHarness h = new DeviceHarness(dev, Feature.VERSION_1.mask())) {
-            for (int i = 1; i <= 2; i++) {
-                long buf = h.alloc.allocate(8, 8);
-                h.memory.write(buf, new byte[] {(byte) i}, 0, 1);
-                h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(buf, 8), "b" + i);
-            }
+            offerNumbered(h, 2);
             // outside guest memory: the third chain breaks the ring
             h.queues.getFirst().addBuf(new io.jvirtio.core.queue.Scatterlist().addReadable(0x7f00_0000_0000L, 8), "bad");
             h.queues.getFirst().kick();

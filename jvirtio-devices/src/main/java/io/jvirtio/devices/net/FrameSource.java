@@ -68,8 +68,8 @@ final class FrameSource implements RxWorker.DirectSource {
 
     /**
      * Header + the frame at {@code at} of {@code data}, over one or (MRG_RXBUF) several buffers. {@code data}
-     * may be the sending guest's buffer, which it can rewrite as we copy: the header is checked where only this
-     * side writes — in the receiving buffer, not yet the driver's, or in the copy made for it.
+     * may be the sending guest's buffer, which it can rewrite as we copy: the header is read once — into
+     * registers, or with the Ethernet header into a copy of this side's — checked, and written as checked.
      */
     @Override
     public int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long length)
@@ -83,11 +83,7 @@ final class FrameSource implements RxWorker.DirectSource {
             int gso = (int) (head0 >>> 8) & 0xff;
             if (gso != Offloads.GSO_UDP_L4) {
                 if (!Offloads.driverTakes(flags, gso, now) || !nic.withinMtu(gso != Net.HDR_GSO_NONE, length)) {
-                    // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten
-                    // by its sender since it was switched: not for this driver
-                    queue.undoPop();
-                    nic.rxDropped.incrementAndGet();
-                    return -1;
+                    return refuse(queue);
                 }
                 if (!Feature.NET_GUEST_CSUM.isSet(now)) {
                     head0 &= ~0xffL;
@@ -102,11 +98,7 @@ final class FrameSource implements RxWorker.DirectSource {
             // copied here, checked, and written from this copy
             MemorySegment.copy(data, at, headers, 0, headers.byteSize());
             if (!nic.driverTakes(headers, 0, length, now)) {
-                // queued before the driver turned this offload off (CTRL_GUEST_OFFLOADS_SET), or rewritten by
-                // its sender since it was switched: not for this driver
-                queue.undoPop();
-                nic.rxDropped.incrementAndGet();
-                return -1;
+                return refuse(queue);
             }
             if (!Feature.NET_GUEST_CSUM.isSet(now)) {
                 headers.set(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
@@ -115,6 +107,16 @@ final class FrameSource implements RxWorker.DirectSource {
         }
         header.fill((byte) 0);
         return write(chain, queue, header, data, at, length);
+    }
+
+    /**
+     * A frame not for this driver: queued before it turned the offload off (CTRL_GUEST_OFFLOADS_SET), or its
+     * header rewritten by the sender since it was switched. The buffer goes back unused.
+     */
+    private int refuse(DeviceQueue queue) {
+        queue.undoPop();
+        nic.rxDropped.incrementAndGet();
+        return -1;
     }
 
     private int write(DescriptorChain chain, DeviceQueue queue, MemorySegment head, MemorySegment data, long at,
