@@ -334,7 +334,9 @@ public final class NetDevice extends QueueDevice {
      */
     private void deliver(MemorySegment frame, long at, long length, int pair) {
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
-        if (closed || !active || length < h + ETH_HLEN || !driverTakes(frame, at, length, receiveFeatures)) {
+        // behind a header, what it asks is checked where the frame is written (FrameSource reads it once: the
+        // sender may rewrite it until then), and before the frame waits here; without one, only its size
+        if (closed || !active || length < h + ETH_HLEN || h == 0 && !withinMtu(false, length)) {
             rxDropped.incrementAndGet();
             return;
         }
@@ -350,7 +352,7 @@ public final class NetDevice extends QueueDevice {
         if (rx != null && rx.tryDeliver(frame, at, length)) {
             return; // written into the guest's ring on this thread: no queueing, no wake-up
         }
-        if (!pairs[p].inbound.offer(frame, at, length)) {
+        if (h != 0 && !driverTakes(frame, at, length, receiveFeatures) || !pairs[p].inbound.offer(frame, at, length)) {
             rxDropped.incrementAndGet();
             return;
         }
