@@ -89,6 +89,12 @@ public abstract sealed class QueueThread permits QueueWorker, RxWorker, AsyncWor
 
     /** A notification (new buffers) or new data: run {@link #serve} again. Allocation-free, never blocks. */
     public final void wake() {
+        Poller p = poller;
+        if (p != null && p.isPollerThread()) {
+            // the poller comes round to this queue itself: no flag to set, and no locked exchange, which would
+            // wait for the stores before it (frames just written into guest memory) to leave the CPU
+            return;
+        }
         wakeups.lazySet(wakeups.get() + 1); // a statistic: a lost count under a race is harmless
         if (!woken.getAndSet(true)) {
             signal();

@@ -59,7 +59,9 @@ final class FrameRing {
         }
         MemorySegment.copy(buffer, offset, slots, idx * slotSize, length);
         lengths[idx] = (int) length;
-        sequence.set(idx, t + 1); // publishes slot and length to the consumer
+        // publishes slot and length to the consumer, whose read of the sequence is an acquire: a release store is
+        // enough (a volatile one would add a fence, waiting for every store before it to leave the CPU)
+        sequence.lazySet(idx, t + 1);
         return true;
     }
 
@@ -94,7 +96,7 @@ final class FrameRing {
     /** Drops the head frame, freeing its slot for producers (consumer only). */
     void poll() {
         int idx = (int) (head & mask);
-        sequence.set(idx, head + mask + 1);
+        sequence.lazySet(idx, head + mask + 1); // release: the slot is free once the producers see this
         head++;
     }
 

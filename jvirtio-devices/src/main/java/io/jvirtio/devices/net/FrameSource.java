@@ -39,7 +39,7 @@ final class FrameSource implements RxWorker.DirectSource {
             // a pair VQ_PAIRS_SET removed: what waits for it is dropped, here, by its only consumer
             while (!pair.inbound.isEmpty()) {
                 pair.inbound.poll();
-                nic.rxDropped.incrementAndGet();
+                nic.rxDropped.increment();
             }
             pair.seenPairsChange = change;
             return false;
@@ -115,14 +115,14 @@ final class FrameSource implements RxWorker.DirectSource {
      */
     private int refuse(DeviceQueue queue) {
         queue.undoPop();
-        nic.rxDropped.incrementAndGet();
+        nic.rxDropped.increment();
         return -1;
     }
 
     private int write(DescriptorChain chain, DeviceQueue queue, MemorySegment head, MemorySegment data, long at,
                       long length) throws VirtqueueException {
         if (!buffers.write(chain, queue, head, data, at, length, Feature.NET_MRG_RXBUF.isSet(nic.negotiated()))) {
-            nic.rxDropped.incrementAndGet(); // too large for what the driver offers: dropped, never truncated
+            nic.rxDropped.increment(); // too large for what the driver offers: dropped, never truncated
             return -1;
         }
         pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it

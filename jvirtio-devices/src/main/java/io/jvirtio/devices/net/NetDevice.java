@@ -13,7 +13,6 @@ import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
 
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * The network device (VIRTIO 1.2 §5.1): receive/transmit queue pairs plus a control queue, the 12-byte
@@ -60,9 +59,10 @@ public final class NetDevice extends QueueDevice {
     /** Serves the pairs' queues by polling instead of a thread each ({@link #pollWith}); null: threads. */
     private volatile io.jvirtio.devices.Poller poller;
 
-    public final AtomicLong rxDropped = new AtomicLong();
-    public final AtomicLong rxFiltered = new AtomicLong();
-    public final AtomicLong txDropped = new AtomicLong();
+    /** Counted by whoever drops: senders' threads too, so per thread and without a locked instruction. */
+    public final ThreadCounter rxDropped = new ThreadCounter();
+    public final ThreadCounter rxFiltered = new ThreadCounter();
+    public final ThreadCounter txDropped = new ThreadCounter();
 
     /** Frames delivered to the driver, over every pair. */
     public long rxFrames() {
@@ -324,7 +324,7 @@ public final class NetDevice extends QueueDevice {
             if (!closed) {
                 throw e;
             }
-            rxDropped.incrementAndGet(); // the queues were freed under a late sender: the NIC is gone
+            rxDropped.increment(); // the queues were freed under a late sender: the NIC is gone
         }
     }
 
@@ -337,12 +337,12 @@ public final class NetDevice extends QueueDevice {
         // behind a header, what it asks is checked where the frame is written (FrameSource reads it once: the
         // sender may rewrite it until then), and before the frame waits here; without one, only its size
         if (closed || !active || length < h + ETH_HLEN || h == 0 && !withinMtu(false, length)) {
-            rxDropped.incrementAndGet();
+            rxDropped.increment();
             return;
         }
         long dst = VirtualSwitch.mac(frame, at + h);
         if (!filter.accepts(dst)) {
-            rxFiltered.incrementAndGet();
+            rxFiltered.increment();
             return;
         }
         int active = activePairs;
@@ -353,7 +353,7 @@ public final class NetDevice extends QueueDevice {
             return; // written into the guest's ring on this thread: no queueing, no wake-up
         }
         if (h != 0 && !driverTakes(frame, at, length, receiveFeatures) || !pairs[p].inbound.offer(frame, at, length)) {
-            rxDropped.incrementAndGet();
+            rxDropped.increment();
             return;
         }
         wake(2 * p);

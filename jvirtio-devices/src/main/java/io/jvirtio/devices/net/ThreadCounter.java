@@ -11,7 +11,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * bytes just written into guest memory — to leave the CPU's store buffer. Cells of threads that ended are
  * folded into one sum when read, so a long-running process does not keep a cell per thread it ever had.
  */
-final class ThreadCounter {
+public final class ThreadCounter {
     private static final class Cell extends AtomicLong {
         final Thread owner = Thread.currentThread();
     }
@@ -39,7 +39,7 @@ final class ThreadCounter {
     }
 
     /** The sum over every thread that counted. */
-    synchronized long get() {
+    public synchronized long get() {
         long n = retired;
         for (int i = cells.size() - 1; i >= 0; i--) {
             Cell c = cells.get(i);

@@ -48,7 +48,7 @@ final class Transmitter implements QueueHandler.Touching {
         long len = chain.readableBytes() - from;
         if (!nic.enabled(queue) || len < Net.HDR_SIZE - from + NetDevice.ETH_HLEN || len > scratch.byteSize()) {
             // a disabled ring is consumed, its frames discarded (vhost-user "Ring states")
-            nic.txDropped.incrementAndGet();
+            nic.txDropped.increment();
             return 0;
         }
         if (offloads != 0) {
@@ -65,7 +65,7 @@ final class Transmitter implements QueueHandler.Touching {
             }
             chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
             if (!Offloads.fitForBackend(scratch, nic.negotiated())) {
-                nic.txDropped.incrementAndGet();
+                nic.txDropped.increment();
                 return 0;
             }
             chain.readReadable(Net.HDR_SIZE, scratch, Net.HDR_SIZE, len - Net.HDR_SIZE);
