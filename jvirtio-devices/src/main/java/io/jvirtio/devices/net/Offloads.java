@@ -115,7 +115,14 @@ final class Offloads {
             header.set(GuestMemory.U16, 8, (short) 0);
             return true;
         }
-        int gso = gsoType(header);
+        return senderMay(gsoType(header), features);
+    }
+
+    /**
+     * Whether a driver that negotiated CSUM and {@code features} may send a frame of {@code gso} (gso_type with its
+     * ECN bit): a segment only with HOST_TSO4/6 (ECN: HOST_ECN), a UDP one only with HOST_USO; UFO never.
+     */
+    static boolean senderMay(int gso, long features) {
         if (gso == GSO_UDP_L4) {
             return Feature.NET_HOST_USO.isSet(features);
         }

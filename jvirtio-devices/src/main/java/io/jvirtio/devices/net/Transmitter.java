@@ -1,6 +1,7 @@
 package io.jvirtio.devices.net;
 
 import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.Net;
 import io.jvirtio.devices.QueueHandler;
 
@@ -12,11 +13,14 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. A frame that
  * lies in one buffer goes to the backend where it is, in the guest's memory: the switch reads its addresses
- * there and each receiver copies it once, straight into its own ring — no copy here. It goes on so only when
- * its header's fields are all zero — it asks nothing, and is what the backend would have been given anyway —
- * read once: a driver that rewrites its buffer meanwhile changes no decision taken here, and every receiver
- * checks the header it got again, in its own copy. Else (a header that asks something, a frame over several
- * buffers) the header is read into memory of the device's own, checked there, and the frame copied behind it.
+ * there and each receiver copies it once, straight into its own ring — no copy here. It goes on so when its
+ * header asks nothing (its fields all zero), or when the driver may write one (CSUM) and this one asks what the
+ * driver negotiated (a partial checksum, a segment of a kind it may send) — read once, into registers: a driver
+ * that rewrites its buffer meanwhile changes no decision taken here, and every receiver checks the header it
+ * gets again, for itself (a NIC against what its driver took, the switch in its own copy before it finishes an
+ * offload, the kernel behind a TAP device). Else (a frame over several buffers, or a header written without
+ * CSUM, which is cleared: net-drv-7) the header is read into memory of the device's own, checked there, and the
+ * frame copied behind it.
  */
 final class Transmitter implements QueueHandler.Touching {
     private final NetDevice nic;
@@ -56,8 +60,16 @@ final class Transmitter implements QueueHandler.Touching {
                 // header and frame in one buffer: the header's first ten bytes read once, in two loads
                 MemorySegment s = chain.regionSegment(0);
                 long off = chain.regionOffset(0);
-                if (s.get(ValueLayout.JAVA_LONG_UNALIGNED, off) == 0
-                        && s.get(ValueLayout.JAVA_SHORT_UNALIGNED, off + 8) == 0) {
+                long head0 = s.get(ValueLayout.JAVA_LONG_UNALIGNED, off);
+                long negotiated = nic.negotiated();
+                if (head0 == 0 && s.get(ValueLayout.JAVA_SHORT_UNALIGNED, off + 8) == 0
+                        || Feature.NET_CSUM.isSet(negotiated)) {
+                    // a header that asks nothing, or one the driver may write (CSUM: a partial checksum, a
+                    // segment it negotiated — checked as read) goes on where it lies, with its frame
+                    if (!Offloads.senderMay((int) (head0 >>> 8) & 0xff, negotiated)) {
+                        nic.txDropped.increment(); // net-dev-6: a segment the driver may not send
+                        return 0;
+                    }
                     count();
                     backend.transmit(pair, s, off, len);
                     return 0;
