@@ -1,5 +1,7 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.queue.DescriptorChain;
+
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -50,6 +52,17 @@ public interface NetBackend extends AutoCloseable {
     /** {@link #transmit(MemorySegment, long, long)} on queue {@code queue}. */
     default void transmit(int queue, MemorySegment buffer, long offset, long length) {
         transmit(buffer, offset, length);
+    }
+
+    /**
+     * A frame over several of the transmitting guest's buffers, handed on without a copy if this backend can (a
+     * TAP device writes it with one {@code writev}): the first 12 bytes of {@code header}, the header as the NIC
+     * checked it, in memory of the NIC's own, then {@code length} bytes of {@code chain}'s readable buffers from
+     * {@code offset} on, valid during the call. False: this backend cannot, and the NIC gathers the frame into a
+     * copy for {@link #transmit(int, MemorySegment, long, long)}. Only for a backend with {@link #offloads()}.
+     */
+    default boolean transmitGathered(int queue, MemorySegment header, DescriptorChain chain, long offset, long length) {
+        return false;
     }
 
     /** Frames arriving on queue {@code queue} go to {@code receiver}. */

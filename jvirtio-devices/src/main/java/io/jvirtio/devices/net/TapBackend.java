@@ -2,6 +2,7 @@ package io.jvirtio.devices.net;
 
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 
 import java.lang.System.Logger;
@@ -52,6 +53,8 @@ public final class TapBackend implements NetBackend {
     static final long USO = Feature.maskOf(Feature.NET_HOST_USO, Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6);
     /** The largest frame either way: a 64 KiB segment, its Ethernet header and the virtio-net header. */
     static final int MAX_FRAME = 65536 + 14 + 12;
+    /** The most pieces of a frame written with one writev (Linux sends a 64 KiB segment in at most 18). */
+    static final int MAX_IOV = 64;
     /** Queues a multi-queue TAP device may have (the kernel's MAX_TAP_QUEUES). */
     public static final int MAX_QUEUES = 256;
     private static final Logger LOG = System.getLogger(TapBackend.class.getName());
@@ -68,6 +71,8 @@ public final class TapBackend implements NetBackend {
         final int fd;
         final Arena arena = Arena.ofShared();
         final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
+        /** The iovecs of a gathered frame: its header, then a piece of each guest buffer it lies in. */
+        final MemorySegment iov = arena.allocate(16L * MAX_IOV, 8);
         final MemorySegment txState = Posix.callState(arena);
         volatile Receiver receiver = (b, o, n) -> { };
         Thread reader;
@@ -76,22 +81,63 @@ public final class TapBackend implements NetBackend {
             this.fd = fd;
         }
 
+        /**
+         * Header and frame in one {@code writev}, the frame's iovecs pointing into the guest's buffers (validated
+         * when the chain was popped); false when the chain has more buffers than {@link #MAX_IOV} or the frame is
+         * too large: the caller copies.
+         */
+        synchronized boolean transmitGathered(MemorySegment header, DescriptorChain chain, long offset, long length) {
+            if (!open || length + io.jvirtio.core.spec.Net.HDR_SIZE > MAX_FRAME) {
+                return !open; // closed: dropped, as transmit drops it
+            }
+            iov.set(ValueLayout.JAVA_LONG, 0, header.address());
+            iov.set(ValueLayout.JAVA_LONG, 8, io.jvirtio.core.spec.Net.HDR_SIZE);
+            int n = 1;
+            long skip = offset;
+            long left = length;
+            for (int i = 0; i < chain.readableCount() && left > 0; i++) {
+                long len = Integer.toUnsignedLong(chain.length(i));
+                if (skip >= len) {
+                    skip -= len;
+                    continue;
+                }
+                if (n == MAX_IOV) {
+                    return false;
+                }
+                long take = Math.min(len - skip, left);
+                iov.set(ValueLayout.JAVA_LONG, 16L * n, chain.regionSegment(i).address() + chain.regionOffset(i) + skip);
+                iov.set(ValueLayout.JAVA_LONG, 16L * n + 8, take);
+                n++;
+                left -= take;
+                skip = 0;
+            }
+            write(n);
+            return true;
+        }
+
         synchronized void transmit(MemorySegment buffer, long offset, long length) {
             if (!open || length > txBuffer.byteSize() || offset + length > buffer.byteSize()) {
                 return;
             }
-            MemorySegment from = buffer;
-            if (!buffer.isNative() || offset != 0) {
-                // a heap frame (the kernel needs native memory), or one inside a larger buffer (a guest's): copied
-                // rather than sliced, which would allocate per frame
-                MemorySegment.copy(buffer, offset, txBuffer, 0, length);
-                from = txBuffer;
+            if (buffer.isNative()) {
+                // where it lies (a guest's buffer, at an offset): one iovec, no copy and no slice
+                iov.set(ValueLayout.JAVA_LONG, 0, buffer.address() + offset);
+                iov.set(ValueLayout.JAVA_LONG, 8, length);
+                write(1);
+                return;
             }
-            try {
-                Posix.write(fd, from, length, txState); // a native frame goes to the kernel as it is: no copy
-            } catch (NativeException e) {
+            MemorySegment.copy(buffer, offset, txBuffer, 0, length); // a heap frame: the kernel needs native memory
+            iov.set(ValueLayout.JAVA_LONG, 0, txBuffer.address());
+            iov.set(ValueLayout.JAVA_LONG, 8, length);
+            write(1);
+        }
+
+        /** The frame in the first {@code n} iovecs, in one writev. */
+        private void write(int n) {
+            long written = io.jvirtio.core.os.SocketIo.writev(fd, iov, n, txState);
+            if (written < 0) {
                 // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
-                LOG.log(Level.DEBUG, "{0}: {1}", name, e.getMessage());
+                LOG.log(Level.DEBUG, "{0}: writev: errno {1}", name, -written);
             }
         }
 
@@ -271,6 +317,11 @@ public final class TapBackend implements NetBackend {
     @Override
     public void transmit(int queue, MemorySegment buffer, long offset, long length) {
         queues[queue % queues.length].transmit(buffer, offset, length);
+    }
+
+    @Override
+    public boolean transmitGathered(int queue, MemorySegment header, DescriptorChain chain, long offset, long length) {
+        return vnetHeader && queues[queue % queues.length].transmitGathered(header, chain, offset, length);
     }
 
     @Override

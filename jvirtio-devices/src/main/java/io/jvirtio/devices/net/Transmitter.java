@@ -80,6 +80,11 @@ final class Transmitter implements QueueHandler.Touching {
                 nic.txDropped.increment();
                 return 0;
             }
+            // the header as checked, here, and the frame where it lies, if the backend takes it so (a TAP device)
+            if (backend.transmitGathered(pair, scratch, chain, Net.HDR_SIZE, len - Net.HDR_SIZE)) {
+                count();
+                return 0;
+            }
             chain.readReadable(Net.HDR_SIZE, scratch, Net.HDR_SIZE, len - Net.HDR_SIZE);
         } else {
             // the frame after the header: in the header's buffer, or alone in the next (a header apart)
