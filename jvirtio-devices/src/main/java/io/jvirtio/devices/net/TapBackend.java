@@ -84,7 +84,10 @@ public final class TapBackend implements NetBackend {
         /**
          * Header and frame in one {@code writev}, the frame's iovecs pointing into the guest's buffers (validated
          * when the chain was popped); false when the chain has more buffers than {@link #MAX_IOV} or the frame is
-         * too large: the caller copies.
+         * too large: the caller copies. Raw addresses hold no arena open, and need not: this runs on the thread
+         * serving the guest's ring, inside its round, and a guest's memory is unmapped only once its rings have
+         * stopped (vhost-user SET_MEM_TABLE, the end of a connection) — a rewrite of the header meanwhile is the
+         * kernel's to refuse, as from any TAP writer.
          */
         synchronized boolean transmitGathered(MemorySegment header, DescriptorChain chain, long offset, long length) {
             if (!open || length + io.jvirtio.core.spec.Net.HDR_SIZE > MAX_FRAME) {
@@ -120,7 +123,8 @@ public final class TapBackend implements NetBackend {
                 return;
             }
             if (buffer.isNative()) {
-                // where it lies (a guest's buffer, at an offset): one iovec, no copy and no slice
+                // where it lies (a guest's buffer, at an offset, mapped while its sender's ring runs): one iovec,
+                // no copy and no slice
                 iov.set(ValueLayout.JAVA_LONG, 0, buffer.address() + offset);
                 iov.set(ValueLayout.JAVA_LONG, 8, length);
                 write(1);
