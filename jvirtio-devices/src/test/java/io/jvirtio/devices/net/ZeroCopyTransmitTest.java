@@ -15,9 +15,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 /**
  * A transmitted frame reaches the backend where it lies in the guest's buffer when it can (one buffer, a header
- * that asks nothing): the frame is copied once, by whoever receives it, not first by the transmitting NIC. What
- * the device relies on, the header, it reads into memory of its own; a frame over several buffers, or behind a
- * header written without CSUM, is copied together there, behind the header as checked.
+ * that asks nothing or what the driver negotiated): the frame is copied once, by whoever receives it, not first by
+ * the transmitting NIC. What the device relies on, the header, it reads once; a frame over several buffers goes to
+ * a backend that takes it gathered (a TAP device) as it lies behind the header as checked, else it is copied
+ * together, as is a frame behind a header written without CSUM (cleared).
  */
 class ZeroCopyTransmitTest {
     static final long BASE = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);
