@@ -2,8 +2,10 @@ package io.jvirtio.devices.net;
 
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.SocketIo;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
+import io.jvirtio.core.spec.Net;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -14,7 +16,8 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * A host TAP device as a NIC's backend (Linux {@code /dev/net/tun}, {@code IFF_TAP | IFF_NO_PI}): frames
- * the guest transmits are written to the TAP fd and appear on the host interface; frames the host sends
+ * the guest transmits are written to the TAP fd from where they lie in its memory (one {@code writev}, a frame
+ * over several buffers too) and appear on the host interface; frames the host sends
  * out of that interface are read by a thread and delivered to the NIC. Needs CAP_NET_ADMIN; bring the
  * interface up with {@code ip link set NAME up}. A TAP device the process created disappears when it closes.
  *
@@ -90,11 +93,14 @@ public final class TapBackend implements NetBackend {
          * kernel's to refuse, as from any TAP writer.
          */
         synchronized boolean transmitGathered(MemorySegment header, DescriptorChain chain, long offset, long length) {
-            if (!open || length + io.jvirtio.core.spec.Net.HDR_SIZE > MAX_FRAME) {
-                return !open; // closed: dropped, as transmit drops it
+            if (!open) {
+                return true; // dropped, as transmit drops it once closed
+            }
+            if (length + Net.HDR_SIZE > MAX_FRAME) {
+                return false;
             }
             iov.set(ValueLayout.JAVA_LONG, 0, header.address());
-            iov.set(ValueLayout.JAVA_LONG, 8, io.jvirtio.core.spec.Net.HDR_SIZE);
+            iov.set(ValueLayout.JAVA_LONG, 8, Net.HDR_SIZE);
             int n = 1;
             long skip = offset;
             long left = length;
@@ -138,7 +144,7 @@ public final class TapBackend implements NetBackend {
 
         /** The frame in the first {@code n} iovecs, in one writev. */
         private void write(int n) {
-            long written = io.jvirtio.core.os.SocketIo.writev(fd, iov, n, txState);
+            long written = SocketIo.writev(fd, iov, n, txState);
             if (written < 0) {
                 // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
                 LOG.log(Level.DEBUG, "{0}: writev: errno {1}", name, -written);
@@ -260,7 +266,7 @@ public final class TapBackend implements NetBackend {
             String actual = ifreq.getString(0, StandardCharsets.US_ASCII);
             if (vnetHeader) {
                 MemorySegment size = a.allocate(ValueLayout.JAVA_INT);
-                size.set(ValueLayout.JAVA_INT, 0, io.jvirtio.core.spec.Net.HDR_SIZE); // VERSION_1: num_buffers too
+                size.set(ValueLayout.JAVA_INT, 0, Net.HDR_SIZE); // VERSION_1: num_buffers too
                 Posix.ioctl(tun, TUNSETVNETHDRSZ, size);
                 Posix.ioctlValue(tun, TUNSETOFFLOAD, 0); // nothing offloaded to us until a driver accepts it
             }
