@@ -20,5 +20,12 @@ public interface QueueHandler {
          * worker keeps it, so the loads are not optimized away).
          */
         long touch(DescriptorChain chain);
+
+        /**
+         * After the group's chains were handled, before any of them is published used: a handler that kept their
+         * buffers to hand on together (a burst of frames) does so now — they are the device's until published.
+         */
+        default void groupHandled() {
+        }
     }
 }

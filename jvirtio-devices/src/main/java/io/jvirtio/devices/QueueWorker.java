@@ -95,6 +95,7 @@ public final class QueueWorker extends QueueThread {
             for (int i = 0; i < k; i++) {
                 queue.addUsed(group[i], touching.handle(group[i]));
             }
+            touching.groupHandled(); // staged used, not yet published: their buffers are still the device's
             n += k;
             sinceFlush += k;
             if (broken != null) {

@@ -50,6 +50,18 @@ public final class RxWorker extends QueueThread {
                 throws VirtqueueException;
     }
 
+    /**
+     * Data handed over together (a burst of frames): item {@code i} is {@code length(i)} bytes at {@code offset(i)}
+     * of {@code data(i)}, with the rules of {@link DirectSource#fillFrom}'s data.
+     */
+    public interface Batch {
+        MemorySegment data(int i);
+
+        long offset(int i);
+
+        long length(int i);
+    }
+
     private static final int FREE = 0;
     private static final int WORKER = 1;
     private static final int PRODUCER = 2;
@@ -101,6 +113,65 @@ public final class RxWorker extends QueueThread {
         } finally {
             owner.set(FREE);
         }
+    }
+
+    /**
+     * {@link #tryDeliver(MemorySegment, long, long)} for items {@code from} to {@code to} of {@code batch}, in order,
+     * with one check of the ring and one publish (or, polled, one deferred publish) for all: what a burst of frames
+     * costs the ring beyond each frame's own pop, checks and copy.
+     *
+     * @return how many of the items, from {@code from} on, it took (written, or dropped by the source, or lost with
+     *         a ring that broke): the caller queues the rest with the source and {@link #wake()}s this thread
+     */
+    public int tryDeliver(Batch batch, int from, int to) {
+        DirectSource d = directSource;
+        if (d == null) {
+            return 0;
+        }
+        if (polled()) {
+            Poller p = poller();
+            if (!p.isPollerThread() || !joined) {
+                return 0; // as for one frame: only the poller, while the ring is in its rounds
+            }
+            try {
+                int n = running() && !failed() && d.direct() ? fillEach(d, batch, from, to) : 0;
+                if (n > 0) {
+                    p.defer(this);
+                }
+                return n;
+            } catch (VirtqueueException e) {
+                failLater(e); // this ring's own round reports it; the batch is lost with the ring
+                return to - from;
+            }
+        }
+        if (!owner.compareAndSet(FREE, PRODUCER)) {
+            return 0;
+        }
+        try {
+            int n = running() && !failed() && d.direct() ? fillEach(d, batch, from, to) : 0;
+            if (n > 0) {
+                flush();
+            }
+            return n;
+        } catch (VirtqueueException e) {
+            failLater(e);
+            return to - from;
+        } finally {
+            owner.set(FREE);
+        }
+    }
+
+    /** Each item into a buffer of its own (or several), while the driver offers them; returns how many. */
+    private int fillEach(DirectSource d, Batch batch, int from, int to) throws VirtqueueException {
+        int i = from;
+        while (i < to && queue.pop(directChain)) {
+            int written = d.fillFrom(directChain, queue, batch.data(i), batch.offset(i), batch.length(i));
+            if (written >= 0) {
+                queue.addUsed(directChain, written);
+            }
+            i++;
+        }
+        return i - from;
     }
 
     /**

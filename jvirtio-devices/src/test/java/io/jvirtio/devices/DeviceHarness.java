@@ -78,6 +78,11 @@ public final class DeviceHarness implements AutoCloseable {
         throw new AssertionError("no completion within 10 s");
     }
 
+    /** Interrupts raised since the last call (or the start) that no {@link #roundTrip} waited for. */
+    public int takeInterrupts() {
+        return interrupts.drainPermits();
+    }
+
     @Override
     public void close() {
         model.reset();

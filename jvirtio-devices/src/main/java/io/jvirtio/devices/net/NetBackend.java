@@ -27,6 +27,17 @@ public interface NetBackend extends AutoCloseable {
         default void receive(MemorySegment buffer, long length) {
             receive(buffer, 0, length);
         }
+
+        /**
+         * Frames {@code from} (inclusive) to {@code to} (exclusive) of {@code burst}, in order, with the same rules
+         * as one. A receiver that can take them together (a NIC: one set of checks, one used-index update) says so
+         * by overriding this; by default, one at a time.
+         */
+        default void receive(FrameBurst burst, int from, int to) {
+            for (int i = from; i < to; i++) {
+                receive(burst.data(i), burst.offset(i), burst.length(i));
+            }
+        }
     }
 
     /** Sends one Ethernet frame (without FCS): {@code length} bytes at {@code offset} of {@code buffer}. */
@@ -52,6 +63,16 @@ public interface NetBackend extends AutoCloseable {
     /** {@link #transmit(MemorySegment, long, long)} on queue {@code queue}. */
     default void transmit(int queue, MemorySegment buffer, long offset, long length) {
         transmit(buffer, offset, length);
+    }
+
+    /**
+     * The frames of {@code burst}, in order, on queue {@code queue}: a switch port decides where each run of them
+     * goes once ({@link FrameBurst}); by default, one at a time.
+     */
+    default void transmit(int queue, FrameBurst burst) {
+        for (int i = 0; i < burst.count(); i++) {
+            transmit(queue, burst.data(i), burst.offset(i), burst.length(i));
+        }
     }
 
     /**

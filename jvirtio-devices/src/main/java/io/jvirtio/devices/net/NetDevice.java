@@ -125,11 +125,10 @@ public final class NetDevice extends QueueDevice {
         this.filter = new RxFilter(VirtualSwitch.mac(mac, 0));
         if (pairs > 1 && backend.queues() == pairs) {
             for (int q = 0; q < pairs; q++) {
-                int pair = q;
-                backend.connect(q, (frame, at, length) -> receive(frame, at, length, pair)); // the backend's queue q: pair q
+                backend.connect(q, new Inbound(q)); // the backend's queue q: pair q
             }
         } else {
-            backend.connect((frame, at, length) -> receive(frame, at, length, -1));
+            backend.connect(new Inbound(-1));
         }
     }
 
@@ -309,6 +308,92 @@ public final class NetDevice extends QueueDevice {
         backend.close();
         for (QueuePair p : pairs) {
             p.inbound.close();
+        }
+    }
+
+    /** Frames from the backend, one at a time or in bursts, for {@code pair} (-1: steered by address). */
+    private final class Inbound implements NetBackend.Receiver {
+        private final int pair;
+
+        Inbound(int pair) {
+            this.pair = pair;
+        }
+
+        @Override
+        public void receive(MemorySegment buffer, long offset, long length) {
+            NetDevice.this.receive(buffer, offset, length, pair);
+        }
+
+        @Override
+        public void receive(FrameBurst burst, int from, int to) {
+            NetDevice.this.receive(burst, from, to, pair);
+        }
+    }
+
+    /** Frames {@code from} to {@code to} of {@code burst}: as {@link #receive} takes one, the checks once a run. */
+    private void receive(FrameBurst burst, int from, int to, int pair) {
+        try {
+            deliver(burst, from, to, pair);
+        } catch (IllegalStateException e) {
+            if (!closed) {
+                throw e;
+            }
+            rxDropped.add(to - from); // the queues were freed under a late sender: the NIC is gone
+        }
+    }
+
+    /**
+     * A burst's frames go to one pair — the only one, or the backend queue's own — in runs of frames this NIC
+     * takes, each run written into the ring together ({@link RxWorker#tryDeliver(FrameBurst, int, int)}); a frame
+     * that is dropped or filtered ends a run and is counted as alone. Frames steered by address over several
+     * pairs go one at a time.
+     */
+    private void deliver(FrameBurst burst, int from, int to, int pair) {
+        int n = activePairs;
+        if (closed || !active || n > 1 && pair < 0) {
+            for (int i = from; i < to; i++) {
+                deliver(burst.data(i), burst.offset(i), burst.length(i), pair);
+            }
+            return;
+        }
+        int p = n == 1 ? 0 : pair < n ? pair : pair % n;
+        int h = offloads != 0 ? Net.HDR_SIZE : 0;
+        boolean everyAddress = filter.promiscuous(); // once a burst: no address read per frame then
+        int run = from;
+        for (int i = from; i < to; i++) {
+            long length = burst.length(i);
+            if (length < h + ETH_HLEN || h == 0 && !withinMtu(false, length)
+                    || !everyAddress && !filter.accepts(VirtualSwitch.mac(burst.data(i), burst.offset(i) + h))) {
+                if (i > run) {
+                    deliverRun(burst, run, i, p);
+                }
+                deliver(burst.data(i), burst.offset(i), length, pair); // dropped or filtered, and counted, there
+                run = i + 1;
+            }
+        }
+        if (to > run) {
+            deliverRun(burst, run, to, p);
+        }
+    }
+
+    /** Frames {@code from} to {@code to} of {@code burst}, each for this NIC, to pair {@code p}: direct, or queued. */
+    private void deliverRun(FrameBurst burst, int from, int to, int p) {
+        RxWorker rx = pairs[p].receiver;
+        int done = rx != null ? rx.tryDeliver(burst, from, to) : 0;
+        boolean queued = false;
+        for (int i = from + done; i < to; i++) {
+            MemorySegment frame = burst.data(i);
+            long at = burst.offset(i);
+            long length = burst.length(i);
+            if (offloads != 0 && !driverTakes(frame, at, length, receiveFeatures)
+                    || !pairs[p].inbound.offer(frame, at, length)) {
+                rxDropped.increment();
+                continue;
+            }
+            queued = true;
+        }
+        if (queued) {
+            wake(2 * p);
         }
     }
 

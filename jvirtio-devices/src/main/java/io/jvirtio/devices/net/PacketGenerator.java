@@ -24,7 +24,7 @@ import java.util.concurrent.locks.LockSupport;
  * what it cannot take and counts it, as a NIC does.
  */
 public final class PacketGenerator implements AutoCloseable {
-    /** Frames sent between two yields of the CPU. */
+    /** Frames sent in one burst, between two yields of the CPU. */
     static final int BATCH = 32;
     /** The smallest frame (an Ethernet frame of 60 bytes, its FCS not counted) and the largest (a 9,000-byte MTU). */
     public static final int MIN_FRAME = 60;
@@ -36,6 +36,7 @@ public final class PacketGenerator implements AutoCloseable {
     private final int others;
     private final NetBackend port;
     private final MemorySegment frame;
+    private final FrameBurst burst = new FrameBurst();
     private final long length;
     private final AtomicLong sent = new AtomicLong();
     private final Poller poller;
@@ -61,6 +62,9 @@ public final class PacketGenerator implements AutoCloseable {
         // freed by the collector: a poller may be inside its last round when the generator closes
         this.frame = Arena.ofAuto().allocate(length, 64);
         udpFrame(frame.asSlice(Net.HDR_SIZE), frameBytes);
+        for (int i = 0; i < BATCH; i++) {
+            burst.add(frame, 0, length); // the same frame BATCH times: testpmd's txonly sends one frame over and over
+        }
         this.poller = poller;
         if (poller != null) {
             poller.addProducer(producer);
@@ -107,9 +111,7 @@ public final class PacketGenerator implements AutoCloseable {
         if (!open || sw.portCount() <= others + 1) {
             return false; // no NIC yet: nobody to send to
         }
-        for (int i = 0; i < BATCH; i++) {
-            port.transmit(frame, length);
-        }
+        port.transmit(0, burst); // one call: the switch floods the run once, each NIC writes it in one go
         sent.lazySet(sent.get() + BATCH); // one writer: the poller, or the thread
         return true;
     }

@@ -27,9 +27,20 @@ public final class Responder {
         this.port = sw.offloadPort();
         port.acceptOffloads(VirtualSwitch.OFFLOADS);
         int ipv4 = java.lang.foreign.MemorySegment.ofArray(this.ip).get(BE_INT, 0);
-        port.connect((buffer, at, length) -> {
-            if (length > H && forUs(buffer, at, length, ipv4)) {
-                frame(buffer.asSlice(at + H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+        port.connect(new NetBackend.Receiver() {
+            @Override
+            public void receive(java.lang.foreign.MemorySegment buffer, long at, long length) {
+                if (length > H && forUs(buffer, at, length, ipv4)) {
+                    frame(buffer.asSlice(at + H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
+                }
+            }
+
+            /** A burst the switch floods here (a traffic source's): looked at in one loop, not a call a frame. */
+            @Override
+            public void receive(FrameBurst burst, int from, int to) {
+                for (int i = from; i < to; i++) {
+                    receive(burst.data(i), burst.offset(i), burst.length(i));
+                }
             }
         });
     }

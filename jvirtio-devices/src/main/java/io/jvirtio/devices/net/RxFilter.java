@@ -40,6 +40,11 @@ final class RxFilter {
         return dst == mac || unicast.contains(dst);
     }
 
+    /** Promiscuous mode: every address is taken. */
+    boolean promiscuous() {
+        return promiscuous;
+    }
+
     /** Device reset (net-dev-11): promiscuous again, the tables empty; the address stays. */
     void reset() {
         promiscuous = true;

@@ -30,12 +30,17 @@ public final class ThreadCounter {
 
     /** Adds one, on the calling thread's cell. Allocation-free after the thread's first call. */
     void increment() {
+        add(1);
+    }
+
+    /** Adds {@code n} (a burst's frames), on the calling thread's cell. */
+    void add(long n) {
         Cell c = last; // a racy read: a cell of another thread is told apart by its owner
         if (c == null || c.owner != Thread.currentThread()) {
             c = mine.get();
             last = c;
         }
-        c.lazySet(c.get() + 1); // only this thread writes its cell
+        c.lazySet(c.get() + n); // only this thread writes its cell
     }
 
     /** The sum over every thread that counted. */

@@ -31,6 +31,8 @@ final class Transmitter implements QueueHandler.Touching {
     private final int pair;
     /** The pair's transmit counter, written only by whoever serves this queue. */
     private final AtomicLong sent;
+    /** Frames handed on where they lie, together once the group of chains they came in is handled. */
+    private final FrameBurst burst = new FrameBurst();
     /** A frame, or with offloads a header and a segment of up to 64 KiB. */
     private final MemorySegment scratch;
 
@@ -71,10 +73,11 @@ final class Transmitter implements QueueHandler.Touching {
                         return 0;
                     }
                     count();
-                    backend.transmit(pair, s, off, len);
+                    send(s, off, len);
                     return 0;
                 }
             }
+            sendBurst(); // the frames before this one go first: order is kept
             chain.readReadable(0, scratch, 0, Net.HDR_SIZE);
             if (!Offloads.fitForBackend(scratch, nic.negotiated())) {
                 nic.txDropped.increment();
@@ -92,10 +95,10 @@ final class Transmitter implements QueueHandler.Touching {
                     : chain.length(0) == Net.HDR_SIZE && chain.readableCount() == 2 ? 1 : -1;
             if (first >= 0) {
                 count();
-                backend.transmit(pair, chain.regionSegment(first),
-                        chain.regionOffset(first) + (first == 0 ? Net.HDR_SIZE : 0), len);
+                send(chain.regionSegment(first), chain.regionOffset(first) + (first == 0 ? Net.HDR_SIZE : 0), len);
                 return 0;
             }
+            sendBurst();
             chain.readReadable(from, scratch, 0, len);
         }
         count();
@@ -119,6 +122,32 @@ final class Transmitter implements QueueHandler.Touching {
             }
         }
         return t;
+    }
+
+    /**
+     * A frame where it lies, in the guest's buffer, joins the burst handed on when the group is handled
+     * ({@link #groupHandled}): its chain is staged used but not published before then, so the buffer stays ours.
+     */
+    private void send(MemorySegment segment, long offset, long length) {
+        if (!burst.add(segment, offset, length)) {
+            sendBurst();
+            burst.add(segment, offset, length);
+        }
+    }
+
+    @Override
+    public void groupHandled() {
+        sendBurst();
+    }
+
+    private void sendBurst() {
+        if (burst.count() > 0) {
+            try {
+                backend.transmit(pair, burst); // a multi-queue backend: this pair's own queue
+            } finally {
+                burst.clear();
+            }
+        }
     }
 
     private void count() {

@@ -23,6 +23,7 @@ import java.util.concurrent.atomic.AtomicLong;
  */
 public final class VirtualSwitch {
     private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
+    private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     /** Addresses remembered at most; beyond that unknown destinations are flooded. */
     static final int MAC_TABLE_SIZE = 1024;
@@ -257,6 +258,108 @@ public final class VirtualSwitch {
     }
 
     /**
+     * The frames of {@code burst} from {@code from}, each switched as {@link #switchFrame} would, in order: a run
+     * of frames to one destination address is looked up, counted and delivered once, as a run, so a receiving NIC
+     * writes it into its ring with one set of checks. A run ends before a frame whose source is the run's
+     * destination, which learning that source could send elsewhere: frames go where they would one at a time.
+     */
+    private void switchBurst(Port from, FrameBurst burst) {
+        int h = from.header ? Net.HDR_SIZE : 0;
+        int n = burst.count();
+        if (from.closed) {
+            return; // as for one frame: nothing a closing port sends is learned or switched
+        }
+        int runStart = 0;
+        long runDst = -1; // no address: set by the run's first frame
+        long lastSrc = -1;
+        for (int i = 0; i < n; i++) {
+            if (burst.length(i) < h + 14) {
+                if (i > runStart) {
+                    route(from, runDst, burst, runStart, i);
+                }
+                runStart = i + 1; // too short to switch: dropped, as one frame is
+                continue;
+            }
+            // both addresses, as mac() reads them, in two loads (the frame holds 14 bytes: the second ends there)
+            MemorySegment frame = burst.data(i);
+            long at = burst.offset(i) + h;
+            long dst = frame.get(BE_LONG, at) >>> 16;
+            long src = frame.get(BE_LONG, at + 6) >>> 16;
+            if (dst == runDst && src == lastSrc) {
+                continue; // the frame before's addresses: the same run, its source learned
+            }
+            if (i > runStart && (dst != runDst || src == runDst)) {
+                route(from, runDst, burst, runStart, i);
+                runStart = i;
+            }
+            runDst = dst;
+            lastSrc = src;
+            if ((src & 1L << 40) == 0) {
+                learnSource(src, from);
+            }
+        }
+        if (n > runStart) {
+            route(from, runDst, burst, runStart, n);
+        }
+    }
+
+    /** Frames {@code start} to {@code end} of {@code burst}, all to {@code dst}: forwarded or flooded together. */
+    private void route(Port from, long dst, FrameBurst burst, int start, int end) {
+        if ((dst & 1L << 40) == 0) {
+            Port to = lookup(dst);
+            if (to != null) {
+                if (to != from && to.receiver != null) {
+                    forwarded.add(end - start);
+                    deliver(from, to, burst, start, end);
+                }
+                return;
+            }
+        }
+        flooded.add(end - start);
+        for (Port p : ports) {
+            if (p != from && p.receiver != null) {
+                deliver(from, p, burst, start, end);
+            }
+        }
+    }
+
+    /**
+     * Frames {@code start} to {@code end} of {@code burst} from {@code from} to {@code to}: between ports of one
+     * kind, runs of frames the receiver takes as they are go on together; every other frame as {@link #deliver}
+     * hands on one (finished in software, or put behind a header or taken from behind one).
+     */
+    private void deliver(Port from, Port to, FrameBurst burst, int start, int end) {
+        NetBackend.Receiver r = to.receiver;
+        if (r == null) {
+            return;
+        }
+        if (from.header != to.header) {
+            for (int i = start; i < end; i++) {
+                deliver(from, to, burst.data(i), burst.offset(i), burst.length(i));
+            }
+            return;
+        }
+        if (!from.header) {
+            r.receive(burst, start, end);
+            return;
+        }
+        long accepted = to.accepted;
+        int run = start;
+        for (int i = start; i < end; i++) {
+            if (!Offloads.driverTakes(burst.data(i), burst.offset(i), accepted)) {
+                if (i > run) {
+                    r.receive(burst, run, i);
+                }
+                deliver(from, to, burst.data(i), burst.offset(i), burst.length(i));
+                run = i + 1;
+            }
+        }
+        if (end > run) {
+            r.receive(burst, run, end);
+        }
+    }
+
+    /**
      * {@code frame} from {@code from} to {@code to}, in {@code to}'s format: as it is between ports of one kind
      * when the receiver takes what its header asks; else finished in software, header by header.
      */
@@ -317,6 +420,11 @@ public final class VirtualSwitch {
         @Override
         public void transmit(MemorySegment buffer, long offset, long length) {
             switchFrame(this, buffer, offset, length);
+        }
+
+        @Override
+        public void transmit(int queue, FrameBurst burst) {
+            switchBurst(this, burst);
         }
 
         @Override

@@ -1,0 +1,298 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.DeviceHarness;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Frames handed on in bursts ({@link FrameBurst}) go where, and as, they would one at a time — the switch's
+ * learning and forwarding, a NIC's drops, order — while a run to one place is one call, written into a receive ring
+ * with one publish, and a transmit ring's buffers stay the device's until the burst they lie in was handed on.
+ */
+@Timeout(60)
+class FrameBurstTest {
+    static final byte[] MAC = {0x52, 0x54, 0, 1, 2, 3};
+    static final long FEATURES = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);
+
+    DeviceHarness h;
+
+    @AfterEach
+    void tearDown() {
+        if (h != null) {
+            h.close();
+        }
+    }
+
+    /** A 60-byte frame to address ...{@code to} from ...{@code from} (0xff: broadcast), numbered {@code seq}. */
+    static byte[] frame(int to, int from, int seq) {
+        byte[] f = VirtualSwitchTest.frame(to, from);
+        if (to == 0xff) {
+            java.util.Arrays.fill(f, 0, 6, (byte) 0xff);
+        }
+        f[20] = (byte) seq;
+        return f;
+    }
+
+    /** What a port got, frame by frame ("to<from#seq"), and the size of each call a burst came in. */
+    static final class Recording implements NetBackend.Receiver {
+        final List<String> frames = new ArrayList<>();
+        final List<Integer> calls = new ArrayList<>();
+
+        @Override
+        public void receive(MemorySegment b, long at, long n) {
+            frames.add(b.get(ValueLayout.JAVA_BYTE, at + 5) + "<" + b.get(ValueLayout.JAVA_BYTE, at + 11) + "#"
+                    + b.get(ValueLayout.JAVA_BYTE, at + 20));
+            calls.add(1);
+        }
+
+        @Override
+        public void receive(FrameBurst burst, int from, int to) {
+            for (int i = from; i < to; i++) {
+                receive(burst.data(i), burst.offset(i), burst.length(i));
+                calls.removeLast();
+            }
+            calls.add(to - from);
+        }
+    }
+
+    /** Three plain ports; {@code sent} through the first as one burst or frame by frame; what each other port got. */
+    static List<Recording> switched(List<byte[]> sent, boolean burst) {
+        VirtualSwitch sw = new VirtualSwitch();
+        NetBackend one = sw.port();
+        NetBackend two = sw.port();
+        NetBackend three = sw.port();
+        Recording atTwo = new Recording();
+        Recording atThree = new Recording();
+        two.connect(atTwo);
+        three.connect(atThree);
+        one.connect((b, at, n) -> { });
+        VirtualSwitchTest.send(two, frame(9, 2, 0)); // 2 is behind port two
+        VirtualSwitchTest.send(three, frame(9, 3, 0)); // 3 behind port three
+        atTwo.frames.clear();
+        atTwo.calls.clear();
+        atThree.frames.clear();
+        atThree.calls.clear();
+        FrameBurst b = new FrameBurst();
+        for (byte[] f : sent) {
+            MemorySegment s = Arena.ofAuto().allocate(f.length);
+            MemorySegment.copy(MemorySegment.ofArray(f), 0, s, 0, f.length);
+            if (burst) {
+                b.add(s, 0, f.length);
+            } else {
+                one.transmit(s, f.length);
+            }
+        }
+        if (burst) {
+            one.transmit(0, b);
+        }
+        return List.of(atTwo, atThree);
+    }
+
+    @Test
+    void aBurstIsSwitchedAsItsFramesWouldBeOneAtATime() {
+        List<byte[]> sent = new ArrayList<>();
+        sent.add(frame(2, 1, 1));     // forwarded to two
+        sent.add(frame(2, 1, 2));
+        sent.add(frame(3, 1, 3));     // to three
+        sent.add(frame(0xff, 1, 4));  // broadcast: both
+        sent.add(frame(5, 1, 5));     // 5 unknown: flooded...
+        sent.add(frame(5, 5, 6));     // ...until 5 is learned behind port one itself: this one goes nowhere
+        sent.add(frame(5, 1, 7));     // and neither does this
+        byte[] runt = new byte[10];   // too short to switch: dropped, the frames around it go on
+        sent.add(runt);
+        sent.add(frame(2, 1, 8));
+        List<Recording> one = switched(sent, false);
+        List<Recording> burst = switched(sent, true);
+        assertThat(one.get(0).frames).containsExactly("2<1#1", "2<1#2", "-1<1#4", "5<1#5", "2<1#8");
+        assertThat(one.get(1).frames).containsExactly("3<1#3", "-1<1#4", "5<1#5");
+        assertThat(burst.get(0).frames).isEqualTo(one.get(0).frames);
+        assertThat(burst.get(1).frames).isEqualTo(one.get(1).frames);
+        assertThat(burst.get(0).calls).as("runs to one address arrive together").containsExactly(2, 1, 1, 1);
+    }
+
+    @Test
+    void aRunToOnePortIsOneCall() {
+        List<byte[]> sent = new ArrayList<>();
+        for (int i = 0; i < 32; i++) {
+            sent.add(frame(2, 1, i));
+        }
+        Recording atTwo = switched(sent, true).get(0);
+        assertThat(atTwo.frames).hasSize(32).startsWith("2<1#0").endsWith("2<1#31");
+        assertThat(atTwo.calls).containsExactly(32);
+    }
+
+    NetDevice dev;
+
+    /** A NIC's receive ring and the test as its backend. */
+    NetDeviceTest.Wire nic() throws Exception {
+        NetDeviceTest.Wire wire = new NetDeviceTest.Wire();
+        dev = new NetDevice(wire, MAC, 1);
+        h = new DeviceHarness(dev, FEATURES);
+        return wire;
+    }
+
+    long[] receiveBuffers(int n) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        long[] addr = new long[n];
+        for (int i = 0; i < n; i++) {
+            addr[i] = h.alloc.allocate(2048, 8);
+            rx.addInBuf(addr[i], 2048, i);
+        }
+        rx.kick();
+        return addr;
+    }
+
+    static FrameBurst burst(int first, int n) {
+        FrameBurst b = new FrameBurst();
+        for (int i = first; i < first + n; i++) {
+            byte[] f = NetDeviceTest.frame(60 + i);
+            f[20] = (byte) i;
+            MemorySegment s = Arena.ofAuto().allocate(f.length);
+            MemorySegment.copy(MemorySegment.ofArray(f), 0, s, 0, f.length);
+            b.add(s, 0, f.length);
+        }
+        return b;
+    }
+
+    /** The frames the driver got, as their numbers, each checked whole against what was sent. */
+    List<Integer> received(long[] addr, int n) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        List<Integer> got = new ArrayList<>();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (got.size() < n && System.nanoTime() < deadline) {
+            Object token = rx.getBuf();
+            if (token == null) {
+                Thread.onSpinWait();
+                continue;
+            }
+            int len = rx.lastLength() - io.jvirtio.core.spec.Net.HDR_SIZE;
+            byte[] f = new byte[len];
+            h.memory.read(addr[(Integer) token] + io.jvirtio.core.spec.Net.HDR_SIZE, f, 0, len);
+            int seq = f[20];
+            byte[] want = NetDeviceTest.frame(60 + seq);
+            want[20] = (byte) seq;
+            assertThat(f).isEqualTo(want);
+            got.add(seq);
+        }
+        return got;
+    }
+
+    @Test
+    void aBurstGoesIntoTheRingInOrderWithOnePublishAndOneInterrupt() throws Exception {
+        NetDeviceTest.Wire wire = nic();
+        long[] first = receiveBuffers(1);
+        wire.receiver.receive(burst(0, 1), 0, 1); // the ring's thread has started (and has nothing to do)
+        assertThat(received(first, 1)).containsExactly(0);
+        long[] addr = receiveBuffers(8);
+        h.takeInterrupts();
+        wire.receiver.receive(burst(0, 8), 0, 8);
+        assertThat(received(addr, 8)).containsExactly(0, 1, 2, 3, 4, 5, 6, 7);
+        // without EVENT_IDX and with interrupts on, every publish interrupts: one frame at a time would be 8
+        assertThat(h.takeInterrupts()).isEqualTo(1);
+    }
+
+    @Test
+    void whatTheRingCannotTakeNowWaitsAndFollowsInOrder() throws Exception {
+        NetDeviceTest.Wire wire = nic();
+        long[] addr = receiveBuffers(3);
+        FrameBurst b = burst(0, 6);
+        wire.receiver.receive(b, 0, 6);
+        assertThat(received(addr, 3)).containsExactly(0, 1, 2);
+        long[] more = receiveBuffers(3); // tokens 0..2 again: their addresses are the new buffers
+        assertThat(received(more, 3)).containsExactly(3, 4, 5);
+    }
+
+    @Test
+    void aFrameTheNicDropsInABurstEndsARunAndIsCounted() throws Exception {
+        NetDeviceTest.Wire wire = nic();
+        long[] addr = receiveBuffers(4);
+        FrameBurst b = new FrameBurst();
+        FrameBurst good = burst(0, 4);
+        b.add(good.data(0), 0, good.length(0));
+        b.add(good.data(1), 0, good.length(1));
+        b.add(Arena.ofAuto().allocate(10), 0, 10); // shorter than an Ethernet header
+        b.add(good.data(2), 0, good.length(2));
+        b.add(good.data(3), 0, good.length(3));
+        wire.receiver.receive(b, 0, 5);
+        assertThat(received(addr, 4)).containsExactly(0, 1, 2, 3);
+        assertThat(dev.rxDropped.get()).isEqualTo(1);
+    }
+
+    /** A backend that records bursts and single frames in the order they came, and the transmit ring's used index. */
+    static final class Ordered implements NetBackend {
+        final List<String> events = new CopyOnWriteArrayList<>();
+        volatile java.util.function.IntSupplier usedIdx;
+
+        @Override
+        public void transmit(MemorySegment buffer, long offset, long length) {
+            events.add("one#" + buffer.get(ValueLayout.JAVA_BYTE, offset + 20) + "@" + usedIdx.getAsInt());
+        }
+
+        @Override
+        public void transmit(int queue, FrameBurst burst) {
+            StringBuilder s = new StringBuilder("burst");
+            for (int i = 0; i < burst.count(); i++) {
+                s.append('#').append(burst.data(i).get(ValueLayout.JAVA_BYTE, burst.offset(i) + 20));
+            }
+            events.add(s + "@" + usedIdx.getAsInt());
+        }
+
+        @Override
+        public void connect(Receiver receiver) {
+        }
+    }
+
+    @Test
+    void aTransmitRingsFramesGoOnTogetherInOrderBeforeTheirBuffersAreUsed() throws Exception {
+        Ordered backend = new Ordered();
+        h = new DeviceHarness(new NetDevice(backend, MAC, 1), FEATURES);
+        DriverQueue<Object> tx = h.queues.get(1);
+        long usedIdxAt = tx.addresses().usedRing() + 2;
+        backend.usedIdx = () -> {
+            try {
+                return h.memory.readU16(usedIdxAt);
+            } catch (io.jvirtio.core.memory.GuestMemoryException e) {
+                throw new IllegalStateException(e);
+            }
+        };
+        int hdr = io.jvirtio.core.spec.Net.HDR_SIZE;
+        for (int seq = 1; seq <= 5; seq++) {
+            byte[] f = frame(2, 1, seq);
+            if (seq == 3) { // over two buffers: gathered into a copy, handed on alone, after the frames before it
+                long a = h.alloc.allocate(hdr + 30, 8);
+                long c = h.alloc.allocate(30, 8);
+                h.memory.write(a + hdr, f, 0, 30);
+                h.memory.write(c, f, 30, 30);
+                tx.addBuf(new Scatterlist().addReadable(a, hdr + 30).addReadable(c, 30), seq);
+            } else {
+                long a = h.alloc.allocate(hdr + 60, 8);
+                h.memory.write(a + hdr, f, 0, 60);
+                tx.addOutBuf(a, hdr + 60, seq);
+            }
+        }
+        tx.kick();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        int used = 0;
+        while (used < 5 && System.nanoTime() < deadline) {
+            if (tx.getBuf() != null) {
+                used++;
+            }
+        }
+        assertThat(used).isEqualTo(5);
+        // every frame handed on while no buffer of the group was used yet: the guest could not have reused one
+        assertThat(backend.events).containsExactly("burst#1#2@0", "one#3@0", "burst#4#5@0");
+    }
+}
