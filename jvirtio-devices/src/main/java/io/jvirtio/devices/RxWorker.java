@@ -50,6 +50,29 @@ public final class RxWorker extends QueueThread {
                 throws VirtqueueException;
     }
 
+    /** What {@link WholeSource#fillWhole} did. */
+    public static final int FILLED = 0;
+    public static final int DROPPED = 1;
+    public static final int NOT_WHOLE = 2;
+
+    /**
+     * A source that can write data into one chain read ahead with {@link DeviceQueue#peek}, taking it only when it
+     * does: a batch's chains are read first, together, and then filled — the writes into the driver's buffers
+     * (cache misses: the driver's CPU had the lines) no longer wait behind each chain's walk. Measured on the path
+     * from the switch's traffic source into a front-end's receive ring: 10.5 → 13.6 Mpps on this machine when
+     * its two CPUs are far apart (docs/benchmarks.md).
+     */
+    public interface WholeSource extends DirectSource {
+        /**
+         * Writes the {@code length} bytes at {@code offset} of {@code data} into {@code chain}, a chain peeked and
+         * not taken, if they fit it as one buffer: takes it ({@link DeviceQueue#take}), writes, stages it used —
+         * {@link #FILLED}. Or drops the data, the chain left untaken for the next: {@link #DROPPED}. Or does
+         * nothing: {@link #NOT_WHOLE}, and the data goes through {@link #fillFrom} with chains popped for it.
+         */
+        int fillWhole(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long offset, long length)
+                throws VirtqueueException;
+    }
+
     /**
      * Data handed over together (a burst of frames): item {@code i} is {@code length(i)} bytes at {@code offset(i)}
      * of {@code data(i)}, with the rules of {@link DirectSource#fillFrom}'s data.
@@ -69,6 +92,9 @@ public final class RxWorker extends QueueThread {
 
     private final Source source;
     private final DirectSource directSource;
+    private final WholeSource wholeSource;
+    /** Chains read ahead for a {@link WholeSource} (under ownership, so one set is enough). */
+    private final DescriptorChain[] ahead;
     private final AtomicInteger owner = new AtomicInteger(FREE);
     /** The chain a producer delivers into (under ownership, so one is enough). */
     private final DescriptorChain directChain = new DescriptorChain();
@@ -78,6 +104,11 @@ public final class RxWorker extends QueueThread {
         super(name, queue, interrupt, failure);
         this.source = source;
         this.directSource = source instanceof DirectSource d ? d : null;
+        this.wholeSource = source instanceof WholeSource w ? w : null;
+        this.ahead = new DescriptorChain[wholeSource != null ? BATCH : 0];
+        for (int i = 0; i < ahead.length; i++) {
+            ahead[i] = new DescriptorChain();
+        }
     }
 
     /**
@@ -161,10 +192,34 @@ public final class RxWorker extends QueueThread {
         }
     }
 
-    /** Each item into a buffer of its own (or several), while the driver offers them; returns how many. */
+    /**
+     * Each item into a buffer of its own (or several), while the driver offers them; returns how many. A
+     * {@link WholeSource} gets the chains read ahead, a batch at a time, and fills them in a loop of its own; an item
+     * that does not fit one buffer (or chains a previous device left in flight) goes with chains popped for it.
+     */
     private int fillEach(DirectSource d, Batch batch, int from, int to) throws VirtqueueException {
+        WholeSource w = wholeSource;
         int i = from;
-        while (i < to && queue.pop(directChain)) {
+        while (i < to) {
+            int k = w != null ? queue.peek(ahead, to - i) : 0;
+            int c = 0;
+            while (c < k && i < to) {
+                int r = w.fillWhole(ahead[c], queue, batch.data(i), batch.offset(i), batch.length(i));
+                if (r == NOT_WHOLE) {
+                    break;
+                }
+                c += r == FILLED ? 1 : 0; // a dropped item leaves its chain to the next
+                i++;
+            }
+            if (i == to) {
+                break;
+            }
+            if (k > 0 && c == k) {
+                continue; // every chain read ahead is filled: read the next ones
+            }
+            if (!queue.pop(directChain)) {
+                break; // no buffer: the rest waits
+            }
             int written = d.fillFrom(directChain, queue, batch.data(i), batch.offset(i), batch.length(i));
             if (written >= 0) {
                 queue.addUsed(directChain, written);

@@ -31,6 +31,8 @@ public final class DescriptorChain {
     private int readableCount;
     private long readableBytes;
     private long writableBytes;
+    /** Where its ring read it (the ring implementation's own: a peeked chain's position, to take it later). */
+    private long ringTag;
     private long[] address = new long[8];
     private int[] length = new int[8];
     private int[] region = new int[8];
@@ -190,6 +192,16 @@ public final class DescriptorChain {
         this.readableCount = 0;
         this.readableBytes = 0;
         this.writableBytes = 0;
+    }
+
+    /** What {@link #setRingTag} recorded. For ring implementations. */
+    public long ringTag() {
+        return ringTag;
+    }
+
+    /** Records where the ring read this chain ({@link DeviceQueue#peek}). For ring implementations. */
+    public void setRingTag(long tag) {
+        this.ringTag = tag;
     }
 
     /** Sets the buffer id of a packed chain, known only at its last descriptor (§2.8.6). */

@@ -71,6 +71,29 @@ public interface DeviceQueue {
      */
     boolean pop(DescriptorChain chain) throws VirtqueueException;
 
+    /**
+     * Reads the next chains the driver made available — walked and validated as {@link #pop} does — into
+     * {@code chains[0..max)} without taking them: {@link #take} then takes them, in order, as far as the device
+     * wants; the rest stay available, as if never read (no giving back). For a device that reads a batch of chains
+     * before it writes into any buffer, so that the cache misses of its writes overlap instead of waiting behind
+     * each chain's walk (a receive ring filled from a burst of frames). Any {@link #pop} or other {@code peek}
+     * makes chains peeked before stale. Returns 0 while chains a previous device left in flight wait to be handed
+     * out again: {@link #pop} them.
+     *
+     * @return how many chains were read (0: nothing available)
+     * @throws VirtqueueException if one of them breaks a rule of the ring format: the queue is broken, as a
+     *                            {@link #pop} of it would have left it
+     */
+    int peek(DescriptorChain[] chains, int max) throws VirtqueueException;
+
+    /**
+     * Takes {@code chain}, the first chain {@link #peek}ed and not taken yet, as {@link #pop} would have taken it.
+     *
+     * @throws IllegalStateException if it is not that chain (a device bug)
+     * @throws VirtqueueException    if taking it breaks a rule (packed: its buffer id is already in flight)
+     */
+    void take(DescriptorChain chain) throws VirtqueueException;
+
     /** Gives back the chain popped last, unused: the next {@link #pop} returns it again. */
     void undoPop();
 

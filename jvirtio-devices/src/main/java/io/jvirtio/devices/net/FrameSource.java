@@ -13,7 +13,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-final class FrameSource implements RxWorker.DirectSource {
+final class FrameSource implements RxWorker.WholeSource {
     private final NetDevice nic;
     private final QueuePair pair;
     /** The backend's offloads: not 0, frames come behind their header. */
@@ -89,7 +89,8 @@ final class FrameSource implements RxWorker.DirectSource {
                     head0 &= ~0xffL;
                 }
                 int head8 = (data.get(GuestMemory.U16, at + 8) & 0xffff) | 1 << 16; // num_buffers 1
-                if (buffers.writeWhole(chain, queue, head0, head8, data, at + Net.HDR_SIZE, length - Net.HDR_SIZE)) {
+                if (ReceiveBuffers.fitsWhole(chain, length - Net.HDR_SIZE)) {
+                    buffers.writeWhole(chain, queue, head0, head8, data, at + Net.HDR_SIZE, length - Net.HDR_SIZE);
                     pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
                     return -1;
                 }
@@ -107,6 +108,44 @@ final class FrameSource implements RxWorker.DirectSource {
         }
         header.fill((byte) 0);
         return write(chain, queue, header, data, at, length);
+    }
+
+    /**
+     * {@link #fillFrom} for the common frame — header and frame in the first writable buffer of {@code chain}, a chain
+     * read ahead — with the same checks: the header read once, checked, stored as checked. A UDP segment (its
+     * EtherType decides) and a frame larger than the buffer go through {@link #fillFrom}.
+     */
+    @Override
+    public int fillWhole(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long at, long length)
+            throws VirtqueueException {
+        long head0 = 0;
+        int head8 = 1 << 16; // num_buffers 1
+        long h = 0;
+        if (offloads != 0) {
+            long now = nic.receiveFeatures();
+            head0 = data.get(GuestMemory.U64, at);
+            int flags = (int) head0 & 0xff;
+            int gso = (int) (head0 >>> 8) & 0xff;
+            if (gso == Offloads.GSO_UDP_L4) {
+                return RxWorker.NOT_WHOLE;
+            }
+            if (!Offloads.driverTakes(flags, gso, now) || !nic.withinMtu(gso != Net.HDR_GSO_NONE, length)) {
+                nic.rxDropped.increment(); // net-dev-9, net-dev-3: not for this driver
+                return RxWorker.DROPPED;
+            }
+            if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+                head0 &= ~0xffL;
+            }
+            head8 |= data.get(GuestMemory.U16, at + 8) & 0xffff;
+            h = Net.HDR_SIZE;
+        }
+        if (!ReceiveBuffers.fitsWhole(chain, length - h)) {
+            return RxWorker.NOT_WHOLE;
+        }
+        queue.take(chain);
+        buffers.writeWhole(chain, queue, head0, head8, data, at + h, length - h);
+        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+        return RxWorker.FILLED;
     }
 
     /**

@@ -36,22 +36,24 @@ final class ReceiveBuffers {
      *
      * @param head0 the header's first eight bytes (flags, gso_type, hdr_len, gso_size, csum_start), little-endian
      * @param head8 its last four (csum_offset, num_buffers)
-     * @return false, having written nothing, when the first writable buffer is smaller: {@link #write} then
+     * Only when it {@link #fitsWhole}: else {@link #write}.
      */
-    boolean writeWhole(DescriptorChain chain, DeviceQueue queue, long head0, int head8, MemorySegment data, long at,
-                       long length) {
+    void writeWhole(DescriptorChain chain, DeviceQueue queue, long head0, int head8, MemorySegment data, long at,
+                    long length) {
         int first = chain.readableCount();
         long total = Net.HDR_SIZE + length;
-        if (chain.writableCount() == 0 || Integer.toUnsignedLong(chain.length(first)) < total) {
-            return false;
-        }
         MemorySegment guest = chain.regionSegment(first);
         long off = chain.regionOffset(first);
         guest.set(GuestMemory.U64, off, head0);
         guest.set(GuestMemory.U32, off + 8, head8);
         MemorySegment.copy(data, at, guest, off + Net.HDR_SIZE, length);
         queue.addUsed(chain, (int) total);
-        return true;
+    }
+
+    /** Whether the header and a frame of {@code length} bytes fit {@code chain}'s first writable buffer. */
+    static boolean fitsWhole(DescriptorChain chain, long length) {
+        return chain.writableCount() != 0
+                && Integer.toUnsignedLong(chain.length(chain.readableCount())) >= Net.HDR_SIZE + length;
     }
 
     /**

@@ -231,6 +231,107 @@ class FrameBurstTest {
         assertThat(dev.rxDropped.get()).isEqualTo(1);
     }
 
+    /** Each of {@code frames} in a segment of its own, one burst. */
+    static FrameBurst burstOf(byte[]... frames) {
+        FrameBurst b = new FrameBurst();
+        for (byte[] f : frames) {
+            MemorySegment s = Arena.ofAuto().allocate(f.length);
+            MemorySegment.copy(MemorySegment.ofArray(f), 0, s, 0, f.length);
+            b.add(s, 0, f.length);
+        }
+        return b;
+    }
+
+    /** The next used receive buffer: its token and the bytes written into it (waits up to 10 s). */
+    record Used(Object token, byte[] bytes) {
+    }
+
+    Used nextUsed(long[] addr) throws Exception {
+        DriverQueue<Object> rx = h.queues.get(0);
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (System.nanoTime() < deadline) {
+            Object token = rx.getBuf();
+            if (token != null) {
+                byte[] got = new byte[rx.lastLength()];
+                h.memory.read(addr[(Integer) token], got, 0, got.length);
+                return new Used(token, got);
+            }
+            Thread.onSpinWait();
+        }
+        throw new AssertionError("no buffer used within 10 s");
+    }
+
+    /**
+     * A frame too large for one buffer, in the middle of a burst written into chains read ahead, goes over as many
+     * buffers as it needs (MRG_RXBUF), counted in num_buffers, and the frames around it keep their places.
+     */
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-7", "net-dev-8"})
+    void aFrameLargerThanABufferInABurstSpansBuffersBetweenTheOthers() throws Exception {
+        NetDeviceTest.Wire wire = new NetDeviceTest.Wire();
+        h = new DeviceHarness(new NetDevice(wire, MAC, 1), FEATURES | Feature.NET_MRG_RXBUF.mask());
+        DriverQueue<Object> rx = h.queues.get(0);
+        long[] addr = new long[6];
+        for (int i = 0; i < 6; i++) {
+            addr[i] = h.alloc.allocate(128, 8);
+            rx.addInBuf(addr[i], 128, i);
+        }
+        byte[] small = NetDeviceTest.frame(60);
+        byte[] large = NetDeviceTest.frame(300); // 12 + 300 bytes: three buffers of 128
+        byte[] last = NetDeviceTest.frame(61);
+        wire.receiver.receive(burstOf(small, large, last), 0, 3);
+        int hdr = io.jvirtio.core.spec.Net.HDR_SIZE;
+        Used u = nextUsed(addr);
+        assertThat(u.token()).isEqualTo(0);
+        assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 1);
+        assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(small);
+        byte[] spanned = new byte[0];
+        for (int i = 1; i <= 3; i++) {
+            u = nextUsed(addr);
+            assertThat(u.token()).isEqualTo(i);
+            if (i == 1) {
+                assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 3);
+            }
+            if (i < 3) {
+                assertThat(u.bytes()).as("filled completely").hasSize(128);
+            }
+            byte[] joined = java.util.Arrays.copyOf(spanned, spanned.length + u.bytes().length);
+            System.arraycopy(u.bytes(), 0, joined, spanned.length, u.bytes().length);
+            spanned = joined;
+        }
+        assertThat(java.util.Arrays.copyOfRange(spanned, hdr, spanned.length)).isEqualTo(large);
+        u = nextUsed(addr);
+        assertThat(u.token()).isEqualTo(4);
+        assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(last);
+    }
+
+    /**
+     * A frame whose header asks what the driver did not accept, in a burst, is dropped and counted; the buffer read
+     * ahead for it takes the next frame, and no buffer is used for nothing.
+     */
+    @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-9")
+    void whatTheDriverDidNotAcceptInABurstIsDroppedAndItsBufferTakesTheNext() throws Exception {
+        NetOffloadTest.HeaderWire wire = new NetOffloadTest.HeaderWire();
+        dev = new NetDevice(wire, MAC, 1);
+        h = new DeviceHarness(dev, NetOffloadTest.BASE | Feature.NET_CSUM.mask()); // no GUEST_CSUM
+        long[] addr = receiveBuffers(3);
+        byte[] plain = NetOffloadTest.packet(0, 0, 0, 60);
+        byte[] partial = NetOffloadTest.packet(Offloads.HDR_F_NEEDS_CSUM, 0, 0, 60);
+        byte[] other = NetOffloadTest.packet(0, 0, 0, 70);
+        wire.receiver.receive(burstOf(plain, partial, other), 0, 3);
+        Used first = nextUsed(addr);
+        Used second = nextUsed(addr);
+        assertThat(first.token()).isEqualTo(0);
+        assertThat(first.bytes()).hasSize(72);
+        assertThat(second.token()).as("the buffer after, not a third").isEqualTo(1);
+        assertThat(second.bytes()).hasSize(82);
+        assertThat(java.util.Arrays.copyOfRange(second.bytes(), 12, 82)).isEqualTo(java.util.Arrays.copyOfRange(other, 12, 82));
+        assertThat(second.bytes()[0]).as("flags as sent: nothing asked").isZero();
+        assertThat(dev.rxDropped.get()).isEqualTo(1);
+        assertThat(h.queues.get(0).getBuf()).as("the third buffer stays the driver's").isNull();
+    }
+
     /** A backend that records bursts and single frames in the order they came, and the transmit ring's used index. */
     static final class Ordered implements NetBackend {
         final List<String> events = new CopyOnWriteArrayList<>();

@@ -174,7 +174,65 @@ public final class PackedDeviceQueue implements DeviceQueue {
         int taken;
         try {
             taken = PackedChains.walk(chain, memory, desc, size, index, first, availWrap, flags, indirect);
-            int id = chain.head();
+        } catch (VirtqueueException e) {
+            broken = e;
+            throw e;
+        }
+        taken(chain, first, taken);
+        return true;
+    }
+
+    /**
+     * {@inheritDoc} Packed: the lists from the next available descriptor on, while their heads' flags say
+     * available; the tag holds each one's first slot, the wrap counter there and its slot count.
+     */
+    @Override
+    public int peek(DescriptorChain[] chains, int max) throws VirtqueueException {
+        checkBroken();
+        if (resubmitNext < resubmit.length) {
+            return 0;
+        }
+        int at = nextAvail;
+        boolean wrap = availWrap;
+        int n = 0;
+        int limit = Math.min(max, chains.length);
+        while (n < limit) {
+            int flags = GuestMemory.getU16Acquire(desc, (long) at * DESC_SIZE + DESC_FLAGS);
+            if (!Packed.isAvail(flags, wrap)) {
+                break;
+            }
+            int taken;
+            try {
+                taken = PackedChains.walk(chains[n], memory, desc, size, index, at, wrap, flags, indirect);
+            } catch (VirtqueueException e) {
+                broken = e;
+                throw e;
+            }
+            chains[n++].setRingTag(at | (wrap ? 1L << 16 : 0) | (long) taken << 17);
+            at += taken;
+            if (at >= size) {
+                at -= size;
+                wrap = !wrap;
+            }
+        }
+        return n;
+    }
+
+    @Override
+    public void take(DescriptorChain chain) throws VirtqueueException {
+        checkBroken();
+        long tag = chain.ringTag();
+        if ((int) (tag & 0xffff) != nextAvail || (tag & 1L << 16) != 0 != availWrap || resubmitNext < resubmit.length) {
+            throw new IllegalStateException("queue " + index + ": the list read at descriptor " + (tag & 0xffff)
+                    + " is taken where descriptor " + nextAvail + " is next");
+        }
+        taken(chain, nextAvail, (int) (tag >>> 17));
+    }
+
+    /** The list of {@code taken} descriptors at {@code first}, read into {@code chain}, is the device's now. */
+    private void taken(DescriptorChain chain, int first, int taken) throws VirtqueueException {
+        int id = chain.head();
+        try {
             if (slots[id] != 0) {
                 throw chain.fail(index, new RingError.BufferIdInFlight(first, id));
             }
@@ -185,7 +243,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
             broken = e;
             throw e;
         }
-        int id = chain.head();
         slots[id] = taken;
         if (order != null) {
             order.taken(id);
@@ -200,7 +257,6 @@ public final class PackedDeviceQueue implements DeviceQueue {
             // ask to be told about the descriptor after the one just taken (as the split ring's avail_event)
             writeDeviceEvent(EVENT_FLAGS_DESC);
         }
-        return true;
     }
 
     /** Gives back the last buffer popped (again for the one before, and so on) since the last one used. */

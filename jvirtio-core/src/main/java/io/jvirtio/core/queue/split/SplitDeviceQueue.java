@@ -180,6 +180,12 @@ public final class SplitDeviceQueue implements DeviceQueue {
             broken = e;
             throw e;
         }
+        taken(head);
+        return true;
+    }
+
+    /** The chain at {@code head}, read at {@code nextAvail}, is the device's now. */
+    private void taken(int head) {
         nextAvail = (nextAvail + 1) & 0xffff;
         if (inflight != null) {
             inflight.begin(head);
@@ -192,7 +198,41 @@ public final class SplitDeviceQueue implements DeviceQueue {
             ring.used.set(GuestMemory.U16, Virtq.availEvent(size), (short) nextAvail);
             logUsed(Virtq.availEvent(size), 2);
         }
-        return true;
+    }
+
+    /** {@inheritDoc} Split: the chains at the next entries of the available ring; the tag is the entry's index. */
+    @Override
+    public int peek(DescriptorChain[] chains, int max) throws VirtqueueException {
+        checkBroken();
+        if (resubmitNext < resubmit.length) {
+            return 0;
+        }
+        int n = Math.min(Math.min(available(), max), chains.length);
+        for (int i = 0; i < n; i++) {
+            int at = (nextAvail + i) & 0xffff;
+            int head = Short.toUnsignedInt(ring.avail.get(GuestMemory.U16, Virtq.availRing(at & mask)));
+            if (head >= size) {
+                throw breakWith(new RingError.HeadOutOfRange(head, size));
+            }
+            try {
+                SplitChains.load(chains[i], memory, ring, index, head, indirect);
+            } catch (VirtqueueException e) {
+                broken = e;
+                throw e;
+            }
+            chains[i].setRingTag(at);
+        }
+        return n;
+    }
+
+    @Override
+    public void take(DescriptorChain chain) throws VirtqueueException {
+        checkBroken();
+        if (chain.ringTag() != nextAvail || resubmitNext < resubmit.length) {
+            throw new IllegalStateException("queue " + index + ": the chain read at available entry " + chain.ringTag()
+                    + " is taken where entry " + nextAvail + " is next");
+        }
+        taken(chain.head());
     }
 
     /** Bytes of one queue's in-flight log (QueueRegionSplit) for a ring of {@code size}. */
