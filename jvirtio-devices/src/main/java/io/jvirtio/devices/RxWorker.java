@@ -48,6 +48,14 @@ public final class RxWorker extends QueueThread {
         /** {@link Source#fill} for {@code length} bytes at {@code offset} of {@code data}, not the source's own. */
         int fillFrom(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long offset, long length)
                 throws VirtqueueException;
+
+        /**
+         * {@link Source#fill} for a header of the source's kind at the start of {@code header} and then {@code length}
+         * bytes of {@code from}'s readable buffers from {@code offset} on: data over several buffers of another
+         * ring, copied once.
+         */
+        int fillGathered(DescriptorChain chain, DeviceQueue queue, MemorySegment header, DescriptorChain from,
+                         long offset, long length) throws VirtqueueException;
     }
 
     /** What {@link WholeSource#fillWhole} did. */
@@ -113,8 +121,9 @@ public final class RxWorker extends QueueThread {
 
     /**
      * Writes {@code length} bytes at {@code offset} of {@code data} into the ring on the calling thread, if
-     * nobody else serves the ring right now, the source allows it ({@link DirectSource#direct()}) and the driver
-     * offered a buffer; publishes it and notifies the driver as this thread would. Allocation-free; never blocks.
+     * nobody else serves the ring right now ({@link #enter}), the source allows it ({@link DirectSource#direct()}) and
+     * the driver offered a buffer; publishes it and notifies the driver as this thread would. Allocation-free; never
+     * blocks.
      *
      * @return false when it did not: the caller queues the data with the source and {@link #wake()}s this
      *         thread. True also when the source dropped the data (too large) or the ring broke (this thread
@@ -122,27 +131,56 @@ public final class RxWorker extends QueueThread {
      */
     public boolean tryDeliver(MemorySegment data, long offset, long length) {
         DirectSource d = directSource;
-        if (polled()) {
-            return d != null && pollerDelivers(d, data, offset, length);
-        }
-        if (d == null || !owner.compareAndSet(FREE, PRODUCER)) {
+        int entered = d != null ? enter() : OUTSIDE;
+        if (entered == OUTSIDE) {
             return false;
         }
+        boolean wrote = false;
         try {
             if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
-                return false; // no buffer: queued, this thread asks the driver for a kick
+                return false; // no buffer: queued, and this thread (or the ring's round) asks the driver for a kick
             }
             int written = d.fillFrom(directChain, queue, data, offset, length);
             if (written >= 0) {
                 queue.addUsed(directChain, written);
             }
-            flush();
+            wrote = true;
             return true;
         } catch (VirtqueueException e) {
             failLater(e); // this thread reports it (NEEDS_RESET) and stops; no producer delivers again
             return true;
         } finally {
-            owner.set(FREE);
+            leave(entered, wrote);
+        }
+    }
+
+    /**
+     * {@link #tryDeliver(MemorySegment, long, long)} for data over several buffers of another ring: {@code header}
+     * (read as the source reads it) and then {@code length} bytes of {@code from}'s readable buffers from {@code
+     * offset} on ({@link DirectSource#fillGathered}) — a frame in a sending guest's buffers, copied once.
+     */
+    public boolean tryDeliverGathered(MemorySegment header, DescriptorChain from, long offset, long length) {
+        DirectSource d = directSource;
+        int entered = d != null ? enter() : OUTSIDE;
+        if (entered == OUTSIDE) {
+            return false;
+        }
+        boolean wrote = false;
+        try {
+            if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
+                return false;
+            }
+            int written = d.fillGathered(directChain, queue, header, from, offset, length);
+            if (written >= 0) {
+                queue.addUsed(directChain, written);
+            }
+            wrote = true;
+            return true;
+        } catch (VirtqueueException e) {
+            failLater(e);
+            return true;
+        } finally {
+            leave(entered, wrote);
         }
     }
 
@@ -156,37 +194,58 @@ public final class RxWorker extends QueueThread {
      */
     public int tryDeliver(Batch batch, int from, int to) {
         DirectSource d = directSource;
-        if (d == null) {
+        int entered = d != null ? enter() : OUTSIDE;
+        if (entered == OUTSIDE) {
             return 0;
         }
-        if (polled()) {
-            Poller p = poller();
-            if (!p.isPollerThread() || !joined) {
-                return 0; // as for one frame: only the poller, while the ring is in its rounds
-            }
-            try {
-                int n = running() && !failed() && d.direct() ? fillEach(d, batch, from, to) : 0;
-                if (n > 0) {
-                    p.defer(this);
-                }
-                return n;
-            } catch (VirtqueueException e) {
-                failLater(e); // this ring's own round reports it; the batch is lost with the ring
-                return to - from;
-            }
-        }
-        if (!owner.compareAndSet(FREE, PRODUCER)) {
-            return 0;
-        }
+        int n = 0;
         try {
-            int n = running() && !failed() && d.direct() ? fillEach(d, batch, from, to) : 0;
-            if (n > 0) {
-                flush();
-            }
+            n = running() && !failed() && d.direct() ? fillEach(d, batch, from, to) : 0;
             return n;
         } catch (VirtqueueException e) {
-            failLater(e);
+            failLater(e); // the batch is lost with the ring
+            n = 0;
             return to - from;
+        } finally {
+            leave(entered, n > 0);
+        }
+    }
+
+    /** {@link #enter}: not in the ring (another thread serves it, or this one may not deliver into it). */
+    private static final int OUTSIDE = 0;
+    /** {@link #enter}: in a polled ring, as its poller. */
+    private static final int POLLING = 1;
+    /** {@link #enter}: the ring's owner, taken from {@code FREE}. */
+    private static final int OWNING = 2;
+
+    /**
+     * Whether the calling thread may write into the ring now, and how. A ring of its own thread: while nobody else
+     * serves it — the owner is taken, and whoever serves it next acquires what this thread wrote. A polled ring
+     * takes frames directly only from its poller, switching them while it serves another ring of its own (a NIC's
+     * transmit ring, a traffic source): it owns every ring it serves, one at a time, so nobody else is inside this
+     * one; and the publish waits for the end of that ring's round, one used-index update and at most one
+     * notification for the batch ({@link Poller#defer}). Any other thread queues: the poller comes round soon and
+     * delivers in batches (cheaper than a publish per frame: the loop 1.4–3× in side-by-side runs).
+     */
+    private int enter() {
+        if (polled()) {
+            return poller().isPollerThread() && joined ? POLLING : OUTSIDE;
+        }
+        return owner.compareAndSet(FREE, PRODUCER) ? OWNING : OUTSIDE;
+    }
+
+    /** Leaves what {@link #enter} gave: what was written published (polled: after the round), the ring free again. */
+    private void leave(int entered, boolean wrote) {
+        if (entered == POLLING) {
+            if (wrote) {
+                poller().defer(this);
+            }
+            return;
+        }
+        try {
+            if (wrote) {
+                flush();
+            }
         } finally {
             owner.set(FREE);
         }
@@ -227,33 +286,6 @@ public final class RxWorker extends QueueThread {
             i++;
         }
         return i - from;
-    }
-
-    /**
-     * A polled ring takes frames directly only from its poller, switching them while it serves another ring of
-     * its own (a NIC's transmit ring, a traffic source): it owns every ring it serves, one at a time, so nobody
-     * else is inside this one; and the publish waits for the end of that ring's round, one used-index update and
-     * at most one notification for the batch ({@link Poller#defer}). Any other thread queues: the poller comes
-     * round soon and delivers in batches (cheaper than a publish per frame: the loop 1.4–3× in side-by-side runs).
-     */
-    private boolean pollerDelivers(DirectSource d, MemorySegment data, long offset, long length) {
-        Poller p = poller();
-        if (!p.isPollerThread() || !joined) {
-            return false; // another thread, or a ring not (or no longer) in the poller's rounds
-        }
-        try {
-            if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
-                return false; // no buffer: queued, and the ring's own round asks the driver for a kick
-            }
-            int written = d.fillFrom(directChain, queue, data, offset, length);
-            if (written >= 0) {
-                queue.addUsed(directChain, written);
-            }
-            p.defer(this);
-        } catch (VirtqueueException e) {
-            failLater(e); // this ring's own round reports it (NEEDS_RESET) and lets it go; the sender's goes on
-        }
-        return true;
     }
 
     @Override

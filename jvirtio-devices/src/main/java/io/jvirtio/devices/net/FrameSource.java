@@ -111,6 +111,36 @@ final class FrameSource implements RxWorker.WholeSource {
     }
 
     /**
+     * {@link #fillFrom} for a frame over several of a sending guest's buffers: the header the sending NIC checked
+     * (the first 12 bytes of {@code header}, its own memory) and {@code length} bytes of {@code from}'s readable
+     * buffers from {@code offset} on. Header and Ethernet header are copied here and checked, as in {@link #fillFrom};
+     * the rest goes from the sender's buffers into the driver's, once. Only behind a backend's header.
+     */
+    @Override
+    public int fillGathered(DescriptorChain chain, DeviceQueue queue, MemorySegment header, DescriptorChain from,
+                            long offset, long length) throws VirtqueueException {
+        if (offloads == 0 || length < NetDevice.ETH_HLEN) {
+            throw new IllegalArgumentException("a gathered frame comes behind a header, and has an Ethernet header");
+        }
+        long now = nic.receiveFeatures();
+        MemorySegment.copy(header, 0, headers, 0, Net.HDR_SIZE);
+        from.readReadable(offset, headers, Net.HDR_SIZE, NetDevice.ETH_HLEN);
+        if (!nic.driverTakes(headers, 0, Net.HDR_SIZE + length, now)) {
+            return refuse(queue);
+        }
+        if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+            headers.set(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
+        }
+        if (!buffers.writeGathered(chain, queue, headers, from, offset + NetDevice.ETH_HLEN,
+                length - NetDevice.ETH_HLEN, Feature.NET_MRG_RXBUF.isSet(nic.negotiated()))) {
+            nic.rxDropped.increment(); // too large for what the driver offers: dropped, never truncated
+            return -1;
+        }
+        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
+        return -1;
+    }
+
+    /**
      * {@link #fillFrom} for the common frame — header and frame in the first writable buffer of {@code chain}, a chain
      * read ahead — with the same checks: the header read once, checked, stored as checked. A UDP segment (its
      * EtherType decides) and a frame larger than the buffer go through {@link #fillFrom}.

@@ -38,6 +38,26 @@ public interface NetBackend extends AutoCloseable {
                 receive(burst.data(i), burst.offset(i), burst.length(i));
             }
         }
+
+        /**
+         * Whether frames to {@code dst} (a 48-bit address, its first byte the most significant) can concern this
+         * receiver at all: a switch floods frames to an address only to the receivers that want it. By default,
+         * every address.
+         */
+        default boolean wants(long dst) {
+            return true;
+        }
+
+        /**
+         * A frame over several of a sending guest's buffers, taken from where it lies if this receiver can (a NIC
+         * writing it straight into its ring: one copy): the first 12 bytes of {@code header} — the virtio-net header
+         * as the sending NIC checked it, in memory of its own — then {@code length} bytes of {@code chain}'s
+         * readable buffers from {@code offset} on, valid during the call, read-only. False, by default: nothing was
+         * done, and the sender hands the frame on gathered into a copy, to {@link #receive}.
+         */
+        default boolean receiveGathered(MemorySegment header, DescriptorChain chain, long offset, long length) {
+            return false;
+        }
     }
 
     /** Sends one Ethernet frame (without FCS): {@code length} bytes at {@code offset} of {@code buffer}. */

@@ -125,10 +125,10 @@ public final class NetDevice extends QueueDevice {
         this.filter = new RxFilter(VirtualSwitch.mac(mac, 0));
         if (pairs > 1 && backend.queues() == pairs) {
             for (int q = 0; q < pairs; q++) {
-                backend.connect(q, new Inbound(q)); // the backend's queue q: pair q
+                backend.connect(q, new Inbound(this, q)); // the backend's queue q: pair q
             }
         } else {
-            backend.connect(new Inbound(-1));
+            backend.connect(new Inbound(this, -1));
         }
     }
 
@@ -311,136 +311,26 @@ public final class NetDevice extends QueueDevice {
         }
     }
 
-    /** Frames from the backend, one at a time or in bursts, for {@code pair} (-1: steered by address). */
-    private final class Inbound implements NetBackend.Receiver {
-        private final int pair;
-
-        Inbound(int pair) {
-            this.pair = pair;
-        }
-
-        @Override
-        public void receive(MemorySegment buffer, long offset, long length) {
-            NetDevice.this.receive(buffer, offset, length, pair);
-        }
-
-        @Override
-        public void receive(FrameBurst burst, int from, int to) {
-            NetDevice.this.receive(burst, from, to, pair);
-        }
+    /** Whether the device runs (DRIVER_OK, not reset since): frames reach its driver only then. */
+    boolean isActive() {
+        return active;
     }
 
-    /** Frames {@code from} to {@code to} of {@code burst}: as {@link #receive} takes one, the checks once a run. */
-    private void receive(FrameBurst burst, int from, int to, int pair) {
-        try {
-            deliver(burst, from, to, pair);
-        } catch (IllegalStateException e) {
-            if (!closed) {
-                throw e;
-            }
-            rxDropped.add(to - from); // the queues were freed under a late sender: the NIC is gone
-        }
+    /** The offloads the backend carries; not 0: frames come behind their virtio-net header. */
+    long offloads() {
+        return offloads;
     }
 
-    /**
-     * A burst's frames go to one pair — the only one, or the backend queue's own — in runs of frames this NIC
-     * takes, each run written into the ring together ({@link RxWorker#tryDeliver(FrameBurst, int, int)}); a frame
-     * that is dropped or filtered ends a run and is counted as alone. Frames steered by address over several
-     * pairs go one at a time.
-     */
-    private void deliver(FrameBurst burst, int from, int to, int pair) {
-        int n = activePairs;
-        if (closed || !active || n > 1 && pair < 0) {
-            for (int i = from; i < to; i++) {
-                deliver(burst.data(i), burst.offset(i), burst.length(i), pair);
-            }
-            return;
-        }
-        int p = n == 1 ? 0 : pair < n ? pair : pair % n;
-        int h = offloads != 0 ? Net.HDR_SIZE : 0;
-        boolean everyAddress = filter.promiscuous(); // once a burst: no address read per frame then
-        int run = from;
-        for (int i = from; i < to; i++) {
-            long length = burst.length(i);
-            if (length < h + ETH_HLEN || h == 0 && !withinMtu(false, length)
-                    || !everyAddress && !filter.accepts(VirtualSwitch.mac(burst.data(i), burst.offset(i) + h))) {
-                if (i > run) {
-                    deliverRun(burst, run, i, p);
-                }
-                deliver(burst.data(i), burst.offset(i), length, pair); // dropped or filtered, and counted, there
-                run = i + 1;
-            }
-        }
-        if (to > run) {
-            deliverRun(burst, run, to, p);
-        }
+    RxFilter filter() {
+        return filter;
     }
 
-    /** Frames {@code from} to {@code to} of {@code burst}, each for this NIC, to pair {@code p}: direct, or queued. */
-    private void deliverRun(FrameBurst burst, int from, int to, int p) {
-        RxWorker rx = pairs[p].receiver;
-        int done = rx != null ? rx.tryDeliver(burst, from, to) : 0;
-        boolean queued = false;
-        for (int i = from + done; i < to; i++) {
-            MemorySegment frame = burst.data(i);
-            long at = burst.offset(i);
-            long length = burst.length(i);
-            if (offloads != 0 && !driverTakes(frame, at, length, receiveFeatures)
-                    || !pairs[p].inbound.offer(frame, at, length)) {
-                rxDropped.increment();
-                continue;
-            }
-            queued = true;
-        }
-        if (queued) {
-            wake(2 * p);
-        }
+    QueuePair pair(int p) {
+        return pairs[p];
     }
 
-    /**
-     * A frame from the backend for the guest: filter, steer to a pair, copy into its inbound ring, wake
-     * its receive worker. Runs on the sender's thread; allocates nothing and, on this path, uses no atomic
-     * read-modify-write of its own.
-     */
-    private void receive(MemorySegment frame, long at, long length, int pair) {
-        try {
-            deliver(frame, at, length, pair);
-        } catch (IllegalStateException e) {
-            if (!closed) {
-                throw e;
-            }
-            rxDropped.increment(); // the queues were freed under a late sender: the NIC is gone
-        }
-    }
-
-    /**
-     * {@code length} bytes at {@code at} of {@code frame}, which may be another guest's transmit buffer;
-     * {@code pair}: the pair the backend's queue belongs to, or -1 to steer by the frame's addresses.
-     */
-    private void deliver(MemorySegment frame, long at, long length, int pair) {
-        int h = offloads != 0 ? Net.HDR_SIZE : 0;
-        // behind a header, what it asks is checked where the frame is written (FrameSource reads it once: the
-        // sender may rewrite it until then), and before the frame waits here; without one, only its size
-        if (closed || !active || length < h + ETH_HLEN || h == 0 && !withinMtu(false, length)) {
-            rxDropped.increment();
-            return;
-        }
-        long dst = VirtualSwitch.mac(frame, at + h);
-        if (!filter.accepts(dst)) {
-            rxFiltered.increment();
-            return;
-        }
-        int active = activePairs;
-        int p = active == 1 ? 0 : pair >= 0 ? (pair < active ? pair : pair % active)
-                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, at + h + 6), (long) active);
-        RxWorker rx = pairs[p].receiver;
-        if (rx != null && rx.tryDeliver(frame, at, length)) {
-            return; // written into the guest's ring on this thread: no queueing, no wake-up
-        }
-        if (h != 0 && !driverTakes(frame, at, length, receiveFeatures) || !pairs[p].inbound.offer(frame, at, length)) {
-            rxDropped.increment();
-            return;
-        }
+    /** Frames wait for pair {@code p}'s receive queue: its thread (or poller) delivers them. */
+    void wakeReceiver(int p) {
         wake(2 * p);
     }
 

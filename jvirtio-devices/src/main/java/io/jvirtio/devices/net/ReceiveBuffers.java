@@ -67,6 +67,22 @@ final class ReceiveBuffers {
      */
     boolean write(DescriptorChain chain, DeviceQueue queue, MemorySegment header, MemorySegment data, long at,
                   long length, boolean mergeable) throws VirtqueueException {
+        return write(chain, queue, header, data, null, at, length, mergeable);
+    }
+
+    /**
+     * {@link #write(DescriptorChain, DeviceQueue, MemorySegment, MemorySegment, long, long, boolean)} with the frame's
+     * bytes after {@code header} taken from {@code from}'s readable buffers, {@code offset} bytes in: a frame over
+     * several of a sending guest's buffers, copied once, buffer to buffer.
+     */
+    boolean writeGathered(DescriptorChain chain, DeviceQueue queue, MemorySegment header, DescriptorChain from,
+                          long offset, long length, boolean mergeable) throws VirtqueueException {
+        return write(chain, queue, header, null, from, offset, length, mergeable);
+    }
+
+    /** The frame's bytes after the header: {@code length} at {@code at} of {@code data}, or of {@code from}'s. */
+    private boolean write(DescriptorChain chain, DeviceQueue queue, MemorySegment header, MemorySegment data,
+                          DescriptorChain from, long at, long length, boolean mergeable) throws VirtqueueException {
         long head = header.byteSize();
         long total = head + length;
         int used = 0;
@@ -86,10 +102,10 @@ final class ReceiveBuffers {
             return false;
         }
         header.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) (used + 1));
-        long done = writeFrom(chain, header, data, at, 0, length);
+        long done = writeFrom(chain, header, data, from, at, 0, length);
         queue.addUsed(chain, (int) done);
         for (int i = 0; i < used; i++) {
-            long n = writeFrom(extra[i], header, data, at, done, length);
+            long n = writeFrom(extra[i], header, data, from, at, done, length);
             queue.addUsed(extra[i], (int) n);
             done += n;
         }
@@ -102,15 +118,40 @@ final class ReceiveBuffers {
      *
      * @return the bytes written
      */
-    private static long writeFrom(DescriptorChain chain, MemorySegment header, MemorySegment data, long at, long pos,
-                                  long length) {
+    private static long writeFrom(DescriptorChain chain, MemorySegment header, MemorySegment data,
+                                  DescriptorChain from, long at, long pos, long length) {
         long head = header.byteSize();
         long n = pos < head ? chain.writeWritable(0, header, pos, head - pos) : 0;
         long inData = pos + n - head;
         if (inData >= 0) {
-            n += chain.writeWritable(n, data, at + inData, length - inData);
+            n += data != null ? chain.writeWritable(n, data, at + inData, length - inData)
+                    : copyChain(from, at + inData, length - inData, chain, n);
         }
         return n;
+    }
+
+    /**
+     * Up to {@code length} bytes of {@code from}'s readable buffers, {@code offset} bytes in, into {@code to}'s
+     * writable buffers from {@code toOffset} on, buffer to buffer; returns how many fitted.
+     */
+    private static long copyChain(DescriptorChain from, long offset, long length, DescriptorChain to, long toOffset) {
+        long done = 0;
+        long skip = offset;
+        for (int i = 0; i < from.readableCount() && done < length; i++) {
+            long len = Integer.toUnsignedLong(from.length(i));
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            long want = Math.min(len - skip, length - done);
+            long n = to.writeWritable(toOffset + done, from.regionSegment(i), from.regionOffset(i) + skip, want);
+            done += n;
+            if (n < want) {
+                break; // the receiving chain is full
+            }
+            skip = 0;
+        }
+        return done;
     }
 
     /**

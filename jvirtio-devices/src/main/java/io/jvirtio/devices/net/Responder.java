@@ -27,12 +27,22 @@ public final class Responder {
         this.port = sw.offloadPort();
         port.acceptOffloads(VirtualSwitch.OFFLOADS);
         int ipv4 = java.lang.foreign.MemorySegment.ofArray(this.ip).get(BE_INT, 0);
+        long station = VirtualSwitch.mac(this.mac, 0);
         port.connect(new NetBackend.Receiver() {
             @Override
             public void receive(java.lang.foreign.MemorySegment buffer, long at, long length) {
                 if (length > H && forUs(buffer, at, length, ipv4)) {
                     frame(buffer.asSlice(at + H, length - H).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE));
                 }
+            }
+
+            /**
+             * Broadcasts (ARP) and frames to our address (ICMP): what else the switch floods — frames to addresses
+             * it has not learned — is not even handed over.
+             */
+            @Override
+            public boolean wants(long dst) {
+                return dst == RxFilter.BROADCAST || dst == station;
             }
 
             /** A burst the switch floods here (a traffic source's): looked at in one loop, not a call a frame. */

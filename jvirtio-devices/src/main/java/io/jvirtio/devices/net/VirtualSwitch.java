@@ -1,5 +1,6 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.Net;
 
@@ -25,25 +26,17 @@ public final class VirtualSwitch {
     private static final ValueLayout.OfInt BE_INT = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfLong BE_LONG = ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
     private static final ValueLayout.OfShort BE_SHORT = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.BIG_ENDIAN);
-    /** Addresses remembered at most; beyond that unknown destinations are flooded. */
-    static final int MAC_TABLE_SIZE = 1024;
-
     /**
      * The ports, replaced whole when one joins or leaves: flooding walks the array it read, with no iterator
      * object per frame (a list's iterator is not always optimized away on this path).
      */
     private volatile Port[] ports = new Port[0];
-    /**
-     * The address table: one volatile reference, so a reader always gets addresses and their ports of the same
-     * size. A new address or a port leaving replaces it; an address moving rewrites its owner in place.
-     */
-    private volatile Table table = new Table(new long[0], new Port[0]);
-
-    private record Table(long[] macs, Port[] owners) {
-    }
+    /** Where each station address was last seen. */
+    private final MacTable<Port> table = new MacTable<>();
     /** Per frame, on every sender's thread: counted without a locked instruction. */
     private final ThreadCounter forwarded = new ThreadCounter();
     private final ThreadCounter flooded = new ThreadCounter();
+    private final ThreadCounter gathered = new ThreadCounter();
     private final AtomicLong finished = new AtomicLong();
     private final AtomicLong refused = new AtomicLong();
 
@@ -61,6 +54,10 @@ public final class VirtualSwitch {
      */
     private static final ThreadLocal<MemorySegment> HELD =
             ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(SCRATCH, 64));
+
+    /** Where each thread reads a gathered frame's addresses: destination and source, 12 bytes. */
+    static final ThreadLocal<MemorySegment> ADDRESSES =
+            ThreadLocal.withInitial(() -> java.lang.foreign.Arena.ofAuto().allocate(12));
 
     /** A new port of plain frames (no virtio-net header): no offloads; what arrives for it is finished. */
     public NetBackend port() {
@@ -139,6 +136,14 @@ public final class VirtualSwitch {
         return flooded.get();
     }
 
+    /**
+     * Frames over several of a sending guest's buffers that went to their receiver from where they lay (copied
+     * once, into the receiving ring), not gathered into a copy by the sending NIC first.
+     */
+    public long gathered() {
+        return gathered.get();
+    }
+
     /** Frames finished in software for a receiver that did not take their offload (each counted once). */
     public long finished() {
         return finished.get();
@@ -158,73 +163,6 @@ public final class VirtualSwitch {
         return mac(MemorySegment.ofArray(b), at);
     }
 
-    private Port lookup(long mac) {
-        Table t = table;
-        long[] m = t.macs;
-        Port[] o = t.owners;
-        for (int i = 0; i < m.length; i++) {
-            if (m[i] == mac) {
-                return o[i];
-            }
-        }
-        return null;
-    }
-
-    /**
-     * Notes that {@code mac} is behind {@code from}. An address that moved (a migrated guest, or one seen
-     * on two ports in turn, as a forwarding loop makes it) is rewritten in place: no lock, no copy — a
-     * reader sees the old port or the new one, either a port the address was at. Only a new address takes
-     * the copy-on-write path.
-     */
-    private void learnSource(long mac, Port from) {
-        Table t = table;
-        long[] m = t.macs;
-        Port[] o = t.owners;
-        for (int i = 0; i < m.length; i++) {
-            if (m[i] == mac) {
-                if (o[i] != from) {
-                    o[i] = from;
-                }
-                return;
-            }
-        }
-        learn(mac, from);
-    }
-
-    /** Remembers where {@code mac} lives; copy-on-write, so only a new or moved address costs anything. */
-    private synchronized void learn(long mac, Port port) {
-        Table t = table;
-        long[] m = t.macs;
-        for (int i = 0; i < m.length; i++) {
-            if (m[i] == mac) {
-                t.owners[i] = port; // learned meanwhile by another sender
-                return;
-            }
-        }
-        if (m.length >= MAC_TABLE_SIZE) {
-            return;
-        }
-        Port[] o = Arrays.copyOf(t.owners, m.length + 1);
-        o[m.length] = port;
-        long[] nm = Arrays.copyOf(m, m.length + 1);
-        nm[m.length] = mac;
-        table = new Table(nm, o);
-    }
-
-    private synchronized void forget(Port port) {
-        Table t = table;
-        int n = 0;
-        long[] nm = new long[t.macs.length];
-        Port[] no = new Port[t.macs.length];
-        for (int i = 0; i < t.macs.length; i++) {
-            if (t.owners[i] != port) {
-                nm[n] = t.macs[i];
-                no[n++] = t.owners[i];
-            }
-        }
-        table = new Table(Arrays.copyOf(nm, n), Arrays.copyOf(no, n));
-    }
-
     /** The {@code length} bytes at {@code at} of {@code frame}, from {@code from}, to where they go. */
     private void switchFrame(Port from, MemorySegment frame, long at, long length) {
         int h = from.header ? Net.HDR_SIZE : 0;
@@ -236,11 +174,11 @@ public final class VirtualSwitch {
         // the group bit is the first byte's lowest: bit 40 of the address read as a number
         long src = mac(frame, at + h + 6);
         if ((src & 1L << 40) == 0) {
-            learnSource(src, from);
+            table.learn(src, from);
         }
         long dst = mac(frame, at + h);
         if ((dst & 1L << 40) == 0) {
-            Port to = lookup(dst);
+            Port to = table.lookup(dst);
             if (to != null) {
                 if (to != from && to.receiver != null) {
                     forwarded.increment();
@@ -251,10 +189,49 @@ public final class VirtualSwitch {
         }
         flooded.increment();
         for (Port p : ports) {
-            if (p != from && p.receiver != null) {
+            NetBackend.Receiver r = p.receiver;
+            if (p != from && r != null && r.wants(dst)) {
                 deliver(from, p, frame, at, length);
             }
         }
+    }
+
+    /**
+     * A frame over several of a sending guest's buffers (a Linux guest's TSO segment: headers, then pages), behind
+     * the header its NIC checked, to one port whose receiver takes it as it lies — a NIC writing it straight into its
+     * ring, one copy in all. Anything else — a group or unknown address (a flood), a receiver that cannot take it
+     * now, a header it did not accept (finished here in a copy), a UDP segment (its EtherType decides) — is left to
+     * the sending NIC: false, and it gathers the frame into a copy and transmits that.
+     */
+    private boolean switchGathered(Port from, MemorySegment header, DescriptorChain chain, long offset, long length) {
+        if (!from.header || from.closed || length < 14) {
+            return false;
+        }
+        MemorySegment a = ADDRESSES.get();
+        if (chain.readReadable(offset, a, 0, 12) < 12) {
+            return false;
+        }
+        long dst = mac(a, 0);
+        long src = mac(a, 6);
+        if ((dst & 1L << 40) != 0) {
+            return false;
+        }
+        Port to = table.lookup(dst);
+        if (to == null || to == from || !to.header) {
+            return false;
+        }
+        NetBackend.Receiver r = to.receiver;
+        int fg = Offloads.flagsAndGso(header, 0);
+        if (r == null || fg >>> 8 == Offloads.GSO_UDP_L4 || !Offloads.driverTakes(header, 0, fg, to.accepted)
+                || !r.receiveGathered(header, chain, offset, length)) {
+            return false;
+        }
+        if ((src & 1L << 40) == 0) {
+            table.learn(src, from);
+        }
+        forwarded.increment();
+        gathered.increment();
+        return true;
     }
 
     /**
@@ -295,7 +272,7 @@ public final class VirtualSwitch {
             runDst = dst;
             lastSrc = src;
             if ((src & 1L << 40) == 0) {
-                learnSource(src, from);
+                table.learn(src, from);
             }
         }
         if (n > runStart) {
@@ -306,7 +283,7 @@ public final class VirtualSwitch {
     /** Frames {@code start} to {@code end} of {@code burst}, all to {@code dst}: forwarded or flooded together. */
     private void route(Port from, long dst, FrameBurst burst, int start, int end) {
         if ((dst & 1L << 40) == 0) {
-            Port to = lookup(dst);
+            Port to = table.lookup(dst);
             if (to != null) {
                 if (to != from && to.receiver != null) {
                     forwarded.add(end - start);
@@ -317,7 +294,8 @@ public final class VirtualSwitch {
         }
         flooded.add(end - start);
         for (Port p : ports) {
-            if (p != from && p.receiver != null) {
+            NetBackend.Receiver r = p.receiver;
+            if (p != from && r != null && r.wants(dst)) {
                 deliver(from, p, burst, start, end);
             }
         }
@@ -428,6 +406,12 @@ public final class VirtualSwitch {
         }
 
         @Override
+        public boolean transmitGathered(int queue, MemorySegment header, DescriptorChain chain, long offset,
+                                        long length) {
+            return switchGathered(this, header, chain, offset, length);
+        }
+
+        @Override
         public void connect(Receiver receiver) {
             this.receiver = receiver;
         }
@@ -461,7 +445,7 @@ public final class VirtualSwitch {
         public void close() {
             closed = true; // first: nothing this port sends from now on is learned or switched
             leave(this);
-            forget(this);
+            table.forget(this);
             receiver = null;
         }
     }

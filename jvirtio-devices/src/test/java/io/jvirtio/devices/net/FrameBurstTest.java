@@ -47,7 +47,7 @@ class FrameBurstTest {
     }
 
     /** What a port got, frame by frame ("to<from#seq"), and the size of each call a burst came in. */
-    static final class Recording implements NetBackend.Receiver {
+    static class Recording implements NetBackend.Receiver {
         final List<String> frames = new ArrayList<>();
         final List<Integer> calls = new ArrayList<>();
 
@@ -135,6 +135,74 @@ class FrameBurstTest {
     }
 
     NetDevice dev;
+
+    @Test
+    void theSwitchFloodsOnlyToReceiversThatWantTheAddress() {
+        VirtualSwitch sw = new VirtualSwitch();
+        NetBackend one = sw.port();
+        NetBackend two = sw.port();
+        one.connect((b, at, n) -> { });
+        long wanted = VirtualSwitch.mac(frame(7, 0, 0), 0);
+        Recording got = new Recording() {
+            @Override
+            public boolean wants(long dst) {
+                return dst == wanted;
+            }
+        };
+        two.connect(got);
+        VirtualSwitchTest.send(one, frame(8, 1, 1));             // to an address nobody has: flooded, not wanted
+        VirtualSwitchTest.send(one, frame(7, 1, 2));             // flooded, wanted
+        FrameBurst b = burstOf(frame(8, 1, 3), frame(8, 1, 4), frame(7, 1, 5));
+        one.transmit(0, b);
+        assertThat(got.frames).containsExactly("7<1#2", "7<1#5");
+    }
+
+    /** The demo host wants broadcasts and its own address: it still answers ARP, and then a ping, as before. */
+    @Test
+    void theResponderStillAnswersArpAndPing() {
+        VirtualSwitch sw = new VirtualSwitch();
+        byte[] hostMac = {0x52, 0x54, 0, 0, 0, 7};
+        byte[] hostIp = {10, 0, 0, 1};
+        Responder host = new Responder(sw, hostMac, hostIp);
+        NetBackend guest = sw.port();
+        byte[] guestMac = {0x52, 0x54, 0, 0, 0, 9};
+        List<byte[]> replies = new ArrayList<>();
+        guest.connect((b, at, n) -> replies.add(b.asSlice(at, n).toArray(ValueLayout.JAVA_BYTE)));
+        byte[] arp = new byte[60];
+        java.util.Arrays.fill(arp, 0, 6, (byte) 0xff);
+        System.arraycopy(guestMac, 0, arp, 6, 6);
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        arp[15] = 1;      // Ethernet
+        arp[16] = 0x08;   // IPv4
+        arp[18] = 6;
+        arp[19] = 4;
+        arp[21] = 1;      // request
+        System.arraycopy(guestMac, 0, arp, 22, 6);
+        System.arraycopy(new byte[] {10, 0, 0, 2}, 0, arp, 28, 4);
+        System.arraycopy(hostIp, 0, arp, 38, 4);
+        VirtualSwitchTest.send(guest, arp);
+        assertThat(host.arpReplies.get()).isEqualTo(1);
+        assertThat(replies).hasSize(1);
+        assertThat(replies.getFirst()[21]).as("an ARP reply").isEqualTo((byte) 2);
+
+        byte[] ping = new byte[14 + 20 + 8];
+        System.arraycopy(hostMac, 0, ping, 0, 6);
+        System.arraycopy(guestMac, 0, ping, 6, 6);
+        ping[12] = 0x08;
+        ping[14] = 0x45;
+        ping[17] = 28;    // IPv4 total length
+        ping[22] = 64;
+        ping[23] = 1;     // ICMP
+        System.arraycopy(new byte[] {10, 0, 0, 2}, 0, ping, 26, 4);
+        System.arraycopy(hostIp, 0, ping, 30, 4);
+        ping[34] = 8;     // echo request
+        byte[] padded = java.util.Arrays.copyOf(ping, 60);
+        VirtualSwitchTest.send(guest, padded);
+        assertThat(host.echoReplies.get()).isEqualTo(1);
+        assertThat(replies).hasSize(2);
+        assertThat(replies.getLast()[34]).as("an echo reply").isZero();
+    }
 
     /** A NIC's receive ring and the test as its backend. */
     NetDeviceTest.Wire nic() throws Exception {
