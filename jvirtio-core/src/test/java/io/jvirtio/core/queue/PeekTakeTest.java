@@ -14,7 +14,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
  */
 class PeekTakeTest {
     static long features(boolean packed, boolean inOrder) {
-        return Feature.VERSION_1.mask() | (packed ? Feature.RING_PACKED.mask() : 0) | (inOrder ? Feature.IN_ORDER.mask() : 0);
+        return Feature.VERSION_1.mask() | (packed ? Feature.RING_PACKED.mask() : 0)
+                | (inOrder ? Feature.IN_ORDER.mask() : 0);
     }
 
     static DescriptorChain[] chains(int n) {

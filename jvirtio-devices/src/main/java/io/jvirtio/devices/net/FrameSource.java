@@ -141,8 +141,8 @@ final class FrameSource implements RxWorker.WholeSource {
     }
 
     /**
-     * {@link #fillFrom} for the common frame — header and frame in the first writable buffer of {@code chain}, a chain
-     * read ahead — with the same checks: the header read once, checked, stored as checked. A UDP segment (its
+     * {@link #fillFrom} for the common frame — header and frame in the first writable buffer of {@code chain}, a
+     * chain read ahead — with the same checks: the header read once, checked, stored as checked. A UDP segment (its
      * EtherType decides) and a frame larger than the buffer go through {@link #fillFrom}.
      */
     @Override

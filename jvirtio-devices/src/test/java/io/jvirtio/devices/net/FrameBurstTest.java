@@ -394,7 +394,8 @@ class FrameBurstTest {
         assertThat(first.bytes()).hasSize(72);
         assertThat(second.token()).as("the buffer after, not a third").isEqualTo(1);
         assertThat(second.bytes()).hasSize(82);
-        assertThat(java.util.Arrays.copyOfRange(second.bytes(), 12, 82)).isEqualTo(java.util.Arrays.copyOfRange(other, 12, 82));
+        assertThat(java.util.Arrays.copyOfRange(second.bytes(), 12, 82))
+                .isEqualTo(java.util.Arrays.copyOfRange(other, 12, 82));
         assertThat(second.bytes()[0]).as("flags as sent: nothing asked").isZero();
         assertThat(dev.rxDropped.get()).isEqualTo(1);
         assertThat(h.queues.get(0).getBuf()).as("the third buffer stays the driver's").isNull();
