@@ -66,9 +66,9 @@ public final class RxWorker extends QueueThread {
     /**
      * A source that can write data into one chain read ahead with {@link DeviceQueue#peek}, taking it only when it
      * does: a batch's chains are read first, together, and then filled — the writes into the driver's buffers
-     * (cache misses: the driver's CPU had the lines) no longer wait behind each chain's walk. Measured on the path
-     * from the switch's traffic source into a front-end's receive ring: 10.5 → 13.6 Mpps on this machine when
-     * its two CPUs are far apart (docs/benchmarks.md).
+     * (cache misses: the driver's CPU had the lines) no longer wait behind each chain's walk. A first version that
+     * popped the chains ahead took the path from the switch's traffic source into a front-end's receive ring from
+     * 10.5 to 13.6 Mpps on this machine while its two CPUs were far apart (docs/benchmarks.md).
      */
     public interface WholeSource extends DirectSource {
         /**

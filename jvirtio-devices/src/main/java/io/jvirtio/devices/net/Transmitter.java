@@ -12,8 +12,9 @@ import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A transmit queue: header, then the frame (§5.1.6.2); nothing is written back. One per pair. A frame that
- * lies in one buffer goes to the backend where it is, in the guest's memory: the switch reads its addresses
- * there and each receiver copies it once, straight into its own ring — no copy here. It goes on so when its
+ * lies in one buffer goes to the backend where it is, in the guest's memory, with the other such frames of its
+ * group of chains as one {@link FrameBurst}, before any of those chains is published used: the switch reads its
+ * addresses there and each receiver copies it once, straight into its own ring — no copy here. It goes on so when its
  * header asks nothing (its fields all zero), or when the driver may write one (CSUM) and this one asks what the
  * driver negotiated (a partial checksum, a segment of a kind it may send) — read once, into registers: a driver
  * that rewrites its buffer meanwhile changes no decision taken here, and every receiver checks the header it
