@@ -79,6 +79,13 @@ public final class RxWorker extends QueueThread {
          */
         int fillWhole(DescriptorChain chain, DeviceQueue queue, MemorySegment data, long offset, long length)
                 throws VirtqueueException;
+
+        /**
+         * {@link #fillWhole} for the source's own data that waits first ({@link Source#hasPending()}), which is
+         * consumed when {@link #FILLED} or {@link #DROPPED}, and stays when {@link #NOT_WHOLE} (then {@link
+         * Source#fill} takes it, with chains popped for it). Worker thread only.
+         */
+        int fillWholePending(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException;
     }
 
     /**
@@ -358,17 +365,43 @@ public final class RxWorker extends QueueThread {
      * returns how many.
      */
     private int fillAvailable(DescriptorChain chain, int max) throws VirtqueueException {
+        WholeSource w = wholeSource;
         int n = 0;
-        while (n < max && running() && source.hasPending() && queue.pop(chain)) {
+        int unpublished = 0;
+        while (n < max && running() && source.hasPending()) {
+            // a WholeSource's waiting data into chains read ahead, as for a batch handed over (fillEach)
+            int k = w != null ? queue.peek(ahead, Math.min(max - n, ahead.length)) : 0;
+            int c = 0;
+            while (c < k && n < max && source.hasPending()) {
+                int r = w.fillWholePending(ahead[c], queue);
+                if (r == NOT_WHOLE) {
+                    break;
+                }
+                c += r == FILLED ? 1 : 0;
+                n++;
+            }
+            unpublished += c;
+            if (unpublished >= BATCH) {
+                flush();
+                unpublished = 0;
+            }
+            if (k > 0 && c == k) {
+                continue; // every chain read ahead is filled: read the next ones
+            }
+            if (n >= max || !source.hasPending() || !queue.pop(chain)) {
+                break;
+            }
             int written = source.fill(chain, queue);
             if (written >= 0) {
                 queue.addUsed(chain, written);
             }
-            if (++n % BATCH == 0) {
+            n++;
+            if (++unpublished >= BATCH) {
                 flush();
+                unpublished = 0;
             }
         }
-        if (n % BATCH != 0) {
+        if (unpublished > 0) {
             flush();
         }
         return n;

@@ -66,6 +66,17 @@ final class FrameSource implements RxWorker.WholeSource {
         }
     }
 
+    /** {@link #fillWhole} for the frame that waits first; it leaves the queue unless it needs {@link #fill}. */
+    @Override
+    public int fillWholePending(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+        FrameRing ring = pair.inbound;
+        int r = fillWhole(chain, queue, ring.slots(), ring.headOffset(), ring.headLength());
+        if (r != RxWorker.NOT_WHOLE) {
+            ring.poll();
+        }
+        return r;
+    }
+
     /**
      * Header + the frame at {@code at} of {@code data}, over one or (MRG_RXBUF) several buffers. {@code data}
      * may be the sending guest's buffer, which it can rewrite as we copy: the header is read once — into

@@ -374,6 +374,51 @@ class FrameBurstTest {
     }
 
     /**
+     * Frames that waited for buffers go into chains read ahead once the driver offers some, in order; one too large
+     * for a buffer spans buffers (MRG_RXBUF) in its place.
+     */
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-7", "net-dev-8"})
+    void framesThatWaitedGoIntoTheBuffersOfferedLaterInOrder() throws Exception {
+        NetDeviceTest.Wire wire = new NetDeviceTest.Wire();
+        h = new DeviceHarness(new NetDevice(wire, MAC, 1), FEATURES | Feature.NET_MRG_RXBUF.mask());
+        byte[] small = NetDeviceTest.frame(60);
+        byte[] large = NetDeviceTest.frame(300);
+        byte[] last = NetDeviceTest.frame(61);
+        wire.receiver.receive(burstOf(small, large, last, small), 0, 4); // no buffers yet: they wait
+        DriverQueue<Object> rx = h.queues.get(0);
+        long[] addr = new long[6];
+        for (int i = 0; i < 6; i++) {
+            addr[i] = h.alloc.allocate(128, 8);
+            rx.addInBuf(addr[i], 128, i);
+        }
+        rx.kick();
+        int hdr = io.jvirtio.core.spec.Net.HDR_SIZE;
+        Used u = nextUsed(addr);
+        assertThat(u.token()).isEqualTo(0);
+        assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(small);
+        byte[] spanned = new byte[0];
+        for (int i = 1; i <= 3; i++) {
+            u = nextUsed(addr);
+            assertThat(u.token()).isEqualTo(i);
+            if (i == 1) {
+                assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 3);
+            }
+            byte[] joined = java.util.Arrays.copyOf(spanned, spanned.length + u.bytes().length);
+            System.arraycopy(u.bytes(), 0, joined, spanned.length, u.bytes().length);
+            spanned = joined;
+        }
+        assertThat(java.util.Arrays.copyOfRange(spanned, hdr, spanned.length)).isEqualTo(large);
+        u = nextUsed(addr);
+        assertThat(u.token()).isEqualTo(4);
+        assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(last);
+        u = nextUsed(addr);
+        assertThat(u.token()).isEqualTo(5);
+        assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 1);
+        assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(small);
+    }
+
+    /**
      * A frame whose header asks what the driver did not accept, in a burst, is dropped and counted; the buffer read
      * ahead for it takes the next frame, and no buffer is used for nothing.
      */
