@@ -157,9 +157,11 @@ final class ServeCommand implements Command {
             Shared.Net net = shared.netIfAny();
             if (net != null) {
                 err.printf("net: %,d frames switched (%,d flooded, %,d finished in software for a receiver without"
-                                + " the offload, %,d refused), %,d ARP and %,d ping replies%n",
+                                + " the offload, %,d refused, %,d over several buffers copied once from where they"
+                                + " lay), %,d ARP and %,d ping replies%n",
                         net.sw().forwarded() + net.sw().flooded(), net.sw().flooded(), net.sw().finished(),
-                        net.sw().refused(), net.responder().arpReplies.get(), net.responder().echoReplies.get());
+                        net.sw().refused(), net.sw().gathered(), net.responder().arpReplies.get(),
+                        net.responder().echoReplies.get());
                 if (net.generator() != null) {
                     err.printf("net: %,d frames of %d bytes generated%n", net.generator().sent(), net.generator().frameBytes());
                 }
