@@ -137,6 +137,20 @@ public final class RxWorker extends QueueThread {
      *         then reports the error and stops).
      */
     public boolean tryDeliver(MemorySegment data, long offset, long length) {
+        return deliverOne(data, null, offset, length);
+    }
+
+    /**
+     * {@link #tryDeliver(MemorySegment, long, long)} for data over several buffers of another ring: {@code header}
+     * (read as the source reads it) and then {@code length} bytes of {@code from}'s readable buffers from {@code
+     * offset} on ({@link DirectSource#fillGathered}) — a frame in a sending guest's buffers, copied once.
+     */
+    public boolean tryDeliverGathered(MemorySegment header, DescriptorChain from, long offset, long length) {
+        return deliverOne(header, from, offset, length);
+    }
+
+    /** One item: {@code data} itself, or ({@code from} not null) its header and {@code from}'s buffers. */
+    private boolean deliverOne(MemorySegment data, DescriptorChain from, long offset, long length) {
         DirectSource d = directSource;
         int entered = d != null ? enter() : OUTSIDE;
         if (entered == OUTSIDE) {
@@ -147,7 +161,8 @@ public final class RxWorker extends QueueThread {
             if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
                 return false; // no buffer: queued, and this thread (or the ring's round) asks the driver for a kick
             }
-            int written = d.fillFrom(directChain, queue, data, offset, length);
+            int written = from == null ? d.fillFrom(directChain, queue, data, offset, length)
+                    : d.fillGathered(directChain, queue, data, from, offset, length);
             if (written >= 0) {
                 queue.addUsed(directChain, written);
             }
@@ -155,36 +170,6 @@ public final class RxWorker extends QueueThread {
             return true;
         } catch (VirtqueueException e) {
             failLater(e); // this thread reports it (NEEDS_RESET) and stops; no producer delivers again
-            return true;
-        } finally {
-            leave(entered, wrote);
-        }
-    }
-
-    /**
-     * {@link #tryDeliver(MemorySegment, long, long)} for data over several buffers of another ring: {@code header}
-     * (read as the source reads it) and then {@code length} bytes of {@code from}'s readable buffers from {@code
-     * offset} on ({@link DirectSource#fillGathered}) — a frame in a sending guest's buffers, copied once.
-     */
-    public boolean tryDeliverGathered(MemorySegment header, DescriptorChain from, long offset, long length) {
-        DirectSource d = directSource;
-        int entered = d != null ? enter() : OUTSIDE;
-        if (entered == OUTSIDE) {
-            return false;
-        }
-        boolean wrote = false;
-        try {
-            if (!running() || failed() || !d.direct() || !queue.pop(directChain)) {
-                return false;
-            }
-            int written = d.fillGathered(directChain, queue, header, from, offset, length);
-            if (written >= 0) {
-                queue.addUsed(directChain, written);
-            }
-            wrote = true;
-            return true;
-        } catch (VirtqueueException e) {
-            failLater(e);
             return true;
         } finally {
             leave(entered, wrote);

@@ -49,10 +49,6 @@ public final class FrameBurst implements RxWorker.Batch {
         return count;
     }
 
-    public boolean isFull() {
-        return count == CAPACITY;
-    }
-
     /** The segment frame {@code i} lies in. */
     @Override
     public MemorySegment data(int i) {

@@ -329,6 +329,41 @@ class FrameBurstTest {
         throw new AssertionError("no buffer used within 10 s");
     }
 
+    /** Offers {@code n} receive buffers of 128 bytes (tokens 0..n-1) and kicks; their addresses. */
+    long[] smallBuffers(int n) {
+        DriverQueue<Object> rx = h.queues.get(0);
+        long[] addr = new long[n];
+        for (int i = 0; i < n; i++) {
+            addr[i] = h.alloc.allocate(128, 8);
+            rx.addInBuf(addr[i], 128, i);
+        }
+        rx.kick();
+        return addr;
+    }
+
+    /**
+     * The next three used buffers, tokens {@code first} on, hold {@code frame} behind one header: num_buffers 3 in
+     * the first (net-dev-7), all but the last filled completely (net-dev-8).
+     */
+    void assertSpansThreeBuffersFrom(long[] addr, int first, byte[] frame) throws Exception {
+        int hdr = io.jvirtio.core.spec.Net.HDR_SIZE;
+        byte[] spanned = new byte[0];
+        for (int i = first; i < first + 3; i++) {
+            Used u = nextUsed(addr);
+            assertThat(u.token()).isEqualTo(i);
+            if (i == first) {
+                assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 3);
+            }
+            if (i < first + 2) {
+                assertThat(u.bytes()).as("filled completely").hasSize(128);
+            }
+            byte[] joined = java.util.Arrays.copyOf(spanned, spanned.length + u.bytes().length);
+            System.arraycopy(u.bytes(), 0, joined, spanned.length, u.bytes().length);
+            spanned = joined;
+        }
+        assertThat(java.util.Arrays.copyOfRange(spanned, hdr, spanned.length)).isEqualTo(frame);
+    }
+
     /**
      * A frame too large for one buffer, in the middle of a burst written into chains read ahead, goes over as many
      * buffers as it needs (MRG_RXBUF), counted in num_buffers, and the frames around it keep their places.
@@ -338,12 +373,7 @@ class FrameBurstTest {
     void aFrameLargerThanABufferInABurstSpansBuffersBetweenTheOthers() throws Exception {
         NetDeviceTest.Wire wire = new NetDeviceTest.Wire();
         h = new DeviceHarness(new NetDevice(wire, MAC, 1), FEATURES | Feature.NET_MRG_RXBUF.mask());
-        DriverQueue<Object> rx = h.queues.get(0);
-        long[] addr = new long[6];
-        for (int i = 0; i < 6; i++) {
-            addr[i] = h.alloc.allocate(128, 8);
-            rx.addInBuf(addr[i], 128, i);
-        }
+        long[] addr = smallBuffers(6);
         byte[] small = NetDeviceTest.frame(60);
         byte[] large = NetDeviceTest.frame(300); // 12 + 300 bytes: three buffers of 128
         byte[] last = NetDeviceTest.frame(61);
@@ -353,21 +383,7 @@ class FrameBurstTest {
         assertThat(u.token()).isEqualTo(0);
         assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 1);
         assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(small);
-        byte[] spanned = new byte[0];
-        for (int i = 1; i <= 3; i++) {
-            u = nextUsed(addr);
-            assertThat(u.token()).isEqualTo(i);
-            if (i == 1) {
-                assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 3);
-            }
-            if (i < 3) {
-                assertThat(u.bytes()).as("filled completely").hasSize(128);
-            }
-            byte[] joined = java.util.Arrays.copyOf(spanned, spanned.length + u.bytes().length);
-            System.arraycopy(u.bytes(), 0, joined, spanned.length, u.bytes().length);
-            spanned = joined;
-        }
-        assertThat(java.util.Arrays.copyOfRange(spanned, hdr, spanned.length)).isEqualTo(large);
+        assertSpansThreeBuffersFrom(addr, 1, large);
         u = nextUsed(addr);
         assertThat(u.token()).isEqualTo(4);
         assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(last);
@@ -386,29 +402,12 @@ class FrameBurstTest {
         byte[] large = NetDeviceTest.frame(300);
         byte[] last = NetDeviceTest.frame(61);
         wire.receiver.receive(burstOf(small, large, last, small), 0, 4); // no buffers yet: they wait
-        DriverQueue<Object> rx = h.queues.get(0);
-        long[] addr = new long[6];
-        for (int i = 0; i < 6; i++) {
-            addr[i] = h.alloc.allocate(128, 8);
-            rx.addInBuf(addr[i], 128, i);
-        }
-        rx.kick();
+        long[] addr = smallBuffers(6);
         int hdr = io.jvirtio.core.spec.Net.HDR_SIZE;
         Used u = nextUsed(addr);
         assertThat(u.token()).isEqualTo(0);
         assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(small);
-        byte[] spanned = new byte[0];
-        for (int i = 1; i <= 3; i++) {
-            u = nextUsed(addr);
-            assertThat(u.token()).isEqualTo(i);
-            if (i == 1) {
-                assertThat(u.bytes()[10]).as("num_buffers").isEqualTo((byte) 3);
-            }
-            byte[] joined = java.util.Arrays.copyOf(spanned, spanned.length + u.bytes().length);
-            System.arraycopy(u.bytes(), 0, joined, spanned.length, u.bytes().length);
-            spanned = joined;
-        }
-        assertThat(java.util.Arrays.copyOfRange(spanned, hdr, spanned.length)).isEqualTo(large);
+        assertSpansThreeBuffersFrom(addr, 1, large);
         u = nextUsed(addr);
         assertThat(u.token()).isEqualTo(4);
         assertThat(java.util.Arrays.copyOfRange(u.bytes(), hdr, u.bytes().length)).isEqualTo(last);
