@@ -23,7 +23,7 @@ final class BackendSession implements Runnable {
     private static final Logger LOG = System.getLogger(BackendSession.class.getName());
     static final long PROTOCOL_FEATURES = (1L << VhostUser.PROTOCOL_F_MQ) | (1L << VhostUser.PROTOCOL_F_REPLY_ACK)
             | (1L << VhostUser.PROTOCOL_F_CONFIG) | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE)
-            | (1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD) | (1L << VhostUser.PROTOCOL_F_STATUS)
+            | (1L << VhostUser.PROTOCOL_F_STATUS)
             | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD) | (1L << VhostUser.PROTOCOL_F_BACKEND_REQ);
     /** The vhost-user feature bits (not virtio's) the back-end offers with the device's. */
     static final long VHOST_FEATURES = VhostUser.F_PROTOCOL_FEATURES | VhostUser.F_LOG_ALL;
@@ -259,10 +259,14 @@ final class BackendSession implements Runnable {
                 yield null;
             }
             case VhostUser.GET_INFLIGHT_FD -> {
+                // vhost-user.rst: sent only "when VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD protocol feature has been
+                // successfully negotiated" (and SET_INFLIGHT_FD likewise)
+                requireProtocolFeature(m, VhostUser.PROTOCOL_F_INFLIGHT_SHMFD);
                 getInflight(m);
                 yield REPLIED;
             }
             case VhostUser.SET_INFLIGHT_FD -> {
+                requireProtocolFeature(m, VhostUser.PROTOCOL_F_INFLIGHT_SHMFD);
                 setInflight(m);
                 yield null;
             }
@@ -307,10 +311,14 @@ final class BackendSession implements Runnable {
         }
     }
 
-    /** What GET_PROTOCOL_FEATURES offers: RARP only for a device with a network to announce to. */
+    /**
+     * What GET_PROTOCOL_FEATURES offers: RARP only for a device with a network to announce to, INFLIGHT_SHMFD only
+     * for one that resumes from the log ({@link VirtioDeviceModel#resubmitsInflight()}).
+     */
     private long protocolFeaturesOffered() {
         return PROTOCOL_FEATURES
-                | (model.type() == io.jvirtio.core.spec.DeviceType.NET ? 1L << VhostUser.PROTOCOL_F_RARP : 0);
+                | (model.type() == io.jvirtio.core.spec.DeviceType.NET ? 1L << VhostUser.PROTOCOL_F_RARP : 0)
+                | (model.resubmitsInflight() ? 1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD : 0);
     }
 
     private void requireProtocolFeature(Message m, int feature) throws ProtocolException {

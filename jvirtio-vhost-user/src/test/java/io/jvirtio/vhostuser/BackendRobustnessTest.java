@@ -7,6 +7,8 @@ import io.jvirtio.core.os.Posix;
 import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.blk.BlkDevice;
+import io.jvirtio.devices.blk.MemoryBackend;
 import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.net.VirtualSwitch;
 import io.jvirtio.devices.rng.RngDevice;
@@ -202,6 +204,56 @@ class BackendRobustnessTest {
             assertThat(bad.u64()).as("ack of a queue size that is no power of two").isNotZero();
             Message good = ask(ch, VhostUser.SET_VRING_NUM, Message.vringState(0, 64));
             assertThat(good.u64()).as("the session went on").isZero();
+        }
+    }
+
+    /** GET/SET_INFLIGHT_FD's payload: mmap_size, mmap_offset, num_queues, queue_size (padded to 24 bytes). */
+    private static byte[] inflight(int queues, int queueSize) {
+        return ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN).putLong(0).putLong(0).putShort((short) queues)
+                .putShort((short) queueSize).array();
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance("vu-inflight-4")
+    void inflightTrackingIsOfferedOnlyWhereTheDeviceResumesAndUsedOnlyOnceNegotiated(@TempDir Path dir)
+            throws Exception {
+        long inflightShmfd = 1L << VhostUser.PROTOCOL_F_INFLIGHT_SHMFD;
+        VirtualSwitch sw = new VirtualSwitch();
+        try (VhostUserBackend net = new VhostUserBackend(dir.resolve("net.sock"),
+                () -> new NetDevice(sw.port(), new byte[] {0x52, 0x54, 1, 0, 0, 1}, 1))) {
+            try (Channel ch = new Channel(UnixSockets.connect(net.socket().toString()))) {
+                assertThat(ask(ch, VhostUser.GET_PROTOCOL_FEATURES, new byte[0]).u64() & inflightShmfd)
+                        .as("a NIC gives receive buffers back unused: no in-flight log offered").isZero();
+                ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, inflightShmfd));
+                assertThat(closedByPeer(ch)).as("SET_PROTOCOL_FEATURES with the bit never offered").isTrue();
+            }
+            try (Channel ch = new Channel(UnixSockets.connect(net.socket().toString()))) {
+                ch.write(Message.of(VhostUser.GET_INFLIGHT_FD, inflight(2, 256)));
+                assertThat(closedByPeer(ch)).as("GET_INFLIGHT_FD without INFLIGHT_SHMFD negotiated").isTrue();
+            }
+        }
+        MemoryBackend disk = new MemoryBackend(1 << 20, false);
+        try (VhostUserBackend blk = new VhostUserBackend(dir.resolve("blk.sock"), () -> new BlkDevice(disk))) {
+            try (Channel ch = new Channel(UnixSockets.connect(blk.socket().toString()))) {
+                assertThat(ask(ch, VhostUser.GET_PROTOCOL_FEATURES, new byte[0]).u64() & inflightShmfd)
+                        .as("a block device resubmits what a dead back-end left in flight").isNotZero();
+                ch.write(Message.u64(VhostUser.SET_FEATURES, VhostUser.F_PROTOCOL_FEATURES | Feature.VERSION_1.mask()));
+                ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, 1L << VhostUser.PROTOCOL_F_REPLY_ACK));
+                Message refused = ask(ch, VhostUser.SET_INFLIGHT_FD, inflight(1, 256));
+                assertThat(refused.request()).isEqualTo(VhostUser.SET_INFLIGHT_FD);
+                assertThat(refused.u64()).as("ack of SET_INFLIGHT_FD before INFLIGHT_SHMFD was negotiated").isNotZero();
+                ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, (1L << VhostUser.PROTOCOL_F_REPLY_ACK) | inflightShmfd));
+                ch.write(Message.of(VhostUser.GET_INFLIGHT_FD, inflight(1, 256)));
+                Message given = ch.read();
+                assertThat(given.request()).isEqualTo(VhostUser.GET_INFLIGHT_FD);
+                assertThat(given.fds()).as("the log's descriptor").hasSize(1);
+                assertThat(given.body().getLong(0)).as("mmap_size").isPositive();
+                Channel.closeQuietly(given.fds()[0]);
+            }
+            try (Channel ch = new Channel(UnixSockets.connect(blk.socket().toString()))) {
+                ch.write(Message.of(VhostUser.GET_INFLIGHT_FD, inflight(1, 256)));
+                assertThat(closedByPeer(ch)).as("GET_INFLIGHT_FD without INFLIGHT_SHMFD negotiated").isTrue();
+            }
         }
     }
 

@@ -83,6 +83,17 @@ public interface VirtioDeviceModel extends AutoCloseable {
         return false;
     }
 
+    /**
+     * Whether the device resumes from a vhost-user in-flight log (INFLIGHT_SHMFD, "Inflight I/O tracking"): the
+     * requests a previous back-end took and never completed are handed to it again, oldest first, and it must
+     * finish them. Only such a device is offered the protocol feature. A device whose buffers are worth nothing
+     * after a restart — a NIC's receive buffers, a lost frame — says no (as QEMU, which keeps a log only for block
+     * and SCSI back-ends): it gives buffers back unused ({@code DeviceQueue.undoPop}), which the split ring's log cannot record.
+     */
+    default boolean resubmitsInflight() {
+        return false;
+    }
+
     /** The driver notified queue {@code index} (§2.9). Called on the notifying thread; must not block. */
     void queueNotify(int index);
 

@@ -94,7 +94,11 @@ public interface DeviceQueue {
      */
     void take(DescriptorChain chain) throws VirtqueueException;
 
-    /** Gives back the chain popped last, unused: the next {@link #pop} returns it again. */
+    /**
+     * Gives back the chain popped last, unused: the next {@link #pop} returns it again. Not on a split ring with an
+     * in-flight log ({@link IllegalStateException}): a device that gives buffers back is never offered one
+     * ({@code VirtioDeviceModel.resubmitsInflight}).
+     */
     void undoPop();
 
     /**

@@ -113,6 +113,12 @@ public final class BlkDevice extends QueueDevice {
         return DeviceType.BLOCK;
     }
 
+    /** A request in flight when a back-end died is done again by the next: reads and writes may be repeated. */
+    @Override
+    public boolean resubmitsInflight() {
+        return true;
+    }
+
     @Override
     public long deviceFeatures() {
         long f = RING_FEATURES | Feature.maskOf(Feature.BLK_SIZE_MAX, Feature.BLK_SEG_MAX,
