@@ -203,6 +203,51 @@ public final class RxWorker extends QueueThread {
         }
     }
 
+    /**
+     * Work a producer does in the ring itself ({@link #tryServe}): takes the chains it fills from {@code queue}
+     * ({@link DeviceQueue#peek}, {@link DeviceQueue#take}) and stages them used; its result is its caller's.
+     */
+    @FunctionalInterface
+    public interface InRing<T> {
+        long serve(DeviceQueue queue, T argument) throws VirtqueueException;
+    }
+
+    /** What {@link #tryServe} returns when the work did not run. */
+    public static final long NOT_SERVED = Long.MIN_VALUE;
+    /** What {@link #tryServe} returns when the ring broke under the work (this thread reports it and stops). */
+    public static final long BROKEN = Long.MIN_VALUE + 1;
+
+    /**
+     * Runs {@code work} on the calling thread, in the ring, when {@link #tryDeliver} would write there — nobody else
+     * serves it and the source lets data in now ({@link DirectSource#direct()}) — and publishes what it staged,
+     * notifying the driver as this thread would. Returns the work's result, {@link #NOT_SERVED} or {@link #BROKEN}.
+     */
+    public <T> long tryServe(InRing<T> work, T argument) {
+        DirectSource d = directSource;
+        int entered = d != null ? enter() : OUTSIDE;
+        if (entered == OUTSIDE) {
+            return NOT_SERVED;
+        }
+        boolean ran = false;
+        try {
+            if (!running() || failed() || !d.direct()) {
+                return NOT_SERVED;
+            }
+            ran = true;
+            return work.serve(queue, argument);
+        } catch (VirtqueueException e) {
+            failLater(e); // this thread reports it (NEEDS_RESET) and stops
+            return BROKEN;
+        } finally {
+            leave(entered, ran);
+        }
+    }
+
+    /** What this worker delivers from. */
+    public Source source() {
+        return source;
+    }
+
     /** {@link #enter}: not in the ring (another thread serves it, or this one may not deliver into it). */
     private static final int OUTSIDE = 0;
     /** {@link #enter}: in a polled ring, as its poller. */

@@ -133,6 +133,15 @@ public final class DescriptorChain {
         return transfer(readableCount, count, offset, src, srcOffset, length, true);
     }
 
+    /**
+     * Reads back {@code length} bytes of the device-writable buffers, {@code offset} bytes in, into {@code dst} at
+     * {@code dstOffset}: what somebody else wrote there for the device (a kernel's read into them). Returns the
+     * number of bytes copied.
+     */
+    public long readWritable(long offset, MemorySegment dst, long dstOffset, long length) {
+        return transfer(readableCount, count, offset, dst, dstOffset, length, false);
+    }
+
     private long transfer(int from, int to, long offset, MemorySegment data, boolean toGuest) {
         return transfer(from, to, offset, data, 0, data.byteSize(), toGuest);
     }

@@ -13,12 +13,15 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 
 /** Fills receive buffers with frames: header (num_buffers) + frame, one or several buffers per frame. */
-final class FrameSource implements RxWorker.WholeSource {
+final class FrameSource implements RxWorker.WholeSource, RxWorker.InRing<NetBackend.FrameReader> {
+    /** {@link #serve}: nothing read, the driver offers no buffer to read into (or none a read can take). */
+    static final long NOT_READ = -1;
     private final NetDevice nic;
     private final QueuePair pair;
     /** The backend's offloads: not 0, frames come behind their header. */
     private final long offloads;
     private final ReceiveBuffers buffers = new ReceiveBuffers();
+    private final DirectRead read = new DirectRead();
     /** The header that asks nothing, in front of a frame from a backend without headers. */
     private final MemorySegment header = Arena.ofAuto().allocate(Net.HDR_SIZE);
     /** A backend's header and the Ethernet header behind it, as checked. */
@@ -187,6 +190,70 @@ final class FrameSource implements RxWorker.WholeSource {
         buffers.writeWhole(chain, queue, head0, head8, data, at + h, length - h);
         pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes it
         return RxWorker.FILLED;
+    }
+
+    /**
+     * The next frame of {@code reader} read straight into the driver's buffers ({@link DirectRead}): behind a
+     * backend's header, the header lands where the driver reads it and is checked there; without one, room is
+     * left for the header, written here. Checked as {@link #fillFrom} checks (net-dev-3, net-dev-9, the receive
+     * filter), and stored as checked: the header with {@code num_buffers}, the flags cleared without GUEST_CSUM.
+     * A frame not for the driver leaves its chains untaken — the driver's, whatever the read wrote into them.
+     *
+     * @return the frame's length, delivered or dropped and counted; {@link #NOT_READ}; 0 when the reader had no
+     *         frame (or failed, and says so); or {@link #spilled} of its length when it did not fit the buffers
+     *         offered: it is whole at the start of the reader's spill, for the general path
+     */
+    @Override
+    public long serve(DeviceQueue queue, NetBackend.FrameReader reader) throws VirtqueueException {
+        long now = nic.receiveFeatures();
+        boolean mergeable = Feature.NET_MRG_RXBUF.isSet(nic.negotiated());
+        long room = offloads != 0 ? 0 : Net.HDR_SIZE; // a reader without headers: ours goes in front
+        if (!read.prepare(queue, mergeable, room + nic.largestFrame(now), room)) {
+            return NOT_READ;
+        }
+        long n = read.read(reader);
+        if (n <= 0) {
+            return 0;
+        }
+        if (!read.fits(n)) {
+            if (!read.gather(reader.spill(), n)) {
+                nic.rxDropped.increment(); // cut by the reader: never delivered
+                return n;
+            }
+            return spilled(n);
+        }
+        if (n < Net.HDR_SIZE - room + NetDevice.ETH_HLEN) {
+            nic.rxDropped.increment(); // a runt
+            return n;
+        }
+        if (room != 0) {
+            headers.set(GuestMemory.U64, 0, 0L); // the header that asks nothing
+            headers.set(GuestMemory.U32, 8, 0);
+        }
+        read.copyOut(room, headers, room, headers.byteSize() - room); // the header as read, the Ethernet header
+        if (!nic.driverTakes(headers, 0, n, now)) {
+            nic.rxDropped.increment(); // net-dev-9, net-dev-3: not for this driver
+            return n;
+        }
+        if (!nic.filter().accepts(VirtualSwitch.mac(headers, Net.HDR_SIZE))) {
+            nic.rxFiltered.increment();
+            return n;
+        }
+        if (!Feature.NET_GUEST_CSUM.isSet(now)) {
+            headers.set(ValueLayout.JAVA_BYTE, Net.HDR_FLAGS, (byte) 0);
+        }
+        int m = read.chainsFor(room + n);
+        headers.set(GuestMemory.U16, Net.HDR_NUM_BUFFERS, (short) m);
+        read.writeStart(headers, 0, Net.HDR_SIZE);
+        read.commit(queue, m, room + n, mergeable);
+        pair.rxFrames.lazySet(pair.rxFrames.get() + 1); // only the ring's owner writes them
+        pair.rxRead.lazySet(pair.rxRead.get() + 1);
+        return n;
+    }
+
+    /** What {@link #serve} returns for a frame of {@code length} bytes that is whole in the reader's spill. */
+    static long spilled(long length) {
+        return -2 - length;
     }
 
     /**

@@ -50,6 +50,40 @@ final class Inbound implements NetBackend.Receiver {
         return rx != null && rx.tryDeliverGathered(header, chain, offset, length);
     }
 
+    /**
+     * The next frame of {@code reader} read straight into the ring of the pair it goes to — the only one, or the
+     * backend queue's own — when the ring takes frames now ({@link RxWorker#tryServe}, {@link FrameSource#serve}).
+     * False when it cannot (no buffer offered, frames waiting here, another thread in the ring, pairs chosen by
+     * address): the backend reads the frame itself. A frame longer than the buffers offered goes on from the
+     * reader's spill as any other frame.
+     */
+    @Override
+    public boolean receiveRead(NetBackend.FrameReader reader) {
+        try {
+            int n = nic.activePairs();
+            if (nic.isClosed() || !nic.isActive() || n > 1 && pair < 0) {
+                return false;
+            }
+            RxWorker rx = nic.pair(n == 1 ? 0 : pair < n ? pair : pair % n).receiver;
+            if (rx == null || !(rx.source() instanceof FrameSource source)) {
+                return false;
+            }
+            long r = rx.tryServe(source, reader);
+            if (r == RxWorker.NOT_SERVED || r == FrameSource.NOT_READ) {
+                return false;
+            }
+            if (r != RxWorker.BROKEN && r < FrameSource.NOT_READ) {
+                deliver(reader.spill(), 0, FrameSource.spilled(r)); // spilled(spilled(n)) == n
+            }
+            return true;
+        } catch (IllegalStateException e) {
+            if (!nic.isClosed()) {
+                throw e;
+            }
+            return true; // the queues were freed under a late reader: the NIC is gone
+        }
+    }
+
     /** Frames {@code from} to {@code to} of {@code burst}: as {@link #receive} takes one, the checks once a run. */
     @Override
     public void receive(FrameBurst burst, int from, int to) {

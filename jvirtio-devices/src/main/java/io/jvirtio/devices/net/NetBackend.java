@@ -58,6 +58,37 @@ public interface NetBackend extends AutoCloseable {
         default boolean receiveGathered(MemorySegment header, DescriptorChain chain, long offset, long length) {
             return false;
         }
+
+        /**
+         * The next frame of {@code reader}, read by this receiver straight into buffers of its own if it can take
+         * one now — a NIC whose receive ring has buffers and nothing waiting: the reader's copy (the kernel's) is
+         * the only one — and delivered as {@link #receive} would. True when it read (whatever became of the
+         * frame, or of the ring); false, by default: nothing was read, and the backend reads the frame into its
+         * own memory and hands it to {@link #receive}. Only for a backend that carries a header when it
+         * {@link #offloads()}, as with {@link #receive}.
+         */
+        default boolean receiveRead(FrameReader reader) {
+            return false;
+        }
+    }
+
+    /**
+     * A source of frames a receiver reads straight into its own buffers ({@link Receiver#receiveRead}): a TAP
+     * device's descriptor, one frame per read.
+     */
+    interface FrameReader {
+        /**
+         * {@code readv(2)} of one frame into the first {@code count} iovecs of {@code iov} ({@code struct iovec}:
+         * base address, length), in order: the frame's length — more than the iovecs hold when the frame was cut
+         * — or 0 when none waits, or a negative errno.
+         */
+        long read(MemorySegment iov, int count);
+
+        /**
+         * Memory of the backend's own, at least its largest frame: the last iovec of a read, where what does not
+         * fit the receiver's buffers goes.
+         */
+        MemorySegment spill();
     }
 
     /** Sends one Ethernet frame (without FCS): {@code length} bytes at {@code offset} of {@code buffer}. */

@@ -73,6 +73,18 @@ public final class NetDevice extends QueueDevice {
         return n;
     }
 
+    /**
+     * Of {@link #rxFrames()}, those the backend read straight into the driver's buffers (a TAP device's frames
+     * while the ring had buffers and nothing waited: one copy, the kernel's).
+     */
+    public long rxReadFrames() {
+        long n = 0;
+        for (QueuePair p : pairs) {
+            n += p.rxRead.get();
+        }
+        return n;
+    }
+
     /** Frames the driver sent, over every pair. */
     public long txFrames() {
         long n = 0;
@@ -345,6 +357,16 @@ public final class NetDevice extends QueueDevice {
         }
         int fg = Offloads.flagsAndGso(frame, at);
         return withinMtu(fg >>> 8 != 0, length) && Offloads.driverTakes(frame, at, fg, receiveFeatures);
+    }
+
+    /**
+     * The largest frame, its header too, the driver may be given with {@code receiveFeatures}: a 64 KiB segment
+     * with GUEST_TSO4/6 or GUEST_USO4/6, else a frame of the MTU with a VLAN tag. For how much to read ahead.
+     */
+    long largestFrame(long receiveFeatures) {
+        long segments = Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_USO4,
+                Feature.NET_GUEST_USO6);
+        return (receiveFeatures & segments) != 0 ? MAX_SEGMENT : Net.HDR_SIZE + ETH_HLEN + 4 + mtu;
     }
 
     /** net-dev-3 for a frame of {@code length} bytes (its header too, with offloads), a segment or not. */

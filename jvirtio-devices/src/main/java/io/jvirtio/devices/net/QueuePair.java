@@ -18,6 +18,8 @@ final class QueuePair {
      */
     final AtomicLong rxFrames = new AtomicLong();
     final AtomicLong txFrames = new AtomicLong();
+    /** Of {@code rxFrames}, those a backend read straight into the ring's buffers ({@link DirectRead}). */
+    final AtomicLong rxRead = new AtomicLong();
 
     QueuePair(int frames, int frameSize) {
         inbound = new FrameRing(frames, frameSize);

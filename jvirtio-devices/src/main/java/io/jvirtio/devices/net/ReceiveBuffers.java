@@ -159,7 +159,7 @@ final class ReceiveBuffers {
      * after it in the first buffer). A smaller one is a broken driver: the queue stops with NEEDS_RESET rather
      * than splitting the header, or copying from before the frame, into the guest.
      */
-    private static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
+    static void requireHeaderRoom(DescriptorChain chain, DeviceQueue queue) throws VirtqueueException {
         if (chain.writableBytes() < Net.HDR_SIZE) {
             throw new VirtqueueException(queue.index(), new RingError.BufferTooSmall(
                     chain.head(), chain.writableBytes(), Net.HDR_SIZE, "VIRTIO_NET_F_MRG_RXBUF (§5.1.6.3.1)"));

@@ -69,11 +69,20 @@ public final class TapBackend implements NetBackend {
     private final Queue[] queues;
     private volatile boolean open = true;
 
-    /** One TAP queue: its descriptor, its reader thread, where its frames go. */
-    private final class Queue {
+    /**
+     * One TAP queue: its descriptor, its reader thread, where its frames go. Its frames are read straight into the
+     * NIC's receive buffers when the NIC can take one then ({@link Receiver#receiveRead}): the kernel's copy out of
+     * the socket buffer is the only one, as with vhost-net; else into {@code rxBuffer}, and from there to the NIC.
+     */
+    private final class Queue implements FrameReader {
         final int fd;
         final Arena arena = Arena.ofShared();
         final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
+        /** The reader thread's: a frame read here, or the part of one the NIC's buffers could not hold. */
+        final MemorySegment rxBuffer = arena.allocate(MAX_FRAME);
+        final MemorySegment rxState = Posix.callState(arena);
+        /** The errno of the last read into the NIC's buffers that failed (reader thread only). */
+        int readErrno;
         /** The iovecs of a gathered frame: its header, then a piece of each guest buffer it lies in. */
         final MemorySegment iov = arena.allocate(16L * MAX_IOV, 8);
         final MemorySegment txState = Posix.callState(arena);
@@ -151,9 +160,23 @@ public final class TapBackend implements NetBackend {
             }
         }
 
+        /** One frame, with its virtio-net header when the device has them; reader thread only. */
+        @Override
+        public long read(MemorySegment iov, int count) {
+            long n = SocketIo.readv(fd, iov, count, rxState);
+            if (n < 0) {
+                readErrno = (int) -n;
+            }
+            return n;
+        }
+
+        @Override
+        public MemorySegment spill() {
+            return rxBuffer;
+        }
+
         void readLoop() {
             try (Arena a = Arena.ofConfined()) {
-                MemorySegment buf = a.allocate(MAX_FRAME);
                 MemorySegment pollfd = a.allocate(8);
                 MemorySegment state = Posix.callState(a);
                 while (open) {
@@ -161,9 +184,17 @@ public final class TapBackend implements NetBackend {
                     if (!Posix.pollIn(fd, 200, pollfd, state)) {
                         continue;
                     }
-                    long n = Posix.read(fd, buf, state);
+                    Receiver r = receiver;
+                    if (r.receiveRead(this)) {
+                        if (readErrno != 0 && open) {
+                            LOG.log(Level.WARNING, "{0}: reader stopped: readv failed: errno {1}", name, readErrno);
+                            return;
+                        }
+                        continue;
+                    }
+                    long n = Posix.read(fd, rxBuffer, state);
                     if (n > 0) {
-                        receiver.receive(buf, n);
+                        r.receive(rxBuffer, n);
                     }
                 }
             } catch (NativeException e) {

@@ -1,0 +1,257 @@
+package io.jvirtio.devices.net;
+
+import io.jvirtio.core.memory.GuestMemory;
+import io.jvirtio.core.queue.DriverQueue;
+import io.jvirtio.core.queue.Scatterlist;
+import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.DeviceHarness;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.Test;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+/**
+ * Frames from the host read by the TAP device straight into the driver's receive buffers (DirectRead: one
+ * {@code readv} over the buffers peeked, the kernel's copy the only one), against a real TAP device whose host side
+ * sends exact frames from a packet socket in a network namespace the test makes: byte for byte, the header the
+ * driver reads (num_buffers, over several mergeable buffers), and what is not for the driver — too large, filtered
+ * out — leaving the buffers it was read into to the next frame.
+ */
+class TapReadTest {
+    static final byte[] MAC = {0x52, 0x54, 0, 7, 7, 7};
+    static final long BASE = Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC);
+    /** The test's own frames: an EtherType for local experiments, which nothing else on the TAP sends. */
+    static final int ETHERTYPE = 0x88b5;
+
+    final String ns = "jvrd" + ProcessHandle.current().pid();
+    final String ifname = "jvrd" + (ProcessHandle.current().pid() % 100000);
+    TapBackend tap;
+    NetDevice dev;
+    DeviceHarness h;
+    Process sender;
+    PrintStream toSender;
+    BufferedReader fromSender;
+
+    static void sh(String... cmd) throws Exception {
+        Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertThat(p.waitFor()).as("%s: %s", String.join(" ", cmd), out).isZero();
+    }
+
+    /** The TAP (with the virtio-net header or without) in a namespace, MTU 9000, and a packet socket on it there. */
+    void start(boolean vnetHeader, long features) throws Exception {
+        boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
+                && Files.isExecutable(Path.of("/usr/bin/python3")) && "root".equals(System.getProperty("user.name"));
+        if (!usable) {
+            System.err.println("TapReadTest SKIPPED: needs /dev/net/tun, /usr/sbin/ip, python3 and root");
+        }
+        Assumptions.assumeTrue(usable, "needs /dev/net/tun, ip, python3 and root");
+        tap = new TapBackend(ifname, vnetHeader);
+        sh("ip", "netns", "add", ns);
+        sh("ip", "link", "set", ifname, "netns", ns);
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf." + ifname + ".disable_ipv6=1");
+        sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "mtu", "9000", "up");
+        dev = new NetDevice(tap, MAC, 1, 9000);
+        h = new DeviceHarness(dev, features);
+        sender = new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-u", "-c", """
+                import socket, sys
+                s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+                s.bind(('%s', 0))
+                print('READY')
+                for line in sys.stdin:
+                    s.send(bytes.fromhex(line.strip()))
+                    print('SENT')
+                """.formatted(ifname)).redirectErrorStream(true).start();
+        toSender = new PrintStream(sender.getOutputStream(), true, StandardCharsets.US_ASCII);
+        fromSender = new BufferedReader(new InputStreamReader(sender.getInputStream(), StandardCharsets.US_ASCII));
+        assertThat(fromSender.readLine()).isEqualTo("READY");
+    }
+
+    @AfterEach
+    void tearDown() throws Exception {
+        if (sender != null) {
+            sender.destroyForcibly();
+        }
+        if (h != null) {
+            h.close();
+        }
+        if (tap != null) {
+            tap.close();
+            new ProcessBuilder("ip", "netns", "del", ns).start().waitFor(10, TimeUnit.SECONDS);
+        }
+    }
+
+    /** A frame of {@code length} bytes to {@code dst}, from the host, its payload numbered from {@code seed}. */
+    static byte[] frame(byte[] dst, int length, int seed) {
+        byte[] f = new byte[length];
+        System.arraycopy(dst, 0, f, 0, 6);
+        System.arraycopy(new byte[] {0x02, 0, 0, 0, 0, 1}, 0, f, 6, 6);
+        f[12] = (byte) (ETHERTYPE >> 8);
+        f[13] = (byte) ETHERTYPE;
+        for (int i = 14; i < length; i++) {
+            f[i] = (byte) (seed + i);
+        }
+        return f;
+    }
+
+    void send(byte[] frame) throws Exception {
+        toSender.println(HexFormat.of().formatHex(frame));
+        assertThat(fromSender.readLine()).isEqualTo("SENT");
+    }
+
+    /** Posts {@code count} receive buffers of {@code size} bytes, their addresses as tokens. */
+    DriverQueue<Object> post(int count, int size) {
+        DriverQueue<Object> rx = h.queues.get(0);
+        for (int i = 0; i < count; i++) {
+            long buf = h.alloc.allocate(size, 8);
+            assertThat(rx.addInBuf(buf, size, buf)).isTrue();
+        }
+        rx.kick();
+        return rx;
+    }
+
+    /** A used buffer: its address and what the device wrote. */
+    record Used(long address, byte[] bytes) {
+    }
+
+    /** The next used buffer of the test's frames (others — none expected — skipped), within two seconds. */
+    Used next(DriverQueue<Object> rx) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (System.nanoTime() < deadline) {
+            Object token = rx.getBuf();
+            if (token == null) {
+                Thread.sleep(1);
+                continue;
+            }
+            byte[] got = new byte[rx.lastLength()];
+            h.memory.read((Long) token, got, 0, got.length);
+            return new Used((Long) token, got);
+        }
+        throw new AssertionError("no buffer used within two seconds");
+    }
+
+    static int numBuffers(byte[] used) {
+        return Short.toUnsignedInt(MemorySegment.ofArray(used).get(GuestMemory.U16, 10));
+    }
+
+    @Test
+    void framesFromTheHostAreReadStraightIntoTheDriversBuffersByteForByte() throws Exception {
+        start(true, BASE);
+        DriverQueue<Object> rx = post(8, 2048);
+        List<byte[]> sent = new ArrayList<>();
+        for (int length : new int[] {60, 100, 1514, 77}) {
+            byte[] f = frame(length == 100 ? new byte[] {-1, -1, -1, -1, -1, -1} : MAC, length, length);
+            sent.add(f);
+            send(f);
+        }
+        for (byte[] f : sent) {
+            byte[] got = next(rx).bytes();
+            assertThat(got).as("header and frame").hasSize(12 + f.length);
+            assertThat(Arrays.copyOfRange(got, 0, 10)).as("the kernel's header: no offload asked").containsOnly(0);
+            assertThat(numBuffers(got)).as("num_buffers").isEqualTo(1);
+            assertThat(Arrays.copyOfRange(got, 12, got.length)).as("the frame").isEqualTo(f);
+        }
+        assertThat(dev.rxReadFrames()).as("read straight into the driver's buffers").isEqualTo(4);
+        assertThat(dev.rxFrames()).isEqualTo(4);
+    }
+
+    @Test
+    @io.jvirtio.core.spec.Conformance({"net-dev-7", "net-dev-8"})
+    void aFrameOverSeveralMergeableBuffersIsReadIntoThemWithOneRead() throws Exception {
+        start(true, BASE | Feature.NET_MRG_RXBUF.mask());
+        DriverQueue<Object> rx = post(8, 1024);
+        byte[] f = frame(MAC, 5000, 3);
+        send(f);
+        byte[] joined = new byte[0];
+        List<Integer> lengths = new ArrayList<>();
+        Used first = next(rx);
+        assertThat(numBuffers(first.bytes())).as("num_buffers: 12 + 5,000 bytes in buffers of 1,024").isEqualTo(5);
+        joined = concat(joined, first.bytes());
+        lengths.add(first.bytes().length);
+        for (int i = 1; i < 5; i++) {
+            byte[] b = next(rx).bytes();
+            lengths.add(b.length);
+            joined = concat(joined, b);
+        }
+        assertThat(lengths).as("every buffer but the last filled completely").containsExactly(1024, 1024, 1024, 1024, 916);
+        assertThat(Arrays.copyOfRange(joined, 12, joined.length)).as("the frame, in order").isEqualTo(f);
+        assertThat(dev.rxReadFrames()).isEqualTo(1);
+        send(frame(MAC, 60, 9)); // the three buffers left take the next frame
+        byte[] small = next(rx).bytes();
+        assertThat(numBuffers(small)).isEqualTo(1);
+        assertThat(Arrays.copyOfRange(small, 12, small.length)).isEqualTo(frame(MAC, 60, 9));
+    }
+
+    static byte[] concat(byte[] a, byte[] b) {
+        byte[] c = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, c, a.length, b.length);
+        return c;
+    }
+
+    @Test
+    void aFrameLargerThanTheBufferIsDroppedAndTheBufferTakesTheNext() throws Exception {
+        start(true, BASE);
+        DriverQueue<Object> rx = post(1, 1024);
+        send(frame(MAC, 3000, 1)); // without MRG_RXBUF a frame must fit one buffer: never truncated
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (dev.rxDropped.get() == 0 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(dev.rxDropped.get()).as("dropped and counted").isEqualTo(1);
+        byte[] f = frame(MAC, 200, 2);
+        send(f);
+        byte[] got = next(rx).bytes();
+        assertThat(Arrays.copyOfRange(got, 12, got.length)).as("the next frame, in the buffer the first was read into")
+                .isEqualTo(f);
+        assertThat(dev.rxFrames()).isEqualTo(1);
+        assertThat(dev.rxReadFrames()).isEqualTo(1);
+    }
+
+    @Test
+    void aFrameTheReceiveFilterRefusesLeavesItsBufferToTheNext() throws Exception {
+        start(true, BASE | Feature.maskOf(Feature.NET_CTRL_VQ, Feature.NET_CTRL_RX));
+        long cmd = h.alloc.allocate(32, 8);
+        h.memory.write(cmd, new byte[] {0, 0, 0}, 0, 3); // VIRTIO_NET_CTRL_RX_PROMISC off
+        h.roundTrip(2, new Scatterlist().addReadable(cmd, 3).addWritable(cmd + 31, 1));
+        DriverQueue<Object> rx = post(1, 2048);
+        send(frame(new byte[] {0x52, 0x54, 0, 9, 9, 9}, 100, 4));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (dev.rxFiltered.get() == 0 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(dev.rxFiltered.get()).as("another station's frame: filtered out").isEqualTo(1);
+        byte[] f = frame(MAC, 90, 5);
+        send(f);
+        byte[] got = next(rx).bytes();
+        assertThat(Arrays.copyOfRange(got, 12, got.length)).isEqualTo(f);
+        assertThat(dev.rxFrames()).isEqualTo(1);
+    }
+
+    @Test
+    void withoutTheTapsHeaderTheNicWritesItsOwnInFrontOfTheFrameRead() throws Exception {
+        start(false, BASE);
+        DriverQueue<Object> rx = post(2, 2048);
+        byte[] f = frame(MAC, 1514, 6);
+        send(f);
+        byte[] got = next(rx).bytes();
+        assertThat(got).hasSize(12 + 1514);
+        assertThat(Arrays.copyOfRange(got, 0, 10)).as("the header that asks nothing").containsOnly(0);
+        assertThat(numBuffers(got)).isEqualTo(1);
+        assertThat(Arrays.copyOfRange(got, 12, got.length)).isEqualTo(f);
+        assertThat(dev.rxReadFrames()).isEqualTo(1);
+    }
+}
