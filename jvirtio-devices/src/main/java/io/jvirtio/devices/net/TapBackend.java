@@ -1,5 +1,6 @@
 package io.jvirtio.devices.net;
 
+import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
 import io.jvirtio.core.os.SocketIo;
@@ -175,26 +176,35 @@ public final class TapBackend implements NetBackend {
             return rxBuffer;
         }
 
+        /**
+         * Reads frames while the queue has them — the descriptor is non-blocking: one system call a frame under
+         * load, as QEMU's and DPDK's TAP readers — and polls once it is empty (with a timeout, so close() ends the
+         * thread without relying on close waking a read).
+         */
         void readLoop() {
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment pollfd = a.allocate(8);
                 MemorySegment state = Posix.callState(a);
+                boolean ready = false;
                 while (open) {
-                    // poll with a timeout so close() ends the thread without relying on close waking a read
-                    if (!Posix.pollIn(fd, 200, pollfd, state)) {
+                    if (!ready && !Posix.pollIn(fd, 200, pollfd, state)) {
                         continue;
                     }
+                    readErrno = 0;
                     Receiver r = receiver;
+                    long n;
                     if (r.receiveRead(this)) {
-                        if (readErrno != 0 && open) {
-                            LOG.log(Level.WARNING, "{0}: reader stopped: readv failed: errno {1}", name, readErrno);
-                            return;
+                        n = readErrno != 0 ? -readErrno : 1;
+                    } else {
+                        n = SocketIo.read(fd, rxBuffer, rxState);
+                        if (n > 0) {
+                            r.receive(rxBuffer, n);
                         }
-                        continue;
                     }
-                    long n = Posix.read(fd, rxBuffer, state);
-                    if (n > 0) {
-                        r.receive(rxBuffer, n);
+                    ready = n != -FileIo.EAGAIN;
+                    if (n < 0 && ready && open) {
+                        LOG.log(Level.WARNING, "{0}: reader stopped: read failed: errno {1}", name, -n);
+                        return;
                     }
                 }
             } catch (NativeException e) {
@@ -301,6 +311,9 @@ public final class TapBackend implements NetBackend {
                 Posix.ioctl(tun, TUNSETVNETHDRSZ, size);
                 Posix.ioctlValue(tun, TUNSETOFFLOAD, 0); // nothing offloaded to us until a driver accepts it
             }
+            // reads answer EAGAIN once the queue is empty (the reader then polls); a write never waits either
+            // way: the TAP's socket has no send limit (its sndbuf is INT_MAX unless TUNSETSNDBUF lowers it)
+            Posix.setNonBlocking(tun);
             return new Opened(tun, actual);
         } catch (NativeException e) {
             Posix.close(tun);
