@@ -33,7 +33,6 @@ public final class SocketIo {
     private static final MethodHandle SETSOCKOPT = Posix.bind("setsockopt",
             FunctionDescriptor.of(JAVA_INT, JAVA_INT, JAVA_INT, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle WRITEV = Posix.bind("writev", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
-    private static final MethodHandle READV = Posix.bind("readv", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_INT));
     private static final MethodHandle READ = Posix.bind("read", FunctionDescriptor.of(JAVA_LONG, JAVA_INT, ADDRESS, JAVA_LONG));
     private static final MethodHandle POLL = Posix.bind("poll", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT));
     private static final short POLLIN = 1;
@@ -129,19 +128,6 @@ public final class SocketIo {
             long n;
             do {
                 n = (long) WRITEV.invokeExact(callState, fd, iov, count);
-            } while (n < 0 && Posix.errno(callState) == FileIo.EINTR);
-            return n < 0 ? -Posix.errno(callState) : n;
-        } catch (Throwable t) {
-            throw new AssertionError(t);
-        }
-    }
-
-    /** {@code readv(fd, iov, count)}, retried on EINTR: the bytes read (0 at end of stream) or a negative errno. */
-    public static long readv(int fd, MemorySegment iov, int count, MemorySegment callState) {
-        try {
-            long n;
-            do {
-                n = (long) READV.invokeExact(callState, fd, iov, count);
             } while (n < 0 && Posix.errno(callState) == FileIo.EINTR);
             return n < 0 ? -Posix.errno(callState) : n;
         } catch (Throwable t) {

@@ -364,10 +364,11 @@ public final class NetDevice extends QueueDevice {
      * with GUEST_TSO4/6 or GUEST_USO4/6, else a frame of the MTU with a VLAN tag. For how much to read ahead.
      */
     long largestFrame(long receiveFeatures) {
-        long segments = Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6, Feature.NET_GUEST_USO4,
-                Feature.NET_GUEST_USO6);
-        return (receiveFeatures & segments) != 0 ? MAX_SEGMENT : Net.HDR_SIZE + ETH_HLEN + 4 + mtu;
+        return (receiveFeatures & GUEST_SEGMENTS) != 0 ? MAX_SEGMENT : Net.HDR_SIZE + ETH_HLEN + 4 + mtu;
     }
+
+    private static final long GUEST_SEGMENTS = Feature.maskOf(Feature.NET_GUEST_TSO4, Feature.NET_GUEST_TSO6,
+            Feature.NET_GUEST_USO4, Feature.NET_GUEST_USO6);
 
     /** net-dev-3 for a frame of {@code length} bytes (its header too, with offloads), a segment or not. */
     boolean withinMtu(boolean segment, long length) {

@@ -1,9 +1,8 @@
 package io.jvirtio.devices.net;
 
-import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
-import io.jvirtio.core.os.SocketIo;
+import io.jvirtio.core.os.RawIo;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.Net;
@@ -81,12 +80,10 @@ public final class TapBackend implements NetBackend {
         final MemorySegment txBuffer = arena.allocate(MAX_FRAME);
         /** The reader thread's: a frame read here, or the part of one the NIC's buffers could not hold. */
         final MemorySegment rxBuffer = arena.allocate(MAX_FRAME);
-        final MemorySegment rxState = Posix.callState(arena);
-        /** The errno of the last read into the NIC's buffers that failed (reader thread only). */
-        int readErrno;
+        /** What the last read into the NIC's buffers returned (reader thread only). */
+        long lastRead;
         /** The iovecs of a gathered frame: its header, then a piece of each guest buffer it lies in. */
         final MemorySegment iov = arena.allocate(16L * MAX_IOV, 8);
-        final MemorySegment txState = Posix.callState(arena);
         volatile Receiver receiver = (b, o, n) -> { };
         Thread reader;
 
@@ -152,23 +149,20 @@ public final class TapBackend implements NetBackend {
             write(1);
         }
 
-        /** The frame in the first {@code n} iovecs, in one writev. */
+        /**
+         * The frame in the first {@code n} iovecs, in one writev (bound without errno: {@link RawIo}). A frame the
+         * kernel refuses — a header a hostile or broken guest wrote, EINVAL — is dropped.
+         */
         private void write(int n) {
-            long written = SocketIo.writev(fd, iov, n, txState);
-            if (written < 0) {
-                // EINVAL: the kernel refused a header (a hostile or broken guest's); the frame is dropped
-                LOG.log(Level.DEBUG, "{0}: writev: errno {1}", name, -written);
+            if (RawIo.writev(fd, iov, n) < 0) {
+                LOG.log(Level.DEBUG, "{0}: writev refused a frame", name);
             }
         }
 
         /** One frame, with its virtio-net header when the device has them; reader thread only. */
         @Override
         public long read(MemorySegment iov, int count) {
-            long n = SocketIo.readv(fd, iov, count, rxState);
-            if (n < 0) {
-                readErrno = (int) -n;
-            }
-            return n;
+            return lastRead = RawIo.readv(fd, iov, count);
         }
 
         @Override
@@ -178,38 +172,40 @@ public final class TapBackend implements NetBackend {
 
         /**
          * Reads frames while the queue has them — the descriptor is non-blocking: one system call a frame under
-         * load, as QEMU's and DPDK's TAP readers — and polls once it is empty (with a timeout, so close() ends the
-         * thread without relying on close waking a read).
+         * load, as QEMU's and DPDK's TAP readers — and polls once a read finds it empty (with a timeout, so close()
+         * ends the thread without relying on close waking a read). The system calls are {@link RawIo}'s, without
+         * errno: poll's revents tell an empty queue from a broken device (deleted under us: POLLERR).
          */
         void readLoop() {
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment pollfd = a.allocate(8);
-                MemorySegment state = Posix.callState(a);
                 boolean ready = false;
                 while (open) {
-                    if (!ready && !Posix.pollIn(fd, 200, pollfd, state)) {
-                        continue;
+                    if (!ready) {
+                        int revents = RawIo.poll(fd, 200, pollfd);
+                        if (revents <= 0) {
+                            continue; // timed out, or a signal
+                        }
+                        if ((revents & RawIo.POLLIN) == 0) {
+                            if (open) {
+                                LOG.log(Level.WARNING, "{0}: reader stopped: poll revents 0x{1}", name,
+                                        Integer.toHexString(revents));
+                            }
+                            return;
+                        }
                     }
-                    readErrno = 0;
+                    lastRead = 0;
                     Receiver r = receiver;
                     long n;
                     if (r.receiveRead(this)) {
-                        n = readErrno != 0 ? -readErrno : 1;
+                        n = lastRead;
                     } else {
-                        n = SocketIo.read(fd, rxBuffer, rxState);
+                        n = RawIo.read(fd, rxBuffer);
                         if (n > 0) {
                             r.receive(rxBuffer, n);
                         }
                     }
-                    ready = n != -FileIo.EAGAIN;
-                    if (n < 0 && ready && open) {
-                        LOG.log(Level.WARNING, "{0}: reader stopped: read failed: errno {1}", name, -n);
-                        return;
-                    }
-                }
-            } catch (NativeException e) {
-                if (open) {
-                    LOG.log(Level.WARNING, "{0}: reader stopped: {1}", name, e.getMessage());
+                    ready = n > 0; // else empty (EAGAIN), interrupted, or broken: poll tells
                 }
             }
         }
