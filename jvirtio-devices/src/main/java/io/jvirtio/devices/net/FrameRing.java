@@ -65,6 +65,12 @@ final class FrameRing {
         return true;
     }
 
+    /** True when the next {@link #offer} would find no free slot (any thread; a moment's view). */
+    boolean isFull() {
+        long t = tail.get();
+        return sequence.get((int) (t & mask)) - t < 0;
+    }
+
     /** True when a frame is waiting (consumer only). */
     boolean isEmpty() {
         return sequence.get((int) (head & mask)) != head + 1;

@@ -84,6 +84,24 @@ final class Inbound implements NetBackend.Receiver {
         }
     }
 
+    /**
+     * The queue of the pair this backend queue's frames go to is full: the driver takes none now. With pairs chosen
+     * by address, when every active pair's is.
+     */
+    @Override
+    public boolean congested() {
+        int n = nic.activePairs();
+        if (pair >= 0 || n == 1) {
+            return nic.pair(n == 1 ? 0 : pair < n ? pair : pair % n).inbound.isFull();
+        }
+        for (int p = 0; p < n; p++) {
+            if (!nic.pair(p).inbound.isFull()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /** Frames {@code from} to {@code to} of {@code burst}: as {@link #receive} takes one, the checks once a run. */
     @Override
     public void receive(FrameBurst burst, int from, int to) {

@@ -70,6 +70,16 @@ public interface NetBackend extends AutoCloseable {
         default boolean receiveRead(FrameReader reader) {
             return false;
         }
+
+        /**
+         * Whether a frame now would find no room — a NIC whose driver has stopped taking frames and whose queue for
+         * them is full. A backend that can leave frames where they are (a TAP device: in the kernel's queue, which
+         * drops and counts what overflows it, as with QEMU's {@code -netdev tap}) stops reading until it is not,
+         * rather than read frames only for them to be dropped. By default, never.
+         */
+        default boolean congested() {
+            return false;
+        }
     }
 
     /**

@@ -13,6 +13,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.charset.StandardCharsets;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * A host TAP device as a NIC's backend (Linux {@code /dev/net/tun}, {@code IFF_TAP | IFF_NO_PI}): frames
@@ -58,6 +59,8 @@ public final class TapBackend implements NetBackend {
     static final int MAX_FRAME = 65536 + 14 + 12;
     /** The most pieces of a frame written with one writev (Linux sends a 64 KiB segment in at most 18). */
     static final int MAX_IOV = 64;
+    /** How long a reader waits before looking again at a NIC that takes no frames. */
+    static final long CONGESTED_NANOS = 1_000_000;
     /** Queues a multi-queue TAP device may have (the kernel's MAX_TAP_QUEUES). */
     public static final int MAX_QUEUES = 256;
     private static final Logger LOG = System.getLogger(TapBackend.class.getName());
@@ -181,6 +184,12 @@ public final class TapBackend implements NetBackend {
                 MemorySegment pollfd = a.allocate(8);
                 boolean ready = false;
                 while (open) {
+                    if (receiver.congested()) {
+                        // the NIC's queue is full: frames stay in the kernel's, which drops what overflows it
+                        // (the device's TX dropped), rather than be read here only to be dropped
+                        LockSupport.parkNanos(CONGESTED_NANOS);
+                        continue;
+                    }
                     if (!ready) {
                         int revents = RawIo.poll(fd, 200, pollfd);
                         if (revents <= 0) {
