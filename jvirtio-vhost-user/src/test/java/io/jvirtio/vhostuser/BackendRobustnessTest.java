@@ -242,7 +242,8 @@ class BackendRobustnessTest {
                 Message refused = ask(ch, VhostUser.SET_INFLIGHT_FD, inflight(1, 256));
                 assertThat(refused.request()).isEqualTo(VhostUser.SET_INFLIGHT_FD);
                 assertThat(refused.u64()).as("ack of SET_INFLIGHT_FD before INFLIGHT_SHMFD was negotiated").isNotZero();
-                ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES, (1L << VhostUser.PROTOCOL_F_REPLY_ACK) | inflightShmfd));
+                ch.write(Message.u64(VhostUser.SET_PROTOCOL_FEATURES,
+                        (1L << VhostUser.PROTOCOL_F_REPLY_ACK) | inflightShmfd));
                 ch.write(Message.of(VhostUser.GET_INFLIGHT_FD, inflight(1, 256)));
                 Message given = ch.read();
                 assertThat(given.request()).isEqualTo(VhostUser.GET_INFLIGHT_FD);

@@ -88,7 +88,8 @@ public interface VirtioDeviceModel extends AutoCloseable {
      * requests a previous back-end took and never completed are handed to it again, oldest first, and it must
      * finish them. Only such a device is offered the protocol feature. A device whose buffers are worth nothing
      * after a restart — a NIC's receive buffers, a lost frame — says no (as QEMU, which keeps a log only for block
-     * and SCSI back-ends): it gives buffers back unused ({@code DeviceQueue.undoPop}), which the split ring's log cannot record.
+     * and SCSI back-ends): it gives buffers back unused ({@code DeviceQueue.undoPop}), which the split ring's log
+     * cannot record.
      */
     default boolean resubmitsInflight() {
         return false;

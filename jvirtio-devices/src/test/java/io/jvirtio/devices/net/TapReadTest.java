@@ -194,7 +194,8 @@ class TapReadTest {
             lengths.add(b.length);
             joined = concat(joined, b);
         }
-        assertThat(lengths).as("every buffer but the last filled completely").containsExactly(1024, 1024, 1024, 1024, 916);
+        assertThat(lengths).as("every buffer but the last filled completely")
+                .containsExactly(1024, 1024, 1024, 1024, 916);
         assertThat(Arrays.copyOfRange(joined, 12, joined.length)).as("the frame, in order").isEqualTo(f);
         assertThat(dev.rxReadFrames()).isEqualTo(1);
         send(frame(MAC, 60, 9)); // the three buffers left take the next frame
@@ -288,8 +289,8 @@ class TapReadTest {
 
     /** The TAP device's own count of frames it dropped for want of a reader (its queue full). */
     long kernelDropped() throws Exception {
-        Process p = new ProcessBuilder("ip", "netns", "exec", ns, "cat", "/sys/class/net/" + ifname + "/statistics/tx_dropped")
-                .redirectErrorStream(true).start();
+        Process p = new ProcessBuilder("ip", "netns", "exec", ns, "cat",
+                "/sys/class/net/" + ifname + "/statistics/tx_dropped").redirectErrorStream(true).start();
         String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII).strip();
         assertThat(p.waitFor()).isZero();
         return Long.parseLong(out);
