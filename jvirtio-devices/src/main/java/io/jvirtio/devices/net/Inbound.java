@@ -25,6 +25,20 @@ final class Inbound implements NetBackend.Receiver {
     }
 
     /**
+     * The pair of {@code active} a frame goes to: the only one, the backend queue's own, or (a backend with one
+     * queue for several pairs) by the hash of its destination and source addresses, so a flow keeps its pair.
+     */
+    private int steer(int active, long dst, long src) {
+        if (active == 1) {
+            return 0;
+        }
+        if (pair >= 0) {
+            return pair < active ? pair : pair % active; // no division in the common case
+        }
+        return (int) Math.floorMod(dst * 31 + src, (long) active);
+    }
+
+    /**
      * A frame over several of a sending guest's buffers, behind the header its NIC checked: written straight into
      * the ring if it can be now, one copy from the sender's buffers into the driver's (filtered out: counted, done).
      * Else false, nothing done: the sender gathers it into a copy, which comes again through {@link #receive}.
@@ -40,8 +54,7 @@ final class Inbound implements NetBackend.Receiver {
         }
         long dst = VirtualSwitch.mac(a, 0);
         int n = nic.activePairs();
-        int p = n == 1 ? 0 : pair >= 0 ? (pair < n ? pair : pair % n)
-                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(a, 6), (long) n);
+        int p = steer(n, dst, VirtualSwitch.mac(a, 6));
         if (!nic.filter().accepts(dst)) {
             nic.rxFiltered.increment();
             return true;
@@ -64,7 +77,7 @@ final class Inbound implements NetBackend.Receiver {
             if (nic.isClosed() || !nic.isActive() || n > 1 && pair < 0) {
                 return false;
             }
-            RxWorker rx = nic.pair(n == 1 ? 0 : pair < n ? pair : pair % n).receiver;
+            RxWorker rx = nic.pair(steer(n, 0, 0)).receiver;
             if (rx == null || !(rx.source() instanceof FrameSource source)) {
                 return false;
             }
@@ -92,7 +105,7 @@ final class Inbound implements NetBackend.Receiver {
     public boolean congested() {
         int n = nic.activePairs();
         if (pair >= 0 || n == 1) {
-            return nic.pair(n == 1 ? 0 : pair < n ? pair : pair % n).inbound.isFull();
+            return nic.pair(steer(n, 0, 0)).inbound.isFull();
         }
         for (int p = 0; p < n; p++) {
             if (!nic.pair(p).inbound.isFull()) {
@@ -129,7 +142,7 @@ final class Inbound implements NetBackend.Receiver {
             }
             return;
         }
-        int p = n == 1 ? 0 : pair < n ? pair : pair % n;
+        int p = steer(n, 0, 0);
         int h = offloads != 0 ? Net.HDR_SIZE : 0;
         boolean everyAddress = nic.filter().promiscuous(); // once a burst: no address read per frame then
         int run = from;
@@ -204,8 +217,7 @@ final class Inbound implements NetBackend.Receiver {
             return;
         }
         int active = nic.activePairs();
-        int p = active == 1 ? 0 : pair >= 0 ? (pair < active ? pair : pair % active)
-                : (int) Math.floorMod(dst * 31 + VirtualSwitch.mac(frame, at + h + 6), (long) active);
+        int p = steer(active, dst, VirtualSwitch.mac(frame, at + h + 6));
         RxWorker rx = nic.pair(p).receiver;
         if (rx != null && rx.tryDeliver(frame, at, length)) {
             return; // written into the guest's ring on this thread: no queueing, no wake-up

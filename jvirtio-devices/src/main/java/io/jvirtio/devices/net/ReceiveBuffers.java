@@ -33,10 +33,10 @@ final class ReceiveBuffers {
      * the driver gets is what was checked, however the sender's buffer changes meanwhile — and the
      * {@code length} bytes of the frame at {@code at} of {@code data} are copied behind it: nothing is read back
      * from the receiving buffer (a load there would wait for the lines the driver last had). Stages the buffer used.
+     * Only for a chain the frame {@link #fitsWhole}: else {@link #write}.
      *
      * @param head0 the header's first eight bytes (flags, gso_type, hdr_len, gso_size, csum_start), little-endian
      * @param head8 its last four (csum_offset, num_buffers)
-     * Only when it {@link #fitsWhole}: else {@link #write}.
      */
     void writeWhole(DescriptorChain chain, DeviceQueue queue, long head0, int head8, MemorySegment data, long at,
                     long length) {

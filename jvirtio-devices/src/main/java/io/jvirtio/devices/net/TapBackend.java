@@ -164,8 +164,8 @@ public final class TapBackend implements NetBackend {
 
         /** One frame, with its virtio-net header when the device has them; reader thread only. */
         @Override
-        public long read(MemorySegment iov, int count) {
-            return lastRead = RawIo.readv(fd, iov, count);
+        public long read(MemorySegment vectors, int count) {
+            return lastRead = RawIo.readv(fd, vectors, count);
         }
 
         @Override
