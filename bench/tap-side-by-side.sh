@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Frames from the host's network stack into a guest through a TAP device, side by side on this machine:
 #   jvirtio  serve net --tap-per-connection: the guest's own TAP device, read by jvirtio straight into the
-#            guest's receive buffers
+#            guest's receive buffers, by a thread of the TAP's woken by poll
+#   polled   the same with --poll-us 100: the poller that serves the guest's rings reads the TAP in its rounds
 #   dpdk     testpmd forwarding (io) from DPDK's TAP PMD (net_tap, which makes the TAP device) to its vhost PMD
 #            (net_vhost): OVS-DPDK's shape for a TAP port
 # The guest is testpmd's net_virtio_user in rxonly (the front-end of both); the host's traffic comes from a third
 # testpmd whose af_packet PMD sends frames of SIZE bytes out of the TAP device's host side (txonly), as fast as
 # it can. Back-ends on CPU 1, front-end and traffic source on CPU 0 (two CPUs: the source and the guest share
 # one, so the figures are this machine's, for the ratio). Reported: frames the guest received per second, and
-# for jvirtio the CPU time of its TAP reader thread per frame it handled and the share of frames read straight
-# into the guest's buffers (`serve --stats`).
+# for jvirtio the CPU time of its TAP reader thread per frame it handled (not for the poller, which spins) and the
+# share of frames read straight into the guest's buffers (`serve --stats`).
 #
 # Usage: bench/tap-side-by-side.sh [runs] [seconds]     (root: installs dpdk and dpdk-dev)
 #        SIZES="64 1500" (default)
@@ -44,12 +45,13 @@ await() { for _ in $(seq 300); do eval "$1" && return; sleep 0.1; done; echo "ti
 
 # one run: back-end kind, frame size; prints "Mpps [reader-us-per-frame direct-share]"
 run() {
-  local back=$1 size=$2 ifname sock="$work/b0.sock" tid="" c0=0 c1=0 l0="" l1=""
+  local back=$1 size=$2 ifname sock="$work/b0.sock" tid="" c0=0 c1=0 l0="" l1="" poll=()
   mkfifo "$work/back.in" "$work/gen.in"
-  if [[ $back == jvirtio ]]; then
+  [[ $back == polled ]] && poll=(--poll-us 100)
+  if [[ $back != dpdk ]]; then
     taskset -c 1 "$JAVA_HOME/bin/java" -XX:-BackgroundCompilation --enable-native-access=io.jvirtio.core -p "$work/jars" \
-      -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$sock" --tap-per-connection 'jvb%d' --stats 1 \
-      >"$work/back.log" 2>&1 &
+      -m io.jvirtio.cli/io.jvirtio.cli.Main serve net --socket "$sock" --tap-per-connection 'jvb%d' "${poll[@]}" \
+      --stats 1 >"$work/back.log" 2>&1 &
     pids+=($!)
     ifname=jvb0
   else
@@ -76,15 +78,15 @@ run() {
   pids+=($!)
   exec 8>"$work/gen.in" # (after its reader: opening a FIFO waits for the other end)
   sleep 4
-  if [[ $back == jvirtio ]]; then
+  if [[ $back != dpdk ]]; then
     local jpid=${pids[0]} t
     for t in /proc/"$jpid"/task/*; do [[ $(cat "$t/comm") == jvirtio-tap* ]] && tid=${t##*/}; done
-    c0=$(awk '{print $14 + $15}' /proc/"$jpid"/task/"$tid"/stat)
+    [[ $back == jvirtio ]] && c0=$(awk '{print $14 + $15}' /proc/"$jpid"/task/"$tid"/stat)
     l0=$(grep "frames to" "$work/back.log" | tail -1)
   fi
   sleep "$secs"
-  if [[ $back == jvirtio ]]; then
-    c1=$(awk '{print $14 + $15}' /proc/"${pids[0]}"/task/"$tid"/stat)
+  if [[ $back != dpdk ]]; then
+    [[ $back == jvirtio ]] && c1=$(awk '{print $14 + $15}' /proc/"${pids[0]}"/task/"$tid"/stat)
     l1=$(grep "frames to" "$work/back.log" | tail -1)
   fi
   wait "$front" || true
@@ -104,30 +106,36 @@ def nums(l):
 if l0 and l1:
     a, b = nums(l0), nums(l1)
     frames = b[0] - a[0] + b[2] - a[2]
-    print("%.3f %.2f %.0f" % (mpps, (c1 - c0) / 100.0 * 1e6 / max(frames, 1), 100.0 * (b[1] - a[1]) / max(b[0] - a[0], 1)))
+    cpu = "%.2f" % ((c1 - c0) / 100.0 * 1e6 / max(frames, 1)) if c1 else "-"  # the poller spins: no figure
+    print("%.3f %s %.0f" % (mpps, cpu, 100.0 * (b[1] - a[1]) / max(b[0] - a[0], 1)))
 else:
     print("%.3f" % mpps)
 PY
 }
 
-printf '| frame | jvirtio `--tap-per-connection` (Mpps) | DPDK net_tap → net_vhost, io (Mpps) | ratio | jvirtio TAP reader, CPU µs per frame | read straight into the guest |\n'
-printf '|---:|---:|---:|---:|---:|---:|\n'
+printf '| frame | jvirtio `--tap-per-connection` (Mpps) | jvirtio `--poll-us 100` (Mpps) | DPDK net_tap → net_vhost, io (Mpps) | ratio (jvirtio / DPDK) | ratio (polled / DPDK) | jvirtio TAP reader, CPU µs per frame | read straight into the guest (jvirtio / polled) |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for size in $sizes; do
-  js=() ds=() us=() share=()
+  js=() ps=() ds=() us=() share=() pshare=()
   for ((r = 0; r < runs; r++)); do
     read -r j u s <<<"$(run jvirtio "$size")"
     sleep 2
+    read -r p _ q <<<"$(run polled "$size")"
+    sleep 2
     d=$(run dpdk "$size")
     sleep 2
-    echo "size=$size run $((r + 1)): jvirtio $j Mpps ($u us/frame, $s% direct), dpdk $d Mpps" >&2
-    js+=("$j") ds+=("$d") us+=("$u") share+=("$s")
+    echo "size=$size run $((r + 1)): jvirtio $j Mpps ($u us/frame, $s% direct), polled $p Mpps ($q% direct)," \
+      "dpdk $d Mpps" >&2
+    js+=("$j") ps+=("$p") ds+=("$d") us+=("$u") share+=("$s") pshare+=("$q")
   done
-  python3 - "$size" "${js[*]}" "${ds[*]}" "${us[*]}" "${share[*]}" <<'PY'
+  python3 - "$size" "${js[*]}" "${ps[*]}" "${ds[*]}" "${us[*]}" "${share[*]}" "${pshare[*]}" <<'PY'
 import statistics, sys
 size = sys.argv[1]
-j, d, u, s = ([float(x) for x in a.split()] for a in sys.argv[2:6])
-ratios = [a / b for a, b in zip(j, d) if b > 0]
-print("| %s B | %.3f | %.3f | %.2f× | %.2f | %.0f %% |" % (size, statistics.median(j), statistics.median(d),
-      statistics.median(ratios) if ratios else 0, statistics.median(u), statistics.median(s)))
+j, p, d, u, s, q = ([float(x) for x in a.split()] for a in sys.argv[2:8])
+med = statistics.median
+rj = [a / b for a, b in zip(j, d) if b > 0]
+rp = [a / b for a, b in zip(p, d) if b > 0]
+print("| %s B | %.3f | %.3f | %.3f | %.2f× | %.2f× | %.2f | %.0f %% / %.0f %% |" % (size, med(j), med(p), med(d),
+      med(rj) if rj else 0, med(rp) if rp else 0, med(u), med(s), med(q)))
 PY
 done

@@ -75,8 +75,9 @@ final class ServeCommand implements Command {
                                            on its own threads (VIRTIO_NET_F_MQ; QEMU: -netdev vhost-user,
                                            ...,queues=N -device virtio-net-pci,mq=on)
                           --poll-us N      one thread serves every NIC's queues by busy-polling their
-                                           rings, sleeping after N µs without work (default 0: a thread
-                                           per queue, woken by kicks); no kicks, no wake-ups, costs a core
+                                           rings, and reads their TAP devices, sleeping after N µs without
+                                           work (default 0: a thread per queue, woken by kicks); no kicks,
+                                           no wake-ups, costs a core
                           --generate BYTES a traffic source on the switch, as testpmd's txonly: IPv4/UDP
                                            frames of BYTES (60..9014) broadcast to every guest as fast as
                                            they take them, to measure a front-end's receive path (not

@@ -59,6 +59,9 @@ final class Shared implements AutoCloseable {
             if (tap != null) {
                 uplink = openTap(tap);
                 sw.attach(uplink);
+                if (poller != null) {
+                    uplink.readIn(poller); // its frames switched by the poller: straight into the polled rings
+                }
             }
             PacketGenerator generator = generate == null ? null : generator(sw, generate, poller);
             // 52:54:00:4a:56:01: the responder; :02: the generator

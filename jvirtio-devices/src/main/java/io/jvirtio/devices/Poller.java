@@ -4,6 +4,7 @@ import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.queue.VirtqueueException;
 
 import java.util.Arrays;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -29,12 +30,22 @@ public final class Poller implements AutoCloseable {
     /** Queues the poller wrote into while serving another ({@link #defer}), to publish after that one's round. */
     private QueueThread[] deferred = new QueueThread[8];
     private int deferredCount;
+    /** Rounds finished: {@link #removeProducer} waits for the next, after which the poller is inside none it dropped. */
+    private final AtomicLong rounds = new AtomicLong();
 
     /** Work the poller does in each round besides its queues; on the poller's thread only. */
     @FunctionalInterface
     public interface Producer {
         /** One round: true if it did anything (the poller then does not go to sleep). Never blocks. */
         boolean produce();
+
+        /**
+         * The poller is about to sleep: have it woken ({@link Poller#wake()}) when there is work again, or say
+         * there is some already (true: it does not sleep). By default nothing wakes it for this producer's sake.
+         */
+        default boolean arm() {
+            return false;
+        }
     }
 
     /** A poller thread named {@code name} that spins {@code pollNanos} without work before sleeping. */
@@ -73,9 +84,27 @@ public final class Poller implements AutoCloseable {
         wake();
     }
 
-    /** Stops running {@code p}; it may still be inside its last round when this returns. */
-    public synchronized void removeProducer(Producer p) {
-        producers = Arrays.stream(producers).filter(x -> x != p).toArray(Producer[]::new);
+    /**
+     * Stops running {@code p}: when this returns, the poller is not inside it and will not be again (it waits for
+     * the round under way to end), so what {@code p} reads from — a descriptor, memory — can be closed.
+     */
+    public void removeProducer(Producer p) {
+        synchronized (this) {
+            producers = Arrays.stream(producers).filter(x -> x != p).toArray(Producer[]::new);
+        }
+        if (isPollerThread()) {
+            return;
+        }
+        long round = rounds.get();
+        long deadline = System.nanoTime() + QueueThread.STOP_TIMEOUT_MS * 1_000_000L;
+        while (rounds.get() == round && thread.isAlive() && System.nanoTime() < deadline) {
+            wake(); // a sleeping poller ends no round
+            LockSupport.parkNanos(10_000);
+        }
+        if (rounds.get() == round && thread.isAlive()) {
+            System.getLogger(Poller.class.getName()).log(System.Logger.Level.ERROR,
+                    "{0} did not end its round within {1} ms", thread.getName(), QueueThread.STOP_TIMEOUT_MS);
+        }
     }
 
     /** Whether the calling thread is this poller's: the one that serves its queues. */
@@ -141,8 +170,8 @@ public final class Poller implements AutoCloseable {
         }
     }
 
-    /** A queue has work (a kick, data for it): ends the poller's sleep, if it sleeps. Never blocks. */
-    void wake() {
+    /** A queue or a producer has work (a kick, data for it): ends the poller's sleep, if it sleeps. Never blocks. */
+    public void wake() {
         if (sleeping) {
             LockSupport.unpark(thread);
         }
@@ -178,6 +207,7 @@ public final class Poller implements AutoCloseable {
                 work |= p.produce();
                 flushDeferred();
             }
+            rounds.lazySet(rounds.get() + 1); // only this thread writes it; no fence in the round
             if (work) {
                 idleSince = System.nanoTime();
             } else if (System.nanoTime() - idleSince >= pollNanos) {
@@ -209,8 +239,8 @@ public final class Poller implements AutoCloseable {
     }
 
     /**
-     * No work for {@code pollNanos}: every queue asks its driver for notifications; sleeps unless one of them
-     * already has work or was woken meanwhile (set {@code sleeping} first, look after: a waker that comes later
+     * No work for {@code pollNanos}: every queue asks its driver for notifications, every producer arms its own
+     * wake-up; sleeps unless one of them already has work or was woken meanwhile (set {@code sleeping} first, look after: a waker that comes later
      * sees it and unparks).
      */
     private void sleep() {
@@ -223,6 +253,9 @@ public final class Poller implements AutoCloseable {
                 } catch (VirtqueueException e) {
                     pending = true; // the next round reports it
                 }
+            }
+            for (Producer p : producers) {
+                pending |= p.arm();
             }
             if (!pending && open) {
                 LockSupport.park(this);

@@ -42,11 +42,14 @@ class ServeTapTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"--tap", "--tap-per-connection", "--tap-per-connection --queues 2"})
+    @ValueSource(strings = {"--tap", "--tap-per-connection", "--tap-per-connection --queues 2",
+            "--tap-per-connection --poll-us 100"})
     @io.jvirtio.core.spec.Conformance("net-dev-5")
     void aGuestPingsAndMovesDataOverTcpThroughAHostTap(String how, @TempDir Path dir) throws Exception {
-        String mode = how.split(" ")[0];
-        int queues = how.contains("--queues") ? Integer.parseInt(how.substring(how.lastIndexOf(' ') + 1)) : 1;
+        List<String> args = List.of(how.split(" "));
+        String mode = args.get(0);
+        int queues = args.contains("--queues") ? Integer.parseInt(args.get(args.indexOf("--queues") + 1)) : 1;
+        String pollUs = args.contains("--poll-us") ? args.get(args.indexOf("--poll-us") + 1) : "0";
         QemuInteropTest.requireTools();
         boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
                 && "root".equals(System.getProperty("user.name")) && Files.isExecutable(Path.of("/usr/bin/python3"));
@@ -55,7 +58,7 @@ class ServeTapTest {
         }
         Assumptions.assumeTrue(usable, "needs /dev/net/tun, /usr/sbin/ip, python3 and root");
         long pid = ProcessHandle.current().pid() % 100000;
-        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c") + queues;
+        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c") + queues + (pollUs.equals("0") ? "" : "p");
         String tapArg = mode.equals("--tap") ? "jvs" + pid : "jvc" + pid + "x%d";
         String tapName = mode.equals("--tap") ? tapArg : "jvc" + pid + "x0";
 
@@ -131,7 +134,8 @@ class ServeTapTest {
             // the back-end lives in the namespace (its TAP devices with it); QEMU reaches it by the socket's path
             serve = new ProcessBuilder(inNs(ns, javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "net", "--socket",
-                    socket.toString(), mode, tapArg, "--queues", Integer.toString(queues), "--stats", "0"))
+                    socket.toString(), mode, tapArg, "--queues", Integer.toString(queues), "--poll-us", pollUs,
+                    "--stats", "1"))
                     .redirectErrorStream(true).redirectOutput(serveLog.toFile()).start();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (!Files.exists(socket) && System.nanoTime() < deadline) {
@@ -201,6 +205,18 @@ class ServeTapTest {
                     .isEqualTo(Integer.toString(queues));
             assertThat(tx).as("the guest sent segments, the host kernel cut them: %s", what).isLessThan(1500);
             assertThat(rx).as("the host sent the guest segments: %s", what).isLessThan(1500);
+            if (!mode.equals("--tap")) {
+                // its own TAP device reads frames straight into the guest's buffers, also when polled (by the
+                // poller, which alone writes into its rings)
+                Thread.sleep(1500); // the next statistics line
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\(([\\d,]+) read straight into")
+                        .matcher(Files.readString(serveLog));
+                long direct = 0;
+                while (m.find()) {
+                    direct = Math.max(direct, Long.parseLong(m.group(1).replace(",", "")));
+                }
+                assertThat(direct).as("frames read straight into the guest's buffers: %s", what).isPositive();
+            }
         } finally {
             if (py != null) {
                 py.destroyForcibly();

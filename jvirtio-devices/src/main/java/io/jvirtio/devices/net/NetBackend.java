@@ -1,6 +1,7 @@
 package io.jvirtio.devices.net;
 
 import io.jvirtio.core.queue.DescriptorChain;
+import io.jvirtio.devices.Poller;
 
 import java.lang.foreign.MemorySegment;
 
@@ -167,6 +168,13 @@ public interface NetBackend extends AutoCloseable {
      * (no partial checksum without GUEST_CSUM, no TCP segment larger than the MTU without GUEST_TSO4/6).
      */
     default void acceptOffloads(long features) {
+    }
+
+    /**
+     * Has {@code poller} read this backend's frames in its rounds, where it has threads of its own reading them
+     * (a TAP device): the frames then go straight into polled rings. By default nothing changes.
+     */
+    default void readIn(Poller poller) {
     }
 
     @Override

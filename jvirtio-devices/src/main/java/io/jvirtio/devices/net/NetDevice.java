@@ -262,10 +262,14 @@ public final class NetDevice extends QueueDevice {
 
     /**
      * Has {@code p} serve this NIC's receive and transmit queues by busy-polling, with other NICs' (the
-     * DPDK model for a dedicated core), from the next time they start; the control queue keeps its thread.
+     * DPDK model for a dedicated core), from the next time they start; the control queue keeps its thread. A
+     * backend that reads frames on threads of its own (a TAP device) has {@code p} read them from now on.
      */
     public NetDevice pollWith(io.jvirtio.devices.Poller p) {
         this.poller = p;
+        if (p != null) {
+            backend.readIn(p); // a TAP of its own: read by the poller, straight into the polled rings
+        }
         return this;
     }
 

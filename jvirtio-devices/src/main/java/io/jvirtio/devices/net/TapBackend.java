@@ -6,6 +6,7 @@ import io.jvirtio.core.os.RawIo;
 import io.jvirtio.core.queue.DescriptorChain;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.core.spec.Net;
+import io.jvirtio.devices.Poller;
 
 import java.lang.System.Logger;
 import java.lang.System.Logger.Level;
@@ -61,6 +62,8 @@ public final class TapBackend implements NetBackend {
     static final int MAX_IOV = 64;
     /** How long a reader waits before looking again at a NIC that takes no frames. */
     static final long CONGESTED_NANOS = 1_000_000;
+    /** Frames a poller reads from one TAP queue in a round, at most: its other rings get their turn. */
+    static final int BURST = 32;
     /** Queues a multi-queue TAP device may have (the kernel's MAX_TAP_QUEUES). */
     public static final int MAX_QUEUES = 256;
     private static final Logger LOG = System.getLogger(TapBackend.class.getName());
@@ -89,6 +92,32 @@ public final class TapBackend implements NetBackend {
         final MemorySegment iov = arena.allocate(16L * MAX_IOV, 8);
         volatile Receiver receiver = (b, o, n) -> { };
         Thread reader;
+        /** The poller that reads this queue in its rounds instead of {@code reader} ({@link #readIn}). */
+        volatile Poller poller;
+        /** Set by {@code reader} once it has stopped reading for the poller: from then on the poller alone reads. */
+        volatile boolean handedOver;
+        /** The poller sleeps: {@code reader} waits for a frame and wakes it. */
+        volatile boolean armed;
+        /** The device is gone (poll said so): nobody reads any more. */
+        volatile boolean broken;
+        /** Reads in the poller's rounds that found nothing: now and then one asks poll whether the device is gone. */
+        int emptyReads;
+        final MemorySegment pollfd = arena.allocate(8);
+        final Poller.Producer producer = new Poller.Producer() {
+            @Override
+            public boolean produce() {
+                return readRound();
+            }
+
+            @Override
+            public boolean arm() {
+                if (handedOver && !broken && open) {
+                    armed = true;
+                    LockSupport.unpark(reader);
+                }
+                return false; // frames there already: the reader's poll sees them at once and wakes the poller
+            }
+        };
 
         Queue(int fd) {
             this.fd = fd;
@@ -162,7 +191,7 @@ public final class TapBackend implements NetBackend {
             }
         }
 
-        /** One frame, with its virtio-net header when the device has them; reader thread only. */
+        /** One frame, with its virtio-net header when the device has them; the reading thread only. */
         @Override
         public long read(MemorySegment vectors, int count) {
             return lastRead = RawIo.readv(fd, vectors, count);
@@ -184,6 +213,11 @@ public final class TapBackend implements NetBackend {
                 MemorySegment pollfd = a.allocate(8);
                 boolean ready = false;
                 while (open) {
+                    Poller p = poller;
+                    if (p != null) {
+                        watch(p, pollfd);
+                        return;
+                    }
                     if (receiver.congested()) {
                         // the NIC's queue is full: frames stay in the kernel's, which drops what overflows it
                         // (the device's TX dropped), rather than be read here only to be dropped
@@ -196,11 +230,11 @@ public final class TapBackend implements NetBackend {
                             continue; // timed out, or a signal
                         }
                         if ((revents & RawIo.POLLIN) == 0) {
-                            if (open) {
-                                LOG.log(Level.WARNING, "{0}: reader stopped: poll revents 0x{1}", name,
-                                        Integer.toHexString(revents));
-                            }
+                            gone(revents);
                             return;
+                        }
+                        if (poller != null) {
+                            continue; // handed over while this thread waited: the poller reads this frame
                         }
                     }
                     lastRead = 0;
@@ -216,6 +250,85 @@ public final class TapBackend implements NetBackend {
                     }
                     ready = n > 0; // else empty (EAGAIN), interrupted, or broken: poll tells
                 }
+            }
+        }
+
+        /**
+         * One round of the poller's: up to {@link #BURST} frames while the TAP has them and the NIC takes them, each
+         * read straight into the NIC's buffers when it can take one ({@link Receiver#receiveRead}: from the poller,
+         * which alone writes into a polled ring) — the kernel's copy the only one, as DPDK's TAP PMD on an lcore.
+         * Never blocks: the descriptor is non-blocking. True if it read a frame.
+         */
+        boolean readRound() {
+            if (!handedOver || broken || !open) {
+                return false;
+            }
+            Receiver r = receiver;
+            int frames = 0;
+            while (frames < BURST && !r.congested()) {
+                lastRead = 0;
+                long n;
+                if (r.receiveRead(this)) {
+                    n = lastRead;
+                } else {
+                    n = RawIo.read(fd, rxBuffer);
+                    if (n > 0) {
+                        r.receive(rxBuffer, n);
+                    }
+                }
+                if (n <= 0) {
+                    if ((++emptyReads & 1023) == 0) {
+                        checkDevice(); // empty, or gone: a busy poller never sleeps for the reader's poll to tell
+                    }
+                    break;
+                }
+                frames++;
+            }
+            return frames > 0;
+        }
+
+        /** Whether the device is still there (poll's revents, without waiting); once gone, nobody reads again. */
+        private void checkDevice() {
+            int revents = RawIo.poll(fd, 0, pollfd);
+            if (revents > 0 && (revents & RawIo.POLLIN) == 0) {
+                gone(revents);
+            }
+        }
+
+        private void gone(int revents) {
+            if (!broken && open) {
+                LOG.log(Level.WARNING, "{0}: reader stopped: poll revents 0x{1}", name, Integer.toHexString(revents));
+            }
+            broken = true;
+        }
+
+        /**
+         * Polled: this thread hands reading over to {@code p} and only wakes it when it sleeps ({@code armed}) and a
+         * frame comes — a poller that never sleeps costs no system call here. While the NIC takes no frames the
+         * poller sleeps on its ring instead (the driver's notification wakes it when buffers come).
+         */
+        private void watch(Poller p, MemorySegment pollfd) {
+            handedOver = true;
+            p.wake(); // asleep since before the handover, it armed nothing for this queue: it does in its next sleep
+            while (open && !broken) {
+                if (!armed) {
+                    LockSupport.parkNanos(200_000_000L); // the poller unparks this thread when it arms
+                    continue;
+                }
+                if (receiver.congested()) {
+                    LockSupport.parkNanos(CONGESTED_NANOS);
+                    continue;
+                }
+                int revents = RawIo.poll(fd, 200, pollfd);
+                if (revents <= 0) {
+                    continue;
+                }
+                if ((revents & RawIo.POLLIN) == 0) {
+                    gone(revents);
+                    return;
+                }
+                armed = false;
+                p.wake();
             }
         }
 
@@ -295,6 +408,21 @@ public final class TapBackend implements NetBackend {
                 // the descriptor refuses even no offloads: reading frames will say so
             }
             return false;
+        }
+    }
+
+    /**
+     * From now on {@code poller} reads this device's frames in its rounds, each queue's reader thread only waking it
+     * when it sleeps and a frame comes: frames then go straight into the NICs' polled rings, which only the poller
+     * writes into — from a reader thread of their own they would wait in the NIC's queue for the poller, copied twice
+     * more. The model of DPDK's TAP PMD on a polling lcore.
+     */
+    @Override
+    public void readIn(Poller poller) {
+        for (Queue q : queues) {
+            q.poller = poller;
+            LockSupport.unpark(q.reader);
+            poller.addProducer(q.producer);
         }
     }
 
@@ -400,8 +528,15 @@ public final class TapBackend implements NetBackend {
         if (!open) {
             return;
         }
+        for (Queue q : queues) {
+            Poller p = q.poller;
+            if (p != null) {
+                p.removeProducer(q.producer); // returns once the poller is out of the queue's last round
+            }
+        }
         open = false;
         for (Queue q : queues) {
+            LockSupport.unpark(q.reader);
             try {
                 q.reader.join(2000);
             } catch (InterruptedException e) {

@@ -5,6 +5,7 @@ import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.DeviceHarness;
+import io.jvirtio.devices.Poller;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
@@ -29,7 +30,8 @@ import static org.assertj.core.api.Assertions.assertThat;
  * {@code readv} over the buffers peeked, the kernel's copy the only one), against a real TAP device whose host side
  * sends exact frames from a packet socket in a network namespace the test makes: byte for byte, the header the
  * driver reads (num_buffers, over several mergeable buffers), and what is not for the driver — too large, filtered
- * out — leaving the buffers it was read into to the next frame.
+ * out — leaving the buffers it was read into to the next frame. A polled NIC's TAP is read by the poller in its
+ * rounds, straight into the polled ring, its reader thread only waking the poller when it sleeps.
  */
 class TapReadTest {
     static final byte[] MAC = {0x52, 0x54, 0, 7, 7, 7};
@@ -40,6 +42,8 @@ class TapReadTest {
     final String ns = "jvrd" + ProcessHandle.current().pid();
     final String ifname = "jvrd" + (ProcessHandle.current().pid() % 100000);
     TapBackend tap;
+    /** Set before {@link #start}: the NIC's rings and the TAP's reads in its rounds. */
+    Poller poller;
     NetDevice dev;
     DeviceHarness h;
     Process sender;
@@ -65,7 +69,7 @@ class TapReadTest {
         sh("ip", "link", "set", ifname, "netns", ns);
         sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf." + ifname + ".disable_ipv6=1");
         sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "mtu", "9000", "up");
-        dev = new NetDevice(tap, MAC, 1, 9000);
+        dev = new NetDevice(tap, MAC, 1, 9000).pollWith(poller);
         h = new DeviceHarness(dev, features);
         sender = new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-u", "-c", """
                 import socket, sys
@@ -98,6 +102,9 @@ class TapReadTest {
         if (tap != null) {
             tap.close();
             new ProcessBuilder("ip", "netns", "del", ns).start().waitFor(10, TimeUnit.SECONDS);
+        }
+        if (poller != null) {
+            poller.close();
         }
     }
 
@@ -328,18 +335,125 @@ class TapReadTest {
 
     @Test
     void aDeviceDeletedUnderItsReaderEndsTheReaderInsteadOfSpinning() throws Exception {
+        deletedUnderItsReader();
+    }
+
+    @Test
+    void aPolledDeviceDeletedEndsItsReaderAndThePollerSleeps() throws Exception {
+        poller = new Poller("tap-test-poller", TimeUnit.MICROSECONDS.toNanos(50));
+        deletedUnderItsReader();
+        assertThat(sleeps(thread("tap-test-poller").orElseThrow())).as("the poller, nothing left to read").isTrue();
+    }
+
+    void deletedUnderItsReader() throws Exception {
         start(true, BASE);
         String reader = "jvirtio-tap-" + tap.name() + "-q0";
-        java.util.function.Supplier<java.util.Optional<Thread>> thread = () -> Thread.getAllStackTraces().keySet()
-                .stream().filter(t -> t.getName().equals(reader)).findFirst();
-        assertThat(thread.get()).as("the reader runs").isPresent();
+        assertThat(thread(reader)).as("the reader runs").isPresent();
         sh("ip", "netns", "exec", ns, "ip", "link", "del", ifname); // poll then says POLLERR, reads fail
-        java.util.Optional<Thread> t = thread.get();
+        java.util.Optional<Thread> t = thread(reader);
         if (t.isPresent()) {
             t.get().join(2000);
         }
-        assertThat(thread.get().map(Thread::isAlive)).as("the reader, once its device is gone").isNotEqualTo(
+        assertThat(thread(reader).map(Thread::isAlive)).as("the reader, once its device is gone").isNotEqualTo(
                 java.util.Optional.of(true));
+    }
+
+    /** The thread called {@code name}, if it runs. */
+    static java.util.Optional<Thread> thread(String name) {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals(name)).findFirst();
+    }
+
+    /** Whether the poller sleeps (parked), within two seconds. */
+    static boolean sleeps(Thread poller) throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (poller.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        return poller.getState() == Thread.State.WAITING;
+    }
+
+    @Test
+    void aPollerReadsTheTapInItsRoundsStraightIntoThePolledRingAndWakesForAFrameWhenItSleeps() throws Exception {
+        poller = new Poller("tap-test-poller", TimeUnit.MICROSECONDS.toNanos(50));
+        start(true, BASE);
+        DriverQueue<Object> rx = post(8, 2048);
+        Thread p = thread("tap-test-poller").orElseThrow();
+        for (int length : new int[] {60, 1514, 333}) {
+            assertThat(sleeps(p)).as("the poller, with nothing to do, sleeps").isTrue();
+            byte[] f = frame(MAC, length, length);
+            send(f); // only the TAP's reader thread, waiting for a frame, can wake it
+            byte[] got = next(rx);
+            assertThat(numBuffers(got)).isEqualTo(1);
+            assertThat(Arrays.copyOfRange(got, 12, got.length)).as("the frame").isEqualTo(f);
+        }
+        assertThat(dev.rxReadFrames()).as("read by the poller straight into the polled ring").isEqualTo(3);
+        // 200 frames for the 5 buffers left: the NIC's queue takes what the ring cannot until it is full, the rest
+        // waits in the kernel's queue; then buffers for all of them
+        send(200, frame(MAC, 100, 7));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        while (dev.rxFrames() < 8 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(dev.rxFrames()).as("the ring filled").isEqualTo(8);
+        assertThat(sleeps(p)).as("the poller, with every frame it can take taken, sleeps").isTrue();
+        int received = 0;
+        for (int i = 0; i < 240; i++) {
+            long buf = h.alloc.allocate(2048, 8);
+            rx.addInBuf(buf, 2048, buf);
+        }
+        rx.kick();
+        long quiet = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(500);
+        while (System.nanoTime() < quiet) {
+            Object token = rx.getBuf();
+            if (token == null) {
+                Thread.sleep(1);
+                continue;
+            }
+            received++;
+            rx.addInBuf((Long) token, 2048, token);
+            rx.kick();
+            quiet = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(500);
+        }
+        assertThat(received).as("each frame delivered").isEqualTo(200);
+        assertThat(dev.rxDropped.get()).isZero();
+        assertThat(dev.rxFrames() - dev.rxReadFrames())
+                .as("frames that waited in the NIC's queue: those read while the ring had no buffer, no more — once the"
+                        + " queue is emptied into the ring, the poller reads into the ring again")
+                .isEqualTo(NetDevice.SEGMENT_LIMIT);
+    }
+
+    @Test
+    void aPolledTapClosedWhileFramesComeLeavesThePollerServingTheRest() throws Exception {
+        poller = new Poller("tap-test-poller", TimeUnit.SECONDS.toNanos(30)); // spins throughout
+        start(true, BASE);
+        DriverQueue<Object> rx = post(128, 2048);
+        send(frame(MAC, 60, 1));
+        next(rx);
+        Thread flood = Thread.ofPlatform().start(() -> {
+            try {
+                send(200_000, frame(MAC, 60, 2));
+            } catch (Exception | AssertionError e) {
+                // the sender ended under the flood: expected
+            }
+        });
+        Thread.sleep(50);
+        tap.close(); // descriptors and buffers freed once the poller is out of the TAP's round
+        Thread p = thread("tap-test-poller").orElseThrow();
+        Thread.sleep(100);
+        assertThat(p.isAlive()).as("the poller, after the TAP it read closed under it").isTrue();
+        sender.destroyForcibly();
+        flood.join(5000);
+        // the poller still serves the NIC's rings: a frame the guest sends is taken (the TAP drops it, closed)
+        DriverQueue<Object> tx = h.queues.get(1);
+        long buf = h.alloc.allocate(12 + 60, 8);
+        assertThat(tx.addBuf(new Scatterlist().addReadable(buf, 12 + 60), buf)).isTrue();
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(2);
+        Object used = null;
+        while (used == null && System.nanoTime() < deadline) {
+            used = tx.getBuf();
+            Thread.sleep(1);
+        }
+        assertThat(used).as("the guest's frame, taken by the poller").isEqualTo(buf);
     }
 
     @Test
