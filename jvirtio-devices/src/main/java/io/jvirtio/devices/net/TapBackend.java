@@ -237,20 +237,25 @@ public final class TapBackend implements NetBackend {
                             continue; // handed over while this thread waited: the poller reads this frame
                         }
                     }
-                    lastRead = 0;
-                    Receiver r = receiver;
-                    long n;
-                    if (r.receiveRead(this)) {
-                        n = lastRead;
-                    } else {
-                        n = RawIo.read(fd, rxBuffer);
-                        if (n > 0) {
-                            r.receive(rxBuffer, n);
-                        }
-                    }
-                    ready = n > 0; // else empty (EAGAIN), interrupted, or broken: poll tells
+                    ready = readOne(receiver) > 0; // else empty (EAGAIN), interrupted, or broken: poll tells
                 }
             }
+        }
+
+        /**
+         * The next frame, read straight into the NIC's buffers when it can take one now ({@link Receiver#receiveRead}),
+         * else into {@code rxBuffer} and handed to it; what the read returned (not positive: nothing read).
+         */
+        private long readOne(Receiver r) {
+            lastRead = 0;
+            if (r.receiveRead(this)) {
+                return lastRead;
+            }
+            long n = RawIo.read(fd, rxBuffer);
+            if (n > 0) {
+                r.receive(rxBuffer, n);
+            }
+            return n;
         }
 
         /**
@@ -266,17 +271,7 @@ public final class TapBackend implements NetBackend {
             Receiver r = receiver;
             int frames = 0;
             while (frames < BURST && !r.congested()) {
-                lastRead = 0;
-                long n;
-                if (r.receiveRead(this)) {
-                    n = lastRead;
-                } else {
-                    n = RawIo.read(fd, rxBuffer);
-                    if (n > 0) {
-                        r.receive(rxBuffer, n);
-                    }
-                }
-                if (n <= 0) {
+                if (readOne(r) <= 0) {
                     if ((++emptyReads & 1023) == 0) {
                         checkDevice(); // empty, or gone: a busy poller never sleeps for the reader's poll to tell
                     }
