@@ -10,7 +10,7 @@
 # Writes the table between the blk-side-by-side markers of docs/benchmarks.md and docs/blk-side-by-side.svg.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$here/scripts/env.sh"
+source "$here/bench/lib.sh"
 runs="${1:-3}"
 secs="${2:-8}"
 image="${IMAGE:-/var/tmp/jvirtio-bench/disk.img}"
@@ -21,11 +21,7 @@ results="$work/results.tsv"
 need=()
 command -v fio >/dev/null || need+=(fio)
 command -v qemu-storage-daemon >/dev/null || need+=(qemu-utils)
-if ((${#need[@]})); then
-  echo "installing ${need[*]}..." >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
+((${#need[@]} == 0)) || apt_install "${need[@]}"
 mkdir -p "$work"
 if [[ ! -f "$image" || ! -f "$image.filled" ]]; then
   echo "writing $size of random data to $image (every block allocated, so reads reach the disk)..." >&2
@@ -33,11 +29,7 @@ if [[ ! -f "$image" || ! -f "$image.filled" ]]; then
     --iodepth=8 --refill_buffers --output=/dev/null
   touch "$image.filled"
 fi
-# Build once, then run from a private copy of the jars: a rebuild meanwhile cannot change what is measured.
-(cd "$here" && mvn -B -q -pl jvirtio-cli -am install -DskipTests >&2)
-rm -rf "$work/jars" && mkdir -p "$work/jars"
-cp "$here"/jvirtio-cli/target/jvirtio-cli-*.jar "$here"/jvirtio-cli/target/modules/*.jar "$work/jars/"
-jv() { "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" -m io.jvirtio.cli/io.jvirtio.cli.Main "$@"; }
+private_jars "$work"
 
 workloads=("randread 4096 1" "randread 4096 32" "randwrite 4096 1" "randwrite 4096 32" "read 131072 32")
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }

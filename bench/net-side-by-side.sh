@@ -23,23 +23,15 @@
 # Writes the table between the net-side-by-side markers of docs/benchmarks.md and docs/net-side-by-side.svg.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$here/scripts/env.sh"
+source "$here/bench/lib.sh"
 runs="${1:-3}"
 secs="${2:-5}"
 warm="${WARM:-3}"
 sizes="${SIZES:-64 1518}"
 work="${WORK:-/var/tmp/jvirtio-bench/net}"
 mkdir -p "$work"
-if ! command -v dpdk-testpmd >/dev/null; then
-  echo "installing dpdk dpdk-dev..." >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpdk dpdk-dev >&2
-fi
-# Build once, then run from a private copy of the jars: a rebuild meanwhile cannot change what is measured.
-(cd "$here" && mvn -B -q -pl jvirtio-cli -am install -DskipTests >&2)
-rm -rf "$work/jars" && mkdir -p "$work/jars"
-cp "$here"/jvirtio-cli/target/jvirtio-cli-*.jar "$here"/jvirtio-cli/target/modules/*.jar "$work/jars/"
-jv() { "$JAVA_HOME/bin/java" --enable-native-access=io.jvirtio.core -p "$work/jars" -m io.jvirtio.cli/io.jvirtio.cli.Main "$@"; }
+command -v dpdk-testpmd >/dev/null || apt_install dpdk dpdk-dev
+private_jars "$work"
 
 server=""
 back_kind=""

@@ -17,20 +17,14 @@
 # Prints a table; docs/benchmarks.md keeps the one of record.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$here/scripts/env.sh"
+source "$here/bench/lib.sh"
 runs="${1:-3}"
 secs="${2:-6}"
 sizes="${SIZES:-64 1500}"
 work="${WORK:-/var/tmp/jvirtio-bench/tap}"
 mkdir -p "$work"
-if ! command -v dpdk-testpmd >/dev/null; then
-  echo "installing dpdk dpdk-dev..." >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dpdk dpdk-dev >&2
-fi
-(cd "$here" && mvn -B -q -pl jvirtio-cli -am install -DskipTests >&2)
-rm -rf "$work/jars" && mkdir -p "$work/jars"
-cp "$here"/jvirtio-cli/target/jvirtio-cli-*.jar "$here"/jvirtio-cli/target/modules/*.jar "$work/jars/"
+command -v dpdk-testpmd >/dev/null || apt_install dpdk dpdk-dev
+private_jars "$work"
 
 pids=()
 cleanup() {
