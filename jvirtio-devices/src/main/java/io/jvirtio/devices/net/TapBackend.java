@@ -415,6 +415,12 @@ public final class TapBackend implements NetBackend {
     @Override
     public void readIn(Poller poller) {
         for (Queue q : queues) {
+            if (q.poller == poller) {
+                continue; // already
+            }
+            if (q.poller != null) {
+                throw new IllegalStateException("TAP device " + name + " is read by another poller already");
+            }
             q.poller = poller;
             LockSupport.unpark(q.reader);
             poller.addProducer(q.producer);
