@@ -30,7 +30,7 @@ public final class Poller implements AutoCloseable {
     /** Queues the poller wrote into while serving another ({@link #defer}), to publish after that one's round. */
     private QueueThread[] deferred = new QueueThread[8];
     private int deferredCount;
-    /** Rounds finished: {@link #removeProducer} waits for the next, after which the poller is out of what it dropped. */
+    /** Rounds finished: {@link #removeProducer} waits for the next, when the poller is out of what it dropped. */
     private final AtomicLong rounds = new AtomicLong();
 
     /** Work the poller does in each round besides its queues; on the poller's thread only. */
