@@ -273,6 +273,7 @@ final class Export implements AutoCloseable {
                 Map<String, Object> c = new LinkedHashMap<>();
                 c.put("rx_frames", n.rxFrames());
                 c.put("rx_read_direct", n.rxReadFrames());
+                c.put("rx_queued", n.rxQueued.get());
                 c.put("tx_frames", n.txFrames());
                 c.put("rx_dropped", n.rxDropped.get());
                 c.put("rx_filtered", n.rxFiltered.get());
@@ -309,16 +310,18 @@ final class Export implements AutoCloseable {
         if (type.equals("net")) {
             long in = 0;
             long read = 0;
+            long queued = 0;
             long out = 0;
             long dropped = 0;
             for (NetDevice n : nics) {
                 in += n.rxFrames();
                 read += n.rxReadFrames();
+                queued += n.rxQueued.get();
                 out += n.txFrames();
                 dropped += n.rxDropped.get() + n.txDropped.get();
             }
-            b.append(String.format("; net: %,d frames to guests (%,d read straight into their buffers), %,d from them,"
-                    + " %,d dropped", in, read, out, dropped));
+            b.append(String.format("; net: %,d frames to guests (%,d read straight into their buffers, %,d after"
+                    + " waiting in their NIC's queue), %,d from them, %,d dropped", in, read, queued, out, dropped));
         }
         return b.toString();
     }

@@ -177,6 +177,7 @@ final class Inbound implements NetBackend.Receiver {
                 nic.rxDropped.increment();
                 continue;
             }
+            nic.rxQueued.increment();
             queued = true;
         }
         if (queued) {
@@ -227,6 +228,7 @@ final class Inbound implements NetBackend.Receiver {
             nic.rxDropped.increment();
             return;
         }
+        nic.rxQueued.increment();
         nic.wakeReceiver(p);
     }
 }

@@ -63,6 +63,11 @@ public final class NetDevice extends QueueDevice {
     public final ThreadCounter rxDropped = new ThreadCounter();
     public final ThreadCounter rxFiltered = new ThreadCounter();
     public final ThreadCounter txDropped = new ThreadCounter();
+    /**
+     * Frames that waited in a pair's queue for the driver's buffers — copied there and again into the ring — because
+     * the ring had no buffer then, or its thread (its poller) was not the one holding the frame.
+     */
+    public final ThreadCounter rxQueued = new ThreadCounter();
 
     /** Frames delivered to the driver, over every pair. */
     public long rxFrames() {

@@ -410,6 +410,7 @@ class TapReadTest {
                 .as("frames that waited in the NIC's queue: those read while the ring had no buffer, no more — once the"
                         + " queue is emptied into the ring, the poller reads into the ring again")
                 .isEqualTo(NetDevice.SEGMENT_LIMIT);
+        assertThat(dev.rxQueued.get()).as("counted as they were queued").isEqualTo(NetDevice.SEGMENT_LIMIT);
     }
 
     @Test
