@@ -11,6 +11,7 @@ import io.jvirtio.devices.blk.CacheMode;
 import io.jvirtio.devices.blk.FileBackend;
 import io.jvirtio.devices.blk.nbd.NbdBackend;
 import io.jvirtio.devices.blk.nbd.NbdUri;
+import io.jvirtio.devices.PollerGroup;
 import io.jvirtio.devices.console.ConsoleDevice;
 import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.rng.RngDevice;
@@ -35,7 +36,7 @@ final class Export implements AutoCloseable {
     static final Set<String> BLK_KEYS = Set.of("socket", "connect", "image", "readonly", "queues", "cache", "aio",
             "threads", "poll-us", "nbd-reconnect");
     static final Set<String> NET_KEYS = Set.of("socket", "connect", "ip", "tap", "tap-per-connection", "queues",
-            "poll-us", "generate");
+            "poll-us", "pollers", "generate");
     static final Set<String> OTHER_KEYS = Set.of("socket", "connect");
 
     final String type;
@@ -115,9 +116,14 @@ final class Export implements AutoCloseable {
     private static Export net(Map<String, String> spec, String path, boolean connecting, Shared shared) throws IOException {
         int pairs = (int) number(spec, "queues", 1, 1, 64);
         long pollNanos = number(spec, "poll-us", 0, 0, 1_000_000) * 1000;
-        io.jvirtio.devices.Poller poller = shared.netPoller(pollNanos);
-        String queues = (pairs == 1 ? "" : ", " + pairs + " queue pairs")
-                + (poller == null ? "" : ", queues polled by one thread (" + pollNanos / 1000 + " µs before sleeping)");
+        int threads = (int) number(spec, "pollers", 1, 1, 64);
+        if (spec.containsKey("pollers") && pollNanos == 0) {
+            throw new IllegalArgumentException("net export: pollers=" + threads + " are polling threads: give poll-us=N too");
+        }
+        PollerGroup poller = shared.netPollers(pollNanos, threads);
+        String queues = (pairs == 1 ? "" : ", " + pairs + " queue pairs") + (poller == null ? ""
+                : ", queues polled by " + (threads == 1 ? "one thread" : threads + " threads") + " ("
+                + pollNanos / 1000 + " µs before sleeping)");
         String own = spec.get("tap-per-connection");
         if (own != null) {
             if (spec.containsKey("tap") || spec.containsKey("ip") || spec.containsKey("generate")) {

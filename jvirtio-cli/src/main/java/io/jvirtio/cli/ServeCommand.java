@@ -27,7 +27,7 @@ final class ServeCommand implements Command {
                 Usage: jvirtio serve blk     (--socket PATH | --connect PATH) --image FILE [--readonly] [--queues N] [--cache MODE]
                                              [--aio ENGINE] [--poll-us N] [options]
                        jvirtio serve net     --socket PATH [--ip A.B.C.D] [--tap NAME | --tap-per-connection TEMPLATE]
-                                             [--queues N] [--poll-us N] [--generate BYTES] [options]
+                                             [--queues N] [--poll-us N [--pollers N]] [--generate BYTES] [options]
                        jvirtio serve console --socket PATH [options]
                        jvirtio serve rng     --socket PATH [options]
                        jvirtio serve --export TYPE,socket=PATH[,KEY=VALUE...] [--export ...] [options]
@@ -78,6 +78,8 @@ final class ServeCommand implements Command {
                                            rings, and reads their TAP devices, sleeping after N µs without
                                            work (default 0: a thread per queue, woken by kicks); no kicks,
                                            no wake-ups, costs a core
+                          --pollers N      with --poll-us: N polling threads, 1..64 (default 1), the NICs'
+                                           queue pairs spread over them in turn (one core each)
                           --generate BYTES a traffic source on the switch, as testpmd's txonly: IPv4/UDP
                                            frames of BYTES (60..9014) broadcast to every guest as fast as
                                            they take them, to measure a front-end's receive path (not
@@ -86,7 +88,7 @@ final class ServeCommand implements Command {
                 Many devices in one process: one --export per device, each on its own socket (or
                 connect=PATH), with the keys of the options above: blk: image, readonly, queues, cache,
                 aio, threads, poll-us, nbd-reconnect; net: ip, tap (all net exports share one switch),
-                tap-per-connection, queues, poll-us, generate. For
+                tap-per-connection, queues, poll-us, pollers, generate. For
                 example: --export blk,socket=/run/a.sock,image=a.img --export blk,socket=/run/b.sock,
                 image=b.img,cache=none --export net,socket=/run/n.sock. The control socket adds and
                 removes exports at run time (export-add, export-del).
@@ -113,7 +115,7 @@ final class ServeCommand implements Command {
         String type = exports ? null : args.getFirst();
         Options o = new Options(exports ? args : args.subList(1, args.size()), Set.of("--socket", "--connect", "--control",
                 "--image", "--queues", "--ip", "--tap", "--tap-per-connection", "--stats", "--cache", "--aio", "--threads",
-                "--poll-us", "--nbd-reconnect", "--export", "--generate"), Set.of("--readonly"));
+                "--poll-us", "--pollers", "--nbd-reconnect", "--export", "--generate"), Set.of("--readonly"));
         if (o.help()) {
             out.print(usage());
             return 0;
@@ -205,7 +207,7 @@ final class ServeCommand implements Command {
         Map<String, String> spec = new java.util.LinkedHashMap<>();
         spec.put("type", type);
         for (String key : List.of("socket", "connect", "image", "queues", "ip", "tap", "tap-per-connection", "cache", "aio",
-                "threads", "poll-us", "nbd-reconnect", "generate")) {
+                "threads", "poll-us", "pollers", "nbd-reconnect", "generate")) {
             String v = o.value("--" + key);
             if (v != null) {
                 spec.put(key, v);

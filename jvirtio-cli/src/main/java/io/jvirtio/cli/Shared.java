@@ -1,6 +1,7 @@
 package io.jvirtio.cli;
 
 import io.jvirtio.core.os.NativeException;
+import io.jvirtio.devices.PollerGroup;
 import io.jvirtio.devices.console.StreamBackend;
 import io.jvirtio.devices.net.NetDevice;
 import io.jvirtio.devices.net.PacketGenerator;
@@ -46,7 +47,7 @@ final class Shared implements AutoCloseable {
         }
     }
 
-    synchronized Net net(String ip, String tap, String generate, io.jvirtio.devices.Poller poller) {
+    synchronized Net net(String ip, String tap, String generate, PollerGroup pollers) {
         if (net == null) {
             if (generate != null && tap != null) {
                 throw new IllegalArgumentException("generate=" + generate + " floods the switch with broadcast frames: not"
@@ -59,11 +60,12 @@ final class Shared implements AutoCloseable {
             if (tap != null) {
                 uplink = openTap(tap);
                 sw.attach(uplink);
-                if (poller != null) {
-                    uplink.readIn(poller); // its frames switched by the poller: straight into the polled rings
+                if (pollers != null) {
+                    uplink.readIn(0, pollers.poller(0)); // its frames switched by a poller: straight into its rings
                 }
             }
-            PacketGenerator generator = generate == null ? null : generator(sw, generate, poller);
+            PacketGenerator generator = generate == null ? null : generator(sw, generate,
+                    pollers == null ? null : pollers.poller(0));
             // 52:54:00:4a:56:01: the responder; :02: the generator
             net = new Net(sw, responder, address, new AtomicInteger(1), uplink, generator);
         } else {
@@ -120,24 +122,25 @@ final class Shared implements AutoCloseable {
         return net;
     }
 
-    /** The net exports' poller (poll-us): made by the first that asks; one process, one polling thread. */
-    private io.jvirtio.devices.Poller netPoller;
+    /** The net exports' polling threads (poll-us, pollers): made by the first that asks, shared by all. */
+    private PollerGroup netPollers;
 
     /**
-     * The polling thread for net queues that spins {@code pollNanos} before sleeping, or null for 0 (a thread per
-     * queue, woken by kicks); every net export that polls must ask for the same time.
+     * The {@code count} polling threads for net queues that spin {@code pollNanos} before sleeping, or null for 0 (a
+     * thread per queue, woken by kicks); every net export that polls must ask for the same time and number.
      */
-    synchronized io.jvirtio.devices.Poller netPoller(long pollNanos) {
+    synchronized PollerGroup netPollers(long pollNanos, int count) {
         if (pollNanos == 0) {
             return null;
         }
-        if (netPoller == null) {
-            netPoller = new io.jvirtio.devices.Poller("jvirtio-net-poller", pollNanos);
-        } else if (netPoller.pollNanos() != pollNanos) {
-            throw new IllegalArgumentException("poll-us=" + pollNanos / 1000 + ": the net exports of a process share one"
-                    + " polling thread, which polls " + netPoller.pollNanos() / 1000 + " µs");
+        if (netPollers == null) {
+            netPollers = new PollerGroup("jvirtio-net-poller", count, pollNanos);
+        } else if (netPollers.pollNanos() != pollNanos || netPollers.size() != count) {
+            throw new IllegalArgumentException("poll-us=" + pollNanos / 1000 + ", pollers=" + count + ": the net exports"
+                    + " of a process share their polling threads: " + netPollers.size() + ", polling "
+                    + netPollers.pollNanos() / 1000 + " µs");
         }
-        return netPoller;
+        return netPollers;
     }
 
     /**
@@ -154,8 +157,8 @@ final class Shared implements AutoCloseable {
                 net.tap().close();
             }
         }
-        if (netPoller != null) {
-            netPoller.close();
+        if (netPollers != null) {
+            netPollers.close();
         }
     }
 

@@ -132,6 +132,36 @@ class NetExportTest {
                 .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("tap=jvx0");
     }
 
+    /**
+     * {@code pollers=N}: that many polling threads, shared by the process's net exports (each one names the same),
+     * a guest's pairs spread over them; refused without {@code poll-us}, naming both.
+     */
+    @Test
+    void pollersStartThatManyPollingThreadsSharedByEveryNetExport(@TempDir Path dir) throws Exception {
+        Shared shared = new Shared();
+        try (Export a = Export.open(Export.parse("net,socket=" + dir.resolve("a.sock") + ",poll-us=50,pollers=2"), shared);
+             Export b = Export.open(Export.parse("net,socket=" + dir.resolve("b.sock") + ",poll-us=50,pollers=2"), shared)) {
+            assertThat(a.describe()).contains("queues polled by 2 threads (50 µs before sleeping)");
+            assertThat(threads("jvirtio-net-poller-0") + threads("jvirtio-net-poller-1")).as("polling threads").isEqualTo(2);
+            assertThat(b.describe()).contains("2 threads");
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> Export.open(Export.parse("net,socket="
+                            + dir.resolve("c.sock") + ",poll-us=50,pollers=3"), shared))
+                    .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pollers=3").hasMessageContaining(": 2,");
+        } finally {
+            shared.close();
+        }
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("d.sock") + ",pollers=2"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pollers=2").hasMessageContaining("poll-us");
+        org.assertj.core.api.Assertions.assertThatThrownBy(() ->
+                        Export.open(Export.parse("net,socket=" + dir.resolve("e.sock") + ",poll-us=50,pollers=0"), new Shared()))
+                .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("pollers");
+    }
+
+    private static long threads(String name) {
+        return Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().equals(name) && t.isAlive()).count();
+    }
+
     @Test
     void queuesOutOfRangeAreRefusedNamingTheValue(@TempDir Path dir) {
         org.assertj.core.api.Assertions.assertThatThrownBy(() ->

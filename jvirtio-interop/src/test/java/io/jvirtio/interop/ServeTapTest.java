@@ -43,13 +43,15 @@ class ServeTapTest {
 
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"--tap", "--tap-per-connection", "--tap-per-connection --queues 2",
-            "--tap-per-connection --poll-us 100", "--tap --poll-us 100"})
+            "--tap-per-connection --poll-us 100", "--tap --poll-us 100",
+            "--tap-per-connection --queues 2 --poll-us 100 --pollers 2"})
     @io.jvirtio.core.spec.Conformance("net-dev-5")
     void aGuestPingsAndMovesDataOverTcpThroughAHostTap(String how, @TempDir Path dir) throws Exception {
         List<String> args = List.of(how.split(" "));
         String mode = args.get(0);
         int queues = args.contains("--queues") ? Integer.parseInt(args.get(args.indexOf("--queues") + 1)) : 1;
         String pollUs = args.contains("--poll-us") ? args.get(args.indexOf("--poll-us") + 1) : "0";
+        String pollers = args.contains("--pollers") ? args.get(args.indexOf("--pollers") + 1) : "1";
         QemuInteropTest.requireTools();
         boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
                 && "root".equals(System.getProperty("user.name")) && Files.isExecutable(Path.of("/usr/bin/python3"));
@@ -58,7 +60,7 @@ class ServeTapTest {
         }
         Assumptions.assumeTrue(usable, "needs /dev/net/tun, /usr/sbin/ip, python3 and root");
         long pid = ProcessHandle.current().pid() % 100000;
-        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c") + queues + (pollUs.equals("0") ? "" : "p");
+        String ns = "jvtap" + pid + (mode.equals("--tap") ? "s" : "c") + queues + (pollUs.equals("0") ? "" : "p" + pollers);
         String tapArg = mode.equals("--tap") ? "jvs" + pid : "jvc" + pid + "x%d";
         String tapName = mode.equals("--tap") ? tapArg : "jvc" + pid + "x0";
 
@@ -132,11 +134,13 @@ class ServeTapTest {
             Path socket = dir.resolve("net.sock");
             String javaBin = Path.of(System.getProperty("java.home"), "bin", "java").toString();
             // the back-end lives in the namespace (its TAP devices with it); QEMU reaches it by the socket's path
-            serve = new ProcessBuilder(inNs(ns, javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
+            List<String> cmd = new ArrayList<>(inNs(ns, javaBin, "--enable-native-access=ALL-UNNAMED", "-cp",
                     System.getProperty("java.class.path"), "io.jvirtio.cli.Main", "serve", "net", "--socket",
-                    socket.toString(), mode, tapArg, "--queues", Integer.toString(queues), "--poll-us", pollUs,
-                    "--stats", "1"))
-                    .redirectErrorStream(true).redirectOutput(serveLog.toFile()).start();
+                    socket.toString(), mode, tapArg, "--queues", Integer.toString(queues), "--stats", "1"));
+            if (!pollUs.equals("0")) {
+                cmd.addAll(List.of("--poll-us", pollUs, "--pollers", pollers));
+            }
+            serve = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(serveLog.toFile()).start();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (!Files.exists(socket) && System.nanoTime() < deadline) {
                 assertThat(serve.isAlive()).as("serve started: %s", Files.readString(serveLog)).isTrue();

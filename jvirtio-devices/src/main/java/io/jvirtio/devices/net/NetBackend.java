@@ -171,10 +171,10 @@ public interface NetBackend extends AutoCloseable {
     }
 
     /**
-     * Has {@code poller} read this backend's frames in its rounds, where it has threads of its own reading them
-     * (a TAP device): the frames then go straight into polled rings. By default nothing changes.
+     * Has {@code poller} read the frames of this backend's queue {@code queue} in its rounds, where it has threads of
+     * its own reading them (a TAP device): the frames then go straight into polled rings. By default nothing changes.
      */
-    default void readIn(Poller poller) {
+    default void readIn(int queue, Poller poller) {
     }
 
     @Override

@@ -8,6 +8,8 @@ import io.jvirtio.core.queue.DeviceQueue;
 import io.jvirtio.core.queue.Interrupt;
 import io.jvirtio.core.spec.DeviceType;
 import io.jvirtio.core.spec.Feature;
+import io.jvirtio.devices.Poller;
+import io.jvirtio.devices.PollerGroup;
 import io.jvirtio.devices.QueueDevice;
 import io.jvirtio.devices.QueueThread;
 import io.jvirtio.devices.RxWorker;
@@ -56,8 +58,10 @@ public final class NetDevice extends QueueDevice {
     private volatile long receiveFeatures;
     private volatile int activePairs = 1;
     private final RxFilter filter;
-    /** Serves the pairs' queues by polling instead of a thread each ({@link #pollWith}); null: threads. */
-    private volatile io.jvirtio.devices.Poller poller;
+    /** Serve the pairs' queues by polling instead of a thread each ({@link #pollWith}); null: threads. */
+    private volatile PollerGroup pollers;
+    /** The poller of pair 0 in {@code pollers}; pair p has the p-th after it. */
+    private volatile int firstPoller;
 
     /** Counted by whoever drops: senders' threads too, so per thread and without a locked instruction. */
     public final ThreadCounter rxDropped = new ThreadCounter();
@@ -258,22 +262,37 @@ public final class NetDevice extends QueueDevice {
             t = requestWorker(index, queue, interrupt,
                     new Transmitter(this, backend, offloads, index, pairs[pair].txFrames), ctx);
         }
-        io.jvirtio.devices.Poller p = poller;
-        if (p != null) {
-            t.drivenBy(p);
+        PollerGroup g = pollers;
+        if (g != null) {
+            t.drivenBy(g.poller(firstPoller + pair)); // both rings of a pair on one poller
         }
         return t;
     }
 
+    /** {@link #pollWith(PollerGroup)} with one poller: {@code p} serves every pair. */
+    public NetDevice pollWith(Poller p) {
+        if (p == null) {
+            return this;
+        }
+        return pollWith(new PollerGroup(p), 0);
+    }
+
     /**
-     * Has {@code p} serve this NIC's receive and transmit queues by busy-polling, with other NICs' (the
-     * DPDK model for a dedicated core), from the next time they start; the control queue keeps its thread. A
-     * backend that reads frames on threads of its own (a TAP device) has {@code p} read them from now on.
+     * Has {@code group} serve this NIC's receive and transmit queues by busy-polling, with other NICs' (the DPDK
+     * model for dedicated cores), from the next time they start: each pair on one of its pollers, the pairs over
+     * them in turn from where the NIC before this one started; the control queue keeps its thread. A backend that
+     * reads frames on threads of its own (a TAP device) has each pair's poller read that pair's from now on.
      */
-    public NetDevice pollWith(io.jvirtio.devices.Poller p) {
-        this.poller = p;
-        if (p != null) {
-            backend.readIn(p); // a TAP of its own: read by the poller, straight into the polled rings
+    public NetDevice pollWith(PollerGroup group) {
+        return group == null ? this : pollWith(group, group.claim());
+    }
+
+    private NetDevice pollWith(PollerGroup group, int first) {
+        this.firstPoller = first;
+        this.pollers = group;
+        for (int q = 0; q < backend.queues(); q++) {
+            // a TAP of its own: read by the pair's poller, straight into the polled rings
+            backend.readIn(q, group.poller(first + q));
         }
         return this;
     }

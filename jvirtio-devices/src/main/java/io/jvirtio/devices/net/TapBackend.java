@@ -407,24 +407,23 @@ public final class TapBackend implements NetBackend {
     }
 
     /**
-     * From now on {@code poller} reads this device's frames in its rounds, each queue's reader thread only waking it
-     * when it sleeps and a frame comes: frames then go straight into the NICs' polled rings, which only the poller
-     * writes into — from a reader thread of their own they would wait in the NIC's queue for the poller, copied twice
-     * more. The model of DPDK's TAP PMD on a polling lcore.
+     * From now on {@code poller} reads the frames of TAP queue {@code queue} in its rounds, the queue's reader thread
+     * only waking it when it sleeps and a frame comes: frames then go straight into the NIC's polled rings, which
+     * only their poller writes into — from a reader thread they would wait in the NIC's queue for the poller, copied
+     * twice more. The model of DPDK's TAP PMD on a polling lcore.
      */
     @Override
-    public void readIn(Poller poller) {
-        for (Queue q : queues) {
-            if (q.poller == poller) {
-                continue; // already
-            }
-            if (q.poller != null) {
-                throw new IllegalStateException("TAP device " + name + " is read by another poller already");
-            }
-            q.poller = poller;
-            LockSupport.unpark(q.reader);
-            poller.addProducer(q.producer);
+    public void readIn(int queue, Poller poller) {
+        Queue q = queues[queue];
+        if (q.poller == poller) {
+            return;
         }
+        if (q.poller != null) {
+            throw new IllegalStateException("TAP device " + name + " queue " + queue + " is read by another poller");
+        }
+        q.poller = poller;
+        LockSupport.unpark(q.reader);
+        poller.addProducer(q.producer);
     }
 
     /** A queue's descriptor, and the device's actual name, which TUNSETIFF writes back into the ifreq. */

@@ -5,6 +5,7 @@ import io.jvirtio.core.queue.Scatterlist;
 import io.jvirtio.core.spec.Feature;
 import io.jvirtio.devices.DeviceHarness;
 import io.jvirtio.devices.Poller;
+import io.jvirtio.devices.PollerGroup;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -140,6 +141,45 @@ class PolledNicTest {
         transmit(a, second, false); // behind the 40 that waited, whichever round moves them
         got.addAll(take(b, 140, 5000));
         assertThat(got).as("every frame, in the order sent").containsExactlyElementsOf(sent);
+    }
+
+    /**
+     * Two pollers (--pollers 2): each NIC's pairs go to them in turn from where the NIC before started — a NIC of two
+     * pairs spans both, two one-pair NICs get one each — and a frame from one poller's ring to the other's waits in
+     * the receiving NIC's queue for its poller, arriving complete and in order.
+     */
+    @Test
+    void pairsSpreadOverSeveralPollersAndFramesCrossFromOneToTheOther() throws Exception {
+        try (PollerGroup group = new PollerGroup("test-pollers", 2, TimeUnit.SECONDS.toNanos(30))) {
+            VirtualSwitch sw = new VirtualSwitch();
+            NetDevice two = new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 9, 9, 3}, 2).pollWith(group);
+            harnesses.add(new DeviceHarness(two, FEATURES | Feature.NET_MQ.mask() | Feature.NET_CTRL_VQ.mask()));
+            assertThat(group.poller(0).queueCount()).as("poller 0: pair 0 of the two-pair NIC").isEqualTo(2);
+            assertThat(group.poller(1).queueCount()).as("poller 1: its pair 1").isEqualTo(2);
+            NetDevice na = new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 9, 9, 1}, 1).pollWith(group);
+            NetDevice nb = new NetDevice(sw.port(), new byte[] {0x52, 0x54, 0, 9, 9, 2}, 1).pollWith(group);
+            DeviceHarness a = new DeviceHarness(na, FEATURES);
+            harnesses.add(a);
+            DeviceHarness b = new DeviceHarness(nb, FEATURES);
+            harnesses.add(b);
+            assertThat(group.poller(0).queueCount()).as("poller 0: and the next NIC's pair").isEqualTo(4);
+            assertThat(group.poller(1).queueCount()).as("poller 1: and the one after").isEqualTo(4);
+            DriverQueue<Object> rx = b.queues.get(0);
+            for (int i = 0; i < 100; i++) {
+                long buf = b.alloc.allocate(2048, 8);
+                rx.addInBuf(buf, 2048, buf);
+            }
+            rx.kick();
+            List<byte[]> frames = new ArrayList<>();
+            List<Integer> sent = new ArrayList<>();
+            for (int i = 0; i < 100; i++) {
+                frames.add(frame(2, 1, i));
+                sent.add((int) (byte) i);
+            }
+            transmit(a, frames, false);
+            assertThat(take(b, 100, 5000)).as("every frame, in order, across pollers").containsExactlyElementsOf(sent);
+            assertThat(nb.rxQueued.get()).as("each waited for the receiving ring's poller").isEqualTo(100);
+        }
     }
 
     /** Tags of up to {@code n} frames {@code h}'s driver receives within {@code ms}, on buffers already posted. */
