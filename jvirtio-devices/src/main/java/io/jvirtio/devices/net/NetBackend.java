@@ -171,6 +171,14 @@ public interface NetBackend extends AutoCloseable {
     }
 
     /**
+     * The NIC uses its first {@code n} queue pairs now (1 until the driver sets more, §5.1.6.5.5): a backend with a
+     * queue of its own per pair stops taking frames on the others, so the host steers its flows to the ones in use —
+     * as QEMU detaches the queues of a multi-queue TAP device the guest does not use. By default nothing changes.
+     */
+    default void activeQueues(int n) {
+    }
+
+    /**
      * Has {@code poller} read the frames of this backend's queue {@code queue} in its rounds, where it has threads of
      * its own reading them (a TAP device): the frames then go straight into polled rings. By default nothing changes.
      */

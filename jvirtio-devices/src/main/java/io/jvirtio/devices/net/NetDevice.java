@@ -238,6 +238,7 @@ public final class NetDevice extends QueueDevice {
         features = ctx.features();
         receiveFeatures = ctx.features();
         activePairs = 1;
+        backend.activeQueues(1);
         if (offloads != 0) {
             backend.acceptOffloads(ctx.features());
         }
@@ -305,6 +306,7 @@ public final class NetDevice extends QueueDevice {
         }
         filter.reset();
         activePairs = 1;
+        backend.activeQueues(1);
         features = 0;
         receiveFeatures = 0;
     }
@@ -477,6 +479,7 @@ public final class NetDevice extends QueueDevice {
     private void shrinkTo(int want) {
         // activePairs first: a receive thread that reads the new change number then reads the new count
         activePairs = want;
+        backend.activeQueues(want); // the host's flows to the pairs in use from now on
         long change = pairsChange + 1;
         pairsChange = change;
         long deadline = System.nanoTime() + 1_000_000_000L;

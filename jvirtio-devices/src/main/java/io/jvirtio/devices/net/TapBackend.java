@@ -36,6 +36,9 @@ public final class TapBackend implements NetBackend {
     static final long TUNSETIFF = 0x400454caL;
     static final long TUNSETOFFLOAD = 0x400454d0L;
     static final long TUNSETVNETHDRSZ = 0x400454d8L;
+    static final long TUNSETQUEUE = 0x400454d9L;
+    static final short IFF_ATTACH_QUEUE = 0x0200;
+    static final short IFF_DETACH_QUEUE = 0x0400;
     static final short IFF_TAP = 0x0002;
     static final short IFF_MULTI_QUEUE = 0x0100;
     static final short IFF_NO_PI = 0x1000;
@@ -100,6 +103,8 @@ public final class TapBackend implements NetBackend {
         volatile boolean armed;
         /** The device is gone (poll said so): nobody reads any more. */
         volatile boolean broken;
+        /** Detached from the device (TUNSETQUEUE): the kernel gives it no frames, so the poller reads none. */
+        volatile boolean detached;
         /** Reads in the poller's rounds that found nothing: now and then one asks poll whether the device is gone. */
         int emptyReads;
         final MemorySegment pollfd = arena.allocate(8);
@@ -265,7 +270,7 @@ public final class TapBackend implements NetBackend {
          * Never blocks: the descriptor is non-blocking. True if it read a frame.
          */
         boolean readRound() {
-            if (!handedOver || broken || !open) {
+            if (!handedOver || broken || detached || !open) {
                 return false;
             }
             Receiver r = receiver;
@@ -424,6 +429,36 @@ public final class TapBackend implements NetBackend {
         q.poller = poller;
         LockSupport.unpark(q.reader);
         poller.addProducer(q.producer);
+    }
+
+    /**
+     * {@inheritDoc} A multi-queue TAP device's queues from {@code n} on are detached ({@code TUNSETQUEUE}) and
+     * the others attached: the kernel spreads the host's flows over the attached ones only, each read for the
+     * pair that uses it — a frame on a queue of an unused pair would go to another pair's ring, from a thread (or
+     * a poller) that is not that ring's. A detached queue is still polled (it says nothing) and read again once
+     * attached; a poller does not read it meanwhile.
+     */
+    @Override
+    public synchronized void activeQueues(int n) {
+        if (queues.length == 1 || !open) {
+            return; // TUNSETQUEUE is for multi-queue devices; a single queue is always attached
+        }
+        for (int q = 0; q < queues.length; q++) {
+            Queue queue = queues[q];
+            boolean attach = q < Math.max(n, 1);
+            if (attach != queue.detached) {
+                continue;
+            }
+            try (Arena a = Arena.ofConfined()) {
+                MemorySegment ifreq = a.allocate(40);
+                ifreq.set(ValueLayout.JAVA_SHORT, 16, attach ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE);
+                Posix.ioctl(queue.fd, TUNSETQUEUE, ifreq);
+                queue.detached = !attach;
+            } catch (NativeException e) {
+                LOG.log(Level.WARNING, "{0}: TUNSETQUEUE {1} queue {2}: {3}", name, attach ? "attach" : "detach", q,
+                        e.getMessage());
+            }
+        }
     }
 
     /** A queue's descriptor, and the device's actual name, which TUNSETIFF writes back into the ifreq. */

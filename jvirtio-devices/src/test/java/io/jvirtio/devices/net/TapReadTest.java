@@ -56,20 +56,27 @@ class TapReadTest {
         assertThat(p.waitFor()).as("%s: %s", String.join(" ", cmd), out).isZero();
     }
 
-    /** The TAP (with the virtio-net header or without) in a namespace, MTU 9000, and a packet socket on it there. */
     void start(boolean vnetHeader, long features) throws Exception {
+        start(vnetHeader, features, 1);
+    }
+
+    /**
+     * The TAP (with the virtio-net header or without; {@code pairs} queues) in a namespace, MTU 9000, a NIC of as
+     * many pairs on it, and a packet socket on it there.
+     */
+    void start(boolean vnetHeader, long features, int pairs) throws Exception {
         boolean usable = Files.exists(Path.of("/dev/net/tun")) && Files.isExecutable(Path.of("/usr/sbin/ip"))
                 && Files.isExecutable(Path.of("/usr/bin/python3")) && "root".equals(System.getProperty("user.name"));
         if (!usable) {
             System.err.println("TapReadTest SKIPPED: needs /dev/net/tun, /usr/sbin/ip, python3 and root");
         }
         Assumptions.assumeTrue(usable, "needs /dev/net/tun, ip, python3 and root");
-        tap = new TapBackend(ifname, vnetHeader);
+        tap = new TapBackend(ifname, vnetHeader, pairs);
         sh("ip", "netns", "add", ns);
         sh("ip", "link", "set", ifname, "netns", ns);
         sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf." + ifname + ".disable_ipv6=1");
         sh("ip", "netns", "exec", ns, "ip", "link", "set", ifname, "mtu", "9000", "up");
-        dev = new NetDevice(tap, MAC, 1, 9000).pollWith(poller);
+        dev = new NetDevice(tap, MAC, pairs, 9000).pollWith(poller);
         h = new DeviceHarness(dev, features);
         sender = new ProcessBuilder("ip", "netns", "exec", ns, "python3", "-u", "-c", """
                 import socket, sys
@@ -445,6 +452,90 @@ class TapReadTest {
             Thread.sleep(1);
         }
         assertThat(used).as("the guest's frame, taken by the poller").isEqualTo(buf);
+    }
+
+    /** The device's queues as the kernel counts them: those attached (sysfs lists tx-0 … of the namespace). */
+    int attachedQueues() throws Exception {
+        Process p = new ProcessBuilder("ip", "netns", "exec", ns, "ls", "/sys/class/net/" + ifname + "/queues")
+                .redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+        assertThat(p.waitFor()).as(out).isZero();
+        return (int) Arrays.stream(out.split("\\s+")).filter(q -> q.startsWith("tx-")).count();
+    }
+
+    /** VQ_PAIRS_SET {@code n} on the control queue of a two-pair NIC; the device's ack. */
+    byte pairsSet(int n) throws Exception {
+        long cmd = h.alloc.allocate(8, 8);
+        h.memory.write(cmd, new byte[] {4, 0, (byte) n, 0}, 0, 4);
+        h.roundTrip(4, new Scatterlist().addReadable(cmd, 4).addWritable(cmd + 4, 1));
+        byte[] ack = new byte[1];
+        h.memory.read(cmd + 4, ack, 0, 1);
+        return ack[0];
+    }
+
+    /**
+     * As QEMU with a multi-queue TAP device: the queues of the pairs the driver does not use are detached, so the
+     * kernel steers the host's flows to the others only, each read for the pair that uses it; a queue attached again
+     * is read again.
+     */
+    @Test
+    void aMultiQueueTapHasTheQueuesOfThePairsInUseAttachedAndNoOthers() throws Exception {
+        multiQueueAttached();
+    }
+
+    @Test
+    void aPolledMultiQueueTapHasTheQueuesOfThePairsInUseAttachedAndNoOthers() throws Exception {
+        poller = new Poller("tap-test-poller", TimeUnit.MICROSECONDS.toNanos(50));
+        multiQueueAttached();
+    }
+
+    void multiQueueAttached() throws Exception {
+        start(true, BASE | Feature.maskOf(Feature.NET_MQ, Feature.NET_CTRL_VQ), 2);
+        assertThat(attachedQueues()).as("one pair in use until the driver sets more").isEqualTo(1);
+        assertThat(pairsSet(2)).isZero();
+        assertThat(attachedQueues()).as("VQ_PAIRS_SET 2").isEqualTo(2);
+        assertThat(pairsSet(1)).isZero();
+        assertThat(attachedQueues()).as("VQ_PAIRS_SET 1").isEqualTo(1);
+        Thread.sleep(400); // longer than the reader's poll: it waits on the detached queue, then on the attached one
+        assertThat(pairsSet(2)).isZero();
+        assertThat(attachedQueues()).as("and 2 again").isEqualTo(2);
+        for (int q : new int[] {0, 2}) { // both pairs' receive rings
+            for (int i = 0; i < 40; i++) {
+                long buf = h.alloc.allocate(2048, 8);
+                h.queues.get(q).addInBuf(buf, 2048, buf);
+            }
+            h.queues.get(q).kick();
+        }
+        // 32 UDP flows: the kernel spreads them over both queues by their hash, and both readers read theirs
+        for (int flow = 0; flow < 32; flow++) {
+            send(udp(flow));
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (dev.rxFrames() < 32 && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(dev.rxFrames()).as("every flow's frame, over both queues").isEqualTo(32);
+        assertThat(dev.rxReadFrames()).as("each read straight into its pair's ring").isEqualTo(32);
+        assertThat(dev.rxDropped.get()).isZero();
+        assertThat(h.queues.get(2).getBuf()).as("a frame on pair 1: the kernel used the second queue").isNotNull();
+    }
+
+    /** An IPv4/UDP frame to the NIC from port {@code flow}: the kernel hashes the ports to pick a queue. */
+    static byte[] udp(int flow) {
+        byte[] f = frame(MAC, 60, flow);
+        f[12] = 0x08;
+        f[13] = 0x00;
+        byte[] ip = {0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1};
+        System.arraycopy(ip, 0, f, 14, 20);
+        f[34] = (byte) (1000 + flow >> 8);
+        f[35] = (byte) (1000 + flow);
+        f[36] = 0x13;
+        f[37] = (byte) 0x89;
+        f[38] = 0;
+        f[39] = 26;
+        f[40] = 0;
+        f[41] = 0;
+        return f;
     }
 
     @Test
