@@ -122,8 +122,9 @@ class MigrationTest {
 
     /**
      * Runs {@code scenario} in a fresh directory, and once more if a guest kernel crashed. QEMU 7.2's TCG
-     * migration itself crashes the migrated guest now and then on a loaded machine (an oops, list corruption
-     * or a bad page map within a second of resuming, before the back-end took any request): seen in about one
+     * migration itself crashes the migrated guest now and then on a loaded machine (an oops, list corruption,
+     * a bad page map within a second of resuming, or a CPU stuck in the kernel from then on, before the back-end
+     * took any request): seen in about one
      * run in twenty with qemu-storage-daemon as the back-end as well as with jvirtio (docs/vhost-user.md). Any
      * other failure — a block that does not verify, replies lost — fails at once, and so does a second crash.
      */
@@ -147,9 +148,11 @@ class MigrationTest {
         }
     }
 
+    /** A guest kernel crash seen on a console: an oops, a BUG, a panic, or a CPU stuck in the kernel (soft lockup). */
     static boolean crashed(StringBuffer console) {
         String s = console.toString();
-        return s.contains("Oops:") || s.contains("] BUG: ") || s.contains("kernel BUG at") || s.contains("Kernel panic");
+        return s.contains("Oops:") || s.contains("] BUG: ") || s.contains("kernel BUG at") || s.contains("Kernel panic")
+                || s.contains("BUG: soft lockup");
     }
 
     @Test
