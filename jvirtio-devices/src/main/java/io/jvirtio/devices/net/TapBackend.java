@@ -446,8 +446,8 @@ public final class TapBackend implements NetBackend {
         for (int q = 0; q < queues.length; q++) {
             Queue queue = queues[q];
             boolean attach = q < Math.max(n, 1);
-            if (attach != queue.detached) {
-                continue;
+            if (attach == !queue.detached) {
+                continue; // already so
             }
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment ifreq = a.allocate(40);
