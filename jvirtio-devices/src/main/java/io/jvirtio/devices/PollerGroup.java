@@ -4,8 +4,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * Several {@link Poller}s that share the queues of many devices, as DPDK's lcores or OVS-DPDK's PMD threads: a
- * device's queue pairs go to the pollers in turn, starting where the device before it left off, so the pairs of
- * one device and the devices among themselves spread over the threads. Each queue has one poller; a frame from a
+ * device's queue pairs go to the pollers in turn, each device starting one poller after the device before it, so
+ * the pairs of one device and the devices among themselves spread over the threads. Each queue has one poller; a frame from a
  * ring of one poller into a ring of another waits in the receiving device's queue for its poller.
  */
 public final class PollerGroup implements AutoCloseable {
