@@ -5,14 +5,14 @@ import java.util.concurrent.atomic.AtomicInteger;
 /**
  * Several {@link Poller}s that share the queues of many devices, as DPDK's lcores or OVS-DPDK's PMD threads: a
  * device's queue pairs go to the pollers in turn, each device starting one poller after the device before it, so
- * the pairs of one device and the devices among themselves spread over the threads. Each queue has one poller; a frame from a
- * ring of one poller into a ring of another waits in the receiving device's queue for its poller.
+ * the pairs of one device and the devices among themselves spread over the threads. Each queue has one poller; a
+ * frame from a ring of one poller into a ring of another waits in the receiving device's queue for its poller.
  */
 public final class PollerGroup implements AutoCloseable {
     private final Poller[] pollers;
     private final AtomicInteger next = new AtomicInteger();
 
-    /** {@code count} pollers named {@code name-0}, {@code name-1}, …, each spinning {@code pollNanos} before sleeping. */
+    /** {@code count} pollers named {@code name-0}, {@code name-1}, … (one: {@code name}), spinning {@code pollNanos}. */
     public PollerGroup(String name, int count, long pollNanos) {
         if (count < 1) {
             throw new IllegalArgumentException("pollers " + count + " must be at least 1");
