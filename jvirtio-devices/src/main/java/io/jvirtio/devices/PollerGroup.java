@@ -12,7 +12,7 @@ public final class PollerGroup implements AutoCloseable {
     private final Poller[] pollers;
     private final AtomicInteger next = new AtomicInteger();
 
-    /** {@code count} pollers named {@code name-0}, {@code name-1}, … (one: {@code name}), spinning {@code pollNanos}. */
+    /** {@code count} pollers named {@code name-0}, {@code name-1}, … (one: {@code name}), polling {@code pollNanos}. */
     public PollerGroup(String name, int count, long pollNanos) {
         if (count < 1) {
             throw new IllegalArgumentException("pollers " + count + " must be at least 1");
