@@ -281,8 +281,9 @@ public final class NetDevice extends QueueDevice {
     /**
      * Has {@code group} serve this NIC's receive and transmit queues by busy-polling, with other NICs' (the DPDK
      * model for dedicated cores), from the next time they start: each pair on one of its pollers, the pairs over
-     * them in turn from where the NIC before this one started; the control queue keeps its thread. A backend that
-     * reads frames on threads of its own (a TAP device) has each pair's poller read that pair's from now on.
+     * them in turn, starting one poller after the NIC before this one; the control queue keeps its thread. A
+     * backend that reads frames on threads of its own (a TAP device) has each pair's poller read that pair's from now
+     * on.
      */
     public NetDevice pollWith(PollerGroup group) {
         return group == null ? this : pollWith(group, group.claim());
