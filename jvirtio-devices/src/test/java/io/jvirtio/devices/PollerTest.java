@@ -85,7 +85,8 @@ class PollerTest {
         });
         Thread t = pollerThread();
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (t.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+        // asleep with the producer armed (it may have been asleep already, before the producer came, and been woken)
+        while ((t.getState() != Thread.State.WAITING || armed.get() == 0) && System.nanoTime() < deadline) {
             Thread.sleep(1);
         }
         assertThat(t.getState()).as("the poller, idle, sleeps").isEqualTo(Thread.State.WAITING);
