@@ -3,6 +3,7 @@ package io.jvirtio.devices.blk;
 import jdk.jfr.Category;
 import jdk.jfr.Description;
 import jdk.jfr.Event;
+import jdk.jfr.EventType;
 import jdk.jfr.Label;
 import jdk.jfr.Name;
 import jdk.jfr.Timespan;
@@ -18,6 +19,8 @@ import jdk.jfr.Timespan;
 @Description("A virtio-blk request slower than -Djvirtio.jfr.slowRequestMs (default 10)")
 final class SlowRequestEvent extends Event {
     static final long THRESHOLD_NANOS = Long.getLong("jvirtio.jfr.slowRequestMs", 10) * 1_000_000L;
+    /** Asked before an event is made: a slow request allocates nothing unless a recording wants the event. */
+    private static final EventType TYPE = EventType.getEventType(SlowRequestEvent.class);
 
     @Label("Queue")
     int queue;
@@ -34,6 +37,9 @@ final class SlowRequestEvent extends Event {
     int result;
 
     static void report(int queue, BlockRequest r, long took, int result) {
+        if (!TYPE.isEnabled()) {
+            return; // no recording, or this event off: on a machine short of CPU many requests are slow
+        }
         SlowRequestEvent e = new SlowRequestEvent();
         if (e.shouldCommit()) {
             e.queue = queue;

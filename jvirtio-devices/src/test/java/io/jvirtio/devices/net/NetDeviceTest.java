@@ -138,6 +138,28 @@ class NetDeviceTest {
     }
 
     @Test
+    void aFurtherMergeableBufferSmallerThanTheHeaderNeedsResetToo() throws Exception {
+        start(BASE | Feature.NET_MRG_RXBUF.mask());
+        DriverQueue<Object> rx = h.queues.get(0);
+        long first = h.alloc.allocate(512, 8);
+        long tiny = h.alloc.allocate(16, 8);
+        h.memory.write(first, new byte[512], 0, 512);
+        rx.addInBuf(first, 512, "first");
+        rx.addInBuf(tiny, 4, "tiny"); // the second buffer a 1000-byte frame needs
+        rx.kick();
+        wire.toGuest.accept(frame(1000));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (h.needsReset.get() == null && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertThat(h.needsReset.get()).contains("MRG_RXBUF").contains("4 writable bytes");
+        assertThat(rx.getBuf()).as("nothing was used").isNull();
+        byte[] after = new byte[512];
+        h.memory.read(first, after, 0, 512);
+        assertThat(after).as("nothing written into the first buffer either").containsOnly(0);
+    }
+
+    @Test
     @io.jvirtio.core.spec.Conformance("net-dev-7")
     void withoutMergeableBuffersAFrameTooBigIsDroppedNotTruncated() throws Exception {
         start(BASE);
