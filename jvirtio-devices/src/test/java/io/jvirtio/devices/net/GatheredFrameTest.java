@@ -121,6 +121,36 @@ class GatheredFrameTest {
     }
 
     @Test
+    @io.jvirtio.core.spec.Conformance("net-dev-7")
+    void aGatheredFrameLargerThanTheBuffersOfferedIsDroppedAndCountedNeverTruncated() throws Exception {
+        VirtualSwitch sw = new VirtualSwitch();
+        DeviceHarness sender = nic(sw, 1, SENDS);
+        NetDevice dev = new NetDevice(sw.offloadPort(), mac(2), 1);
+        DeviceHarness receiver = new DeviceHarness(dev, TAKES);
+        harnesses.add(receiver);
+        announce(receiver, 2);
+        offerBuffers(receiver, 1);
+        byte[] p = segment(mac(2));
+        sendOverThreeBuffers(sender, p);
+        assertThat(collected(receiver, 300)).hasSize(1);
+        assertThat(dev.rxFrames()).isEqualTo(1);
+        assertThat(dev.rxDropped.get()).isZero();
+        io.jvirtio.core.queue.DriverQueue<Object> rx = receiver.queues.get(0);
+        long small = receiver.alloc.allocate(4096, 8);
+        receiver.memory.write(small, new byte[4096], 0, 4096);
+        rx.addInBuf(small, 4096, small); // no MRG_RXBUF: a 20,000-byte segment cannot go into it
+        rx.kick();
+        sendOverThreeBuffers(sender, p);
+        assertThat(collected(receiver, 300)).as("nothing, not a truncated frame").isEmpty();
+        assertThat(dev.rxDropped.get()).isEqualTo(1);
+        assertThat(dev.rxFrames()).isEqualTo(1);
+        assertThat(sw.gathered()).as("both handed on from the sender's buffers").isEqualTo(2);
+        byte[] after = new byte[4096];
+        receiver.memory.read(small, after, 0, 4096);
+        assertThat(after).containsOnly(0);
+    }
+
+    @Test
     void whatTheSwitchMustFinishIsGatheredIntoACopyAndCut() throws Exception {
         VirtualSwitch sw = new VirtualSwitch();
         DeviceHarness sender = nic(sw, 1, SENDS);
