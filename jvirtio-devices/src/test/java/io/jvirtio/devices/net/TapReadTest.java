@@ -522,6 +522,8 @@ class TapReadTest {
         assertThat(dev.rxReadFrames()).as("each read straight into its pair's ring").isEqualTo(32);
         assertThat(dev.rxDropped.get()).isZero();
         assertThat(h.queues.get(2).getBuf()).as("a frame on pair 1: the kernel used the second queue").isNotNull();
+        dev.reset(); // as when the driver resets the device, or its front-end goes away
+        assertThat(attachedQueues()).as("one queue again after a reset, as at the start").isEqualTo(1);
     }
 
     /** An IPv4/UDP frame to the NIC from port {@code flow}: the kernel hashes the ports to pick a queue. */
