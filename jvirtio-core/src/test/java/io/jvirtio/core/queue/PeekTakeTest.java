@@ -103,21 +103,6 @@ class PeekTakeTest {
 
     @ParameterizedTest(name = "packed={0}")
     @ValueSource(booleans = {false, true})
-    void aBadChainMetByAPeekBreaksTheQueueAsAPopWould(boolean packed) throws Exception {
-        try (Rings r = new Rings(8, features(packed, false), 4)) {
-            long b = r.buffer(64);
-            r.driver.addInBuf(b, 16, 0);
-            r.driver.addInBuf(Rings.BASE + Rings.SIZE, 16, 1); // outside guest memory
-            DescriptorChain[] c = chains(4);
-            assertThatThrownBy(() -> r.device.peek(c, 4)).isInstanceOf(VirtqueueException.class)
-                    .hasMessageContaining("outside");
-            assertThatThrownBy(() -> r.device.pop(new DescriptorChain())).isInstanceOf(VirtqueueException.class);
-            assertThat(r.device.error()).isNotNull();
-        }
-    }
-
-    @ParameterizedTest(name = "packed={0}")
-    @ValueSource(booleans = {false, true})
     void aPeekOfAnEmptyRingReadsNothing(boolean packed) throws Exception {
         try (Rings r = new Rings(8, features(packed, false), 4)) {
             assertThat(r.device.peek(chains(4), 4)).isZero();
@@ -126,15 +111,19 @@ class PeekTakeTest {
 
     @ParameterizedTest(name = "packed={0}")
     @ValueSource(booleans = {false, true})
-    void aBrokenQueueRefusesPeekAndTakeAlsoOfChainsReadBeforeItBroke(boolean packed) throws Exception {
+    void aBadChainMetByAPeekBreaksTheQueueAsAPopWouldAndNothingReadBeforeIsHandedOut(boolean packed)
+            throws Exception {
         try (Rings r = new Rings(8, features(packed, false), 4)) {
             long b = r.buffer(64);
             r.driver.addInBuf(b, 16, 0);
             r.driver.addInBuf(Rings.BASE + Rings.SIZE, 16, 1); // outside guest memory
             DescriptorChain[] good = chains(1);
             assertThat(r.device.peek(good, 1)).isEqualTo(1);
-            assertThatThrownBy(() -> r.device.peek(chains(2), 2)).isInstanceOf(VirtqueueException.class);
+            assertThatThrownBy(() -> r.device.peek(chains(4), 4)).isInstanceOf(VirtqueueException.class)
+                    .hasMessageContaining("outside");
             VirtqueueException error = r.device.error();
+            assertThat(error).isNotNull();
+            assertThatThrownBy(() -> r.device.pop(new DescriptorChain())).isSameAs(error);
             // neither reads the ring again: the good first chain is still there, and is not handed out
             assertThatThrownBy(() -> r.device.peek(chains(1), 1)).isSameAs(error);
             assertThatThrownBy(() -> r.device.take(good[0])).isSameAs(error);
