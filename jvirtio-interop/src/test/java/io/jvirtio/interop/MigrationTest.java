@@ -39,7 +39,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 class MigrationTest {
     @TempDir
     Path root;
-    /** This attempt's directory (images, sockets, monitors): see {@link #allowingOneGuestCrash}. */
+    /** This attempt's directory (images, sockets, monitors): see {@link #allowingGuestCrashes}. */
     Path dir;
     final List<Process> processes = new ArrayList<>();
 
@@ -121,27 +121,28 @@ class MigrationTest {
     }
 
     /**
-     * Runs {@code scenario} in a fresh directory, and once more if a guest kernel crashed. QEMU 7.2's TCG
+     * Runs {@code scenario} in a fresh directory, and again (at most twice) if a guest kernel crashed. QEMU 7.2's TCG
      * migration itself crashes the migrated guest now and then on a loaded machine (an oops, list corruption,
      * a bad page map within a second of resuming, or a CPU stuck in the kernel from then on, before the back-end
      * took any request): seen in about one
      * run in twenty with qemu-storage-daemon as the back-end as well as with jvirtio (docs/vhost-user.md). Any
-     * other failure — a block that does not verify, replies lost — fails at once, and so does a second crash.
+     * other failure — a block that does not verify, replies lost — fails at once, and so does a third crash (two in
+     * a row were seen once, in a clean-clone run on a machine in its slow state).
      */
-    void allowingOneGuestCrash(Scenario scenario) throws Exception {
+    void allowingGuestCrashes(Scenario scenario) throws Exception {
         for (int attempt = 1; ; attempt++) {
             dir = Files.createDirectories(root.resolve("attempt-" + attempt));
             try {
                 scenario.run();
                 return;
             } catch (GuestCrashed e) {
-                if (attempt == 2) {
+                if (attempt == 3) {
                     throw e;
                 }
                 String first = e.getMessage().lines().filter(l -> l.contains("BUG") || l.contains("Oops") || l.contains("panic"))
                         .findFirst().orElse("");
                 System.getLogger(MigrationTest.class.getName()).log(System.Logger.Level.WARNING,
-                        "the migrated guest crashed ({0}); running the scenario once more", first.strip());
+                        "the migrated guest crashed ({0}); running the scenario again", first.strip());
                 stop();
                 processes.clear();
             }
@@ -159,7 +160,7 @@ class MigrationTest {
     @io.jvirtio.core.spec.Conformance("vu-be-7")
     void aGuestWritingItsDiskMigratesToAnotherBackEndAndEveryBlockVerifies() throws Exception {
         QemuInteropTest.requireTools();
-        allowingOneGuestCrash(this::diskScenario);
+        allowingGuestCrashes(this::diskScenario);
     }
 
     void diskScenario() throws Exception {
@@ -254,7 +255,7 @@ class MigrationTest {
     @Test
     void aGuestPingingAcrossMigrationLosesAtMostAFewRepliesAndItsMacIsAnnounced() throws Exception {
         QemuInteropTest.requireTools();
-        allowingOneGuestCrash(this::pingScenario);
+        allowingGuestCrashes(this::pingScenario);
     }
 
     void pingScenario() throws Exception {

@@ -134,14 +134,7 @@ class PeekTakeTest {
     void aPackedPeekFollowsListsToTheEndOfTheRingAndAcrossItWithTheWrapCounter() throws Exception {
         try (Rings r = new Rings(5, features(true, false), 4)) {
             long b = r.buffer(256);
-            DescriptorChain c = new DescriptorChain();
-            for (int t = 0; t < 4; t++) { // the next available descriptor is now slot 4, the last
-                r.driver.addInBuf(b, 8, 100 + t);
-                assertThat(r.device.pop(c)).isTrue();
-                r.device.addUsed(c, 0);
-                r.device.publishUsed();
-                assertThat(r.driver.getBuf()).isEqualTo(100 + t);
-            }
+            advance(r, b, 4); // the next available descriptor is now slot 4, the last
             // slot 4, ending the ring; then a list of two over slots 0 and 1 of the next lap, and slot 2
             r.driver.addInBuf(b + 16, 8, 0);
             r.driver.addBuf(new Scatterlist().addReadable(b + 32, 8).addWritable(b + 48, 8), 1);
@@ -152,6 +145,18 @@ class PeekTakeTest {
             r.driver.addBuf(new Scatterlist().addReadable(b + 96, 8).addWritable(b + 112, 8), 4);
             r.driver.addInBuf(b + 128, 8, 5);
             peekTakeAndUse(r, 3, new long[][]{{b + 80}, {b + 96, b + 112}, {b + 128}});
+        }
+    }
+
+    /** Moves both sides {@code n} slots on: a buffer at {@code b} made available, used and taken back, n times. */
+    private static void advance(Rings r, long b, int n) throws Exception {
+        DescriptorChain c = new DescriptorChain();
+        for (int t = 0; t < n; t++) {
+            r.driver.addInBuf(b, 8, 100 + t);
+            assertThat(r.device.pop(c)).isTrue();
+            r.device.addUsed(c, 0);
+            r.device.publishUsed();
+            assertThat(r.driver.getBuf()).isEqualTo(100 + t);
         }
     }
 
@@ -182,14 +187,7 @@ class PeekTakeTest {
     void packedPopsGivenBackAcrossTheEndOfTheRingComeAgainInOrder() throws Exception {
         try (Rings r = new Rings(4, features(true, false), 4)) {
             long b = r.buffer(256);
-            DescriptorChain c = new DescriptorChain();
-            for (int t = 0; t < 3; t++) { // the next available descriptor is now slot 3, the last
-                r.driver.addInBuf(b, 8, 100 + t);
-                r.device.pop(c);
-                r.device.addUsed(c, 0);
-                r.device.publishUsed();
-                r.driver.getBuf();
-            }
+            advance(r, b, 3); // the next available descriptor is now slot 3, the last
             r.driver.addInBuf(b + 16, 8, 0);  // slot 3
             r.driver.addInBuf(b + 32, 8, 1);  // slot 0, the next lap
             DescriptorChain first = new DescriptorChain();
