@@ -126,15 +126,20 @@ class NetDeviceTest {
         rx.addInBuf(next, 2048, "next");
         rx.kick();
         wire.toGuest.accept(frame(100));
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (h.needsReset.get() == null && System.nanoTime() < deadline) {
-            Thread.sleep(1);
-        }
-        assertThat(h.needsReset.get()).contains("MRG_RXBUF").contains("4 writable bytes");
+        assertThat(awaitNeedsReset()).contains("MRG_RXBUF").contains("4 writable bytes");
         assertThat(rx.getBuf()).as("nothing was used").isNull();
         byte[] after = new byte[2048];
         h.memory.read(next, after, 0, 2048);
         assertThat(after).as("no byte of an earlier frame reached the next buffer").containsOnly(0);
+    }
+
+    /** The device's NEEDS_RESET reason, once it gives one (or null after 5 s). */
+    String awaitNeedsReset() throws InterruptedException {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (h.needsReset.get() == null && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        return h.needsReset.get();
     }
 
     @Test
@@ -148,11 +153,7 @@ class NetDeviceTest {
         rx.addInBuf(tiny, 4, "tiny"); // the second buffer a 1000-byte frame needs
         rx.kick();
         wire.toGuest.accept(frame(1000));
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-        while (h.needsReset.get() == null && System.nanoTime() < deadline) {
-            Thread.sleep(1);
-        }
-        assertThat(h.needsReset.get()).contains("MRG_RXBUF").contains("4 writable bytes");
+        assertThat(awaitNeedsReset()).contains("MRG_RXBUF").contains("4 writable bytes");
         assertThat(rx.getBuf()).as("nothing was used").isNull();
         byte[] after = new byte[512];
         h.memory.read(first, after, 0, 512);
