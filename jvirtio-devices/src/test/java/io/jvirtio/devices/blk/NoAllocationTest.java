@@ -78,20 +78,24 @@ class NoAllocationTest {
                 }
                 Thread q = Thread.getAllStackTraces().keySet().stream()
                         .filter(t -> t.getName().equals("jvirtio-block-q0")).findFirst().orElseThrow();
-                // The best of five rounds: a round the JIT spends recompiling (a deoptimisation) may allocate a
-                // little; an allocation on the request path shows in every round.
-                long best = Long.MAX_VALUE;
+                // Rounds until one is clean, at most 20: a round the JIT spends compiling or recompiling (a
+                // deoptimisation; on a machine short of CPU the warm-up above may end before C2 has compiled the
+                // whole path) may allocate a little; an allocation on the request path shows in every round.
                 int n = 10_000;
-                for (int round = 0; round < 5; round++) {
+                java.util.List<Long> rounds = new java.util.ArrayList<>();
+                long best = Long.MAX_VALUE;
+                for (int round = 0; round < 20 && best >= n; round++) {
                     long before = allocated(q);
                     for (int i = 0; i < n; i++) {
                         h.memory.writeU64(hdr + 8, (i % 1000) * 8L);
                         h.roundTrip(0, sg);
                     }
-                    best = Math.min(best, allocated(q) - before);
+                    long bytes = allocated(q) - before;
+                    rounds.add(bytes);
+                    best = Math.min(best, bytes);
                 }
-                assertThat(best / (double) n).as("%s: bytes allocated per request by the queue's thread (%d in the best round)",
-                        engine, best).isLessThan(1.0);
+                assertThat(best / (double) n).as("%s: bytes allocated per request by the queue's thread (%d in the best "
+                        + "round; rounds of %d requests: %s)", engine, best, n, rounds).isLessThan(1.0);
             }
         }
     }
