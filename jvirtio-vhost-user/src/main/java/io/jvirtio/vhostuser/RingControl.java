@@ -87,14 +87,16 @@ final class RingControl {
         }
     }
 
-    /** A new memory table: running rings stop (keeping their positions and the device's state), move, restart. */
+    /**
+     * A new memory table: running rings stop (keeping their positions and the device's state), move, and restart
+     * with every other ring that became ready without memory to run on.
+     */
     void setMemory(MemoryTable table) {
-        List<Vring> running = stopAll();
+        stopAll();
         if (memory != null) {
             memory.close();
         }
         memory = table;
-        start(running);
         startReady();
     }
 

@@ -568,4 +568,73 @@ class SessionRulesTest {
             assertThat(sharedMappings()).as("shared mappings once the session ended").isEqualTo(maps);
         }
     }
+
+    /**
+     * Posts request {@code k} (0, 1, …) on ring 0 of a disk started by {@link #startRing}: a read of sector 0 into
+     * 512 bytes, always the same three descriptors (head 0, given back before the next); waits for it to be used.
+     */
+    static boolean served(Session s, int k) throws Exception {
+        long ring = 0x10000;
+        s.mem.writeU64(ring, 0x8000);                    // header: T_IN, sector 0
+        s.mem.writeU32(ring + 8, 16);
+        s.mem.writeU16(ring + 12, (short) 1);            // NEXT
+        s.mem.writeU16(ring + 14, (short) 1);
+        s.mem.writeU64(ring + 16, 0x9000);               // data
+        s.mem.writeU32(ring + 24, 512);
+        s.mem.writeU16(ring + 28, (short) 3);            // NEXT | WRITE
+        s.mem.writeU16(ring + 30, (short) 2);
+        s.mem.writeU64(ring + 32, 0xa000);               // status
+        s.mem.writeU32(ring + 40, 1);
+        s.mem.writeU16(ring + 44, (short) 2);            // WRITE
+        s.mem.write(0xa000, new byte[] {(byte) 0xff}, 0, 1);
+        s.mem.writeU16(ring + 0x100 + 4 + 2L * (k % 8), (short) 0);
+        s.mem.writeU16(ring + 0x102, (short) (k + 1));
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (s.mem.readU16(ring + 0x202) != (short) (k + 1) && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        byte[] status = new byte[1];
+        s.mem.read(0xa000, status, 0, 1);
+        return s.mem.readU16(ring + 0x202) == (short) (k + 1) && status[0] == 0;
+    }
+
+    /**
+     * A message that replaces what running rings run on — a new memory table (hot-plug), a dirty log (migration
+     * starting), an in-flight buffer, new features (renegotiation) — stops them keeping their positions and starts
+     * them again on the new one: the next request is served, from where the ring was.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"SET_MEM_TABLE", "SET_LOG_BASE", "SET_INFLIGHT_FD",
+            "SET_FEATURES"})
+    @io.jvirtio.core.spec.Conformance("vu-be-9")
+    void aRunningRingGoesOnThroughAMessageThatReplacesWhatItRunsOn(String message, @TempDir Path dir) throws Exception {
+        try (Session s = disk(dir)) {
+            s.protocolFeatures(INFLIGHT | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD));
+            startRing(s, 0);
+            assertThat(served(s, 0)).as("before %s", message).isTrue();
+            int fd = Posix.memfdCreate("session-rules-replace");
+            try (Arena arena = Arena.ofConfined()) {
+                Posix.ftruncate(fd, 4096);
+                switch (message) {
+                    case "SET_MEM_TABLE" -> s.memTable();
+                    case "SET_LOG_BASE" -> {
+                        s.ch.write(Message.of(VhostUser.SET_LOG_BASE, ByteBuffer.allocate(16)
+                                .order(ByteOrder.LITTLE_ENDIAN).putLong(4096).putLong(0).array(), fd));
+                        assertThat(s.ch.read().u64()).isZero();
+                    }
+                    case "SET_INFLIGHT_FD" -> s.acked(Message.of(VhostUser.SET_INFLIGHT_FD, inflight(2 * 192, 0, 2, 8), fd));
+                    default -> s.acked(Message.u64(VhostUser.SET_FEATURES,
+                            Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH)));
+                }
+                assertThat(served(s, 1)).as("after %s", message).isTrue();
+                assertThat(served(s, 2)).as("and on").isTrue();
+                if (message.equals("SET_INFLIGHT_FD")) {
+                    assertThat(Posix.mmapShared(fd, 0, 4096, arena).get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8))
+                            .as("the ring restarted on the new buffer").isEqualTo((short) 1);
+                }
+            } finally {
+                Channel.closeQuietly(fd);
+            }
+        }
+    }
 }
