@@ -523,7 +523,8 @@ class SessionRulesTest {
             long fds = openFds(); // with both ends of the connection
             long maps = sharedMappings();
             long[] afterRound = new long[4];
-            s.protocolFeatures(INFLIGHT | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD) | (1L << VhostUser.PROTOCOL_F_BACKEND_REQ));
+            s.protocolFeatures(INFLIGHT | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD) | (1L << VhostUser.PROTOCOL_F_BACKEND_REQ)
+                    | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE));
             s.acked(Message.u64(VhostUser.SET_FEATURES, Feature.VERSION_1.mask()));
             for (int round = 0; round < 2; round++) {
                 s.memTable();
@@ -558,6 +559,9 @@ class SessionRulesTest {
             assertThat(afterRound[3]).as("shared mappings after everything was handed over again")
                     .isEqualTo(afterRound[1]);
             assertThat(afterRound[1]).as("the memory table, the in-flight buffer and the log are mapped").isEqualTo(maps + 3);
+            s.acked(Message.of(VhostUser.RESET_DEVICE, new byte[0]));
+            assertThat(openFds()).as("RESET_DEVICE lets go of both rings' kick, call and error descriptors")
+                    .isLessThanOrEqualTo(afterRound[2] - 6);
             s.ch.close();
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
             while ((s.backend.activeSessions() > 0 || openFds() != fds - 2) && System.nanoTime() < deadline) {
