@@ -641,4 +641,41 @@ class SessionRulesTest {
             }
         }
     }
+
+    /** The disk's {@code writeback} byte (VIRTIO_BLK_F_CONFIG_WCE), through GET_CONFIG. */
+    static int writeback(Session s) throws Exception {
+        s.ch.write(Message.of(VhostUser.GET_CONFIG, ByteBuffer.allocate(13).order(ByteOrder.LITTLE_ENDIAN)
+                .putInt(io.jvirtio.core.spec.Blk.CFG_WRITEBACK).putInt(1).putInt(0).array()));
+        Message r = s.ch.read();
+        assertThat(r.size()).as("GET_CONFIG answered").isEqualTo(13);
+        return r.payload()[12];
+    }
+
+    /**
+     * SET_STATUS 0 resets the device itself, not only its rings: a disk whose driver turned its write cache off
+     * (CONFIG_WCE) has it as the back-end's mode has it again — as after RESET_DEVICE.
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"SET_STATUS 0", "RESET_DEVICE"})
+    @io.jvirtio.core.spec.Conformance("vu-be-10")
+    void aResetResetsTheDevicesOwnStateToo(String reset, @TempDir Path dir) throws Exception {
+        try (Session s = new Session(dir, () -> new io.jvirtio.devices.blk.BlkDevice(
+                new io.jvirtio.devices.blk.MemoryBackend(1 << 20, false), 2))) {
+            s.protocolFeatures(REPLY_ACK | (1L << VhostUser.PROTOCOL_F_STATUS) | (1L << VhostUser.PROTOCOL_F_CONFIG)
+                    | (1L << VhostUser.PROTOCOL_F_RESET_DEVICE));
+            s.memTable();
+            s.acked(Message.u64(VhostUser.SET_FEATURES, Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH,
+                    Feature.BLK_CONFIG_WCE)));
+            s.acked(Message.u64(VhostUser.SET_STATUS, io.jvirtio.core.spec.DeviceStatus.ACKNOWLEDGE
+                    | io.jvirtio.core.spec.DeviceStatus.DRIVER | io.jvirtio.core.spec.DeviceStatus.FEATURES_OK));
+            startRing(s, 0);
+            assertThat(writeback(s)).as("a write-back cache, as the memory back-end has").isEqualTo(1);
+            s.acked(Message.of(VhostUser.SET_CONFIG, ByteBuffer.allocate(13).order(ByteOrder.LITTLE_ENDIAN)
+                    .putInt(io.jvirtio.core.spec.Blk.CFG_WRITEBACK).putInt(1).putInt(0).put((byte) 0).array()));
+            assertThat(writeback(s)).as("the driver turned it off").isZero();
+            s.acked(reset.equals("RESET_DEVICE") ? Message.of(VhostUser.RESET_DEVICE, new byte[0])
+                    : Message.u64(VhostUser.SET_STATUS, 0));
+            assertThat(writeback(s)).as("after %s", reset).isEqualTo(1);
+        }
+    }
 }
