@@ -77,6 +77,29 @@ class SessionRulesTest {
                     .putLong(0).array()));
         }
 
+        /** Descriptor {@code head} of a split ring 0 at 0x1000: a 64-byte device-writable buffer at {@code buffer}. */
+        void writableDescriptor(int head, long buffer) throws Exception {
+            mem.writeU64(0x1000 + 16L * head, buffer);
+            mem.writeU32(0x1000 + 16L * head + 8, 64);
+            mem.writeU16(0x1000 + 16L * head + 12, (short) 2); // VIRTQ_DESC_F_WRITE
+        }
+
+        /** Starts ring 0, polled and without a call descriptor, and enables it. */
+        void startPolled() throws Exception {
+            acked(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
+            acked(Message.u64(VhostUser.SET_VRING_KICK, VhostUser.VRING_NOFD));
+            acked(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(0, 1)));
+        }
+
+        /** Ring 0's {@code used.idx} (its used ring at 0x1200) once it reaches {@code idx}, or after 5 s. */
+        short awaitUsedIdx(int idx) throws Exception {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (mem.readU16(0x1202) != (short) idx && System.nanoTime() < deadline) {
+                Thread.sleep(2);
+            }
+            return mem.readU16(0x1202);
+        }
+
         /** True when the back-end hung up. */
         boolean closedByPeer() throws Exception {
             try {
@@ -260,9 +283,7 @@ class SessionRulesTest {
                 s.mem.writeU16(avail + 2, (short) 1);
             }
             s.acked(Message.u64(VhostUser.SET_VRING_ERR, 0, err));
-            s.acked(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
-            s.acked(Message.u64(VhostUser.SET_VRING_KICK, VhostUser.VRING_NOFD)); // started, polled
-            s.acked(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(0, 1)));
+            s.startPolled();
             String what = (packed ? "packed " : "split ") + area + " at " + past + " bytes past the last place it fits";
             if (!inside) {
                 assertThat(signalled(err, 5000)).as("%s: the ring's error descriptor signalled", what).isTrue();
@@ -312,19 +333,11 @@ class SessionRulesTest {
             // a ring another back-end served five requests of: used.idx 5 in the ring, next available 5 in the base
             s.mem.writeU16(0x1202, (short) 5);
             s.acked(Message.of(VhostUser.SET_VRING_BASE, Message.vringState(0, 5)));
-            s.mem.writeU64(0x1000 + 16 * 3, 0x8000);
-            s.mem.writeU32(0x1000 + 16 * 3 + 8, 64);
-            s.mem.writeU16(0x1000 + 16 * 3 + 12, (short) 2);
+            s.writableDescriptor(3, 0x8000);
             s.mem.writeU16(0x1104 + 2 * 5, (short) 3); // avail slot 5: head 3
             s.mem.writeU16(0x1102, (short) 6);
-            s.acked(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
-            s.acked(Message.u64(VhostUser.SET_VRING_KICK, VhostUser.VRING_NOFD));
-            s.acked(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(0, 1)));
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (s.mem.readU16(0x1202) != 6 && System.nanoTime() < deadline) {
-                Thread.sleep(2);
-            }
-            assertThat(s.mem.readU16(0x1202)).as("used.idx moved on from the ring's 5").isEqualTo((short) 6);
+            s.startPolled();
+            assertThat(s.awaitUsedIdx(6)).as("used.idx moved on from the ring's 5").isEqualTo((short) 6);
             assertThat(s.mem.readU32(0x1204 + 8 * 5)).as("used slot 5: head 3").isEqualTo(3);
             assertThat(s.mem.readU32(0x1204 + 8 * 5 + 4)).isEqualTo(64);
             assertThat(s.mem.readU32(0x1204)).as("used slot 0 untouched").isZero();
@@ -376,20 +389,12 @@ class SessionRulesTest {
                 s.acked(Message.u64(VhostUser.SET_FEATURES, Feature.VERSION_1.mask()));
                 s.ring(8, 0x1000, 0x1100, 0x1200);
                 for (int i = 0; i < 2; i++) {
-                    s.mem.writeU64(0x1000 + 16L * i, 0x8000 + 0x100L * i);
-                    s.mem.writeU32(0x1000 + 16L * i + 8, 64);
-                    s.mem.writeU16(0x1000 + 16L * i + 12, (short) 2);
+                    s.writableDescriptor(i, 0x8000 + 0x100L * i);
                     s.mem.writeU16(0x1104 + 2L * i, (short) i);
                 }
                 s.mem.writeU16(0x1102, (short) 2);
-                s.acked(Message.u64(VhostUser.SET_VRING_CALL, VhostUser.VRING_NOFD));
-                s.acked(Message.u64(VhostUser.SET_VRING_KICK, VhostUser.VRING_NOFD));
-                s.acked(Message.of(VhostUser.SET_VRING_ENABLE, Message.vringState(0, 1)));
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-                while (s.mem.readU16(0x1202) != 2 && System.nanoTime() < deadline) {
-                    Thread.sleep(2);
-                }
-                assertThat(s.mem.readU16(0x1202)).isEqualTo((short) 2);
+                s.startPolled();
+                assertThat(s.awaitUsedIdx(2)).isEqualTo((short) 2);
                 s.acked(resetDevice ? Message.of(VhostUser.RESET_DEVICE, new byte[0]) : Message.u64(VhostUser.SET_STATUS, 0));
                 s.ch.write(Message.of(VhostUser.GET_VRING_BASE, Message.vringState(0, 0)));
                 assertThat(s.ch.read().body().getInt(4)).as(resetDevice ? "RESET_DEVICE: the ring back to its start"
