@@ -456,8 +456,8 @@ final class BackendSession implements Runnable {
         }
         switch (m.request()) {
             case VhostUser.SET_VRING_KICK -> rings.setKick(r, fd, v.nofd(), (features & VhostUser.F_PROTOCOL_FEATURES) == 0);
-            case VhostUser.SET_VRING_CALL -> rings.setCall(r, fd);
-            default -> rings.setErr(r, fd);
+            case VhostUser.SET_VRING_CALL -> r.replaceCall(fd);
+            default -> r.replaceErr(fd);
         }
     }
 

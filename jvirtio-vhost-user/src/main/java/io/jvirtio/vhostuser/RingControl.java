@@ -179,34 +179,6 @@ final class RingControl {
         startReady();
     }
 
-    void setErr(Vring r, int fd) {
-        Channel.closeQuietly(r.errFd);
-        r.errFd = fd;
-    }
-
-    /** SET_VRING_CALL: interrupts go to the new descriptor from the next one on (the ring keeps running). */
-    void setCall(Vring r, int fd) {
-        synchronized (r) {
-            Channel.closeQuietly(r.callFd);
-            r.callFd = fd;
-            if (fd >= 0 && r.missedCall) {
-                // QEMU sets a ring's call fd after its kick, so the ring may already have used buffers and
-                // wanted to say so: say it now. A lost interrupt can stall a driver for ever (a NIC's full
-                // transmit ring waits for one); a spurious one costs a look (split-drv-14).
-                r.missedCall = false;
-                signal(fd);
-            }
-        }
-    }
-
-    private void signal(int fd) {
-        try (Arena a = Arena.ofConfined()) {
-            Posix.eventfdSignal(fd, a.allocate(8), Posix.callState(a));
-        } catch (NativeException e) {
-            LOG.log(Level.DEBUG, "{0}: call: {1}", name, e.getMessage());
-        }
-    }
-
     /** SET_VRING_ENABLE: the device talks to its peer through the ring, or not; the ring runs either way. */
     void enable(Vring r, boolean on) {
         r.enabled = on;
@@ -235,7 +207,7 @@ final class RingControl {
         }
         if (forgetRings) {
             for (Vring r : rings) {
-                dropFds(r);
+                r.dropFds();
                 r.num = 0;
                 r.addressed = false;
                 r.base = 0;
@@ -263,7 +235,7 @@ final class RingControl {
             LOG.log(Level.WARNING, "{0}: closing the device failed: {1}", name, e);
         }
         for (Vring r : rings) {
-            dropFds(r);
+            r.dropFds();
         }
         if (kicks != null) {
             kicks.stop();
@@ -281,17 +253,6 @@ final class RingControl {
             logArena.close();
             logArena = null;
             log = null;
-        }
-    }
-
-    private static void dropFds(Vring r) {
-        Channel.closeQuietly(r.kickFd);
-        Channel.closeQuietly(r.errFd);
-        r.kickFd = -1;
-        r.errFd = -1;
-        synchronized (r) {
-            Channel.closeQuietly(r.callFd);
-            r.callFd = -1;
         }
     }
 
@@ -352,7 +313,7 @@ final class RingControl {
                 failure("ring " + r.index + ": " + e.getMessage());
                 continue;
             }
-            irqs[r.index] = caller(r);
+            irqs[r.index] = r.interrupt();
             // the dirty log before the queue's thread exists: its first used element is logged too
             r.queue = queues[r.index];
             applyLog(r);
@@ -365,7 +326,7 @@ final class RingControl {
             List<DeviceQueue> qs = new ArrayList<>(Arrays.asList(queues));
             List<Interrupt> is = new ArrayList<>();
             for (int i = 0; i < rings.length; i++) {
-                is.add(irqs[i] != null ? irqs[i] : caller(rings[i]));
+                is.add(irqs[i] != null ? irqs[i] : rings[i].interrupt());
             }
             if (qs.stream().allMatch(q -> q == null)) {
                 rebuildKicks();
@@ -462,29 +423,6 @@ final class RingControl {
         }
     }
 
-    /**
-     * The interrupt of ring {@code r}: a write to its current call eventfd (none in polling mode). The fd is
-     * read under the ring's lock at each interrupt, since the front-end may replace it at any time.
-     */
-    private Interrupt caller(Vring r) {
-        Arena arena = Arena.ofAuto();
-        MemorySegment one = arena.allocate(8);
-        MemorySegment state = Posix.callState(arena);
-        return () -> {
-            synchronized (r) {
-                if (r.callFd < 0) {
-                    r.missedCall = true;
-                    return;
-                }
-                try {
-                    Posix.eventfdSignal(r.callFd, one, state);
-                } catch (NativeException e) {
-                    LOG.log(Level.DEBUG, "{0}: call ring {1}: {2}", name, r.index, e.getMessage());
-                }
-            }
-        };
-    }
-
     /** The device model found the driver's ring unusable: log it and tell the front-end (SET_VRING_ERR fds). */
     void failure(String reason) {
         LOG.log(Level.WARNING, "{0}: device needs reset: {1}", name, reason);
@@ -497,14 +435,7 @@ final class RingControl {
             MemorySegment one = a.allocate(8);
             MemorySegment state = Posix.callState(a);
             for (Vring r : rings) {
-                int fd = r.errFd;
-                if (fd >= 0) {
-                    try {
-                        Posix.eventfdSignal(fd, one, state);
-                    } catch (NativeException e) {
-                        LOG.log(Level.DEBUG, e.getMessage());
-                    }
-                }
+                r.signalError(one, state);
             }
         }
     }
