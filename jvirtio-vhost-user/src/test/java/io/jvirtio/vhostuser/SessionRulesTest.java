@@ -290,17 +290,17 @@ class SessionRulesTest {
                 return;
             }
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (!served(s.mem, packed, desc, used) && System.nanoTime() < deadline) {
+            while (!entropyUsed(s.mem, packed, desc, used) && System.nanoTime() < deadline) {
                 Thread.sleep(2);
             }
-            assertThat(served(s.mem, packed, desc, used)).as("%s: the request served", what).isTrue();
+            assertThat(entropyUsed(s.mem, packed, desc, used)).as("%s: the request served", what).isTrue();
             assertThat(signalled(err, 0)).as("%s: no error", what).isFalse();
         } finally {
             Channel.closeQuietly(err);
         }
     }
 
-    static boolean served(GuestMemory mem, boolean packed, long desc, long used) throws Exception {
+    static boolean entropyUsed(GuestMemory mem, boolean packed, long desc, long used) throws Exception {
         if (packed) {
             int flags = mem.readU16(desc + 14) & 0xffff;
             return (flags & 1 << 15) != 0 && mem.readU32(desc + 8) == 64; // USED flag set with the wrap counter
@@ -582,7 +582,7 @@ class SessionRulesTest {
      * Posts request {@code k} (0, 1, …) on ring 0 of a disk started by {@link #startRing}: a read of sector 0 into
      * 512 bytes, always the same three descriptors (head 0, given back before the next); waits for it to be used.
      */
-    static boolean served(Session s, int k) throws Exception {
+    static boolean readOfSectorZeroServed(Session s, int k) throws Exception {
         long ring = 0x10000;
         s.mem.writeU64(ring, 0x8000);                    // header: T_IN, sector 0
         s.mem.writeU32(ring + 8, 16);
@@ -620,7 +620,7 @@ class SessionRulesTest {
         try (Session s = disk(dir)) {
             s.protocolFeatures(INFLIGHT | (1L << VhostUser.PROTOCOL_F_LOG_SHMFD));
             startRing(s, 0);
-            assertThat(served(s, 0)).as("before %s", message).isTrue();
+            assertThat(readOfSectorZeroServed(s, 0)).as("before %s", message).isTrue();
             int fd = Posix.memfdCreate("session-rules-replace");
             try (Arena arena = Arena.ofConfined()) {
                 Posix.ftruncate(fd, 4096);
@@ -635,8 +635,8 @@ class SessionRulesTest {
                     default -> s.acked(Message.u64(VhostUser.SET_FEATURES,
                             Feature.maskOf(Feature.VERSION_1, Feature.BLK_FLUSH)));
                 }
-                assertThat(served(s, 1)).as("after %s", message).isTrue();
-                assertThat(served(s, 2)).as("and on").isTrue();
+                assertThat(readOfSectorZeroServed(s, 1)).as("after %s", message).isTrue();
+                assertThat(readOfSectorZeroServed(s, 2)).as("and on").isTrue();
                 if (message.equals("SET_INFLIGHT_FD")) {
                     assertThat(Posix.mmapShared(fd, 0, 4096, arena).get(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, 8))
                             .as("the ring restarted on the new buffer").isEqualTo((short) 1);
