@@ -29,6 +29,11 @@ final class NbdConnection implements AutoCloseable {
     static final long IO_TIMEOUT_MS = 30_000;
     /** Option replies longer than this are a broken or hostile server. */
     private static final int MAX_OPTION_REPLY = 64 * 1024;
+    /**
+     * Replies to one option before its final one: NBD_OPT_GO's are one NBD_REP_INFO per information type the
+     * server knows (four are defined); a server that goes on past this is refused rather than read forever.
+     */
+    static final int MAX_OPTION_REPLIES = 64;
 
     final int fd;
     final long size;
@@ -54,6 +59,8 @@ final class NbdConnection implements AutoCloseable {
             SocketIo.setTimeouts(fd, IO_TIMEOUT_MS, IO_TIMEOUT_MS);
             MemorySegment st = Posix.callState(a);
             MemorySegment b = a.allocate(32, 8);
+            // one buffer for every option reply's header and payload, however many the server sends
+            MemorySegment replies = a.allocate(20 + MAX_OPTION_REPLY, 8);
             readFully(fd, b.asSlice(0, 18), st, uri);
             long magic = b.get(BE64, 0);
             long opt = b.get(BE64, 8);
@@ -69,7 +76,11 @@ final class NbdConnection implements AutoCloseable {
             writeFully(fd, b.asSlice(0, 4), st, a, uri);
             // Structured replies: reads may come back in chunks, holes without their zeroes on the wire.
             sendOption(fd, Nbd.OPT_STRUCTURED_REPLY, MemorySegment.NULL, st, a, uri);
-            OptionReply sr = readOptionReply(fd, Nbd.OPT_STRUCTURED_REPLY, st, a, uri);
+            OptionReply sr = readOptionReply(fd, Nbd.OPT_STRUCTURED_REPLY, replies, st, uri);
+            // proto.md: this option's only replies are NBD_REP_ACK or an error (then: simple replies only)
+            if (sr.type != Nbd.REP_ACK && (sr.type & Nbd.REP_FLAG_ERROR) == 0) {
+                throw new IOException(uri + ": reply type " + sr.type + " to NBD_OPT_STRUCTURED_REPLY");
+            }
             boolean structured = sr.type == Nbd.REP_ACK;
             // NBD_OPT_GO: export name, no particular information requested (the export's comes anyway).
             byte[] name = uri.export().getBytes(StandardCharsets.UTF_8);
@@ -80,8 +91,8 @@ final class NbdConnection implements AutoCloseable {
             sendOption(fd, Nbd.OPT_GO, go, st, a, uri);
             long size = -1;
             int tflags = 0;
-            for (;;) {
-                OptionReply r = readOptionReply(fd, Nbd.OPT_GO, st, a, uri);
+            for (int n = 1;; n++) {
+                OptionReply r = readOptionReply(fd, Nbd.OPT_GO, replies, st, uri);
                 if (r.type == Nbd.REP_ACK) {
                     break;
                 }
@@ -89,10 +100,14 @@ final class NbdConnection implements AutoCloseable {
                     throw new IOException(uri + ": the server refused export '" + uri.export() + "': error "
                             + (r.type & ~Nbd.REP_FLAG_ERROR) + (r.data.isEmpty() ? "" : " (" + r.data + ")"));
                 }
-                if (r.type == Nbd.REP_INFO && r.payload.byteSize() >= 12
+                // NBD_INFO_EXPORT: u16 type, u64 size, u16 transmission flags (exactly 12 bytes)
+                if (r.type == Nbd.REP_INFO && r.payload.byteSize() == 12
                         && Short.toUnsignedInt(r.payload.get(BE16, 0)) == Nbd.INFO_EXPORT) {
                     size = r.payload.get(BE64, 2);
                     tflags = Short.toUnsignedInt(r.payload.get(BE16, 10));
+                }
+                if (n > MAX_OPTION_REPLIES) {
+                    throw new IOException(uri + ": more than " + MAX_OPTION_REPLIES + " replies to NBD_OPT_GO");
                 }
             }
             if (size < 0) {
@@ -120,9 +135,10 @@ final class NbdConnection implements AutoCloseable {
         writeFully(fd, h, st, a, uri);
     }
 
-    private static OptionReply readOptionReply(int fd, int option, MemorySegment st, Arena a, NbdUri uri)
+    /** Reads one option reply into {@code buffer} (its payload stays valid until the next reply is read). */
+    private static OptionReply readOptionReply(int fd, int option, MemorySegment buffer, MemorySegment st, NbdUri uri)
             throws IOException {
-        MemorySegment h = a.allocate(20);
+        MemorySegment h = buffer.asSlice(0, 20);
         readFully(fd, h, st, uri);
         if (h.get(BE64, 0) != Nbd.OPTION_REPLY_MAGIC || h.get(BE32, 8) != option) {
             throw new IOException(uri + ": bad option reply (magic 0x" + Long.toHexString(h.get(BE64, 0))
@@ -133,7 +149,7 @@ final class NbdConnection implements AutoCloseable {
         if (len < 0 || len > MAX_OPTION_REPLY) {
             throw new IOException(uri + ": option reply of " + Integer.toUnsignedString(len) + " bytes");
         }
-        MemorySegment p = a.allocate(Math.max(len, 1)).asSlice(0, len);
+        MemorySegment p = buffer.asSlice(20, len);
         readFully(fd, p, st, uri);
         String text = (type & Nbd.REP_FLAG_ERROR) != 0
                 ? new String(p.toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8) : "";

@@ -33,6 +33,8 @@ import static io.jvirtio.devices.blk.nbd.NbdConnection.BE64;
  */
 final class NbdQueue extends PostingQueue {
     private static final Logger LOG = System.getLogger(NbdQueue.class.getName());
+    /** proto.md: a string "MUST be no longer than 4096 bytes"; an error chunk is u32, u16, the message, u64. */
+    static final int MAX_ERROR_CHUNK = 4 + 2 + 4096 + 8;
 
     private final NbdBackend backend;
     private final String name;
@@ -43,12 +45,16 @@ final class NbdQueue extends PostingQueue {
     private final int[] phase;
     /** Per tag: the first error a structured reply reported for it. */
     private final int[] replyError;
+    /** Per tag: bytes of a read the structured reply's data and hole chunks have covered so far. */
+    private final long[] covered;
     private final ReentrantLock sendLock = new ReentrantLock();
     private final Arena arena = Arena.ofShared();
     private final Sender queueSide = new Sender();
     private final Sender readerSide = new Sender();
     private final MemorySegment readState = Posix.callState(arena);
     private final MemorySegment header = arena.allocate(32, 8);
+    /** An error chunk's payload: error, message length, message, and ERROR_OFFSET's offset. */
+    private final MemorySegment errorChunk = arena.allocate(MAX_ERROR_CHUNK, 8);
     private final MemorySegment pollfds = arena.allocate(16, 8);
     /** Signalled by {@link #close()}: ends the reader's wait without touching the connection. */
     private final int wakeFd;
@@ -77,6 +83,7 @@ final class NbdQueue extends PostingQueue {
         this.sentOn = new long[depth];
         this.phase = new int[depth];
         this.replyError = new int[depth];
+        this.covered = new long[depth];
         this.reader = Thread.ofPlatform().name("jvirtio-nbd-q" + index).daemon().start(this::readLoop);
     }
 
@@ -93,7 +100,6 @@ final class NbdQueue extends PostingQueue {
             return;
         }
         phase[tag] = 0;
-        replyError[tag] = 0;
         send(tag, queueSide, r);
     }
 
@@ -129,6 +135,9 @@ final class NbdQueue extends PostingQueue {
                 return; // no connection (the reader sends it after reconnecting), or sent or done already
             }
             sentOn[tag] = generation;
+            // what a reply on an earlier connection reported is void: the command is answered anew
+            replyError[tag] = 0;
+            covered[tag] = 0;
             int n = build(c, r, tag, s);
             NbdConnection.sendAll(c.fd, s.iov, n, s.state, name);
         } catch (IOException e) {
@@ -259,7 +268,7 @@ final class NbdQueue extends PostingQueue {
             BlockRequest r = lookup(cookie);
             chunk(c, r, type, length);
             if ((flags & Nbd.REPLY_FLAG_DONE) != 0) {
-                finish(r, replyError[r.tag()]);
+                finish(r, doneResult(r));
             }
         } else {
             throw new ProtocolError("reply magic 0x" + Integer.toHexString(magic));
@@ -287,14 +296,19 @@ final class NbdQueue extends PostingQueue {
             return;
         }
         if ((type & Nbd.REPLY_TYPE_ERROR_BIT) != 0) {
-            if (length < 6) {
+            // read into one buffer of the largest size an error chunk can have: a server reporting errors
+            // on every request costs no memory, and one claiming a longer chunk broke the protocol
+            if (length < 6 || length > MAX_ERROR_CHUNK) {
                 throw new ProtocolError("error chunk of " + length + " bytes");
             }
-            MemorySegment e = arena.allocate(length); // rare: errors only
+            MemorySegment e = errorChunk.asSlice(0, length);
             NbdConnection.readFully(c.fd, e, readState, name);
             int error = e.get(BE32, 0);
             int msgLen = Short.toUnsignedInt(e.get(BE16, 4));
-            String msg = new String(e.asSlice(6, Math.min(msgLen, length - 6)).toArray(ValueLayout.JAVA_BYTE),
+            if (msgLen > length - 6) {
+                throw new ProtocolError("error message of " + msgLen + " bytes in a chunk of " + length);
+            }
+            String msg = new String(e.asSlice(6, msgLen).toArray(ValueLayout.JAVA_BYTE),
                     java.nio.charset.StandardCharsets.UTF_8);
             LOG.log(Level.WARNING, "{0}: {1} failed on the server: error {2} {3}", name, r, error, msg);
             if (replyError[r.tag()] == 0) {
@@ -318,6 +332,24 @@ final class NbdQueue extends PostingQueue {
         } else {
             r.zero(offset - r.offset(), n);
         }
+        covered[r.tag()] += n;
+    }
+
+    /**
+     * A structured reply's result once its last chunk came: the first error it reported; for a read
+     * without one, EIO unless its chunks covered every byte (proto.md: "When no error is detected, the server
+     * MUST send enough data chunks to cover the entire region" — chunks never overlap, so their sum tells),
+     * so a short reply never completes a read whose buffers hold what was there before.
+     */
+    private int doneResult(BlockRequest r) {
+        int tag = r.tag();
+        int error = replyError[tag];
+        if (error == 0 && r.op() == BlockRequest.Op.READ && phase[tag] == 0 && covered[tag] != r.length()) {
+            LOG.log(Level.WARNING, "{0}: the server''s reply to {1} covered {2} of its {3} bytes", name, r,
+                    covered[tag], r.length());
+            return -FileIo.EIO;
+        }
+        return error;
     }
 
     /** Reads {@code n} bytes from the socket into the request's buffers, {@code from} bytes in. */

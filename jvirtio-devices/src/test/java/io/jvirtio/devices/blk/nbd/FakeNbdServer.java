@@ -32,6 +32,8 @@ final class FakeNbdServer implements AutoCloseable {
     volatile Script script;
     /** Override the option replies' length field with this (hostile handshake), or -1. */
     volatile int optionReplyLength = -1;
+    /** NBD_REP_INFO replies (NBD_INFO_NAME) sent to NBD_OPT_GO before the export's. */
+    volatile int extraInfoReplies;
 
     FakeNbdServer(Path socket, Script script) throws IOException {
         Files.deleteIfExists(socket);
@@ -73,6 +75,9 @@ final class FakeNbdServer implements AutoCloseable {
             int option = o.getInt(8);
             read(ch, o.getInt(12));
             if (option == Nbd.OPT_GO) {
+                for (int i = 0; i < extraInfoReplies; i++) {
+                    optionReply(ch, option, Nbd.REP_INFO, ByteBuffer.allocate(3).putShort((short) 1).put((byte) 'x').flip());
+                }
                 ByteBuffer info = ByteBuffer.allocate(12).putShort((short) Nbd.INFO_EXPORT).putLong(SIZE)
                         .putShort((short) (Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA)).flip();
                 optionReply(ch, option, Nbd.REP_INFO, info);

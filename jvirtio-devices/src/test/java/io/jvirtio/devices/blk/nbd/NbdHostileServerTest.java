@@ -6,6 +6,8 @@ import io.jvirtio.devices.blk.BlockRequest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -139,6 +141,111 @@ class NbdHostileServerTest {
         try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> { })) {
             server.optionReplyLength = Integer.MAX_VALUE;
             assertThatThrownBy(() -> backend(sock)).hasMessageContaining("option reply of 2147483647 bytes");
+        }
+    }
+
+    @Test
+    void aServerThatKeepsAnsweringTheExportOptionIsRefusedAfterSixtyFourReplies() throws Exception {
+        Path sock = dir.resolve("e.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> FakeNbdServer.simple(ch, r.cookie(), 0,
+                new byte[r.length()]))) {
+            server.extraInfoReplies = NbdConnection.MAX_OPTION_REPLIES; // and the export's: one too many
+            assertThatThrownBy(() -> backend(sock)).hasMessageContaining("more than 64 replies to NBD_OPT_GO");
+            server.extraInfoReplies = NbdConnection.MAX_OPTION_REPLIES - 1;
+            try (NbdBackend b = backend(sock)) {
+                assertThat(b.capacity()).isEqualTo(FakeNbdServer.SIZE);
+            }
+        }
+    }
+
+    /** A read answered with one error chunk of {@code length} bytes whose message claims {@code msgLen}. */
+    private static ByteBuffer errorChunk(int length, int msgLen) {
+        ByteBuffer e = ByteBuffer.allocate(Math.max(length, 6)).putInt(5).putShort((short) msgLen);
+        while (e.hasRemaining()) {
+            e.put((byte) 'e');
+        }
+        return e.flip().limit(length); // shorter than 6: cut inside the error's fields
+    }
+
+    @ParameterizedTest(name = "{0} bytes, message {1}")
+    @CsvSource({"4110, 4096", "4111, 4096", "4106, 4101", "5, 0"})
+    void anErrorChunkLongerThanTheLargestMessageOrShorterThanItsOwnIsABrokenConnection(int length, int msgLen)
+            throws Exception {
+        boolean valid = length <= NbdQueue.MAX_ERROR_CHUNK && length >= 6 && msgLen <= length - 6;
+        Path sock = dir.resolve("f.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            if (conn == 1) {
+                FakeNbdServer.chunk(ch, r.cookie(), Nbd.REPLY_FLAG_DONE, Nbd.REPLY_TYPE_ERROR_BIT | 2,
+                        errorChunk(length, msgLen));
+            } else {
+                ByteBuffer p = ByteBuffer.allocate(8 + r.length()).putLong(r.offset()).put(pattern(r.length())).flip();
+                FakeNbdServer.chunk(ch, r.cookie(), Nbd.REPLY_FLAG_DONE, Nbd.REPLY_TYPE_OFFSET_DATA, p);
+            }
+        }); NbdBackend b = backend(sock); Arena a = Arena.ofShared()) {
+            Driver d = new Driver(b);
+            MemorySegment buf = a.allocate(4096, 4096);
+            int result = d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf));
+            if (valid) {
+                assertThat(result).as("the error the server reported").isEqualTo(-5);
+                assertThat(server.connections.get()).isEqualTo(1);
+            } else {
+                assertThat(result).as("sent again on a new connection").isZero();
+                assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+                assertThat(server.connections.get()).isEqualTo(2);
+            }
+            d.queue.close();
+        }
+    }
+
+    @Test
+    void aReadWhoseChunksDoNotCoverItFailsAndChunksInAnyOrderThatDoSucceed() throws Exception {
+        Path sock = dir.resolve("h.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            byte[] data = pattern(r.length());
+            int half = r.length() / 2;
+            // the second half first, then the first; with offset 4096 the first half is never sent
+            ByteBuffer second = ByteBuffer.allocate(8 + half).putLong(r.offset() + half).put(data, half, half).flip();
+            FakeNbdServer.chunk(ch, r.cookie(), 0, Nbd.REPLY_TYPE_OFFSET_DATA, second);
+            if (r.offset() == 0) {
+                ByteBuffer first = ByteBuffer.allocate(8 + half).putLong(r.offset()).put(data, 0, half).flip();
+                FakeNbdServer.chunk(ch, r.cookie(), Nbd.REPLY_FLAG_DONE, Nbd.REPLY_TYPE_OFFSET_DATA, first);
+            } else {
+                FakeNbdServer.chunk(ch, r.cookie(), Nbd.REPLY_FLAG_DONE, Nbd.REPLY_TYPE_NONE, ByteBuffer.allocate(0));
+            }
+        }); NbdBackend b = backend(sock); Arena a = Arena.ofShared()) {
+            Driver d = new Driver(b);
+            MemorySegment buf = a.allocate(4096, 4096);
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 4096, 4096).addBuffer(buf)))
+                    .as("half of the read never came").isEqualTo(-5);
+            assertThat(server.connections.get()).as("a short reply is an answer, not a broken connection").isEqualTo(1);
+            d.queue.close();
+        }
+    }
+
+    @Test
+    void whatAReplyOnALostConnectionSaidIsForgottenWhenTheRequestIsSentAgain() throws Exception {
+        Path sock = dir.resolve("i.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            byte[] data = pattern(r.length());
+            if (conn == 1) {
+                // an error chunk and half the data, then the connection goes
+                FakeNbdServer.chunk(ch, r.cookie(), 0, Nbd.REPLY_TYPE_ERROR_BIT | 1, errorChunk(6, 0));
+                ByteBuffer half = ByteBuffer.allocate(8 + r.length() / 2).putLong(r.offset()).put(data, 0, r.length() / 2).flip();
+                FakeNbdServer.chunk(ch, r.cookie(), 0, Nbd.REPLY_TYPE_OFFSET_DATA, half);
+                ch.close();
+            } else {
+                ByteBuffer p = ByteBuffer.allocate(8 + r.length()).putLong(r.offset()).put(data).flip();
+                FakeNbdServer.chunk(ch, r.cookie(), Nbd.REPLY_FLAG_DONE, Nbd.REPLY_TYPE_OFFSET_DATA, p);
+            }
+        }); NbdBackend b = backend(sock); Arena a = Arena.ofShared()) {
+            Driver d = new Driver(b);
+            MemorySegment buf = a.allocate(4096, 4096);
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+            assertThat(server.connections.get()).isEqualTo(2);
+            d.queue.close();
         }
     }
 
