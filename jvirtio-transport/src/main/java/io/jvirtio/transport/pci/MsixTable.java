@@ -31,17 +31,21 @@ final class MsixTable {
         return entries;
     }
 
-    /** A read of the table or the PBA at {@code offset} of the MSI-X BAR. */
+    /**
+     * A read of the table or the PBA at {@code offset} of the MSI-X BAR, DWORD or QWORD (PCI 3.0 §6.8.2: a QWORD
+     * at an entry's offset 0 is the whole address, at offset 8 the data and, above it, the vector control).
+     */
     long read(long offset, int size) {
         if (offset >= pbaOffset) {
+            // one pending bit per vector, vector n at bit n % 64 of the PBA's QWORD n / 64
+            long first = 8 * (offset - pbaOffset);
             long bits = 0;
-            for (int v = 0; v < entries && v < 64; v++) {
-                if (pending[v]) {
-                    bits |= 1L << v;
+            for (int i = 0; i < 8 * size && first + i < entries; i++) {
+                if (pending[(int) (first + i)]) {
+                    bits |= 1L << i;
                 }
             }
-            long shift = 8 * (offset - pbaOffset);
-            return shift >= 64 ? 0 : (bits >>> shift) & (size == 8 ? -1L : (1L << (8 * size)) - 1);
+            return bits;
         }
         int entry = (int) (offset / Pci.MSIX_ENTRY_SIZE);
         if (entry >= entries) {
@@ -50,7 +54,7 @@ final class MsixTable {
         return switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
             case 0 -> size == 8 ? address[entry] : address[entry] & 0xffffffffL;
             case 4 -> address[entry] >>> 32;
-            case 8 -> data[entry] & 0xffffffffL;
+            case 8 -> (data[entry] & 0xffffffffL) | (size == 8 ? (control[entry] & 0xffffffffL) << 32 : 0);
             case 12 -> control[entry] & 0xffffffffL;
             default -> 0;
         };
@@ -65,7 +69,12 @@ final class MsixTable {
         switch ((int) (offset % Pci.MSIX_ENTRY_SIZE)) {
             case 0 -> address[entry] = size == 8 ? value : (address[entry] & ~0xffffffffL) | (value & 0xffffffffL);
             case 4 -> address[entry] = (address[entry] & 0xffffffffL) | (value << 32);
-            case 8 -> data[entry] = (int) value;
+            case 8 -> {
+                data[entry] = (int) value;
+                if (size == 8) {
+                    control[entry] = (int) (value >>> 32) & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT;
+                }
+            }
             case 12 -> control[entry] = (int) value & Pci.MSIX_ENTRY_VECTOR_CTRL_MASKBIT;
             default -> {
             }

@@ -16,14 +16,12 @@ final class PciConfigHeader {
     static final int MSIX_BAR = 1;
     static final int VIRTIO_BAR = 4;
     static final long VIRTIO_BAR_SIZE = 0x4000;
-    static final long MSIX_BAR_SIZE = 0x1000;
     static final int COMMON_OFFSET = 0x0000;
     static final int ISR_OFFSET = 0x1000;
     static final int DEVICE_OFFSET = 0x2000;
     static final int NOTIFY_OFFSET = 0x3000;
     static final int NOTIFY_MULTIPLIER = 4;
     static final int NOTIFY_LENGTH = 0x1000;
-    static final int PBA_OFFSET = 0x800;
 
     static final int CAP_MSIX = 0x40;
     static final int CAP_COMMON = 0x50;
@@ -37,6 +35,12 @@ final class PciConfigHeader {
     private final boolean transitional;
     private final int msixEntries;
     private final long legacyBarSize;
+    /**
+     * BAR1: the MSI-X table from 0, the PBA from the middle — 4 KiB and 0x800 up to 128 vectors, then twice the
+     * table rounded up to a power of two (QEMU's msix_init_exclusive_bar), so 2048 vectors' table never runs
+     * into the PBA.
+     */
+    private final long msixBarSize;
 
     /**
      * @param msixEntries MSI-X table size, 0 for no MSI-X capability
@@ -46,6 +50,8 @@ final class PciConfigHeader {
         this.transitional = transitional;
         this.msixEntries = msixEntries;
         this.legacyBarSize = transitional ? Math.max(32, Long.highestOneBit(24 + configSize - 1) << 1) : 0;
+        long table = (long) msixEntries * Pci.MSIX_ENTRY_SIZE;
+        this.msixBarSize = Math.max(0x1000, 2 * (table <= 1 ? 1 : Long.highestOneBit(table - 1) << 1));
         build(type);
     }
 
@@ -75,12 +81,12 @@ final class PciConfigHeader {
         config[Pci.INTERRUPT_PIN] = 1; // INTA#
 
         if (msixEntries > 0) {
-            // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1 at 0x800
+            // MSI-X: table size N-1, table in BAR1 at 0, PBA in BAR1's second half
             config[CAP_MSIX] = Pci.CAP_ID_MSIX;
             config[CAP_MSIX + 1] = (byte) CAP_COMMON;
             put16(CAP_MSIX + Pci.MSIX_CONTROL, msixEntries - 1);
             put32(CAP_MSIX + Pci.MSIX_TABLE, MSIX_BAR);
-            put32(CAP_MSIX + Pci.MSIX_PBA, PBA_OFFSET | MSIX_BAR);
+            put32(CAP_MSIX + Pci.MSIX_PBA, (int) pbaOffset() | MSIX_BAR);
         }
 
         virtioCap(CAP_COMMON, CAP_ISR, COMMON_CFG, VIRTIO_BAR, COMMON_OFFSET, 0x1000, SIZE);
@@ -89,6 +95,11 @@ final class PciConfigHeader {
         virtioCap(CAP_NOTIFY, CAP_PCI_CFG, NOTIFY_CFG, VIRTIO_BAR, NOTIFY_OFFSET, NOTIFY_LENGTH, SIZE + 4);
         put32(CAP_NOTIFY + NOTIFY_OFF_MULTIPLIER, NOTIFY_MULTIPLIER);
         virtioCap(CAP_PCI_CFG, 0, PCI_CFG, 0, 0, 0, SIZE + 4);
+    }
+
+    /** Where the MSI-X pending-bit array starts in BAR1. */
+    long pbaOffset() {
+        return msixBarSize / 2;
     }
 
     /** §4.1.2.3 Transitional PCI Device ID table. */
@@ -166,7 +177,7 @@ final class PciConfigHeader {
     private long barRegister(int reg) {
         return switch (reg) {
             case LEGACY_BAR -> transitional ? ((barAddress[LEGACY_BAR] & ~(legacyBarSize - 1)) & 0xffffffffL) | Pci.BAR_IO : 0;
-            case MSIX_BAR -> msixEntries > 0 ? (barAddress[MSIX_BAR] & ~(MSIX_BAR_SIZE - 1)) & 0xffffffffL : 0;
+            case MSIX_BAR -> msixEntries > 0 ? (barAddress[MSIX_BAR] & ~(msixBarSize - 1)) & 0xffffffffL : 0;
             case VIRTIO_BAR -> ((barAddress[VIRTIO_BAR] & ~(VIRTIO_BAR_SIZE - 1)) & 0xffffffffL)
                     | Pci.BAR_MEM_TYPE_64 | Pci.BAR_PREFETCH;
             case VIRTIO_BAR + 1 -> barAddress[VIRTIO_BAR] >>> 32;
@@ -204,7 +215,7 @@ final class PciConfigHeader {
     long barSize(int bar) {
         return switch (bar) {
             case LEGACY_BAR -> legacyBarSize;
-            case MSIX_BAR -> msixEntries > 0 ? MSIX_BAR_SIZE : 0;
+            case MSIX_BAR -> msixEntries > 0 ? msixBarSize : 0;
             case VIRTIO_BAR -> VIRTIO_BAR_SIZE;
             default -> 0;
         };

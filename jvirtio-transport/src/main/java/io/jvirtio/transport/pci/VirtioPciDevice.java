@@ -84,11 +84,11 @@ public final class VirtioPciDevice implements PciFunction {
         }
         this.msixEntries = msixVectors;
         this.transitional = transitional;
-        this.msix = new MsixTable(msixEntries, PBA_OFFSET);
+        this.header = new PciConfigHeader(model.type(), transitional, msixEntries, model.config().size());
+        this.msix = new MsixTable(msixEntries, header.pbaOffset());
         this.regs = new FunctionRegisters(model, msixEntries);
         this.common = new CommonConfig(regs, name);
         this.legacy = new LegacyInterface(regs, this::needsReset);
-        this.header = new PciConfigHeader(model.type(), transitional, msixEntries, model.config().size());
         model.config().onChange(this::configChanged);
     }
 
@@ -185,6 +185,9 @@ public final class VirtioPciDevice implements PciFunction {
 
     @Override
     public long barRead(int bar, long offset, int size) {
+        if (!insideBar(bar, offset, size)) {
+            return 0;
+        }
         if (bar == LEGACY_BAR && transitional) {
             return legacyRead((int) offset, size);
         }
@@ -222,6 +225,9 @@ public final class VirtioPciDevice implements PciFunction {
 
     @Override
     public void barWrite(int bar, long offset, int size, long value) {
+        if (!insideBar(bar, offset, size)) {
+            return;
+        }
         if (bar == LEGACY_BAR && transitional) {
             legacyWrite((int) offset, size, value);
             return;
@@ -248,6 +254,15 @@ public final class VirtioPciDevice implements PciFunction {
         } else if (offset >= NOTIFY_OFFSET) {
             notify((int) (offset - NOTIFY_OFFSET) / NOTIFY_MULTIPLIER);
         }
+    }
+
+    /**
+     * Whether an access lies wholly inside a BAR the function has: the machine's dispatch already keeps
+     * accesses there, but the PCI configuration access window (§4.1.4.9) takes any 32-bit offset the driver
+     * writes into it.
+     */
+    private boolean insideBar(int bar, long offset, int size) {
+        return bar >= 0 && bar < Pci.BAR_COUNT && offset >= 0 && offset + size <= header.barSize(bar);
     }
 
     /** §4.1.4.4: a write to queue n's notification address. The hot path: no lock, no allocation. */
