@@ -37,6 +37,7 @@ class PciDeviceRegistersTest {
     final List<String> interrupts = new CopyOnWriteArrayList<>();
 
     final java.util.concurrent.atomic.AtomicInteger notifications = new java.util.concurrent.atomic.AtomicInteger();
+    final java.util.concurrent.atomic.AtomicInteger activations = new java.util.concurrent.atomic.AtomicInteger();
 
     @BeforeEach
     void plug() {
@@ -48,6 +49,12 @@ class PciDeviceRegistersTest {
             public void queueNotify(int i) {
                 notifications.incrementAndGet();
                 model.queueNotify(i);
+            }
+
+            @Override
+            public void activate(io.jvirtio.core.device.DeviceContext c) {
+                activations.incrementAndGet();
+                super.activate(c);
             }
         };
         dev = new VirtioPciDevice(counted, mem, "00:05.0", VECTORS, false);
@@ -255,5 +262,101 @@ class PciDeviceRegistersTest {
         bringUp();
         dev.barWrite(notify.bar(), doorbell, 2, 0);
         assertThat(notifications.get()).as("after DRIVER_OK").isEqualTo(1);
+    }
+
+    @Test
+    @Conformance("pci-dev-4")
+    void everyQueueFieldReadsBackWholeInHalvesAndByteByByte() {
+        w(QUEUE_SELECT, 2, 1);
+        w(QUEUE_SIZE, 2, 32);
+        long[] values = {0x1122_3344_5566_7780L, 0x0102_0304_0506_0700L, 0x7f6e_5d4c_3b2a_1900L};
+        int[] fields = {QUEUE_DESC, QUEUE_DRIVER, QUEUE_DEVICE};
+        for (int i = 0; i < 3; i++) {
+            w(fields[i], 8, values[i]);
+        }
+        for (int i = 0; i < 3; i++) {
+            assertThat(r(fields[i], 8)).isEqualTo(values[i]);
+            assertThat(r(fields[i], 4)).isEqualTo(values[i] & 0xffffffffL);
+            assertThat(r(fields[i] + 4, 4)).isEqualTo(values[i] >>> 32);
+            for (int b = 0; b < 8; b++) {
+                assertThat(r(fields[i] + b, 1)).as("byte %d of the field at %d", b, fields[i]).isEqualTo((values[i] >>> (8 * b)) & 0xff);
+            }
+        }
+        assertThat(r(QUEUE_SIZE, 2)).isEqualTo(32);
+        assertThat(r(QUEUE_NOTIFY_OFF, 2)).isEqualTo(1);
+        assertThat(r(QUEUE_NOTIFY_DATA, 2)).as("queue_notify_data: the queue's index").isEqualTo(1);
+        assertThat(r(QUEUE_RESET, 2)).isZero();
+        w(QUEUE_SELECT, 2, 0);
+        assertThat(r(QUEUE_DESC, 8)).as("queue 0's own").isZero();
+        w(DRIVER_FEATURE_SELECT, 4, 1);
+        w(DRIVER_FEATURE, 4, 0xa5);
+        assertThat(r(DRIVER_FEATURE_SELECT, 4)).isEqualTo(1);
+        assertThat(r(DRIVER_FEATURE, 1)).as("the window's first byte, next to the select").isEqualTo(0xa5);
+        w(DEVICE_FEATURE_SELECT, 4, 1);
+        assertThat(r(DEVICE_FEATURE_SELECT, 4)).isEqualTo(1);
+    }
+
+    @Test
+    @Conformance("pci-dev-9")
+    void aDriverFeatureWriteReplacesItsHalfAndTheWindowBeyondBit63TakesNothing() {
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(DRIVER_FEATURE_SELECT, 4, 0);
+        w(DRIVER_FEATURE, 4, Feature.BLK_FLUSH.mask());
+        w(DRIVER_FEATURE_SELECT, 4, 1);
+        w(DRIVER_FEATURE, 4, 0xffff_ffffL);
+        w(DRIVER_FEATURE, 4, 1);
+        assertThat(r(DRIVER_FEATURE, 4)).as("the high half, written twice").isEqualTo(1);
+        w(DRIVER_FEATURE_SELECT, 4, 2);
+        w(DRIVER_FEATURE, 4, 0xffff_ffffL);
+        assertThat(r(DRIVER_FEATURE, 4)).as("select 2").isZero();
+        w(DRIVER_FEATURE_SELECT, 4, 0);
+        assertThat(r(DRIVER_FEATURE, 4)).as("the low half after a write through select 2").isEqualTo(Feature.BLK_FLUSH.mask());
+        w(DRIVER_FEATURE_SELECT, 4, 1);
+        assertThat(r(DRIVER_FEATURE, 4)).isEqualTo(1);
+    }
+
+    @Test
+    @Conformance({"pci-dev-11", "basic-dev-7"})
+    void aResetForgetsTheDriversFeaturesAndBothSelects() {
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(DRIVER_FEATURE_SELECT, 4, 1);
+        w(DRIVER_FEATURE, 4, 1);
+        w(DEVICE_FEATURE_SELECT, 4, 1);
+        w(DEVICE_STATUS, 1, 0);
+        assertThat(r(DRIVER_FEATURE_SELECT, 4)).isZero();
+        assertThat(r(DEVICE_FEATURE_SELECT, 4)).isZero();
+        for (int sel = 0; sel < 2; sel++) {
+            w(DRIVER_FEATURE_SELECT, 4, sel);
+            assertThat(r(DRIVER_FEATURE, 4)).as("driver features %d after reset", sel).isZero();
+        }
+    }
+
+    @Test
+    @Conformance("basic-dev-1")
+    void onlyTheStatusWriteThatAddsDriverOkActivatesTheDevice() {
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE);
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(DRIVER_FEATURE_SELECT, 4, 1);
+        w(DRIVER_FEATURE, 4, 1);
+        int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK;
+        w(DEVICE_STATUS, 1, ok);
+        assertThat(activations.get()).as("before DRIVER_OK").isZero();
+        w(DEVICE_STATUS, 1, ok | DeviceStatus.DRIVER_OK);
+        assertThat(activations.get()).isEqualTo(1);
+        w(DEVICE_STATUS, 1, ok | DeviceStatus.DRIVER_OK);
+        assertThat(activations.get()).as("DRIVER_OK written again").isEqualTo(1);
+    }
+
+    @Test
+    @Conformance("basic-dev-4")
+    void aModernDriverThatDidNotAcceptVersion1CannotSetFeaturesOk() {
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        w(DRIVER_FEATURE_SELECT, 4, 0);
+        w(DRIVER_FEATURE, 4, Feature.BLK_FLUSH.mask());
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK);
+        assertThat(r(DEVICE_STATUS, 1) & DeviceStatus.FEATURES_OK).isZero();
+        w(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK
+                | DeviceStatus.DRIVER_OK);
+        assertThat(activations.get()).isZero();
     }
 }

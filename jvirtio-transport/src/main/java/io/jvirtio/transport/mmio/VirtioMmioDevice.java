@@ -75,7 +75,7 @@ public final class VirtioMmioDevice {
             return 0; // §4.2.2.2: registers are 32 bits wide and accessed as such
         }
         int q = queueSel;
-        boolean qv = q < numQueues;
+        boolean qv = q >= 0 && q < numQueues; // QueueSel is any 32-bit value the driver writes
         return switch ((int) offset) {
             case MAGIC_VALUE -> MAGIC;
             case VERSION -> 2;
@@ -123,7 +123,7 @@ public final class VirtioMmioDevice {
         long startFeatures = 0;
         synchronized (this) {
             int q = queueSel;
-            boolean qv = q < numQueues;
+            boolean qv = q >= 0 && q < numQueues; // QueueSel is any 32-bit value the driver writes
             boolean qw = qv && !rings.enabled[q];
             switch ((int) offset) {
                 case DEVICE_FEATURES_SEL -> features.selectDevice(v);
