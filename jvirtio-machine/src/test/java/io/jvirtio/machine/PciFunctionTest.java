@@ -131,4 +131,67 @@ class PciFunctionTest {
             f.barWrite(0, 18, 1, 0);
         }
     }
+
+    /** Legacy I/O BAR registers (§4.1.4.10): the layout of a legacy virtio header. */
+    static final int HOST_FEATURES = 0, GUEST_FEATURES = 4, QUEUE_PFN = 8, QUEUE_NUM = 12, QUEUE_SEL = 14, STATUS = 18,
+            CONFIG_VECTOR = 20, QUEUE_VECTOR = 22;
+
+    @Test
+    @Conformance({"pci-dev-31", "basic-dev-2"})
+    void throughTheLegacyInterfaceAFeatureNeverOfferedIsRefusedAtDriverOkAndALiveDeviceKeepsItsRings() {
+        List<Long> activated = new CopyOnWriteArrayList<>();
+        List<String> reasons = new CopyOnWriteArrayList<>();
+        try (GuestMemory mem = GuestMemory.allocate(BASE, 1 << 20)) {
+            BlkDevice blk = new BlkDevice(new MemoryBackend(1 << 20, false));
+            VirtioPciDevice f = new VirtioPciDevice(new MaskedModel(blk, Feature.BLK_FLUSH.mask()) {
+                @Override
+                public void activate(DeviceContext c) {
+                    activated.add(c.features());
+                    super.activate(c);
+                }
+            }, mem, "00:03.0", 2, true);
+            f.connect(new io.jvirtio.transport.pci.PciInterrupts() {
+                public void msi(long address, int data) { reasons.add("msi"); }
+                public void intx(boolean asserted) { }
+            });
+            long offered = f.barRead(0, HOST_FEATURES, 4);
+            assertThat(offered & Feature.BLK_FLUSH.mask()).as("FLUSH is not offered").isZero();
+            // with MSI-X on, the two vector registers sit at 20 and 22, the configuration after them
+            f.configWrite(PciRulesTest.Cap.msix(f) + Pci.MSIX_CONTROL, 2, Pci.MSIX_CONTROL_ENABLE);
+            f.barWrite(0, CONFIG_VECTOR, 2, 1);
+            assertThat(f.barRead(0, CONFIG_VECTOR, 2)).isEqualTo(1);
+            // unknown queues: nothing to read, nothing taken
+            f.barWrite(0, QUEUE_SEL, 2, 7);
+            assertThat(f.barRead(0, QUEUE_NUM, 2)).isZero();
+            assertThat(f.barRead(0, QUEUE_VECTOR, 2)).isEqualTo(NO_VECTOR);
+            f.barWrite(0, QUEUE_PFN, 4, (BASE >>> 12) + 16);
+            assertThat(f.barRead(0, QUEUE_PFN, 4)).isZero();
+            f.barWrite(0, GUEST_FEATURES, 4, Feature.BLK_FLUSH.mask());
+            f.barWrite(0, QUEUE_SEL, 2, 0);
+            assertThat(f.barRead(0, QUEUE_PFN, 4)).as("a queue not yet placed").isZero();
+            f.barWrite(0, QUEUE_PFN, 4, (BASE >>> 12) + 16);
+            assertThat(f.barRead(0, QUEUE_PFN, 4)).isEqualTo((BASE >>> 12) + 16);
+            f.barWrite(0, STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK);
+            assertThat(activated).as("a feature never offered").isEmpty();
+            assertThat(f.barRead(0, STATUS, 1) & DeviceStatus.DEVICE_NEEDS_RESET).isNotZero();
+
+            f.barWrite(0, STATUS, 1, 0);
+            f.barWrite(0, GUEST_FEATURES, 4, 0);
+            f.barWrite(0, QUEUE_SEL, 2, 0);
+            f.barWrite(0, QUEUE_PFN, 4, (BASE >>> 12) + 16);
+            f.barWrite(0, STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK);
+            assertThat(activated).containsExactly(0L);
+            assertThat(f.barRead(0, STATUS, 1)).isEqualTo(DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK);
+            // a live device: the features it works with and its rings' place stay
+            f.barWrite(0, GUEST_FEATURES, 4, 0xffff_ffffL);
+            assertThat(f.barRead(0, GUEST_FEATURES, 4)).isZero();
+            f.barWrite(0, QUEUE_PFN, 4, (BASE >>> 12) + 32);
+            assertThat(f.barRead(0, QUEUE_PFN, 4)).isEqualTo((BASE >>> 12) + 16);
+            // adding a bit keeps DRIVER_OK and does not start the device again
+            f.barWrite(0, STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.DRIVER_OK
+                    | DeviceStatus.FEATURES_OK);
+            assertThat(activated).hasSize(1);
+            f.barWrite(0, STATUS, 1, 0);
+        }
+    }
 }
