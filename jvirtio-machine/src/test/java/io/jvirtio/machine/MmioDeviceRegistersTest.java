@@ -28,6 +28,8 @@ class MmioDeviceRegistersTest {
     VirtioMmioDevice dev;
     final AtomicInteger activations = new AtomicInteger();
     final List<Boolean> line = new CopyOnWriteArrayList<>();
+    /** What the transport asked of the model: its reset (with the status a driver read then), queues stopped. */
+    final List<String> events = new CopyOnWriteArrayList<>();
 
     @BeforeEach
     void plug() {
@@ -38,6 +40,18 @@ class MmioDeviceRegistersTest {
             public void activate(DeviceContext c) {
                 activations.incrementAndGet();
                 super.activate(c);
+            }
+
+            @Override
+            public void reset() {
+                events.add("reset, status " + r(STATUS));
+                super.reset();
+            }
+
+            @Override
+            public io.jvirtio.core.queue.QueueState stopQueue(int i) {
+                events.add("stop " + i);
+                return super.stopQueue(i);
             }
         }, mem, "mmio0", line::add);
     }
@@ -163,5 +177,49 @@ class MmioDeviceRegistersTest {
         blk.config().update(0, 4096, 8);
         assertThat(r(INTERRUPT_STATUS)).isZero();
         assertThat(line).isEmpty();
+    }
+
+    @Test
+    @Conformance("basic-dev-8")
+    void theModelIsStoppedBeforeStatusReadsZero() {
+        features();
+        int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK;
+        w(STATUS, ok);
+        events.clear();
+        w(STATUS, 0);
+        assertThat(events).containsExactly("reset, status " + ok);
+        assertThat(r(STATUS)).isZero();
+    }
+
+    @Test
+    @Conformance("mmio-dev-6")
+    void queueReadyZeroAfterDriverOkStopsTheModelsQueue() {
+        features();
+        int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK;
+        w(STATUS, ok);
+        queue(0, 8, BASE);
+        w(STATUS, ok | DeviceStatus.DRIVER_OK);
+        events.clear();
+        w(QUEUE_SEL, 0);
+        w(QUEUE_READY, 0);
+        assertThat(events).containsExactly("stop 0");
+        assertThat(r(QUEUE_READY)).isZero();
+        w(QUEUE_READY, 0);
+        assertThat(events).as("already stopped").containsExactly("stop 0");
+    }
+
+    @Test
+    @Conformance("mmio-dev-3")
+    void acknowledgingTheLastPendingBitLowersTheLineAndOnlyThat() {
+        features();
+        w(STATUS, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK);
+        blk.config().update(0, 4096, 8);
+        assertThat(line).containsExactly(true);
+        w(INTERRUPT_ACK, INT_VRING); // a bit that is not set
+        assertThat(r(INTERRUPT_STATUS)).isEqualTo(INT_CONFIG);
+        assertThat(line).as("still pending: the line stays up").containsExactly(true);
+        w(INTERRUPT_ACK, INT_CONFIG);
+        assertThat(r(INTERRUPT_STATUS)).isZero();
+        assertThat(line).containsExactly(true, false);
     }
 }

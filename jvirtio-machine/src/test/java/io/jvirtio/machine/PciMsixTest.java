@@ -11,7 +11,7 @@ import io.jvirtio.transport.pci.VirtioPciDevice;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -126,6 +126,7 @@ class PciMsixTest {
     }
 
     @Test
+    @Conformance("pci-dev-19")
     void aMessageRaisedWhileItsVectorIsMaskedIsPendingAndGoesOnceWhenUnmasked() {
         plug(4);
         driverOk(3);
@@ -134,6 +135,10 @@ class PciMsixTest {
         configChange();
         assertThat(interrupts).as("masked: held").isEmpty();
         assertThat(pendingBits(0)).as("its pending bit").isEqualTo(1L << 3);
+        PciRulesTest.Cap isr = PciRulesTest.Cap.find(dev, ISR_CFG);
+        assertThat(dev.barRead(isr.bar(), isr.offset(), 1)).as("the ISR's config bit, with MSI-X too").isEqualTo(ISR_CONFIG);
+        assertThat(interrupts).as("INTx stays down with MSI-X on").doesNotContain("intx true");
+        interrupts.clear();
         configChange();
         assertThat(pendingBits(0)).as("still one message").isEqualTo(1L << 3);
         dev.barWrite(bar, 3L * Pci.MSIX_ENTRY_SIZE + 12, 4, 0);
@@ -158,11 +163,14 @@ class PciMsixTest {
         assertThat(pendingBits(0)).isZero();
     }
 
-    @ParameterizedTest(name = "{0} vectors")
-    @ValueSource(ints = {2, 128, 129, 2048})
-    void theTableAndThePendingBitsNeverOverlapAndTheLastVectorsPendingBitIsItsOwn(int vectors) {
+    @ParameterizedTest(name = "{0} vectors, BAR of {1} bytes")
+    @CsvSource({"2, 4096", "128, 4096", "129, 8192", "2048, 65536"})
+    void theTableAndThePendingBitsNeverOverlapAndTheLastVectorsPendingBitIsItsOwn(int vectors, long barSize) {
         plug(vectors);
         int last = vectors - 1;
+        // QEMU's msix_init_exclusive_bar: at least 4 KiB, twice the table, the PBA in the second half
+        assertThat(dev.barSize(bar)).isEqualTo(barSize);
+        assertThat(pba).isEqualTo(barSize / 2);
         assertThat(pba).as("the PBA starts after the table").isGreaterThanOrEqualTo((long) vectors * Pci.MSIX_ENTRY_SIZE);
         assertThat(pba + (vectors + 63) / 64 * 8L).as("and ends inside the BAR").isLessThanOrEqualTo(dev.barSize(bar));
         assertThat(Long.bitCount(dev.barSize(bar))).as("a BAR's size is a power of two").isEqualTo(1);
@@ -199,10 +207,53 @@ class PciMsixTest {
         // inside the BAR the window reaches the table, and a narrow read takes its own bytes
         dev.configWrite(window + OFFSET, 4, 8);
         assertThat(dev.configRead(data, 4)).isEqualTo(0x11);
-        dev.configWrite(data, 4, 0x2233);
-        assertThat(dev.barRead(bar, 8, 4)).isEqualTo(0x2233);
+        dev.configWrite(data, 4, 0x44332211);
+        assertThat(dev.barRead(bar, 8, 4)).isEqualTo(0x44332211);
+        assertThat(dev.configRead(data, 1)).isEqualTo(0x11);
         assertThat(dev.configRead(data + 1, 1)).isEqualTo(0x22);
-        assertThat(dev.configRead(data + 1, 2)).isEqualTo(0x22);
+        assertThat(dev.configRead(data + 1, 2)).isEqualTo(0x3322);
+        assertThat(dev.configRead(data + 3, 1)).isEqualTo(0x44);
+        // nothing beyond configuration space: all ones read, writes dropped
+        assertThat(dev.configRead(Pci.CONFIG_SPACE_SIZE - 2, 4)).isEqualTo(-1);
+        assertThat(dev.configRead(-1, 1)).isEqualTo(-1);
+        int last = dev.configRead(Pci.CONFIG_SPACE_SIZE - 4, 4);
+        dev.configWrite(Pci.CONFIG_SPACE_SIZE - 2, 4, 0x1234_5678);
+        assertThat(dev.configRead(Pci.CONFIG_SPACE_SIZE - 4, 4)).isEqualTo(last);
+        // and no access to a BAR outside it, whichever BAR
+        PciRulesTest.Cap common = PciRulesTest.Cap.find(dev, COMMON_CFG);
+        dev.barWrite(common.bar(), -4, 4, 0xffff_ffffL);
+        assertThat(dev.barRead(common.bar(), -4, 4)).isZero();
+        assertThat(dev.barRead(common.bar(), common.offset() + DEVICE_FEATURE_SELECT, 4)).isZero();
+        assertThat(dev.barRead(bar, -8, 4)).isZero();
+    }
+
+    @Test
+    @Conformance("basic-dev-8")
+    void theModelIsStoppedBeforeDeviceStatusReadsZero() {
+        mem = GuestMemory.allocate(BASE, 1 << 20);
+        model = new BlkDevice(new MemoryBackend(1 << 20, false), 1);
+        List<Long> statusAtModelReset = new CopyOnWriteArrayList<>();
+        VirtioPciDevice[] self = new VirtioPciDevice[1];
+        dev = self[0] = new VirtioPciDevice(new MaskedModel(model, 0) {
+            @Override
+            public void reset() {
+                PciRulesTest.Cap c = PciRulesTest.Cap.find(self[0], COMMON_CFG);
+                statusAtModelReset.add(self[0].barRead(c.bar(), c.offset() + DEVICE_STATUS, 1));
+                super.reset();
+            }
+        }, mem, "00:07.0", 0, false);
+        dev.connect(new PciInterrupts() {
+            public void msi(long address, int data) { }
+            public void intx(boolean asserted) { }
+        });
+        int ok = DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER | DeviceStatus.FEATURES_OK | DeviceStatus.DRIVER_OK;
+        common(DEVICE_STATUS, 1, DeviceStatus.ACKNOWLEDGE | DeviceStatus.DRIVER);
+        common(DRIVER_FEATURE_SELECT, 4, 1);
+        common(DRIVER_FEATURE, 4, 1);
+        common(DEVICE_STATUS, 1, ok);
+        common(DEVICE_STATUS, 1, 0);
+        assertThat(statusAtModelReset).as("the model stopped while the driver still read the old status")
+                .containsExactly((long) ok);
     }
 
     @Test

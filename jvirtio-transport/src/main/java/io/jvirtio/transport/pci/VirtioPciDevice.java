@@ -194,7 +194,7 @@ public final class VirtioPciDevice implements PciFunction {
         if (bar == MSIX_BAR) {
             return msixRead(offset, size);
         }
-        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+        if (bar != VIRTIO_BAR) {
             return 0;
         }
         if (offset < ISR_OFFSET) {
@@ -236,7 +236,7 @@ public final class VirtioPciDevice implements PciFunction {
             msixWrite(offset, size, value);
             return;
         }
-        if (bar != VIRTIO_BAR || offset < 0 || offset + size > VIRTIO_BAR_SIZE) {
+        if (bar != VIRTIO_BAR) {
             return;
         }
         if (offset < ISR_OFFSET) {
