@@ -34,6 +34,10 @@ final class FakeNbdServer implements AutoCloseable {
     volatile int optionReplyLength = -1;
     /** NBD_REP_INFO replies (NBD_INFO_NAME) sent to NBD_OPT_GO before the export's. */
     volatile int extraInfoReplies;
+    /** The transmission flags the export shows. */
+    volatile int exportFlags = Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA;
+    /** Every request received, in order. */
+    final java.util.List<Request> requests = new java.util.concurrent.CopyOnWriteArrayList<>();
 
     FakeNbdServer(Path socket, Script script) throws IOException {
         Files.deleteIfExists(socket);
@@ -58,6 +62,7 @@ final class FakeNbdServer implements AutoCloseable {
                     if (r.type() == Nbd.CMD_DISC) {
                         break;
                     }
+                    requests.add(r);
                     script.answer(n, r, ch);
                 }
             } catch (IOException e) {
@@ -79,7 +84,7 @@ final class FakeNbdServer implements AutoCloseable {
                     optionReply(ch, option, Nbd.REP_INFO, ByteBuffer.allocate(3).putShort((short) 1).put((byte) 'x').flip());
                 }
                 ByteBuffer info = ByteBuffer.allocate(12).putShort((short) Nbd.INFO_EXPORT).putLong(SIZE)
-                        .putShort((short) (Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA)).flip();
+                        .putShort((short) exportFlags).flip();
                 optionReply(ch, option, Nbd.REP_INFO, info);
                 optionReply(ch, option, Nbd.REP_ACK, ByteBuffer.allocate(0));
                 return;

@@ -249,6 +249,134 @@ class NbdHostileServerTest {
         }
     }
 
+
+    /** A server answering every command with success (a read with zeroes), as a simple reply. */
+    private static final FakeNbdServer.Script ALL_OK = (conn, r, ch) -> FakeNbdServer.simple(ch, r.cookie(), 0,
+            r.type() == Nbd.CMD_READ ? new byte[r.length()] : null);
+
+    @Test
+    void eachRequestBecomesTheCommandTheExportTakesOrIsAnsweredWithoutIt() throws Exception {
+        Path sock = dir.resolve("j.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, ALL_OK); Arena a = Arena.ofShared()) {
+            MemorySegment buf = a.allocate(4096, 4096);
+            // an export with FLUSH, FUA, TRIM and WRITE_ZEROES
+            server.exportFlags = Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA | Nbd.TFLAG_SEND_TRIM
+                    | Nbd.TFLAG_SEND_WRITE_ZEROES;
+            try (NbdBackend b = backend(sock)) {
+                Driver d = new Driver(b);
+                assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.FLUSH, 0, 0))).isZero();
+                assertThat(d.run(new BlockRequest(1).set(BlockRequest.Op.DISCARD, 8192, 4096))).isZero();
+                assertThat(d.run(new BlockRequest(2).set(BlockRequest.Op.WRITE_ZEROES, 4096, 512).unmap(true))).isZero();
+                assertThat(d.run(new BlockRequest(3).set(BlockRequest.Op.WRITE_ZEROES, 4096, 512).durable(true))).isZero();
+                assertThat(d.run(new BlockRequest(4).set(BlockRequest.Op.WRITE, 512, 4096).durable(true).addBuffer(buf))).isZero();
+                assertThat(d.run(new BlockRequest(5).set(BlockRequest.Op.READ, 0, Nbd.MAX_PAYLOAD + 512L).addBuffer(buf)))
+                        .as("larger than any reply we take").isEqualTo(-22);
+                d.queue.close();
+            }
+            assertThat(server.requests).extracting(r -> r.type() + " " + r.flags() + " " + r.offset() + " " + r.length())
+                    .containsExactly(
+                            Nbd.CMD_FLUSH + " 0 0 0",
+                            Nbd.CMD_TRIM + " 0 8192 4096",
+                            Nbd.CMD_WRITE_ZEROES + " 0 4096 512",
+                            Nbd.CMD_WRITE_ZEROES + " " + (Nbd.CMD_FLAG_NO_HOLE | Nbd.CMD_FLAG_FUA) + " 4096 512",
+                            Nbd.CMD_WRITE + " " + Nbd.CMD_FLAG_FUA + " 512 4096");
+            assertThat(server.requests).extracting(FakeNbdServer.Request::cookie).as("each tag its cookie")
+                    .containsExactly(0L, 1L, 2L, 3L, 4L);
+
+            // an export with nothing but reads and writes: no FLUSH, no TRIM, no WRITE_ZEROES, no FUA
+            server.requests.clear();
+            server.exportFlags = Nbd.TFLAG_HAS_FLAGS;
+            try (NbdBackend b = backend(sock)) {
+                Driver d = new Driver(b);
+                assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.FLUSH, 0, 0))).as("nothing to flush").isZero();
+                assertThat(d.run(new BlockRequest(1).set(BlockRequest.Op.DISCARD, 0, 4096))).as("a hint, dropped").isZero();
+                assertThat(d.run(new BlockRequest(2).set(BlockRequest.Op.WRITE_ZEROES, 0, 4096))).isEqualTo(-95);
+                assertThat(d.run(new BlockRequest(3).set(BlockRequest.Op.WRITE, 0, 4096).durable(true).addBuffer(buf))).isZero();
+                d.queue.close();
+            }
+            assertThat(server.requests).extracting(r -> r.type() + " " + r.flags())
+                    .as("only the write, without FUA").containsExactly(Nbd.CMD_WRITE + " 0");
+        }
+    }
+
+    @Test
+    void aDurableWriteToAServerWithoutFuaCompletesOnlyAfterItsFlush() throws Exception {
+        Path sock = dir.resolve("k.sock");
+        java.util.concurrent.CountDownLatch flushAnswer = new java.util.concurrent.CountDownLatch(1);
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            if (r.type() == Nbd.CMD_FLUSH) {
+                try {
+                    flushAnswer.await(10, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+            }
+            FakeNbdServer.simple(ch, r.cookie(), 0, null);
+        }); Arena a = Arena.ofShared()) {
+            server.exportFlags = Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH;
+            try (NbdBackend b = backend(sock)) {
+                Driver d = new Driver(b);
+                MemorySegment buf = a.allocate(4096, 4096);
+                d.queue.start(new BlockRequest(6).set(BlockRequest.Op.WRITE, 0, 4096).durable(true).addBuffer(buf));
+                d.queue.submit();
+                long deadline = System.nanoTime() + 5_000_000_000L;
+                while (server.requests.size() < 2 && System.nanoTime() < deadline) {
+                    Thread.sleep(1);
+                }
+                d.queue.reap();
+                assertThat(d.done).as("complete before its flush was answered").isFalse();
+                assertThat(server.requests).extracting(r -> r.type() + " " + Long.toHexString(r.cookie()))
+                        .as("the write, then a flush on the tag's second cookie")
+                        .containsExactly(Nbd.CMD_WRITE + " 6", Nbd.CMD_FLUSH + " 100000006");
+                flushAnswer.countDown();
+                while (!d.done) {
+                    if (!d.queue.ready()) {
+                        d.queue.await();
+                    }
+                    d.queue.reap();
+                }
+                assertThat(d.result).isZero();
+                d.queue.close();
+            }
+        }
+    }
+
+    @Test
+    void aServerAwayLongerThanTheReconnectTimeoutFailsRequestsUntilItIsBack() throws Exception {
+        Path sock = dir.resolve("l.sock");
+        FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            if (conn == 1) {
+                ch.close(); // the server goes away with the request in flight
+            } else {
+                FakeNbdServer.simple(ch, r.cookie(), 0, pattern(r.length()));
+            }
+        });
+        try (NbdBackend b = new NbdBackend(NbdUri.parse("nbd+unix:///?socket=" + sock), 300);
+             Arena a = Arena.ofShared()) {
+            Driver d = new Driver(b);
+            server.close();
+            java.nio.file.Files.deleteIfExists(sock);
+            MemorySegment buf = a.allocate(4096, 4096);
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf)))
+                    .as("failed after the reconnect timeout").isEqualTo(-5);
+            assertThat(d.run(new BlockRequest(1).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf)))
+                    .as("and at once while the server stays away").isEqualTo(-5);
+            try (FakeNbdServer back = new FakeNbdServer(sock, (conn, r, ch) ->
+                    FakeNbdServer.simple(ch, r.cookie(), 0, pattern(r.length())))) {
+                int result = -5;
+                long deadline = System.nanoTime() + 10_000_000_000L;
+                while (result != 0 && System.nanoTime() < deadline) {
+                    result = d.run(new BlockRequest(2).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf));
+                }
+                assertThat(result).as("through again once the server is back").isZero();
+                assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+                d.queue.close();
+            }
+        } finally {
+            server.close();
+        }
+    }
+
     @Test
     void urisAreParsedAndBadOnesNamed() {
         assertThat(NbdUri.parse("nbd://host.example:10810/disk1")).isEqualTo(new NbdUri("host.example", 10810, null, "disk1"));
