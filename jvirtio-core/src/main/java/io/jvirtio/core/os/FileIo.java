@@ -106,7 +106,7 @@ public final class FileIo {
             } while (n < 0 && Posix.errno(callState) == EINTR);
             return n < 0 ? -Posix.errno(callState) : n;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -130,7 +130,7 @@ public final class FileIo {
             } while (n < 0 && Posix.errno(callState) == EINTR);
             return n < 0 ? -Posix.errno(callState) : n;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -143,7 +143,7 @@ public final class FileIo {
             } while (rc < 0 && Posix.errno(callState) == EINTR);
             return rc < 0 ? -Posix.errno(callState) : 0;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -156,7 +156,7 @@ public final class FileIo {
             } while (rc < 0 && Posix.errno(callState) == EINTR);
             return rc < 0 ? -Posix.errno(callState) : 0;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 

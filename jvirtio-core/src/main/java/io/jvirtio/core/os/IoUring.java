@@ -249,7 +249,7 @@ public final class IoUring implements AutoCloseable {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -292,7 +292,7 @@ public final class IoUring implements AutoCloseable {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 

@@ -19,6 +19,21 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * {@code errno} and turns a failure into a {@link NativeException} that names the call.
  */
 public final class Posix {
+    /**
+     * What a downcall's {@code invokeExact} threw, for its caller to throw: an unchecked exception as it is — a
+     * segment closed or of another thread (IllegalStateException, WrongThreadException) is the caller's to
+     * handle, not a broken invariant — an error rethrown; a checked one cannot come from a downcall.
+     */
+    static RuntimeException rethrow(Throwable t) {
+        if (t instanceof RuntimeException r) {
+            return r;
+        }
+        if (t instanceof Error e) {
+            throw e;
+        }
+        throw new AssertionError(t);
+    }
+
     public static final int PROT_READ = 0x1;
     public static final int PROT_WRITE = 0x2;
     public static final int MAP_SHARED = 0x01;
@@ -99,7 +114,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -122,7 +137,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -145,7 +160,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -173,7 +188,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -216,7 +231,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -262,7 +277,7 @@ public final class Posix {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
         long base = addr.address();
         return addr.reinterpret(size, arena, s -> munmapQuietly(base, size));
@@ -296,7 +311,7 @@ public final class Posix {
                         "munmap({0}, {1}) failed: errno {2}", Long.toHexString(base), size, errno(st));
             }
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 

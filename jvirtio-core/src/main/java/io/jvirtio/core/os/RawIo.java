@@ -47,7 +47,7 @@ public final class RawIo {
         try {
             return (long) READV.invokeExact(fd, iov, count);
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -56,7 +56,7 @@ public final class RawIo {
         try {
             return (long) WRITEV.invokeExact(fd, iov, count);
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -65,7 +65,7 @@ public final class RawIo {
         try {
             return (long) READ.invokeExact(fd, buf, buf.byteSize());
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -81,7 +81,7 @@ public final class RawIo {
             int rc = (int) POLL.invokeExact(pollfd, 1L, timeoutMs);
             return rc < 0 ? -1 : rc == 0 ? 0 : Short.toUnsignedInt(pollfd.get(JAVA_SHORT, 6));
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 }

@@ -118,7 +118,7 @@ public final class SocketIo {
         } catch (NativeException e) {
             throw e;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -131,7 +131,7 @@ public final class SocketIo {
             } while (n < 0 && Posix.errno(callState) == FileIo.EINTR);
             return n < 0 ? -Posix.errno(callState) : n;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 
@@ -144,7 +144,7 @@ public final class SocketIo {
             } while (n < 0 && Posix.errno(callState) == FileIo.EINTR);
             return n < 0 ? -Posix.errno(callState) : n;
         } catch (Throwable t) {
-            throw new AssertionError(t);
+            throw Posix.rethrow(t);
         }
     }
 

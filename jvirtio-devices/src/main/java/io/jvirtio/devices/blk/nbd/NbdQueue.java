@@ -227,16 +227,35 @@ final class NbdQueue extends PostingQueue {
                     return;
                 }
                 LOG.log(Level.WARNING, "{0}: connection lost: {1}; reconnecting", name, e.getMessage());
-                sendLock.lock();
-                try {
-                    conn = null;
-                    generation++;
-                } finally {
-                    sendLock.unlock();
+                drop(c);
+            } catch (RuntimeException e) {
+                // not the server's doing (a request's buffers gone, a defect here): the connection is mid-reply,
+                // so it goes, and the requests in flight fail rather than wait for ever or be sent again
+                if (!running) {
+                    return;
                 }
-                c.close();
+                LOG.log(Level.ERROR, name + ": reading a reply failed; failing the requests in flight", e);
+                drop(c);
+                for (int tag = 0; tag < sentOn.length; tag++) {
+                    BlockRequest r = inflight.getAndSet(tag, null);
+                    if (r != null) {
+                        post(r, -FileIo.EIO);
+                    }
+                }
             }
         }
+    }
+
+    /** Forgets connection {@code c}: the next round reconnects, and what is in flight then is sent again. */
+    private void drop(NbdConnection c) {
+        sendLock.lock();
+        try {
+            conn = null;
+            generation++;
+        } finally {
+            sendLock.unlock();
+        }
+        c.close();
     }
 
     /** A server that broke the protocol: the connection is dropped (and made again). */

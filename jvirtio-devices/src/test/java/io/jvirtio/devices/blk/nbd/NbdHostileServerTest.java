@@ -377,6 +377,43 @@ class NbdHostileServerTest {
         }
     }
 
+
+    @Test
+    void aReplyThatCannotBeReadIntoItsBuffersFailsTheRequestsInFlightAndTheQueueGoesOn() throws Exception {
+        Path sock = dir.resolve("m.sock");
+        java.util.concurrent.CountDownLatch answer = new java.util.concurrent.CountDownLatch(1);
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            if (r.cookie() == 0) {
+                try {
+                    answer.await(10, java.util.concurrent.TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    throw new java.io.InterruptedIOException();
+                }
+            }
+            FakeNbdServer.simple(ch, r.cookie(), 0, pattern(r.length()));
+        }); NbdBackend b = backend(sock)) {
+            Driver d = new Driver(b);
+            Arena gone = Arena.ofShared();
+            d.queue.start(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(gone.allocate(4096, 4096)));
+            d.queue.submit();
+            gone.close(); // the buffers go away while the read is in flight
+            answer.countDown();
+            while (!d.done) {
+                if (!d.queue.ready()) {
+                    d.queue.await();
+                }
+                d.queue.reap();
+            }
+            assertThat(d.result).as("failed, neither hung nor sent again").isEqualTo(-5);
+            try (Arena a = Arena.ofShared()) {
+                MemorySegment buf = a.allocate(4096, 4096);
+                assertThat(d.run(new BlockRequest(1).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+                assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+            }
+            d.queue.close();
+        }
+    }
+
     @Test
     void urisAreParsedAndBadOnesNamed() {
         assertThat(NbdUri.parse("nbd://host.example:10810/disk1")).isEqualTo(new NbdUri("host.example", 10810, null, "disk1"));
