@@ -236,8 +236,12 @@ final class NbdQueue extends PostingQueue {
                 }
                 LOG.log(Level.ERROR, name + ": reading a reply failed; failing the requests in flight", e);
                 drop(c);
-                for (int tag = 0; tag < sentOn.length; tag++) {
-                    BlockRequest r = inflight.getAndSet(tag, null);
+                // all taken before any is answered: a request started once the first answer is seen is not one of them
+                BlockRequest[] failed = new BlockRequest[sentOn.length];
+                for (int tag = 0; tag < failed.length; tag++) {
+                    failed[tag] = inflight.getAndSet(tag, null);
+                }
+                for (BlockRequest r : failed) {
                     if (r != null) {
                         post(r, -FileIo.EIO);
                     }

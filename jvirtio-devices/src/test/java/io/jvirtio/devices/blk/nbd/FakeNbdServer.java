@@ -34,6 +34,10 @@ final class FakeNbdServer implements AutoCloseable {
     volatile int optionReplyLength = -1;
     /** NBD_REP_INFO replies (NBD_INFO_NAME) sent to NBD_OPT_GO before the export's. */
     volatile int extraInfoReplies;
+    /** The reply type to NBD_OPT_STRUCTURED_REPLY (NBD_REP_ACK: structured replies from then on). */
+    volatile int structuredReplyType = Nbd.REP_ACK;
+    /** Bytes of the NBD_INFO_EXPORT reply (12 in the protocol). */
+    volatile int exportInfoLength = 12;
     /** The transmission flags the export shows. */
     volatile int exportFlags = Nbd.TFLAG_HAS_FLAGS | Nbd.TFLAG_SEND_FLUSH | Nbd.TFLAG_SEND_FUA;
     /** Every request received, in order. */
@@ -83,13 +87,14 @@ final class FakeNbdServer implements AutoCloseable {
                 for (int i = 0; i < extraInfoReplies; i++) {
                     optionReply(ch, option, Nbd.REP_INFO, ByteBuffer.allocate(3).putShort((short) 1).put((byte) 'x').flip());
                 }
-                ByteBuffer info = ByteBuffer.allocate(12).putShort((short) Nbd.INFO_EXPORT).putLong(SIZE)
-                        .putShort((short) exportFlags).flip();
+                ByteBuffer info = ByteBuffer.allocate(Math.max(12, exportInfoLength)).putShort((short) Nbd.INFO_EXPORT)
+                        .putLong(SIZE).putShort((short) exportFlags).flip().limit(exportInfoLength);
                 optionReply(ch, option, Nbd.REP_INFO, info);
                 optionReply(ch, option, Nbd.REP_ACK, ByteBuffer.allocate(0));
                 return;
             }
-            optionReply(ch, option, Nbd.REP_ACK, ByteBuffer.allocate(0));
+            optionReply(ch, option, option == Nbd.OPT_STRUCTURED_REPLY ? structuredReplyType : Nbd.REP_ACK,
+                    ByteBuffer.allocate(0));
         }
     }
 

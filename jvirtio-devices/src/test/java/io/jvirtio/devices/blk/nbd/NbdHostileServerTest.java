@@ -414,6 +414,30 @@ class NbdHostileServerTest {
         }
     }
 
+
+    @Test
+    void theHandshakeTakesStructuredRepliesOnlyAsAckedAndTheExportsSizeOnlyInTwelveBytes() throws Exception {
+        Path sock = dir.resolve("n.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, ALL_OK); Arena a = Arena.ofShared()) {
+            server.structuredReplyType = Nbd.REP_INFO;
+            assertThatThrownBy(() -> backend(sock)).hasMessageContaining("reply type 3 to NBD_OPT_STRUCTURED_REPLY");
+            // refused (NBD_REP_ERR_UNSUP): simple replies only, and they work
+            server.structuredReplyType = Nbd.REP_FLAG_ERROR | 1;
+            try (NbdBackend b = backend(sock)) {
+                Driver d = new Driver(b);
+                MemorySegment buf = a.allocate(4096, 4096);
+                assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+                d.queue.close();
+            }
+            server.structuredReplyType = Nbd.REP_ACK;
+            for (int length : new int[] {11, 13}) {
+                server.exportInfoLength = length;
+                assertThatThrownBy(() -> backend(sock)).as("NBD_INFO_EXPORT of %d bytes", length)
+                        .hasMessageContaining("without telling the export's size");
+            }
+        }
+    }
+
     @Test
     void urisAreParsedAndBadOnesNamed() {
         assertThat(NbdUri.parse("nbd://host.example:10810/disk1")).isEqualTo(new NbdUri("host.example", 10810, null, "disk1"));
