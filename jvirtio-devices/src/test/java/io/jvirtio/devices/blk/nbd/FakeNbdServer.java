@@ -34,6 +34,11 @@ final class FakeNbdServer implements AutoCloseable {
     volatile int optionReplyLength = -1;
     /** NBD_REP_INFO replies (NBD_INFO_NAME) sent to NBD_OPT_GO before the export's. */
     volatile int extraInfoReplies;
+    /** The greeting's magic and handshake flags. */
+    volatile long greetingMagic = Nbd.NBDMAGIC;
+    volatile int handshakeFlags = Nbd.FLAG_FIXED_NEWSTYLE | Nbd.FLAG_NO_ZEROES;
+    /** Answer NBD_OPT_GO with this error reply (and its message) instead of the export, when non-zero. */
+    volatile int goError;
     /** The reply type to NBD_OPT_STRUCTURED_REPLY (NBD_REP_ACK: structured replies from then on). */
     volatile int structuredReplyType = Nbd.REP_ACK;
     /** Bytes of the NBD_INFO_EXPORT reply (12 in the protocol). */
@@ -76,13 +81,17 @@ final class FakeNbdServer implements AutoCloseable {
     }
 
     private void handshake(SocketChannel ch) throws IOException {
-        write(ch, ByteBuffer.allocate(18).putLong(Nbd.NBDMAGIC).putLong(Nbd.IHAVEOPT)
-                .putShort((short) (Nbd.FLAG_FIXED_NEWSTYLE | Nbd.FLAG_NO_ZEROES)).flip());
+        write(ch, ByteBuffer.allocate(18).putLong(greetingMagic).putLong(Nbd.IHAVEOPT)
+                .putShort((short) handshakeFlags).flip());
         read(ch, 4);
         for (;;) {
             ByteBuffer o = read(ch, 16);
             int option = o.getInt(8);
             read(ch, o.getInt(12));
+            if (option == Nbd.OPT_GO && goError != 0) {
+                optionReply(ch, option, Nbd.REP_FLAG_ERROR | goError, ByteBuffer.wrap("no such export".getBytes()));
+                return;
+            }
             if (option == Nbd.OPT_GO) {
                 for (int i = 0; i < extraInfoReplies; i++) {
                     optionReply(ch, option, Nbd.REP_INFO, ByteBuffer.allocate(3).putShort((short) 1).put((byte) 'x').flip());

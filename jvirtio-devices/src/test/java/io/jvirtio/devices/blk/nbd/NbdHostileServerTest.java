@@ -438,6 +438,27 @@ class NbdHostileServerTest {
         }
     }
 
+
+    @Test
+    void aServerThatIsNotANewstyleNbdServerOrRefusesTheExportIsRefusedWithTheReason() throws Exception {
+        Path sock = dir.resolve("o.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, ALL_OK)) {
+            server.greetingMagic = 0x1122334455667788L;
+            assertThatThrownBy(() -> backend(sock)).hasMessageContaining("not an NBD server speaking the newstyle handshake")
+                    .hasMessageContaining("1122334455667788");
+            server.greetingMagic = Nbd.NBDMAGIC;
+            server.handshakeFlags = Nbd.FLAG_NO_ZEROES;
+            assertThatThrownBy(() -> backend(sock)).hasMessageContaining("does not offer the fixed newstyle handshake");
+            server.handshakeFlags = Nbd.FLAG_FIXED_NEWSTYLE;
+            server.goError = 6; // NBD_REP_ERR_UNKNOWN
+            assertThatThrownBy(() -> backend(sock)).hasMessageContaining("refused export '': error 6 (no such export)");
+            server.goError = 0;
+            try (NbdBackend b = backend(sock)) {
+                assertThat(b.capacity()).as("and a proper server is taken").isEqualTo(FakeNbdServer.SIZE);
+            }
+        }
+    }
+
     @Test
     void urisAreParsedAndBadOnesNamed() {
         assertThat(NbdUri.parse("nbd://host.example:10810/disk1")).isEqualTo(new NbdUri("host.example", 10810, null, "disk1"));
