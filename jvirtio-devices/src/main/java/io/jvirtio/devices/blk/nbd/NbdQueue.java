@@ -252,14 +252,19 @@ final class NbdQueue extends PostingQueue {
 
     /** Forgets connection {@code c}: the next round reconnects, and what is in flight then is sent again. */
     private void drop(NbdConnection c) {
+        use(null);
+        c.close();
+    }
+
+    /** {@code next} (or none) is the connection from now on: a new generation, so every command goes out again. */
+    private void use(NbdConnection next) {
         sendLock.lock();
         try {
-            conn = null;
+            conn = next;
             generation++;
         } finally {
             sendLock.unlock();
         }
-        c.close();
     }
 
     /** A server that broke the protocol: the connection is dropped (and made again). */
@@ -416,13 +421,7 @@ final class NbdQueue extends PostingQueue {
                     c.close();
                     throw new IOException("the export is now " + c.size + " bytes, not " + backend.probe().size);
                 }
-                sendLock.lock();
-                try {
-                    conn = c;
-                    generation++;
-                } finally {
-                    sendLock.unlock();
-                }
+                use(c);
                 failing = false;
                 LOG.log(Level.INFO, "{0}: reconnected after {1} ms", name, (System.nanoTime() - start) / 1_000_000);
                 for (int tag = 0; tag < sentOn.length; tag++) {
