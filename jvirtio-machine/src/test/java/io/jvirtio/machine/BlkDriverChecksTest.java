@@ -129,6 +129,36 @@ class BlkDriverChecksTest {
         }
     }
 
+    /**
+     * A block device that answers its first request with a used element naming a descriptor that was never
+     * made available, then the request's own: two used elements for one buffer in flight, so the driver's ring
+     * breaks there.
+     */
+    static final class WrongUsedId extends FakeBlk {
+        int handle(io.jvirtio.core.queue.DescriptorChain chain, DeviceContext context) {
+            context.queues().getFirst().addUsed(chain.head() + 10, 1);
+            chain.writeWritable(chain.writableBytes() - 1, MemorySegment.ofArray(new byte[1]));
+            return (int) chain.writableBytes();
+        }
+    }
+
+    /**
+     * A ring the device broke completes nothing more: what was in flight on it fails at once, naming the
+     * error, instead of waiting for ever, and so does every later request.
+     */
+    @Test
+    void aRingTheDeviceBreaksFailsWhatIsInFlightOnItAndWhatComesAfter() throws Exception {
+        try (Machine m = new Machine(64 << 20)) {
+            VirtioBlock disk = disk(m, new WrongUsedId());
+            MemorySegment buf = disk.allocateBuffer(512);
+            assertThatThrownBy(() -> disk.read(0, buf).get(5, TimeUnit.SECONDS))
+                    .isInstanceOf(ExecutionException.class).hasCauseInstanceOf(java.io.IOException.class)
+                    .hasMessageContaining("virtqueue 0: used").hasMessageContaining("in flight");
+            assertThatThrownBy(() -> disk.write(0, buf).get(5, TimeUnit.SECONDS))
+                    .isInstanceOf(ExecutionException.class).hasCauseInstanceOf(java.io.IOException.class);
+        }
+    }
+
     @Test
     @Conformance("blk-drv-4")
     void aCapacityChangeReachesTheDriverThroughTheConfigInterrupt() throws Exception {

@@ -199,6 +199,44 @@ class TransportTest {
         assertThat(machine.configRead(slot, pciCfg + 16, 4) & 0xffff).isEqualTo(2);
     }
 
+    /** A device of {@code type} with one queue, for what the PCI header shows of it. */
+    record Bare(DeviceType type) implements VirtioDeviceModel {
+        public long deviceFeatures() { return io.jvirtio.core.spec.Feature.VERSION_1.mask(); }
+        public int numQueues() { return 1; }
+        public int maxQueueSize(int index) { return 8; }
+        public ConfigSpace config() { return new ConfigSpace(8); }
+        public boolean acceptFeatures(long features) { return true; }
+        public void activate(DeviceContext context) { }
+        public void startQueue(int index, io.jvirtio.core.queue.DeviceQueue q, io.jvirtio.core.queue.Interrupt i) { }
+        public io.jvirtio.core.queue.QueueState stopQueue(int index) { return null; }
+        public void queueNotify(int index) { }
+        public void reset() { }
+    }
+
+    /**
+     * §4.1.2.1: a non-transitional function's subsystem id is 0x40 or more (Linux's virtio_pci_modern refuses
+     * one below for a modern device id it does not know); the subsystem vendor, the class code a guest's
+     * lspci shows (QEMU's: network, SCSI storage, communication "other", "unclassified" for the rest), INTA#.
+     */
+    @ParameterizedTest
+    @CsvSource({"NET, 0x020000", "BLOCK, 0x010000", "CONSOLE, 0x078000", "ENTROPY, 0xff0000", "GPU, 0xff0000"})
+    @io.jvirtio.core.spec.Conformance("pci-dev-3")
+    void eachTypeShowsItsClassCodeASubsystemOfAtLeast0x40AndInterruptPinA(DeviceType type, String classCode)
+            throws Exception {
+        machine = new Machine(16 << 20);
+        int slot = machine.plug(new Bare(type));
+        assertThat(machine.configRead(slot, Pci.DEVICE_ID, 2)).isEqualTo(0x1040 + type.id());
+        assertThat(machine.configRead(slot, Pci.SUBSYSTEM_ID, 2)).isGreaterThanOrEqualTo(0x40);
+        assertThat(machine.configRead(slot, Pci.SUBSYSTEM_VENDOR_ID, 2)).isEqualTo(0x1af4);
+        assertThat(machine.configRead(slot, Pci.CLASS_PROG, 1)
+                | machine.configRead(slot, Pci.CLASS_PROG + 1, 2) << 8).isEqualTo(Integer.decode(classCode));
+        assertThat(machine.configRead(slot, Pci.INTERRUPT_PIN, 1)).isEqualTo(1);
+        machine.configWrite(slot, Pci.SUBSYSTEM_ID, 2, 0x1);
+        machine.configWrite(slot, Pci.CLASS_PROG + 1, 2, 0);
+        assertThat(machine.configRead(slot, Pci.SUBSYSTEM_ID, 2)).as("read-only").isGreaterThanOrEqualTo(0x40);
+        assertThat(machine.configRead(slot, Pci.CLASS_PROG + 1, 2) << 8).isEqualTo(Integer.decode(classCode) & 0xffff00);
+    }
+
     @Test
     @io.jvirtio.core.spec.Conformance({"pci-dev-31", "pci-drv-24"})
     void transitionalDeviceWorksThroughTheLegacyIoBarAndThroughModernCapabilities() throws Exception {

@@ -6,8 +6,10 @@ import io.jvirtio.bus.TransportException;
 import io.jvirtio.core.memory.GuestAllocator;
 import io.jvirtio.core.memory.GuestMemory;
 import io.jvirtio.core.memory.MemoryRegion;
+import io.jvirtio.core.os.FileIo;
 import io.jvirtio.core.os.NativeException;
 import io.jvirtio.core.os.Posix;
+import io.jvirtio.core.os.SocketIo;
 import io.jvirtio.core.os.UnixSockets;
 import io.jvirtio.core.queue.DriverQueue;
 import io.jvirtio.core.queue.RingAddresses;
@@ -37,6 +39,8 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     /** Ring size when the driver asks for "the maximum" (vhost-user has no way to ask the back-end). */
     static final int DEFAULT_QUEUE_SIZE = 256;
     static final int MAX_INDIRECT = 64;
+    /** How long a reply may take by default: a back-end that stops answering fails the call, not the caller. */
+    public static final java.time.Duration REPLY_TIMEOUT = java.time.Duration.ofSeconds(10);
 
     private final Path socket;
     private final Channel channel;
@@ -44,6 +48,9 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     private final GuestAllocator dma;
     private final long offeredFeatures;
     private final long protocolFeatures;
+    private final long replyTimeoutMs;
+    /** Why the connection can no longer be used (a reply that never came), or null. */
+    private String broken;
     private long acked;
     private int status;
     private final List<Queue> queues = new ArrayList<>();
@@ -68,12 +75,16 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     /** The configuration space the front-end keeps itself ({@link #localConfig}), or null: the back-end's. */
     private volatile byte[] localConfig;
 
-    private VhostUserFrontend(Path socket, Channel channel, GuestMemory memory, GuestAllocator dma)
+    private VhostUserFrontend(Path socket, Channel channel, GuestMemory memory, GuestAllocator dma, long replyTimeoutMs)
             throws IOException, ProtocolException {
         this.socket = socket;
         this.channel = channel;
         this.memory = memory;
         this.dma = dma;
+        this.replyTimeoutMs = replyTimeoutMs;
+        // every read and write on the socket is bounded: a back-end that stops answering (or reading) makes the
+        // call fail with EAGAIN instead of blocking this thread for ever (QEMU's front-end would hang there)
+        SocketIo.setTimeouts(channel.fd(), replyTimeoutMs, replyTimeoutMs);
         request(Message.of(VhostUser.SET_OWNER, new byte[0]));
         this.offeredFeatures = call(Message.of(VhostUser.GET_FEATURES, new byte[0])).u64();
         long pf = 0;
@@ -95,6 +106,20 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
      * @param dma    where rings and buffers are allocated, inside {@code memory}
      */
     public static VhostUserFrontend connect(Path socket, GuestMemory memory, GuestAllocator dma) throws IOException {
+        return connect(socket, memory, dma, REPLY_TIMEOUT);
+    }
+
+    /**
+     * {@link #connect(Path, GuestMemory, GuestAllocator)} with a bound on each reply's wait other than
+     * {@link #REPLY_TIMEOUT}: a back-end that takes longer has failed, and the connection is not used again.
+     */
+    public static VhostUserFrontend connect(Path socket, GuestMemory memory, GuestAllocator dma,
+                                            java.time.Duration replyTimeout) throws IOException {
+        long ms = replyTimeout.toMillis();
+        if (ms <= 0 || ms > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("reply timeout " + replyTimeout + " must be between 1 ms and "
+                    + Integer.MAX_VALUE + " ms");
+        }
         for (MemoryRegion r : memory.regions()) {
             if (!r.shareable()) {
                 throw new IllegalArgumentException("region at 0x" + Long.toHexString(r.guestAddress())
@@ -103,7 +128,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
         }
         Channel ch = new Channel(UnixSockets.connect(socket.toString()));
         try {
-            return new VhostUserFrontend(socket, ch, memory, dma);
+            return new VhostUserFrontend(socket, ch, memory, dma, ms);
         } catch (ProtocolException e) {
             ch.close();
             throw new IOException("vhost-user back-end at " + socket + ": " + e.getMessage(), e);
@@ -143,7 +168,7 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
     /** Sends a request without a reply of its own; with REPLY_ACK waits for the back-end's verdict. */
     synchronized void request(Message m) throws IOException, ProtocolException {
         boolean ack = replyAck() && m.request() != VhostUser.SET_OWNER;
-        channel.write(ack ? new Message(m.request(), m.flags() | VhostUser.FLAG_NEED_REPLY, m.payload(), m.fds()) : m);
+        send(ack ? new Message(m.request(), m.flags() | VhostUser.FLAG_NEED_REPLY, m.payload(), m.fds()) : m);
         if (ack) {
             long verdict = expectReply(m.request()).u64();
             if (verdict != 0) {
@@ -154,12 +179,44 @@ public final class VhostUserFrontend implements ConfigOps, AutoCloseable {
 
     /** Sends a request that has a reply and returns the reply. */
     synchronized Message call(Message m) throws IOException, ProtocolException {
-        channel.write(m);
+        send(m);
         return expectReply(m.request());
     }
 
+    private void send(Message m) throws IOException, ProtocolException {
+        if (broken != null) {
+            throw new ProtocolException(VhostUser.name(m.request()) + " not sent: " + broken);
+        }
+        try {
+            channel.write(m);
+        } catch (NativeException e) {
+            if (e.errno() == FileIo.EAGAIN) {
+                throw fail(VhostUser.name(m.request()) + " not taken by the back-end within " + replyTimeoutMs + " ms");
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * The connection is out of step with the back-end (a reply may still come, and would be taken for the
+     * next one's): it is closed, and every later request fails with {@code why}.
+     */
+    private ProtocolException fail(String why) {
+        broken = why;
+        channel.shutdown();
+        return new ProtocolException(why);
+    }
+
     private Message expectReply(int request) throws IOException, ProtocolException {
-        Message r = channel.read();
+        Message r;
+        try {
+            r = channel.read();
+        } catch (NativeException e) {
+            if (e.errno() == FileIo.EAGAIN) {
+                throw fail("no reply to " + VhostUser.name(request) + " within " + replyTimeoutMs + " ms");
+            }
+            throw e;
+        }
         if (r == null) {
             throw new ProtocolException("back-end closed the connection awaiting the reply to " + VhostUser.name(request));
         }

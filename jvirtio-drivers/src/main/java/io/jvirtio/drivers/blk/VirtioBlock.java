@@ -373,7 +373,9 @@ public final class VirtioBlock {
             finish(r, r.status);
         }
         if (broken != null) {
-            failAll(lane, broken);
+            // the device broke the ring (a used id never made available, a used index past what is in
+            // flight): it will complete nothing more on it, so nothing in flight may wait for it
+            failLane(lane, new IOException(device + ": " + broken.getMessage(), broken));
         }
     }
 
@@ -404,18 +406,6 @@ public final class VirtioBlock {
         completions.complete(r.future, null);
     }
 
-    private void failAll(Lane lane, Exception cause) {
-        List<Request> failed = new ArrayList<>();
-        synchronized (lane) {
-            lane.detached = true;
-            failed.addAll(lane.waiting);
-            lane.waiting.clear();
-        }
-        for (Request r : failed) {
-            completions.fail(r.future, new IOException(device + ": " + cause.getMessage(), cause));
-        }
-    }
-
     /**
      * The device will complete nothing more (DEVICE_NEEDS_RESET): every request in flight or waiting fails
      * with {@code cause}, and so does every later one, until the driver is bound again after a reset.
@@ -423,20 +413,28 @@ public final class VirtioBlock {
      */
     void fail(IOException cause) {
         for (Lane lane : lanes) {
-            List<Request> failed = new ArrayList<>();
-            synchronized (lane) {
-                lane.detached = true;
-                for (Request r : lane.inFlight) {
-                    if (r != null) {
-                        failed.add(r);
-                    }
+            failLane(lane, cause);
+        }
+    }
+
+    /**
+     * Every request of {@code lane}, in flight or waiting, fails with {@code cause}, and so does every later
+     * one. Their slots and bounce buffers stay taken: the device may still write into them.
+     */
+    private void failLane(Lane lane, IOException cause) {
+        List<Request> failed = new ArrayList<>();
+        synchronized (lane) {
+            lane.detached = true;
+            for (Request r : lane.inFlight) {
+                if (r != null) {
+                    failed.add(r);
                 }
-                failed.addAll(lane.waiting);
-                lane.waiting.clear();
             }
-            for (Request r : failed) {
-                completions.fail(r.future, cause);
-            }
+            failed.addAll(lane.waiting);
+            lane.waiting.clear();
+        }
+        for (Request r : failed) {
+            completions.fail(r.future, cause);
         }
     }
 

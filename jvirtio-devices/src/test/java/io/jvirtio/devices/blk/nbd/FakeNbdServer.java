@@ -56,6 +56,20 @@ final class FakeNbdServer implements AutoCloseable {
         this.thread = Thread.ofPlatform().daemon().start(this::serve);
     }
 
+    /** The same server on TCP, on a free port of {@code address} ({@link #port()}). */
+    FakeNbdServer(java.net.InetAddress address, Script script) throws IOException {
+        this.script = script;
+        this.server = ServerSocketChannel.open(address instanceof java.net.Inet6Address
+                ? StandardProtocolFamily.INET6 : StandardProtocolFamily.INET);
+        server.bind(new java.net.InetSocketAddress(address, 0));
+        this.thread = Thread.ofPlatform().daemon().start(this::serve);
+    }
+
+    /** The TCP port a server made with an address listens on. */
+    int port() throws IOException {
+        return ((java.net.InetSocketAddress) server.getLocalAddress()).getPort();
+    }
+
     private void serve() {
         while (server.isOpen()) {
             try (SocketChannel ch = server.accept()) {

@@ -49,7 +49,12 @@ class NbdHostileServerTest {
             done = false;
             queue.start(r);
             queue.submit();
+            // bounded, and not by the test's timeout: its interrupt would only make await return at once
+            long deadline = System.nanoTime() + 30_000_000_000L;
             while (!done) {
+                if (System.nanoTime() > deadline) {
+                    throw new AssertionError("request " + r.tag() + " not completed within 30 s");
+                }
                 if (!queue.ready()) {
                     queue.await();
                 }
@@ -69,6 +74,86 @@ class NbdHostileServerTest {
 
     NbdBackend backend(Path sock) throws Exception {
         return new NbdBackend(NbdUri.parse("nbd+unix:///?socket=" + sock), 10_000);
+    }
+
+    /** The TCP path (IPv4 and IPv6 addresses, TCP_NODELAY) carries requests and replies as the Unix one does. */
+    @ParameterizedTest
+    @CsvSource({"127.0.0.1, 127.0.0.1", "::1, [::1]"})
+    void anExportOverTcpIsWrittenAndReadAtItsAddress(String host, String inUri) throws Exception {
+        java.net.InetAddress address = java.net.InetAddress.getByName(host);
+        org.junit.jupiter.api.Assumptions.assumeTrue(loopbackUsable(address),
+                "no " + host + " on this machine's loopback interface");
+        byte[] disk = new byte[(int) FakeNbdServer.SIZE];
+        try (FakeNbdServer server = new FakeNbdServer(address, (conn, r, ch) -> {
+            if (r.type() == Nbd.CMD_READ) {
+                FakeNbdServer.simple(ch, r.cookie(), 0, Arrays.copyOfRange(disk, (int) r.offset(), (int) r.offset() + r.length()));
+            } else {
+                FakeNbdServer.simple(ch, r.cookie(), 0, null);
+            }
+        }); NbdBackend b = new NbdBackend(NbdUri.parse("nbd://" + inUri + ":" + server.port() + "/export"), 10_000);
+             Arena a = Arena.ofShared()) {
+            Driver d = new Driver(b);
+            MemorySegment buf = a.allocate(4096, 4096);
+            buf.copyFrom(MemorySegment.ofArray(pattern(4096)));
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.WRITE, 12288, 4096).addBuffer(buf))).isZero();
+            assertThat(server.requests).singleElement().satisfies(r -> {
+                assertThat(r.type()).isEqualTo(Nbd.CMD_WRITE);
+                assertThat(r.offset()).isEqualTo(12288);
+                assertThat(r.length()).isEqualTo(4096);
+            });
+            System.arraycopy(pattern(4096), 0, disk, 12288, 4096); // what the server was sent, as a disk keeps it
+            buf.fill((byte) 0);
+            assertThat(d.run(new BlockRequest(0).set(BlockRequest.Op.READ, 12288, 4096).addBuffer(buf))).isZero();
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+            assertThat(server.connections.get()).isEqualTo(1);
+            d.queue.close();
+        }
+    }
+
+    /**
+     * A closed queue hands its connection to the next queue only when nothing is in flight on it: a reply to a
+     * request of the closed queue, arriving later, would otherwise be read as the reply to the next one's.
+     */
+    @ParameterizedTest
+    @CsvSource({"false, 1", "true, 2"})
+    void aClosedQueueHandsItsConnectionOnOnlyWhenNothingIsInFlight(boolean unanswered, int connections)
+            throws Exception {
+        Path sock = dir.resolve("h.sock");
+        try (FakeNbdServer server = new FakeNbdServer(sock, (conn, r, ch) -> {
+            if (r.offset() != 0) { // the request left unanswered
+                return;
+            }
+            FakeNbdServer.simple(ch, r.cookie(), 0, pattern(r.length()));
+        }); NbdBackend b = backend(sock); Arena a = Arena.ofShared()) {
+            MemorySegment buf = a.allocate(4096, 4096);
+            Driver first = new Driver(b);
+            assertThat(first.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+            if (unanswered) {
+                first.queue.start(new BlockRequest(1).set(BlockRequest.Op.READ, 4096, 4096).addBuffer(a.allocate(4096, 4096)));
+                first.queue.submit();
+                long deadline = System.nanoTime() + 5_000_000_000L;
+                while (server.requests.size() < 2 && System.nanoTime() < deadline) {
+                    Thread.sleep(1);
+                }
+                assertThat(server.requests).as("the second read reached the server").hasSize(2);
+            }
+            first.queue.close();
+            Driver next = new Driver(b);
+            buf.fill((byte) 0);
+            assertThat(next.run(new BlockRequest(0).set(BlockRequest.Op.READ, 0, 4096).addBuffer(buf))).isZero();
+            assertThat(buf.toArray(ValueLayout.JAVA_BYTE)).isEqualTo(pattern(4096));
+            assertThat(server.connections.get()).as(unanswered ? "dropped: a new one" : "handed on").isEqualTo(connections);
+            next.queue.close();
+        }
+    }
+
+    static boolean loopbackUsable(java.net.InetAddress address) {
+        try (var s = java.nio.channels.ServerSocketChannel.open()) {
+            s.bind(new java.net.InetSocketAddress(address, 0));
+            return true;
+        } catch (java.io.IOException e) {
+            return false;
+        }
     }
 
     @Test
