@@ -259,14 +259,18 @@ public final class VirtioNet {
                 Object t;
                 while ((t = l.rx.getBuf()) != null) {
                     int slot = (Integer) t;
-                    int len = Math.min(l.rx.lastLength(), rxBuffer);
+                    // a used length beyond the buffer is a device error: what the buffer holds past what the
+                    // device wrote is an earlier frame's, so the frame is dropped, never delivered (Linux:
+                    // "rx error: len exceeds"); its continuation buffers are taken and dropped with it
+                    boolean fits = Integer.toUnsignedLong(l.rx.lastLength()) <= rxBuffer;
+                    int len = fits ? l.rx.lastLength() : rxBuffer;
                     long at = l.rxMemory + (long) slot * rxBuffer;
                     // §5.1.6.4.1 net-drv-10: of the header only num_buffers is used, and only with MRG_RXBUF;
                     // flags, gso and checksum fields a device sets (or leaves as junk) change nothing here.
                     int numBuffers = mergeable && len >= Net.HDR_SIZE
                             ? Short.toUnsignedInt(slice(at, Net.HDR_SIZE).get(GuestMemory.U16, Net.HDR_NUM_BUFFERS)) : 1;
                     if (numBuffers <= 1) {
-                        if (len >= Net.HDR_SIZE + 14) {
+                        if (fits && len >= Net.HDR_SIZE + 14) {
                             rxFrames.incrementAndGet();
                             r.accept(slice(at + Net.HDR_SIZE, len - Net.HDR_SIZE));
                         } else {
@@ -275,7 +279,7 @@ public final class VirtioNet {
                         l.rx.addInBuf(at, rxBuffer, l.tokens[slot]);
                     } else {
                         // VIRTIO_NET_F_MRG_RXBUF: the frame continues in the next numBuffers-1 used buffers.
-                        mergeFrame(l, r, slot, at, len, numBuffers);
+                        mergeFrame(l, r, slot, at, len, numBuffers, fits);
                     }
                     reposted = true;
                 }
@@ -291,15 +295,16 @@ public final class VirtioNet {
     /**
      * Gathers a frame that the device spread over {@code count} receive buffers (§5.1.6.4.2), hands it to
      * the receiver, and re-posts every buffer. A device that reports fewer used buffers than it announced
-     * loses that frame, not the ring.
+     * loses that frame, not the ring; so does one that reports a buffer longer than it is ({@code fits} false
+     * for the first), or a frame longer than the largest the driver takes.
      */
-    private void mergeFrame(Lane l, Consumer<MemorySegment> r, int slot, long at, int len, int count)
+    private void mergeFrame(Lane l, Consumer<MemorySegment> r, int slot, long at, int len, int count, boolean fits)
             throws VirtqueueException {
         MemorySegment frame = merged;
         long size = len - Net.HDR_SIZE;
         MemorySegment.copy(slice(at + Net.HDR_SIZE, size), 0, frame, 0, size);
         l.rx.addInBuf(at, rxBuffer, l.tokens[slot]);
-        boolean complete = true;
+        boolean complete = fits;
         for (int i = 1; i < count; i++) {
             Object t = l.rx.getBuf();
             if (t == null) {
@@ -307,9 +312,9 @@ public final class VirtioNet {
                 break;
             }
             int s = (Integer) t;
-            int n = Math.min(l.rx.lastLength(), rxBuffer);
+            long n = Integer.toUnsignedLong(l.rx.lastLength());
             long a = l.rxMemory + (long) s * rxBuffer;
-            if (size + n <= frame.byteSize()) {
+            if (complete && n <= rxBuffer && size + n <= frame.byteSize()) {
                 MemorySegment.copy(slice(a, n), 0, frame, size, n);
             } else {
                 complete = false;
