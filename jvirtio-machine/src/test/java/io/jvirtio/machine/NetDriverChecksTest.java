@@ -34,20 +34,28 @@ class NetDriverChecksTest {
     static final int BUFFER = 2048; // the driver's receive buffer without MTU (VirtioNet.BUFFER)
     static final byte[] MAC = {0x52, 0x54, 0, 0, 0, 9};
 
-    /** A NIC whose receive ring the test fills by hand. */
+    /** A device (a NIC unless said otherwise) whose receive ring, queue 0, the test fills by hand. */
     static final class HandNic implements VirtioDeviceModel {
-        final ConfigSpace config = new ConfigSpace(8);
+        final ConfigSpace config = new ConfigSpace(12);
         final long features;
+        final DeviceType type;
+        final int bufferSize;
         volatile DeviceQueue rx;
         volatile Interrupt rxIrq;
         final CountDownLatch started = new CountDownLatch(2);
 
         HandNic(long features) {
-            this.features = features;
+            this(DeviceType.NET, features, BUFFER);
             config.store(0, MAC);
         }
 
-        public DeviceType type() { return DeviceType.NET; }
+        HandNic(DeviceType type, long features, int bufferSize) {
+            this.type = type;
+            this.features = features;
+            this.bufferSize = bufferSize;
+        }
+
+        public DeviceType type() { return type; }
         public long deviceFeatures() { return features; }
         public int numQueues() { return 2; }
         public int maxQueueSize(int index) { return 64; }
@@ -77,7 +85,7 @@ class NetDriverChecksTest {
                     assertThat(System.nanoTime()).as("a receive buffer posted").isLessThan(deadline);
                     Thread.sleep(1);
                 }
-                assertThat(chain.writableBytes()).isEqualTo(BUFFER);
+                assertThat(chain.writableBytes()).isEqualTo(bufferSize);
                 chain.writeWritable(0, MemorySegment.ofArray(contents[b]));
                 rx.addUsed(chain, (int) lengths[b]);
             }
