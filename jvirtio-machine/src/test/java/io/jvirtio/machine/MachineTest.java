@@ -278,6 +278,82 @@ class MachineTest {
                 .hasMessageContaining("removed");
     }
 
+    /**
+     * The same for the other drivers: a NIC with its control queue and two queue pairs, a console, an entropy
+     * source — every ring, buffer and slot given back, and what is asked of the device after fails at once.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"net", "console", "rng"})
+    void hotUnplugOfEachDriverFreesEveryByteAndFailsWhatComesAfter(String type) throws Exception {
+        machine = new Machine(32 << 20);
+        int slot = machine.plug(switch (type) {
+            case "net" -> new io.jvirtio.devices.net.NetDevice(new io.jvirtio.devices.net.VirtualSwitch().port(),
+                    new byte[] {0x52, 0x54, 0, 0, 0, 1}, 2);
+            case "console" -> new io.jvirtio.devices.console.ConsoleDevice(new io.jvirtio.devices.console.EchoBackend(), 80, 25);
+            default -> new RngDevice();
+        });
+        VirtioBus bus = new VirtioBus();
+        var net = new io.jvirtio.drivers.net.NetDriver();
+        var console = new io.jvirtio.drivers.console.ConsoleDriver();
+        RngDriver rng = new RngDriver();
+        bus.registerDriver(net);
+        bus.registerDriver(console);
+        bus.registerDriver(rng);
+        long before = machine.dma().used();
+        VirtioPciDriver pci = new VirtioPciDriver(machine, bus);
+        pci.scan();
+        assertThat(machine.dma().used()).isGreaterThan(before);
+        org.assertj.core.api.ThrowableAssert.ThrowingCallable after;
+        switch (type) {
+            case "net" -> {
+                var nic = net.nics().getFirst();
+                nic.send(new byte[60]);
+                after = () -> nic.send(new byte[60]);
+            }
+            case "console" -> {
+                var tty = console.consoles().getFirst();
+                tty.output().write("x".getBytes());
+                assertThat(tty.input().read()).isEqualTo('x'); // the echo
+                after = () -> {
+                    assertThat(tty.input().read()).as("end of input").isEqualTo(-1);
+                    tty.output().write("y".getBytes());
+                };
+            }
+            default -> {
+                var dev = rng.devices().getFirst();
+                dev.read(new byte[16]);
+                after = () -> dev.read(new byte[16]);
+            }
+        }
+        // a reader waiting for console input when the device goes sees the end of its input
+        CompletableFuture<Integer> waiting = new CompletableFuture<>();
+        Thread reader = null;
+        if (type.equals("console")) {
+            var tty = console.consoles().getFirst();
+            reader = Thread.ofPlatform().start(() -> {
+                try {
+                    waiting.complete(tty.input().read());
+                } catch (java.io.IOException e) {
+                    waiting.completeExceptionally(e);
+                }
+            });
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (reader.getState() != Thread.State.WAITING && System.nanoTime() < deadline) {
+                Thread.sleep(1);
+            }
+            assertThat(reader.getState()).as("the reader waits for input").isEqualTo(Thread.State.WAITING);
+        }
+        pci.unplug(slot);
+        machine.unplug(slot);
+        assertThat(bus.devices()).isEmpty();
+        assertThat(machine.dma().used()).as("rings, buffers and slots returned").isEqualTo(before);
+        if (reader != null) {
+            assertThat(waiting.get(5, TimeUnit.SECONDS)).as("end of input for the waiting reader").isEqualTo(-1);
+        }
+        assertThatThrownBy(after).isInstanceOf(java.io.IOException.class)
+                .hasMessageContaining("removed");
+    }
+
     @Test
     void requestsAreSplitIntoSegmentsOfSizeMax() throws Exception {
         machine = new Machine(64 << 20);
