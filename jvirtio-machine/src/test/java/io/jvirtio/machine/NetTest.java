@@ -8,6 +8,7 @@ import io.jvirtio.drivers.net.VirtioNet;
 import io.jvirtio.transport.pci.VirtioPciDriver;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.util.HashSet;
 import java.util.List;
@@ -192,6 +193,47 @@ class NetTest {
         boot(1);
         assertThatThrownBy(() -> a.send(new byte[10])).isInstanceOf(IllegalArgumentException.class);
         assertThatThrownBy(() -> a.send(new byte[3000])).isInstanceOf(IllegalArgumentException.class);
+        // the edges: an Ethernet header alone and a full 1500-byte MTU frame go; one byte less, one more do not
+        assertThatThrownBy(() -> a.send(new byte[13])).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> a.send(new byte[1515])).isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("14..1514");
+        byte[] smallest = java.util.Arrays.copyOf(MAC_B, 14);
+        a.send(smallest);
+        assertThat(b.receive(5, TimeUnit.SECONDS)).isEqualTo(smallest);
+        byte[] largest = frame(MAC_B, MAC_A, 3, 1514);
+        a.send(largest);
+        assertThat(b.receive(5, TimeUnit.SECONDS)).isEqualTo(largest);
+    }
+
+    /**
+     * VIRTIO_NET_CTRL_MAC_ADDR_SET needs CTRL_MAC_ADDR and, being a VIRTIO_NET_CTRL_MAC command, CTRL_RX
+     * (net-drv-12): without either it is refused here; with both the device and the driver take the address.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @CsvSource({"'', ''", "NET_CTRL_MAC_ADDR, NET_CTRL_MAC_ADDR was not negotiated",
+            "NET_CTRL_RX, NET_CTRL_RX was not negotiated"})
+    @io.jvirtio.core.spec.Conformance("net-drv-12")
+    void theStationAddressChangesOnlyWithBothFeatures(String masked, String refusal) throws Exception {
+        machine = new Machine(64 << 20);
+        sw = new VirtualSwitch();
+        long mask = masked.isEmpty() ? 0 : io.jvirtio.core.spec.Feature.valueOf(masked).mask();
+        NetDevice dev = new NetDevice(sw.port(), MAC_A, 1);
+        machine.plug(new MaskedModel(dev, mask));
+        VirtioBus bus = new VirtioBus();
+        NetDriver net = new NetDriver();
+        bus.registerDriver(net);
+        new VirtioPciDriver(machine, bus).scan();
+        VirtioNet nic = net.nics().getFirst();
+        if (refusal.isEmpty()) {
+            nic.setMacAddress(MAC_B);
+            assertThat(nic.mac()).isEqualTo(MAC_B);
+            byte[] cfg = new byte[6];
+            nic.device().readConfig(0, cfg);
+            assertThat(cfg).as("the device's mac field (net-dev-13)").isEqualTo(MAC_B);
+        } else {
+            assertThatThrownBy(() -> nic.setMacAddress(MAC_B)).hasMessageContaining(refusal);
+            assertThat(nic.mac()).isEqualTo(MAC_A);
+        }
     }
 
     @Test
