@@ -87,6 +87,58 @@ class ConsoleTest {
         }
     }
 
+    /**
+     * The driver's configuration reads and writes through each transport's own path: modern PCI, the legacy
+     * I/O BAR with and without MSI-X (the device configuration moves from offset 20 to 24 when MSI-X is on,
+     * §4.1.4.10), and virtio-mmio. The size is read, and an emergency byte written reaches the host.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"modern", "legacy", "legacy-intx", "mmio"})
+    @io.jvirtio.core.spec.Conformance("con-dev-2")
+    void theSizeIsReadAndAnEmergencyByteWrittenThroughEachTransport(String transport) throws Exception {
+        StringBuffer host = new StringBuffer();
+        io.jvirtio.devices.console.ConsoleBackend backend = new io.jvirtio.devices.console.ConsoleBackend() {
+            public void start(java.util.function.Consumer<byte[]> input) { }
+            public void write(byte[] data, int offset, int length) {
+                host.append(new String(data, offset, length, StandardCharsets.ISO_8859_1));
+            }
+            public void close() { }
+        };
+        ConsoleDevice device = new ConsoleDevice(backend, 132, 43);
+        try (Machine machine = new Machine(32 << 20)) {
+            VirtioBus bus = new VirtioBus();
+            ConsoleDriver driver = new ConsoleDriver();
+            bus.registerDriver(driver);
+            switch (transport) {
+                case "modern" -> {
+                    machine.plug(device);
+                    new VirtioPciDriver(machine, bus).scan();
+                }
+                case "legacy", "legacy-intx" -> {
+                    machine.plug(device, transport.equals("legacy") ? 3 : 0, true);
+                    new VirtioPciDriver(machine, bus, true).scan();
+                }
+                default -> {
+                    Machine.MmioSlot slot = machine.plugMmio(device);
+                    new io.jvirtio.transport.mmio.VirtioMmioDriver(machine, bus).probe(slot.base(), slot.irq());
+                }
+            }
+            VirtioConsole console = driver.consoles().getFirst();
+            assertThat(console.device().config().interruptMode())
+                    .contains(switch (transport) {
+                        case "modern" -> "(modern)";
+                        case "legacy" -> "MSI-X";
+                        case "legacy-intx" -> "INTx";
+                        default -> "mmio";
+                    });
+            assertThat(console.columns()).isEqualTo(132);
+            assertThat(console.rows()).isEqualTo(43);
+            console.emergencyWrite('!');
+            console.emergencyWrite(0x100 | 'x'); // the low byte only
+            assertThat(host.toString()).isEqualTo("!x");
+        }
+    }
+
     /** Reads exactly n bytes or fails after a deadline (a lost notification must not hang the test). */
     record InputStreamReaderWithTimeout(InputStream in) {
         byte[] readExactly(int n, int seconds) throws Exception {
