@@ -122,6 +122,9 @@ public final class UnixSockets {
                     msg.set(JAVA_LONG, 40, space);
                 }
                 long n = (long) SENDMSG.invokeExact(st, fd, msg, MSG_NOSIGNAL);
+                if (n < 0 && Posix.errno(st) == FileIo.EINTR) {
+                    continue; // nothing of this part went (a socket with SO_SNDTIMEO is not restarted)
+                }
                 if (n < 0) {
                     return n;
                 }
@@ -152,7 +155,11 @@ public final class UnixSockets {
             msg.set(JAVA_LONG, 24, 1);
             msg.set(java.lang.foreign.ValueLayout.ADDRESS, 32, cmsg);
             msg.set(JAVA_LONG, 40, space);
-            long n = (long) RECVMSG.invokeExact(st, fd, msg, MSG_CMSG_CLOEXEC);
+            long n;
+            do {
+                // a signal before any byte came: again (with SO_RCVTIMEO set the kernel does not restart it)
+                n = (long) RECVMSG.invokeExact(st, fd, msg, MSG_CMSG_CLOEXEC);
+            } while (n < 0 && Posix.errno(st) == FileIo.EINTR);
             if (n < 0) {
                 return n;
             }
