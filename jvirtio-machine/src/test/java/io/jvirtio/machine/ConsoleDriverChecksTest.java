@@ -25,7 +25,7 @@ class ConsoleDriverChecksTest {
     @Conformance("split-drv-15")
     void aReaderGetsWhatTheDeviceWroteAndNothingOfABufferItClaimsToHaveOverfilled() throws Exception {
         try (DriverRulesTest.Rig rig = new DriverRulesTest.Rig()) {
-            NetDriverChecksTest.HandNic dev = new NetDriverChecksTest.HandNic(DeviceType.CONSOLE,
+            NetDriverChecksTest.HandDevice dev = new NetDriverChecksTest.HandDevice(DeviceType.CONSOLE,
                     Feature.VERSION_1.mask(), BUFFER);
             ConsoleDriver driver = new ConsoleDriver();
             rig.drive(dev, driver);

@@ -35,7 +35,7 @@ class NetDriverChecksTest {
     static final byte[] MAC = {0x52, 0x54, 0, 0, 0, 9};
 
     /** A device (a NIC unless said otherwise) whose receive ring, queue 0, the test fills by hand. */
-    static final class HandNic implements VirtioDeviceModel {
+    static final class HandDevice implements VirtioDeviceModel {
         final ConfigSpace config = new ConfigSpace(12);
         final long features;
         final DeviceType type;
@@ -44,12 +44,12 @@ class NetDriverChecksTest {
         volatile Interrupt rxIrq;
         final CountDownLatch started = new CountDownLatch(2);
 
-        HandNic(long features) {
+        HandDevice(long features) {
             this(DeviceType.NET, features, BUFFER);
             config.store(0, MAC);
         }
 
-        HandNic(DeviceType type, long features, int bufferSize) {
+        HandDevice(DeviceType type, long features, int bufferSize) {
             this.type = type;
             this.features = features;
             this.bufferSize = bufferSize;
@@ -111,7 +111,7 @@ class NetDriverChecksTest {
         return java.util.Arrays.copyOfRange(buffer, HDR, buffer.length);
     }
 
-    VirtioNet bind(DriverRulesTest.Rig rig, HandNic nic) throws Exception {
+    VirtioNet bind(DriverRulesTest.Rig rig, HandDevice nic) throws Exception {
         NetDriver driver = new NetDriver();
         rig.drive(nic, driver);
         assertThat(nic.started.await(5, TimeUnit.SECONDS)).isTrue();
@@ -127,7 +127,7 @@ class NetDriverChecksTest {
     @Conformance("split-drv-15")
     void aUsedLengthIsTakenUpToTheBufferAndAFrameFromAnEthernetHeaderOn() throws Exception {
         try (DriverRulesTest.Rig rig = new DriverRulesTest.Rig()) {
-            HandNic dev = new HandNic(Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC));
+            HandDevice dev = new HandDevice(Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC));
             VirtioNet nic = bind(rig, dev);
             byte[] smallest = buffer(1, 14, 1);
             byte[] full = buffer(1, BUFFER - HDR, 2);
@@ -154,7 +154,7 @@ class NetDriverChecksTest {
     @Conformance("split-drv-15")
     void aMergedFrameIsBuiltFromWhatEachBufferHoldsAndDroppedWhenOneClaimsMore(long badLength) throws Exception {
         try (DriverRulesTest.Rig rig = new DriverRulesTest.Rig()) {
-            HandNic dev = new HandNic(Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC, Feature.NET_MRG_RXBUF));
+            HandDevice dev = new HandDevice(Feature.maskOf(Feature.VERSION_1, Feature.NET_MAC, Feature.NET_MRG_RXBUF));
             VirtioNet nic = bind(rig, dev);
             byte[] first = buffer(3, BUFFER - HDR, 7);
             byte[] second = new byte[BUFFER];
